@@ -1,0 +1,77 @@
+import type { RawTensor } from "../tensor/raw.js";
+import type { DType } from "../tensor/dtype.js";
+
+/**
+ * The small op set a model's forward pass is written against. Ops are recorded in call order and take
+ * effect before the next `read` resolves; a CPU backend may run each at once, a GPU backend batches them
+ * into one submission. Activations are f32 row-major matrices; weights keep their stored format and
+ * every op that takes a weight accepts every format the backend lists in `formats`.
+ */
+export interface Backend {
+  readonly kind: "cpu" | "webgpu";
+  /** Weight formats this backend computes with directly; a loader converts anything else to f32. */
+  readonly formats: readonly DType[];
+
+  /** Takes a weight in its stored format. The backend may keep or copy `raw.data`. */
+  upload(raw: RawTensor): Weight;
+  /** A zeroed f32 activation matrix [rows, cols]. */
+  activation(rows: number, cols: number): Tensor;
+  /** The first `rows` rows of t, sharing its storage. */
+  view(t: Tensor, rows: number): Tensor;
+  /** A key/value cache for `layers` layers of `kvHeads` heads of `headDim`, for `capacity` positions. */
+  kvCache(layers: number, kvHeads: number, headDim: number, capacity: number): KVCache;
+
+  /** out[r] = table[tokens[r]] (table [vocab, cols], any format). */
+  embed(out: Tensor, table: Weight, tokens: Int32Array): void;
+  /** out[r, o] = sum_i x[r, i] * w[o, i]; w is [outFeatures, inFeatures]. Only the first `rows` rows when given. */
+  matmul(out: Tensor, x: Tensor, w: Weight, rows?: number): void;
+  /** x[r, c] += bias[c]. */
+  addBias(x: Tensor, bias: Weight): void;
+  /** RMSNorm over each consecutive group of `group` columns of each row, times weight[0..group). */
+  rmsnorm(out: Tensor, x: Tensor, weight: Weight, eps: number, group: number): void;
+  /** RMSNorm of row `row` of x (all its columns) into the single-row tensor out. */
+  rmsnormRow(out: Tensor, x: Tensor, row: number, weight: Weight, eps: number): void;
+  /** Rotates each head of width `headDim` in x (row r is position pos0 + r), in place; half-split pairs (i, i + headDim/2). */
+  rope(x: Tensor, headDim: number, pos0: number, table: RopeTable): void;
+  /** Stores rows of k and v [n, kvHeads * headDim] at positions pos0.. of `layer`. */
+  kvWrite(cache: KVCache, layer: number, k: Tensor, v: Tensor, pos0: number): void;
+  /**
+   * Causal attention of q [n, heads * headDim] (row r at position pos0 + r) over positions 0..pos0+r of
+   * `layer`, scaled by 1/sqrt(headDim); grouped-query heads map head h to kv head floor(h / (heads / kvHeads)).
+   */
+  attention(out: Tensor, q: Tensor, cache: KVCache, layer: number, pos0: number, heads: number): void;
+  /** out = a + b (elementwise; out may alias a). */
+  add(out: Tensor, a: Tensor, b: Tensor): void;
+  /** out = silu(gate) * up (elementwise; out may alias gate). */
+  swiglu(out: Tensor, gate: Tensor, up: Tensor): void;
+  /** A table of cos/sin for positions [0, maxPositions) and the given inverse frequencies. */
+  ropeTable(inverseFrequencies: Float64Array, maxPositions: number): RopeTable;
+
+  /** Rows [row, row + rows) of t, after every recorded op. */
+  read(t: Tensor, row?: number, rows?: number): Promise<Float32Array>;
+  /** Frees every buffer this backend made. */
+  dispose(): void;
+}
+
+export interface Tensor {
+  readonly rows: number;
+  readonly cols: number;
+}
+
+export interface Weight {
+  readonly name: string;
+  readonly dtype: DType;
+  readonly shape: readonly number[];
+}
+
+export interface KVCache {
+  readonly layers: number;
+  readonly kvHeads: number;
+  readonly headDim: number;
+  readonly capacity: number;
+}
+
+export interface RopeTable {
+  readonly maxPositions: number;
+  readonly half: number;
+}

@@ -1,0 +1,52 @@
+import { stat } from "node:fs/promises";
+import { fileURLToPath } from "node:url";
+import type { Backend } from "./backend/backend.js";
+import { CpuBackend } from "./backend/cpu/cpu-backend.js";
+import { LlamaModel } from "./model/llama.js";
+import { Model } from "./model/model.js";
+import type { LoadedSource } from "./io/source.js";
+import { loadLlama2c } from "./io/load-llama2c.js";
+
+export interface LoadOptions {
+  /** Where the forward pass runs. Defaults to "cpu". */
+  device?: "cpu" | "webgpu";
+  /** Worker threads for the CPU backend; defaults to the number of cores. */
+  threads?: number;
+  /** A tokenizer file for sources that do not carry one (llama2.c checkpoints). */
+  tokenizer?: string;
+  /** Hub downloads: never touch the network, use the local cache only. */
+  offline?: boolean;
+  /** Reports download/load progress (bytes done of total). */
+  onProgress?: (what: string, done: number, total: number) => void;
+}
+
+/** The model used when none is named: stories260K, shipped in the repository. */
+export const DEFAULT_MODEL = fileURLToPath(new URL("../../models/stories260K/stories260K.bin", import.meta.url));
+
+/** Reads a model source into memory without choosing a backend. */
+export async function readSource(source: string, options: LoadOptions = {}): Promise<LoadedSource> {
+  const info = await stat(source).catch(() => undefined);
+  if (info?.isFile()) {
+    if (source.endsWith(".bin")) return loadLlama2c(source, options.tokenizer);
+  }
+  throw new Error(`${source}: not a model this build can read (llama2.c .bin)`);
+}
+
+async function createBackend(options: LoadOptions): Promise<Backend> {
+  const device = options.device ?? "cpu";
+  if (device === "cpu") return new CpuBackend();
+  throw new Error(`device "${device}" is not available in this build`);
+}
+
+/** Loads a model from a path or hub id onto the chosen device. */
+export async function loadModel(source: string = DEFAULT_MODEL, options: LoadOptions = {}): Promise<Model> {
+  const loaded = await readSource(source, options);
+  const backend = await createBackend(options);
+  try {
+    const network = LlamaModel.create(loaded.config, loaded.tensors, backend, loaded.source);
+    return new Model(loaded, backend, network);
+  } catch (e) {
+    backend.dispose();
+    throw e;
+  }
+}

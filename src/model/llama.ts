@@ -1,0 +1,235 @@
+/**
+ * The Llama family, written once against Backend: Llama 1-3.x, Mistral, Qwen2/2.5 (q/k/v bias), Qwen3
+ * (q/k RMSNorm, explicit head_dim), SmolLM, llama2.c checkpoints. Weight names are Hugging Face's;
+ * every loader translates its own names to these, and q/k rows are in Hugging Face's half-split RoPE
+ * order (loaders of interleaved-order files permute them back).
+ */
+import type { Backend, KVCache, RopeTable, Tensor, Weight } from "../backend/backend.js";
+import type { RawTensor, TensorMap } from "../tensor/raw.js";
+import { type ModelConfig, ropeInverseFrequencies } from "./config.js";
+
+interface LayerWeights {
+  inputNorm: Weight; // [hidden]
+  q: Weight; // [heads * headDim, hidden]
+  k: Weight; // [kvHeads * headDim, hidden]
+  v: Weight; // [kvHeads * headDim, hidden]
+  o: Weight; // [hidden, heads * headDim]
+  qBias?: Weight; // [heads * headDim]
+  kBias?: Weight; // [kvHeads * headDim]
+  vBias?: Weight; // [kvHeads * headDim]
+  qNorm?: Weight; // [headDim]
+  kNorm?: Weight; // [headDim]
+  postNorm: Weight; // [hidden]
+  gate: Weight; // [intermediate, hidden]
+  up: Weight; // [intermediate, hidden]
+  down: Weight; // [hidden, intermediate]
+}
+
+export interface LlamaWeights {
+  embed: Weight; // [vocab, hidden]
+  layers: LayerWeights[];
+  norm: Weight; // [hidden]
+  lmHead: Weight; // [vocab, hidden] (the embedding when tied)
+}
+
+/** Scratch activations for up to `rows` tokens at a time, allocated once and reused. */
+interface Scratch {
+  rows: number;
+  x: Tensor; // residual stream [rows, hidden]
+  h: Tensor; // normed [rows, hidden]
+  q: Tensor; // [rows, heads * headDim]
+  k: Tensor; // [rows, kvHeads * headDim]
+  v: Tensor;
+  att: Tensor; // [rows, heads * headDim]
+  proj: Tensor; // [rows, hidden]
+  gate: Tensor; // [rows, intermediate]
+  up: Tensor;
+  logits: Tensor; // [rows, vocab]
+}
+
+/** Hugging Face names of the tensors a config needs, for loaders and error messages. */
+export function expectedTensorNames(c: ModelConfig): string[] {
+  const names = ["model.embed_tokens.weight", "model.norm.weight"];
+  if (!c.tieEmbeddings) names.push("lm_head.weight");
+  for (let i = 0; i < c.numLayers; i++) {
+    const p = `model.layers.${i}.`;
+    names.push(
+      `${p}input_layernorm.weight`, `${p}post_attention_layernorm.weight`,
+      `${p}self_attn.q_proj.weight`, `${p}self_attn.k_proj.weight`, `${p}self_attn.v_proj.weight`, `${p}self_attn.o_proj.weight`,
+      `${p}mlp.gate_proj.weight`, `${p}mlp.up_proj.weight`, `${p}mlp.down_proj.weight`,
+    );
+    if (c.attentionBias) names.push(`${p}self_attn.q_proj.bias`, `${p}self_attn.k_proj.bias`, `${p}self_attn.v_proj.bias`);
+    if (c.qkNorm) names.push(`${p}self_attn.q_norm.weight`, `${p}self_attn.k_norm.weight`);
+  }
+  return names;
+}
+
+/** The shape each named tensor must have under config c. */
+export function expectedShape(c: ModelConfig, name: string): number[] {
+  const qDim = c.numHeads * c.headDim;
+  const kvDim = c.numKvHeads * c.headDim;
+  const leaf = name.replace(/^model\.layers\.\d+\./, "");
+  const table: Record<string, number[]> = {
+    "model.embed_tokens.weight": [c.vocabSize, c.hiddenSize],
+    "lm_head.weight": [c.vocabSize, c.hiddenSize],
+    "model.norm.weight": [c.hiddenSize],
+    "input_layernorm.weight": [c.hiddenSize],
+    "post_attention_layernorm.weight": [c.hiddenSize],
+    "self_attn.q_proj.weight": [qDim, c.hiddenSize],
+    "self_attn.k_proj.weight": [kvDim, c.hiddenSize],
+    "self_attn.v_proj.weight": [kvDim, c.hiddenSize],
+    "self_attn.o_proj.weight": [c.hiddenSize, qDim],
+    "self_attn.q_proj.bias": [qDim],
+    "self_attn.k_proj.bias": [kvDim],
+    "self_attn.v_proj.bias": [kvDim],
+    "self_attn.q_norm.weight": [c.headDim],
+    "self_attn.k_norm.weight": [c.headDim],
+    "mlp.gate_proj.weight": [c.intermediateSize, c.hiddenSize],
+    "mlp.up_proj.weight": [c.intermediateSize, c.hiddenSize],
+    "mlp.down_proj.weight": [c.hiddenSize, c.intermediateSize],
+  };
+  const shape = table[leaf];
+  if (!shape) throw new Error(`no expected shape for tensor ${name}`);
+  return shape;
+}
+
+export class LlamaModel {
+  private scratch?: Scratch;
+  private readonly rope: RopeTable;
+
+  private constructor(
+    readonly config: ModelConfig,
+    readonly backend: Backend,
+    readonly weights: LlamaWeights,
+  ) {
+    this.rope = backend.ropeTable(ropeInverseFrequencies(config.rope), config.maxPositions);
+  }
+
+  /**
+   * Checks every tensor's presence and shape against the config, then uploads them. `source` names the
+   * file or folder in error messages.
+   */
+  static create(config: ModelConfig, tensors: TensorMap, backend: Backend, source: string): LlamaModel {
+    const get = (name: string): Weight => {
+      const t = tensors.get(name);
+      if (!t) throw new Error(`${source}: missing tensor ${name}`);
+      checkShape(t, expectedShape(config, name), source);
+      return backend.upload(t);
+    };
+    const opt = (name: string, wanted: boolean): Weight | undefined => (wanted ? get(name) : undefined);
+    const layers: LayerWeights[] = [];
+    for (let i = 0; i < config.numLayers; i++) {
+      const p = `model.layers.${i}.`;
+      layers.push({
+        inputNorm: get(`${p}input_layernorm.weight`),
+        q: get(`${p}self_attn.q_proj.weight`),
+        k: get(`${p}self_attn.k_proj.weight`),
+        v: get(`${p}self_attn.v_proj.weight`),
+        o: get(`${p}self_attn.o_proj.weight`),
+        qBias: opt(`${p}self_attn.q_proj.bias`, config.attentionBias),
+        kBias: opt(`${p}self_attn.k_proj.bias`, config.attentionBias),
+        vBias: opt(`${p}self_attn.v_proj.bias`, config.attentionBias),
+        qNorm: opt(`${p}self_attn.q_norm.weight`, config.qkNorm),
+        kNorm: opt(`${p}self_attn.k_norm.weight`, config.qkNorm),
+        postNorm: get(`${p}post_attention_layernorm.weight`),
+        gate: get(`${p}mlp.gate_proj.weight`),
+        up: get(`${p}mlp.up_proj.weight`),
+        down: get(`${p}mlp.down_proj.weight`),
+      });
+    }
+    const embed = get("model.embed_tokens.weight");
+    const lmHead = config.tieEmbeddings && !tensors.has("lm_head.weight") ? embed : get("lm_head.weight");
+    return new LlamaModel(config, backend, { embed, layers, norm: get("model.norm.weight"), lmHead });
+  }
+
+  /** A fresh KV cache for up to `capacity` positions. */
+  newCache(capacity = this.config.maxPositions): KVCache {
+    const c = this.config;
+    return this.backend.kvCache(c.numLayers, c.numKvHeads, c.headDim, Math.min(capacity, c.maxPositions));
+  }
+
+  private scratchFor(rows: number): Scratch {
+    if (!this.scratch || this.scratch.rows < rows) {
+      const b = this.backend;
+      const c = this.config;
+      const qDim = c.numHeads * c.headDim;
+      const kvDim = c.numKvHeads * c.headDim;
+      this.scratch = {
+        rows,
+        x: b.activation(rows, c.hiddenSize),
+        h: b.activation(rows, c.hiddenSize),
+        q: b.activation(rows, qDim),
+        k: b.activation(rows, kvDim),
+        v: b.activation(rows, kvDim),
+        att: b.activation(rows, qDim),
+        proj: b.activation(rows, c.hiddenSize),
+        gate: b.activation(rows, c.intermediateSize),
+        up: b.activation(rows, c.intermediateSize),
+        logits: b.activation(rows, c.vocabSize),
+      };
+    }
+    return this.scratch;
+  }
+
+  /**
+   * Runs `tokens` at positions pos0.. through the network, filling the cache, and returns the logits
+   * tensor: one row per token when `allLogits`, else one row for the last token.
+   */
+  forward(tokens: Int32Array, pos0: number, cache: KVCache, allLogits = false): Tensor {
+    const n = tokens.length;
+    if (n === 0) throw new Error("forward needs at least one token");
+    if (pos0 + n > cache.capacity) throw new Error(`context full: ${pos0 + n} positions > ${cache.capacity}`);
+    const b = this.backend;
+    const c = this.config;
+    const w = this.weights;
+    const s = this.scratchFor(n);
+    const view = (t: Tensor) => (t.rows === n ? t : b.view(t, n));
+    const x = view(s.x), h = view(s.h), q = view(s.q), k = view(s.k), v = view(s.v);
+    const att = view(s.att), proj = view(s.proj), gate = view(s.gate), up = view(s.up);
+
+    b.embed(x, w.embed, tokens);
+    for (let l = 0; l < c.numLayers; l++) {
+      const L = w.layers[l]!;
+      b.rmsnorm(h, x, L.inputNorm, c.rmsNormEps, c.hiddenSize);
+      b.matmul(q, h, L.q);
+      b.matmul(k, h, L.k);
+      b.matmul(v, h, L.v);
+      if (L.qBias) b.addBias(q, L.qBias);
+      if (L.kBias) b.addBias(k, L.kBias);
+      if (L.vBias) b.addBias(v, L.vBias);
+      if (L.qNorm) b.rmsnorm(q, q, L.qNorm, c.rmsNormEps, c.headDim);
+      if (L.kNorm) b.rmsnorm(k, k, L.kNorm, c.rmsNormEps, c.headDim);
+      b.rope(q, c.headDim, pos0, this.rope);
+      b.rope(k, c.headDim, pos0, this.rope);
+      b.kvWrite(cache, l, k, v, pos0);
+      b.attention(att, q, cache, l, pos0, c.numHeads);
+      b.matmul(proj, att, L.o);
+      b.add(x, x, proj);
+
+      b.rmsnorm(h, x, L.postNorm, c.rmsNormEps, c.hiddenSize);
+      b.matmul(gate, h, L.gate);
+      b.matmul(up, h, L.up);
+      b.swiglu(gate, gate, up);
+      b.matmul(proj, gate, L.down);
+      b.add(x, x, proj);
+    }
+    if (allLogits) {
+      b.rmsnorm(h, x, w.norm, c.rmsNormEps, c.hiddenSize);
+      const logits = view(s.logits);
+      b.matmul(logits, h, w.lmHead);
+      return logits;
+    }
+    // only the last row feeds the next-token distribution
+    const last = b.view(s.h, 1);
+    b.rmsnormRow(last, x, n - 1, w.norm, c.rmsNormEps);
+    const logits = b.view(s.logits, 1);
+    b.matmul(logits, last, w.lmHead);
+    return logits;
+  }
+}
+
+function checkShape(t: RawTensor, want: number[], source: string): void {
+  if (t.shape.length !== want.length || t.shape.some((d, i) => d !== want[i])) {
+    throw new Error(`${source}: tensor ${t.name} has shape [${t.shape.join(", ")}], the config needs [${want.join(", ")}]`);
+  }
+}

@@ -1,0 +1,171 @@
+import type { Backend, KVCache } from "../backend/backend.js";
+import type { Tokenizer } from "../io/tokenizer.js";
+import { StreamDecoder } from "../io/tokenizer.js";
+import type { LoadedSource } from "../io/source.js";
+import type { ModelConfig } from "./config.js";
+import { LlamaModel } from "./llama.js";
+import { Sampler, type SamplingOptions } from "../generate/sampler.js";
+import { StopMatcher } from "../generate/stop.js";
+import { renderChat, startsWithBos, type ChatMessage } from "../generate/chat-template.js";
+
+export interface GenerateOptions extends SamplingOptions {
+  /** Most tokens to generate. Defaults to 256. */
+  maxTokens?: number;
+  /** Generation ends before any of these strings; they are not part of the output. */
+  stop?: string[];
+  /** Prepend the BOS token to the prompt. Defaults to true for generate, false for chat (the template decides). */
+  addBos?: boolean;
+  /** Stop at an end-of-sequence token. Defaults to true. */
+  stopAtEos?: boolean;
+  /** Aborts generation between tokens. */
+  signal?: AbortSignal;
+}
+
+export interface Piece {
+  /** Text that this step completes; may be empty while a character or stop string is incomplete. */
+  text: string;
+  /** The token generated in this step (undefined for a final flush). */
+  tokenId?: number;
+}
+
+export interface GenerationStats {
+  promptTokens: number;
+  generatedTokens: number;
+  finishReason: "stop" | "length" | "abort";
+  prefillMs: number;
+  decodeMs: number;
+}
+
+/** Prompt tokens processed per forward call during prefill: bounds activation memory. */
+const PREFILL_CHUNK = 256;
+
+export class Model {
+  private disposed = false;
+  /** Statistics of the last finished generate/chat call. */
+  lastStats?: GenerationStats;
+
+  constructor(
+    readonly source: LoadedSource,
+    readonly backend: Backend,
+    readonly network: LlamaModel,
+  ) {}
+
+  get config(): ModelConfig {
+    return this.source.config;
+  }
+
+  get tokenizer(): Tokenizer {
+    return this.source.tokenizer;
+  }
+
+  private ensureLive(): void {
+    if (this.disposed) throw new Error("this model was disposed");
+  }
+
+  /** Runs prompt tokens through the network in chunks; returns the logits of the last one. */
+  async prefill(tokens: readonly number[], cache: KVCache, pos0 = 0): Promise<Float32Array> {
+    let logits: Float32Array | undefined;
+    for (let i = 0; i < tokens.length; i += PREFILL_CHUNK) {
+      const chunk = Int32Array.from(tokens.slice(i, i + PREFILL_CHUNK));
+      const out = this.network.forward(chunk, pos0 + i, cache);
+      if (i + PREFILL_CHUNK >= tokens.length) logits = await this.backend.read(out);
+    }
+    if (!logits) throw new Error("prefill needs at least one token");
+    return logits;
+  }
+
+  /** Streams the continuation of `prompt`. */
+  async *generate(prompt: string, options: GenerateOptions = {}): AsyncGenerator<Piece> {
+    this.ensureLive();
+    const ids = this.tokenizer.encode(prompt, { addSpecialTokens: options.addBos ?? true });
+    yield* this.generateFromTokens(ids, options);
+  }
+
+  /** Streams the assistant's reply to `messages` under the model's chat template. */
+  async *chat(messages: readonly ChatMessage[], options: GenerateOptions = {}): AsyncGenerator<Piece> {
+    this.ensureLive();
+    const text = renderChat(this.tokenizer, messages);
+    let ids = this.tokenizer.encode(text, { addSpecialTokens: false });
+    const bos = this.config.bosTokenId ?? this.tokenizer.bosTokenId;
+    const wantBos = options.addBos ?? !startsWithBos(this.tokenizer, text);
+    if (wantBos && bos !== undefined && ids[0] !== bos) ids = [bos, ...ids];
+    yield* this.generateFromTokens(ids, options);
+  }
+
+  /** Streams the continuation of already-tokenized input. */
+  async *generateFromTokens(promptIds: readonly number[], options: GenerateOptions = {}): AsyncGenerator<Piece> {
+    this.ensureLive();
+    const maxTokens = options.maxTokens ?? 256;
+    if (!Number.isInteger(maxTokens) || maxTokens < 0) throw new RangeError(`maxTokens must be a non-negative integer, got ${maxTokens}`);
+    if (promptIds.length === 0) throw new Error("the prompt is empty and no BOS token was added; nothing to condition on");
+    const capacity = this.config.maxPositions;
+    if (promptIds.length >= capacity) {
+      throw new RangeError(`the prompt has ${promptIds.length} tokens; the context holds ${capacity}`);
+    }
+    const sampler = new Sampler(options);
+    const eos = new Set([...this.config.eosTokenIds, ...this.tokenizer.eosTokenIds, ...(this.source.generation?.eosTokenIds ?? [])]);
+    const stopAtEos = options.stopAtEos ?? true;
+    const stops = new StopMatcher(options.stop ?? []);
+    const decoder = new StreamDecoder(this.tokenizer, promptIds);
+    const limit = Math.min(maxTokens, capacity - promptIds.length);
+    const cache = this.network.newCache(Math.min(capacity, promptIds.length + limit));
+    const history = [...promptIds];
+
+    const t0 = performance.now();
+    let logits = await this.prefill(promptIds, cache);
+    const t1 = performance.now();
+    let generated = 0;
+    let finish: GenerationStats["finishReason"] = "length";
+    while (generated < limit) {
+      if (options.signal?.aborted) {
+        finish = "abort";
+        break;
+      }
+      const id = sampler.sample(logits, history);
+      generated++;
+      if (stopAtEos && eos.has(id)) {
+        finish = "stop";
+        break;
+      }
+      history.push(id);
+      const text = stops.push(decoder.push(id));
+      yield { text, tokenId: id };
+      if (stops.stopped) {
+        finish = "stop";
+        break;
+      }
+      if (generated < limit) {
+        const out = this.network.forward(Int32Array.of(id), history.length - 1, cache);
+        logits = await this.backend.read(out);
+      }
+    }
+    if (!stops.stopped) {
+      const rest = stops.push(decoder.flush()) + stops.flush();
+      if (rest) yield { text: rest };
+    }
+    this.lastStats = {
+      promptTokens: promptIds.length,
+      generatedTokens: generated,
+      finishReason: finish,
+      prefillMs: t1 - t0,
+      decodeMs: performance.now() - t1,
+    };
+  }
+
+  /** Convenience: the whole continuation as one string. */
+  async complete(prompt: string, options: GenerateOptions = {}): Promise<string> {
+    let text = "";
+    for await (const p of this.generate(prompt, options)) text += p.text;
+    return text;
+  }
+
+  dispose(): void {
+    if (this.disposed) return;
+    this.disposed = true;
+    this.backend.dispose();
+  }
+
+  async [Symbol.asyncDispose](): Promise<void> {
+    this.dispose();
+  }
+}

@@ -1,0 +1,27 @@
+/**
+ * Storage formats a weight can have when it reaches a backend. Activations are always f32.
+ * The block formats are GGUF's: q8_0 = 32 int8 + one f16 scale (34 bytes); q4_0 = 32 4-bit values in
+ * 16 bytes + one f16 scale (18 bytes), value = (nibble - 8) * scale.
+ */
+export const DTYPES = ["f32", "f16", "bf16", "q8_0", "q4_0"] as const;
+export type DType = (typeof DTYPES)[number];
+
+/** Elements per block and bytes per block; plain formats are blocks of one element. */
+export const BLOCK: Record<DType, { elems: number; bytes: number }> = {
+  f32: { elems: 1, bytes: 4 },
+  f16: { elems: 1, bytes: 2 },
+  bf16: { elems: 1, bytes: 2 },
+  q8_0: { elems: 32, bytes: 34 },
+  q4_0: { elems: 32, bytes: 18 },
+};
+
+export function isDType(s: string): s is DType {
+  return (DTYPES as readonly string[]).includes(s);
+}
+
+/** Bytes needed to store `count` elements, which must fill whole blocks. */
+export function byteSize(dtype: DType, count: number): number {
+  const b = BLOCK[dtype];
+  if (count % b.elems !== 0) throw new Error(`${count} elements do not fill whole ${dtype} blocks of ${b.elems}`);
+  return (count / b.elems) * b.bytes;
+}
