@@ -1,0 +1,62 @@
+import type { Model } from "../model/model.js";
+
+export interface PerplexityOptions {
+  /** Tokens per window. Defaults to 512 (or the model's context if shorter). */
+  ctx?: number;
+  /** Evaluate only the first `chunks` windows. */
+  chunks?: number;
+  /** Called after each window with (windows done, windows total). */
+  onProgress?: (done: number, total: number) => void;
+}
+
+export interface PerplexityResult {
+  /** Tokens scored (each window scores all but its first token). */
+  tokens: number;
+  /** Mean negative log-likelihood in nats. */
+  nll: number;
+  ppl: number;
+}
+
+/**
+ * Perplexity as `frugal eval ppl` defines it: the whole text tokenized without special tokens, cut
+ * into consecutive non-overlapping windows of `ctx` tokens (a shorter last window is kept if it has
+ * at least two tokens), each token after the first in a window scored given the tokens before it in
+ * that window.
+ */
+export async function evaluatePerplexity(model: Model, text: string, options: PerplexityOptions = {}): Promise<PerplexityResult> {
+  const ids = model.tokenizer.encode(text, { addSpecialTokens: false });
+  return perplexityOfTokens(model, ids, options);
+}
+
+export async function perplexityOfTokens(model: Model, ids: readonly number[], options: PerplexityOptions = {}): Promise<PerplexityResult> {
+  const ctx = options.ctx ?? Math.min(512, model.config.maxPositions);
+  if (!Number.isInteger(ctx) || ctx < 2) throw new RangeError(`ctx must be an integer >= 2, got ${ctx}`);
+  if (ctx > model.config.maxPositions) throw new RangeError(`ctx ${ctx} exceeds the model's context of ${model.config.maxPositions}`);
+  const windows: number[][] = [];
+  for (let i = 0; i + 1 < ids.length; i += ctx) {
+    const w = ids.slice(i, i + ctx);
+    if (w.length >= 2) windows.push(w);
+  }
+  if (options.chunks !== undefined) windows.splice(options.chunks);
+  if (windows.length === 0) throw new Error(`the text has ${ids.length} tokens: too few to score`);
+  let total = 0;
+  let count = 0;
+  const cache = model.network.newCache(ctx);
+  for (const [wi, w] of windows.entries()) {
+    const out = model.network.forward(Int32Array.from(w), 0, cache, true);
+    const logits = await model.backend.read(out);
+    const vocab = model.config.vocabSize;
+    for (let t = 0; t + 1 < w.length; t++) {
+      const row = logits.subarray(t * vocab, (t + 1) * vocab);
+      let max = -Infinity;
+      for (let i = 0; i < vocab; i++) if (row[i]! > max) max = row[i]!;
+      let sum = 0;
+      for (let i = 0; i < vocab; i++) sum += Math.exp(row[i]! - max);
+      total += max + Math.log(sum) - row[w[t + 1]!]!;
+      count++;
+    }
+    options.onProgress?.(wi + 1, windows.length);
+  }
+  const nll = total / count;
+  return { tokens: count, nll, ppl: Math.exp(nll) };
+}
