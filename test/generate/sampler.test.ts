@@ -1,0 +1,57 @@
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import { Sampler, argmax } from "../../src/generate/sampler.js";
+
+const logits = () => Float32Array.from([1, 3, 2, 0.5, 2.9, -1]);
+
+test("temperature 0 and top-k 1 both pick the argmax", () => {
+  assert.equal(new Sampler({ temperature: 0 }).sample(logits()), 1);
+  for (let seed = 0; seed < 20; seed++) assert.equal(new Sampler({ temperature: 1, topK: 1, seed }).sample(logits()), 1);
+  assert.equal(argmax(Float32Array.from([2, 5, 5])), 1, "ties go to the first index");
+});
+
+test("the same seed gives the same draws; different seeds differ", () => {
+  const draw = (seed: number) => {
+    const s = new Sampler({ temperature: 1, seed });
+    return Array.from({ length: 50 }, () => s.sample(logits()));
+  };
+  assert.deepEqual(draw(7), draw(7));
+  assert.notDeepEqual(draw(7), draw(8));
+});
+
+test("sampling frequencies follow softmax(logits / T)", () => {
+  const T = 0.7;
+  const s = new Sampler({ temperature: T, seed: 1 });
+  const counts = new Float64Array(6);
+  const n = 40000;
+  for (let i = 0; i < n; i++) counts[s.sample(logits())]!++;
+  const e = Array.from(logits(), (l) => Math.exp(l / T));
+  const z = e.reduce((a, b) => a + b, 0);
+  for (let i = 0; i < 6; i++) {
+    const p = e[i]! / z;
+    const sd = Math.sqrt((p * (1 - p)) / n);
+    assert.ok(Math.abs(counts[i]! / n - p) < 5 * sd + 1e-9, `token ${i}: ${counts[i]! / n} vs ${p}`);
+  }
+});
+
+test("top-p keeps the smallest prefix reaching p; min-p drops tokens below p * max", () => {
+  // probabilities at T=1 of [1,3,2,0.5,2.9,-1]: token 1 and 4 together are ~0.68
+  const s = new Sampler({ temperature: 1, topP: 0.6, seed: 3 });
+  const seen = new Set(Array.from({ length: 2000 }, () => s.sample(logits())));
+  assert.deepEqual([...seen].sort(), [1, 4]);
+  const m = new Sampler({ temperature: 1, minP: Math.exp(-1.05), seed: 3 }); // keeps logits >= 3 - 1.05
+  const seenM = new Set(Array.from({ length: 2000 }, () => m.sample(logits())));
+  assert.deepEqual([...seenM].sort(), [1, 2, 4]);
+});
+
+test("repetition penalty divides positive and multiplies negative logits of seen tokens", () => {
+  const l = logits();
+  new Sampler({ temperature: 0, repetitionPenalty: 2 }).sample(l, [1, 5, 1]);
+  assert.deepEqual([...l], [1, 1.5, 2, 0.5, Math.fround(2.9), -2]);
+});
+
+test("out-of-range options are refused by name", () => {
+  assert.throws(() => new Sampler({ topP: 1.5 }), /topP/);
+  assert.throws(() => new Sampler({ temperature: -1 }), /temperature/);
+  assert.throws(() => new Sampler({ repetitionPenalty: 0 }), /repetitionPenalty/);
+});
