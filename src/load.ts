@@ -6,6 +6,9 @@ import { LlamaModel } from "./model/llama.js";
 import { Model } from "./model/model.js";
 import type { LoadedSource } from "./io/source.js";
 import { loadLlama2c } from "./io/load-llama2c.js";
+import { loadHfFolder } from "./io/load-hf.js";
+import { isHubId, resolveHub } from "./io/hub.js";
+import { ProgressBar } from "./cli/progress.js";
 
 export interface LoadOptions {
   /** Where the forward pass runs. Defaults to "cpu". */
@@ -29,7 +32,12 @@ export async function readSource(source: string, options: LoadOptions = {}): Pro
   if (info?.isFile()) {
     if (source.endsWith(".bin")) return loadLlama2c(source, options.tokenizer);
   }
-  throw new Error(`${source}: not a model this build can read (llama2.c .bin)`);
+  if (info?.isDirectory() && (await stat(`${source}/config.json`).catch(() => undefined))) return loadHfFolder(source);
+  if (!info && isHubId(source)) {
+    const onProgress = options.onProgress ?? new ProgressBar().update;
+    return loadHfFolder(await resolveHub(source, { offline: options.offline, onProgress }), { name: source });
+  }
+  throw new Error(`${source}: not a model this build can read (llama2.c .bin, Hugging Face folder, hub id org/name)`);
 }
 
 async function createBackend(options: LoadOptions): Promise<Backend> {
