@@ -35,6 +35,8 @@ export type RopeConfig = {
   /** Rotated dimensions per head (all of them for every supported family). */
   readonly dim: number;
   readonly scaling?: RopeScaling;
+  /** Explicit per-pair inverse frequencies (GGUF's rope_freqs); when present they replace theta and scaling. */
+  readonly inverseFrequencies?: readonly number[];
 };
 
 export type RopeScaling =
@@ -49,6 +51,7 @@ export type RopeScaling =
 
 /** Inverse frequencies per rotated pair, with the model's scaling applied (as transformers computes them). */
 export function ropeInverseFrequencies(rope: RopeConfig): Float64Array {
+  if (rope.inverseFrequencies) return Float64Array.from(rope.inverseFrequencies);
   const half = rope.dim / 2;
   const inv = new Float64Array(half);
   for (let i = 0; i < half; i++) inv[i] = 1 / rope.theta ** ((2 * i) / rope.dim);
