@@ -3,6 +3,7 @@ import type { RawTensor } from "../../tensor/raw.js";
 import type { DType } from "../../tensor/dtype.js";
 import { Arena } from "./arena.js";
 import { decodeRow, matmulRef } from "./reference.js";
+import { createWasmMatmul, type WasmMatmulOptions } from "./wasm-matmul.js";
 
 export class CpuTensor implements Tensor {
   constructor(
@@ -271,4 +272,14 @@ export class CpuBackend implements Backend {
   dispose(): void {
     this.engine.dispose();
   }
+}
+
+/**
+ * A CPU backend on the WebAssembly SIMD engine (worker threads when `threads` > 1, default: one per core);
+ * the TypeScript reference engine where this JavaScript engine lacks WebAssembly SIMD or threads.
+ */
+export async function createCpuBackend(options: WasmMatmulOptions = {}): Promise<CpuBackend> {
+  const arena = new Arena();
+  const engine = await createWasmMatmul(arena, options);
+  return new CpuBackend({ arena, matmul: engine ?? referenceMatmul });
 }

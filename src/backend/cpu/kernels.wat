@@ -1,0 +1,413 @@
+;; Matrix-multiply kernels of the CPU backend: out[r, o] = sum_i x[r, i] * W[o, i] for every weight format.
+;;
+;; The module imports the arena's shared memory, so the main thread and every worker run these kernels over
+;; the same bytes. A job is described in a small control block (layout in wasm-matmul.ts, CTRL_* below);
+;; `run` claims chunks of output features with an atomic counter until none are left, so threads that start
+;; late (a worker waking up) simply take fewer chunks.
+;;
+;; Two activation paths:
+;;  - f32 ("exact"): activations stay f32; weights are decoded to f32 in registers. Differs from the
+;;    reference only by f32 summation order.
+;;  - int8 (kinds Q8_I8, Q4_I8): each 32-block of an activation row is quantized once per matmul to int8
+;;    (scale = amax / 127, as llama.cpp's q8_0) and dotted with the weight's integers by i32x4.dot_i16x8_s;
+;;    one f32 multiply per block applies both scales.
+;;
+;; The block formats read activations in a per-block permuted order that matches how weight bytes unpack
+;; from 16-bit lanes without byte shuffles: [x0 x2 .. x14 | x1 x3 .. x15 | x16 x18 .. x30 | x17 .. x31].
+;; `prep_f32` and `quant_i8` write that order.
+(module
+  (import "env" "memory" (memory 1 65536 shared))
+
+  ;; kinds
+  ;; 0 f32, 1 f16, 2 bf16, 3 q8_0 (f32 x), 4 q4_0 (f32 x), 5 q8_0 (int8 x), 6 q4_0 (int8 x)
+
+  ;; control block byte offsets (see wasm-matmul.ts)
+  ;;   128 next chunk (atomic)    192 kind   196 w   200 x   204 xs   208 out
+  ;;   212 inF   216 outF   220 rows   224 chunk   228 nChunks
+
+  ;; f16 bits -> f32, exact for zeros, subnormals, normals, infinities and NaN.
+  (func $h2f (param $h i32) (result f32)
+    (local $m i32)
+    (local.set $m (i32.shl (i32.and (local.get $h) (i32.const 0x7fff)) (i32.const 13)))
+    (f32.copysign
+      (select
+        (f32.reinterpret_i32 (i32.or (local.get $m) (i32.const 0x7f800000)))
+        (f32.mul (f32.reinterpret_i32 (local.get $m)) (f32.const 0x1p112))
+        (i32.eq (i32.and (local.get $h) (i32.const 0x7c00)) (i32.const 0x7c00)))
+      (f32.reinterpret_i32 (i32.shl (local.get $h) (i32.const 16)))))
+
+  (func $hsum (param $v v128) (result f32)
+    (f32.add
+      (f32.add (f32x4.extract_lane 0 (local.get $v)) (f32x4.extract_lane 1 (local.get $v)))
+      (f32.add (f32x4.extract_lane 2 (local.get $v)) (f32x4.extract_lane 3 (local.get $v)))))
+
+  ;; ---------------------------------------------------------------------------------------------
+  ;; f32 weights: dot of n floats at w and x.
+  (func $dot_f32 (param $w i32) (param $x i32) (param $n i32) (result f32)
+    (local $a0 v128) (local $a1 v128) (local $end i32) (local $s f32)
+    (local.set $end (i32.add (local.get $w) (i32.shl (i32.and (local.get $n) (i32.const -8)) (i32.const 2))))
+    (block $done
+      (loop $l
+        (br_if $done (i32.ge_u (local.get $w) (local.get $end)))
+        (local.set $a0 (f32x4.add (local.get $a0)
+          (f32x4.mul (v128.load (local.get $w)) (v128.load (local.get $x)))))
+        (local.set $a1 (f32x4.add (local.get $a1)
+          (f32x4.mul (v128.load offset=16 (local.get $w)) (v128.load offset=16 (local.get $x)))))
+        (local.set $w (i32.add (local.get $w) (i32.const 32)))
+        (local.set $x (i32.add (local.get $x) (i32.const 32)))
+        (br $l)))
+    (local.set $s (call $hsum (f32x4.add (local.get $a0) (local.get $a1))))
+    (local.set $end (i32.add (local.get $w) (i32.shl (i32.and (local.get $n) (i32.const 7)) (i32.const 2))))
+    (block $done2
+      (loop $t
+        (br_if $done2 (i32.ge_u (local.get $w) (local.get $end)))
+        (local.set $s (f32.add (local.get $s) (f32.mul (f32.load (local.get $w)) (f32.load (local.get $x)))))
+        (local.set $w (i32.add (local.get $w) (i32.const 4)))
+        (local.set $x (i32.add (local.get $x) (i32.const 4)))
+        (br $t)))
+    (local.get $s))
+
+  ;; 8 f16 -> f32 bits as two vectors, built in 16-bit lanes: the high half is sign | exponent | top 7
+  ;; mantissa bits (from an arithmetic shift), the low half the last 3 mantissa bits; then one multiply by
+  ;; 2^112 rebiases the exponent (and scales subnormals exactly). Infinity/NaN get the all-ones exponent first.
+  (func $f16x8 (param $v v128) (result v128 v128)
+    (local $hi v128) (local $lo v128)
+    (local.set $hi (v128.or
+      (v128.and (i16x8.shr_s (local.get $v) (i32.const 3)) (v128.const i16x8 0x8fff 0x8fff 0x8fff 0x8fff 0x8fff 0x8fff 0x8fff 0x8fff))
+      (v128.and
+        (i16x8.eq (v128.and (local.get $v) (v128.const i16x8 0x7c00 0x7c00 0x7c00 0x7c00 0x7c00 0x7c00 0x7c00 0x7c00))
+                  (v128.const i16x8 0x7c00 0x7c00 0x7c00 0x7c00 0x7c00 0x7c00 0x7c00 0x7c00))
+        (v128.const i16x8 0x7f80 0x7f80 0x7f80 0x7f80 0x7f80 0x7f80 0x7f80 0x7f80))))
+    (local.set $lo (i16x8.shl (local.get $v) (i32.const 13)))
+    (f32x4.mul (i8x16.shuffle 0 1 16 17 2 3 18 19 4 5 20 21 6 7 22 23 (local.get $lo) (local.get $hi))
+               (v128.const f32x4 0x1p112 0x1p112 0x1p112 0x1p112))
+    (f32x4.mul (i8x16.shuffle 8 9 24 25 10 11 26 27 12 13 28 29 14 15 30 31 (local.get $lo) (local.get $hi))
+               (v128.const f32x4 0x1p112 0x1p112 0x1p112 0x1p112)))
+
+  (func $dot_f16 (param $w i32) (param $x i32) (param $n i32) (result f32)
+    (local $a0 v128) (local $a1 v128) (local $end i32) (local $s f32) (local $f0 v128) (local $f1 v128)
+    (local.set $end (i32.add (local.get $w) (i32.shl (i32.and (local.get $n) (i32.const -8)) (i32.const 1))))
+    (block $done
+      (loop $l
+        (br_if $done (i32.ge_u (local.get $w) (local.get $end)))
+        (call $f16x8 (v128.load (local.get $w)))
+        (local.set $f1)
+        (local.set $f0)
+        (local.set $a0 (f32x4.add (local.get $a0) (f32x4.mul (local.get $f0) (v128.load (local.get $x)))))
+        (local.set $a1 (f32x4.add (local.get $a1) (f32x4.mul (local.get $f1) (v128.load offset=16 (local.get $x)))))
+        (local.set $w (i32.add (local.get $w) (i32.const 16)))
+        (local.set $x (i32.add (local.get $x) (i32.const 32)))
+        (br $l)))
+    (local.set $s (call $hsum (f32x4.add (local.get $a0) (local.get $a1))))
+    (local.set $end (i32.add (local.get $w) (i32.shl (i32.and (local.get $n) (i32.const 7)) (i32.const 1))))
+    (block $done2
+      (loop $t
+        (br_if $done2 (i32.ge_u (local.get $w) (local.get $end)))
+        (local.set $s (f32.add (local.get $s) (f32.mul (call $h2f (i32.load16_u (local.get $w))) (f32.load (local.get $x)))))
+        (local.set $w (i32.add (local.get $w) (i32.const 2)))
+        (local.set $x (i32.add (local.get $x) (i32.const 4)))
+        (br $t)))
+    (local.get $s))
+
+  ;; bf16 is the top half of an f32: interleave with zero 16-bit lanes.
+  (func $dot_bf16 (param $w i32) (param $x i32) (param $n i32) (result f32)
+    (local $a0 v128) (local $a1 v128) (local $end i32) (local $s f32) (local $v v128)
+    (local.set $end (i32.add (local.get $w) (i32.shl (i32.and (local.get $n) (i32.const -8)) (i32.const 1))))
+    (block $done
+      (loop $l
+        (br_if $done (i32.ge_u (local.get $w) (local.get $end)))
+        (local.set $v (v128.load (local.get $w)))
+        (local.set $a0 (f32x4.add (local.get $a0) (f32x4.mul
+          (i8x16.shuffle 16 17 0 1 18 19 2 3 20 21 4 5 22 23 6 7 (local.get $v) (v128.const i32x4 0 0 0 0))
+          (v128.load (local.get $x)))))
+        (local.set $a1 (f32x4.add (local.get $a1) (f32x4.mul
+          (i8x16.shuffle 16 17 8 9 18 19 10 11 20 21 12 13 22 23 14 15 (local.get $v) (v128.const i32x4 0 0 0 0))
+          (v128.load offset=16 (local.get $x)))))
+        (local.set $w (i32.add (local.get $w) (i32.const 16)))
+        (local.set $x (i32.add (local.get $x) (i32.const 32)))
+        (br $l)))
+    (local.set $s (call $hsum (f32x4.add (local.get $a0) (local.get $a1))))
+    (local.set $end (i32.add (local.get $w) (i32.shl (i32.and (local.get $n) (i32.const 7)) (i32.const 1))))
+    (block $done2
+      (loop $t
+        (br_if $done2 (i32.ge_u (local.get $w) (local.get $end)))
+        (local.set $s (f32.add (local.get $s) (f32.mul
+          (f32.reinterpret_i32 (i32.shl (i32.load16_u (local.get $w)) (i32.const 16)))
+          (f32.load (local.get $x)))))
+        (local.set $w (i32.add (local.get $w) (i32.const 2)))
+        (local.set $x (i32.add (local.get $x) (i32.const 4)))
+        (br $t)))
+    (local.get $s))
+
+  ;; ---------------------------------------------------------------------------------------------
+  ;; Block formats, f32 activations in the permuted block order. `nb` blocks of 32.
+  (func $dot_q8_f32 (param $w i32) (param $x i32) (param $nb i32) (result f32)
+    (local $acc v128) (local $b v128) (local $v v128) (local $e v128) (local $o v128) (local $end i32)
+    (local.set $end (i32.add (local.get $w) (i32.mul (local.get $nb) (i32.const 34))))
+    (block $done
+      (loop $l
+        (br_if $done (i32.ge_u (local.get $w) (local.get $end)))
+        (local.set $v (v128.load offset=2 align=1 (local.get $w)))
+        (local.set $e (i16x8.shr_s (i16x8.shl (local.get $v) (i32.const 8)) (i32.const 8)))
+        (local.set $o (i16x8.shr_s (local.get $v) (i32.const 8)))
+        (local.set $b (f32x4.mul (f32x4.convert_i32x4_s (i32x4.extend_low_i16x8_s (local.get $e))) (v128.load (local.get $x))))
+        (local.set $b (f32x4.add (local.get $b) (f32x4.mul (f32x4.convert_i32x4_s (i32x4.extend_high_i16x8_s (local.get $e))) (v128.load offset=16 (local.get $x)))))
+        (local.set $b (f32x4.add (local.get $b) (f32x4.mul (f32x4.convert_i32x4_s (i32x4.extend_low_i16x8_s (local.get $o))) (v128.load offset=32 (local.get $x)))))
+        (local.set $b (f32x4.add (local.get $b) (f32x4.mul (f32x4.convert_i32x4_s (i32x4.extend_high_i16x8_s (local.get $o))) (v128.load offset=48 (local.get $x)))))
+        (local.set $v (v128.load offset=18 align=1 (local.get $w)))
+        (local.set $e (i16x8.shr_s (i16x8.shl (local.get $v) (i32.const 8)) (i32.const 8)))
+        (local.set $o (i16x8.shr_s (local.get $v) (i32.const 8)))
+        (local.set $b (f32x4.add (local.get $b) (f32x4.mul (f32x4.convert_i32x4_s (i32x4.extend_low_i16x8_s (local.get $e))) (v128.load offset=64 (local.get $x)))))
+        (local.set $b (f32x4.add (local.get $b) (f32x4.mul (f32x4.convert_i32x4_s (i32x4.extend_high_i16x8_s (local.get $e))) (v128.load offset=80 (local.get $x)))))
+        (local.set $b (f32x4.add (local.get $b) (f32x4.mul (f32x4.convert_i32x4_s (i32x4.extend_low_i16x8_s (local.get $o))) (v128.load offset=96 (local.get $x)))))
+        (local.set $b (f32x4.add (local.get $b) (f32x4.mul (f32x4.convert_i32x4_s (i32x4.extend_high_i16x8_s (local.get $o))) (v128.load offset=112 (local.get $x)))))
+        (local.set $acc (f32x4.add (local.get $acc)
+          (f32x4.mul (local.get $b) (f32x4.splat (call $h2f (i32.load16_u (local.get $w)))))))
+        (local.set $w (i32.add (local.get $w) (i32.const 34)))
+        (local.set $x (i32.add (local.get $x) (i32.const 128)))
+        (br $l)))
+    (call $hsum (local.get $acc)))
+
+  ;; q4_0: flipping each nibble's top bit (xor 0x88) turns n into the 4-bit two's complement of n - 8, so
+  ;; shifting it to the top of a 16-bit lane and back arithmetically yields n - 8 directly.
+  (func $dot_q4_f32 (param $w i32) (param $x i32) (param $nb i32) (result f32)
+    (local $acc v128) (local $b v128) (local $v v128) (local $p v128) (local $end i32)
+    (local.set $end (i32.add (local.get $w) (i32.mul (local.get $nb) (i32.const 18))))
+    (block $done
+      (loop $l
+        (br_if $done (i32.ge_u (local.get $w) (local.get $end)))
+        (local.set $v (v128.xor (v128.load offset=2 align=1 (local.get $w)) (v128.const i32x4 0x88888888 0x88888888 0x88888888 0x88888888)))
+        ;; elements 0, 2, .. 14: bits 3..0
+        (local.set $p (i16x8.shr_s (i16x8.shl (local.get $v) (i32.const 12)) (i32.const 12)))
+        (local.set $b (f32x4.mul (f32x4.convert_i32x4_s (i32x4.extend_low_i16x8_s (local.get $p))) (v128.load (local.get $x))))
+        (local.set $b (f32x4.add (local.get $b) (f32x4.mul (f32x4.convert_i32x4_s (i32x4.extend_high_i16x8_s (local.get $p))) (v128.load offset=16 (local.get $x)))))
+        ;; elements 1, 3, .. 15: bits 11..8
+        (local.set $p (i16x8.shr_s (i16x8.shl (local.get $v) (i32.const 4)) (i32.const 12)))
+        (local.set $b (f32x4.add (local.get $b) (f32x4.mul (f32x4.convert_i32x4_s (i32x4.extend_low_i16x8_s (local.get $p))) (v128.load offset=32 (local.get $x)))))
+        (local.set $b (f32x4.add (local.get $b) (f32x4.mul (f32x4.convert_i32x4_s (i32x4.extend_high_i16x8_s (local.get $p))) (v128.load offset=48 (local.get $x)))))
+        ;; elements 16, 18, .. 30: bits 7..4
+        (local.set $p (i16x8.shr_s (i16x8.shl (local.get $v) (i32.const 8)) (i32.const 12)))
+        (local.set $b (f32x4.add (local.get $b) (f32x4.mul (f32x4.convert_i32x4_s (i32x4.extend_low_i16x8_s (local.get $p))) (v128.load offset=64 (local.get $x)))))
+        (local.set $b (f32x4.add (local.get $b) (f32x4.mul (f32x4.convert_i32x4_s (i32x4.extend_high_i16x8_s (local.get $p))) (v128.load offset=80 (local.get $x)))))
+        ;; elements 17, 19, .. 31: bits 15..12
+        (local.set $p (i16x8.shr_s (local.get $v) (i32.const 12)))
+        (local.set $b (f32x4.add (local.get $b) (f32x4.mul (f32x4.convert_i32x4_s (i32x4.extend_low_i16x8_s (local.get $p))) (v128.load offset=96 (local.get $x)))))
+        (local.set $b (f32x4.add (local.get $b) (f32x4.mul (f32x4.convert_i32x4_s (i32x4.extend_high_i16x8_s (local.get $p))) (v128.load offset=112 (local.get $x)))))
+        (local.set $acc (f32x4.add (local.get $acc)
+          (f32x4.mul (local.get $b) (f32x4.splat (call $h2f (i32.load16_u (local.get $w)))))))
+        (local.set $w (i32.add (local.get $w) (i32.const 18)))
+        (local.set $x (i32.add (local.get $x) (i32.const 128)))
+        (br $l)))
+    (call $hsum (local.get $acc)))
+
+  ;; ---------------------------------------------------------------------------------------------
+  ;; Block formats, int8 activations: xq holds 32 int16 per block (values in [-127, 127], permuted order),
+  ;; xs one f32 scale per block.
+  (func $dot_q8_i8 (param $w i32) (param $xq i32) (param $xs i32) (param $nb i32) (result f32)
+    (local $acc v128) (local $s v128) (local $v v128) (local $end i32)
+    (local.set $end (i32.add (local.get $w) (i32.mul (local.get $nb) (i32.const 34))))
+    (block $done
+      (loop $l
+        (br_if $done (i32.ge_u (local.get $w) (local.get $end)))
+        (local.set $v (v128.load offset=2 align=1 (local.get $w)))
+        (local.set $s (i32x4.add
+          (i32x4.dot_i16x8_s (i16x8.shr_s (i16x8.shl (local.get $v) (i32.const 8)) (i32.const 8)) (v128.load (local.get $xq)))
+          (i32x4.dot_i16x8_s (i16x8.shr_s (local.get $v) (i32.const 8)) (v128.load offset=16 (local.get $xq)))))
+        (local.set $v (v128.load offset=18 align=1 (local.get $w)))
+        (local.set $s (i32x4.add (local.get $s) (i32x4.add
+          (i32x4.dot_i16x8_s (i16x8.shr_s (i16x8.shl (local.get $v) (i32.const 8)) (i32.const 8)) (v128.load offset=32 (local.get $xq)))
+          (i32x4.dot_i16x8_s (i16x8.shr_s (local.get $v) (i32.const 8)) (v128.load offset=48 (local.get $xq))))))
+        (local.set $acc (f32x4.add (local.get $acc)
+          (f32x4.mul (f32x4.convert_i32x4_s (local.get $s))
+            (f32x4.splat (f32.mul (call $h2f (i32.load16_u (local.get $w))) (f32.load (local.get $xs)))))))
+        (local.set $w (i32.add (local.get $w) (i32.const 34)))
+        (local.set $xq (i32.add (local.get $xq) (i32.const 64)))
+        (local.set $xs (i32.add (local.get $xs) (i32.const 4)))
+        (br $l)))
+    (call $hsum (local.get $acc)))
+
+  (func $dot_q4_i8 (param $w i32) (param $xq i32) (param $xs i32) (param $nb i32) (result f32)
+    (local $acc v128) (local $s v128) (local $v v128) (local $end i32)
+    (local.set $end (i32.add (local.get $w) (i32.mul (local.get $nb) (i32.const 18))))
+    (block $done
+      (loop $l
+        (br_if $done (i32.ge_u (local.get $w) (local.get $end)))
+        (local.set $v (v128.xor (v128.load offset=2 align=1 (local.get $w)) (v128.const i32x4 0x88888888 0x88888888 0x88888888 0x88888888)))
+        (local.set $s (i32x4.add
+          (i32x4.add
+            (i32x4.dot_i16x8_s (i16x8.shr_s (i16x8.shl (local.get $v) (i32.const 12)) (i32.const 12)) (v128.load (local.get $xq)))
+            (i32x4.dot_i16x8_s (i16x8.shr_s (i16x8.shl (local.get $v) (i32.const 4)) (i32.const 12)) (v128.load offset=16 (local.get $xq))))
+          (i32x4.add
+            (i32x4.dot_i16x8_s (i16x8.shr_s (i16x8.shl (local.get $v) (i32.const 8)) (i32.const 12)) (v128.load offset=32 (local.get $xq)))
+            (i32x4.dot_i16x8_s (i16x8.shr_s (local.get $v) (i32.const 12)) (v128.load offset=48 (local.get $xq))))))
+        (local.set $acc (f32x4.add (local.get $acc)
+          (f32x4.mul (f32x4.convert_i32x4_s (local.get $s))
+            (f32x4.splat (f32.mul (call $h2f (i32.load16_u (local.get $w))) (f32.load (local.get $xs)))))))
+        (local.set $w (i32.add (local.get $w) (i32.const 18)))
+        (local.set $xq (i32.add (local.get $xq) (i32.const 64)))
+        (local.set $xs (i32.add (local.get $xs) (i32.const 4)))
+        (br $l)))
+    (call $hsum (local.get $acc)))
+
+  ;; ---------------------------------------------------------------------------------------------
+  ;; Activation preparation (once per matmul, on the calling thread).
+
+  ;; Copies `rows` rows of n (a multiple of 32) f32 into the permuted block order.
+  (func (export "prep_f32") (param $x i32) (param $dst i32) (param $count i32)
+    (local $end i32) (local $a v128) (local $b v128) (local $c v128) (local $d v128)
+    (local.set $end (i32.add (local.get $x) (i32.shl (local.get $count) (i32.const 2))))
+    (block $done
+      (loop $l
+        (br_if $done (i32.ge_u (local.get $x) (local.get $end)))
+        ;; 16 elements at a time: evens then odds
+        (local.set $a (v128.load (local.get $x)))
+        (local.set $b (v128.load offset=16 (local.get $x)))
+        (local.set $c (v128.load offset=32 (local.get $x)))
+        (local.set $d (v128.load offset=48 (local.get $x)))
+        (v128.store (local.get $dst) (i8x16.shuffle 0 1 2 3 8 9 10 11 16 17 18 19 24 25 26 27 (local.get $a) (local.get $b)))
+        (v128.store offset=16 (local.get $dst) (i8x16.shuffle 0 1 2 3 8 9 10 11 16 17 18 19 24 25 26 27 (local.get $c) (local.get $d)))
+        (v128.store offset=32 (local.get $dst) (i8x16.shuffle 4 5 6 7 12 13 14 15 20 21 22 23 28 29 30 31 (local.get $a) (local.get $b)))
+        (v128.store offset=48 (local.get $dst) (i8x16.shuffle 4 5 6 7 12 13 14 15 20 21 22 23 28 29 30 31 (local.get $c) (local.get $d)))
+        (local.set $x (i32.add (local.get $x) (i32.const 64)))
+        (local.set $dst (i32.add (local.get $dst) (i32.const 64)))
+        (br $l))))
+
+  ;; Quantizes `count` f32 (a multiple of 32) to int16-stored int8 blocks in the permuted order, with
+  ;; one f32 scale amax / 127 per block. q = nearest(x * (127 / amax)), clamped to [-127, 127].
+  (func (export "quant_i8") (param $x i32) (param $dq i32) (param $ds i32) (param $count i32)
+    (local $end i32) (local $j i32) (local $m v128) (local $amax f32) (local $inv v128)
+    (local $a v128) (local $b v128) (local $c v128) (local $d v128)
+    (local.set $end (i32.add (local.get $x) (i32.shl (local.get $count) (i32.const 2))))
+    (block $done
+      (loop $l
+        (br_if $done (i32.ge_u (local.get $x) (local.get $end)))
+        (local.set $m (f32x4.abs (v128.load (local.get $x))))
+        (local.set $m (f32x4.max (local.get $m) (f32x4.abs (v128.load offset=16 (local.get $x)))))
+        (local.set $m (f32x4.max (local.get $m) (f32x4.abs (v128.load offset=32 (local.get $x)))))
+        (local.set $m (f32x4.max (local.get $m) (f32x4.abs (v128.load offset=48 (local.get $x)))))
+        (local.set $m (f32x4.max (local.get $m) (f32x4.abs (v128.load offset=64 (local.get $x)))))
+        (local.set $m (f32x4.max (local.get $m) (f32x4.abs (v128.load offset=80 (local.get $x)))))
+        (local.set $m (f32x4.max (local.get $m) (f32x4.abs (v128.load offset=96 (local.get $x)))))
+        (local.set $m (f32x4.max (local.get $m) (f32x4.abs (v128.load offset=112 (local.get $x)))))
+        (local.set $amax (f32.max
+          (f32.max (f32x4.extract_lane 0 (local.get $m)) (f32x4.extract_lane 1 (local.get $m)))
+          (f32.max (f32x4.extract_lane 2 (local.get $m)) (f32x4.extract_lane 3 (local.get $m)))))
+        (f32.store (local.get $ds) (f32.div (local.get $amax) (f32.const 127)))
+        (local.set $inv (f32x4.splat (select (f32.div (f32.const 127) (local.get $amax)) (f32.const 0)
+          (f32.gt (local.get $amax) (f32.const 0)))))
+        ;; two halves of 16 elements: evens (8) then odds (8), each narrowed to 16-bit
+        (local.set $j (i32.const 0))
+        (loop $half
+          (local.set $a (i32x4.trunc_sat_f32x4_s (f32x4.nearest (f32x4.mul (v128.load (local.get $x)) (local.get $inv)))))
+          (local.set $b (i32x4.trunc_sat_f32x4_s (f32x4.nearest (f32x4.mul (v128.load offset=16 (local.get $x)) (local.get $inv)))))
+          (local.set $c (i32x4.trunc_sat_f32x4_s (f32x4.nearest (f32x4.mul (v128.load offset=32 (local.get $x)) (local.get $inv)))))
+          (local.set $d (i32x4.trunc_sat_f32x4_s (f32x4.nearest (f32x4.mul (v128.load offset=48 (local.get $x)) (local.get $inv)))))
+          ;; a = x0..3, b = x4..7, c = x8..11, d = x12..15 (as int32)
+          (v128.store (local.get $dq) (i16x8.min_s (i16x8.max_s
+            (i16x8.narrow_i32x4_s
+              (i8x16.shuffle 0 1 2 3 8 9 10 11 16 17 18 19 24 25 26 27 (local.get $a) (local.get $b))
+              (i8x16.shuffle 0 1 2 3 8 9 10 11 16 17 18 19 24 25 26 27 (local.get $c) (local.get $d)))
+            (v128.const i16x8 -127 -127 -127 -127 -127 -127 -127 -127))
+            (v128.const i16x8 127 127 127 127 127 127 127 127)))
+          (v128.store offset=16 (local.get $dq) (i16x8.min_s (i16x8.max_s
+            (i16x8.narrow_i32x4_s
+              (i8x16.shuffle 4 5 6 7 12 13 14 15 20 21 22 23 28 29 30 31 (local.get $a) (local.get $b))
+              (i8x16.shuffle 4 5 6 7 12 13 14 15 20 21 22 23 28 29 30 31 (local.get $c) (local.get $d)))
+            (v128.const i16x8 -127 -127 -127 -127 -127 -127 -127 -127))
+            (v128.const i16x8 127 127 127 127 127 127 127 127)))
+          (local.set $x (i32.add (local.get $x) (i32.const 64)))
+          (local.set $dq (i32.add (local.get $dq) (i32.const 32)))
+          (local.set $j (i32.add (local.get $j) (i32.const 1)))
+          (br_if $half (i32.lt_u (local.get $j) (i32.const 2))))
+        (local.set $ds (i32.add (local.get $ds) (i32.const 4)))
+        (br $l))))
+
+  ;; ---------------------------------------------------------------------------------------------
+  ;; out[r, o] for r in [0, rows), o in [o0, o1).
+  (func $tile (param $kind i32) (param $w i32) (param $x i32) (param $xs i32) (param $out i32)
+              (param $inF i32) (param $outF i32) (param $rows i32) (param $o0 i32) (param $o1 i32)
+    (local $o i32) (local $r i32) (local $wrow i32) (local $rowBytes i32) (local $nb i32)
+    (local $xstride i32) (local $v f32) (local $r0 i32) (local $r1 i32)
+    (local.set $nb (i32.shr_u (local.get $inF) (i32.const 5)))
+    ;; bytes per weight row and per prepared activation row
+    (block $k
+      (block $k6 (block $k5 (block $k4 (block $k3 (block $k2 (block $k1 (block $k0
+        (br_table $k0 $k1 $k2 $k3 $k4 $k5 $k6 $k0 (local.get $kind)))
+        (local.set $rowBytes (i32.shl (local.get $inF) (i32.const 2)))
+        (local.set $xstride (i32.shl (local.get $inF) (i32.const 2))) (br $k))
+        (local.set $rowBytes (i32.shl (local.get $inF) (i32.const 1)))
+        (local.set $xstride (i32.shl (local.get $inF) (i32.const 2))) (br $k))
+        (local.set $rowBytes (i32.shl (local.get $inF) (i32.const 1)))
+        (local.set $xstride (i32.shl (local.get $inF) (i32.const 2))) (br $k))
+        (local.set $rowBytes (i32.mul (local.get $nb) (i32.const 34)))
+        (local.set $xstride (i32.shl (local.get $inF) (i32.const 2))) (br $k))
+        (local.set $rowBytes (i32.mul (local.get $nb) (i32.const 18)))
+        (local.set $xstride (i32.shl (local.get $inF) (i32.const 2))) (br $k))
+        (local.set $rowBytes (i32.mul (local.get $nb) (i32.const 34)))
+        (local.set $xstride (i32.shl (local.get $inF) (i32.const 1))) (br $k))
+      (local.set $rowBytes (i32.mul (local.get $nb) (i32.const 18)))
+      (local.set $xstride (i32.shl (local.get $inF) (i32.const 1))))
+    ;; activation rows in tiles of 16 that stay in L1/L2 while the chunk's weight rows pass over them
+    (local.set $r0 (i32.const 0))
+    (block $tdone
+      (loop $tl
+        (br_if $tdone (i32.ge_u (local.get $r0) (local.get $rows)))
+        (local.set $r1 (i32.add (local.get $r0) (i32.const 16)))
+        (if (i32.gt_u (local.get $r1) (local.get $rows)) (then (local.set $r1 (local.get $rows))))
+    (local.set $o (local.get $o0))
+    (local.set $wrow (i32.add (local.get $w) (i32.mul (local.get $o0) (local.get $rowBytes))))
+    (block $odone
+      (loop $ol
+        (br_if $odone (i32.ge_u (local.get $o) (local.get $o1)))
+        (local.set $r (local.get $r0))
+        (block $rdone
+          (loop $rl
+            (br_if $rdone (i32.ge_u (local.get $r) (local.get $r1)))
+            (block $got
+              (block $g6 (block $g5 (block $g4 (block $g3 (block $g2 (block $g1 (block $g0
+                (br_table $g0 $g1 $g2 $g3 $g4 $g5 $g6 $g0 (local.get $kind)))
+                (local.set $v (call $dot_f32 (local.get $wrow) (i32.add (local.get $x) (i32.mul (local.get $r) (local.get $xstride))) (local.get $inF)))
+                (br $got))
+                (local.set $v (call $dot_f16 (local.get $wrow) (i32.add (local.get $x) (i32.mul (local.get $r) (local.get $xstride))) (local.get $inF)))
+                (br $got))
+                (local.set $v (call $dot_bf16 (local.get $wrow) (i32.add (local.get $x) (i32.mul (local.get $r) (local.get $xstride))) (local.get $inF)))
+                (br $got))
+                (local.set $v (call $dot_q8_f32 (local.get $wrow) (i32.add (local.get $x) (i32.mul (local.get $r) (local.get $xstride))) (local.get $nb)))
+                (br $got))
+                (local.set $v (call $dot_q4_f32 (local.get $wrow) (i32.add (local.get $x) (i32.mul (local.get $r) (local.get $xstride))) (local.get $nb)))
+                (br $got))
+                (local.set $v (call $dot_q8_i8 (local.get $wrow) (i32.add (local.get $x) (i32.mul (local.get $r) (local.get $xstride)))
+                  (i32.add (local.get $xs) (i32.shl (i32.mul (local.get $r) (local.get $nb)) (i32.const 2))) (local.get $nb)))
+                (br $got))
+              (local.set $v (call $dot_q4_i8 (local.get $wrow) (i32.add (local.get $x) (i32.mul (local.get $r) (local.get $xstride)))
+                (i32.add (local.get $xs) (i32.shl (i32.mul (local.get $r) (local.get $nb)) (i32.const 2))) (local.get $nb))))
+            (f32.store
+              (i32.add (local.get $out) (i32.shl (i32.add (i32.mul (local.get $r) (local.get $outF)) (local.get $o)) (i32.const 2)))
+              (local.get $v))
+            (local.set $r (i32.add (local.get $r) (i32.const 1)))
+            (br $rl)))
+        (local.set $wrow (i32.add (local.get $wrow) (local.get $rowBytes)))
+        (local.set $o (i32.add (local.get $o) (i32.const 1)))
+        (br $ol)))
+        (local.set $r0 (local.get $r1))
+        (br $tl))))
+
+  ;; Claims chunks of output features from the job in the control block at $c until none are left.
+  (func (export "run") (param $c i32)
+    (local $chunk i32) (local $n i32) (local $i i32) (local $o0 i32) (local $o1 i32) (local $outF i32)
+    (local.set $chunk (i32.load offset=224 (local.get $c)))
+    (local.set $n (i32.load offset=228 (local.get $c)))
+    (local.set $outF (i32.load offset=216 (local.get $c)))
+    (block $done
+      (loop $l
+        (local.set $i (i32.atomic.rmw.add offset=128 (local.get $c) (i32.const 1)))
+        (br_if $done (i32.ge_u (local.get $i) (local.get $n)))
+        (local.set $o0 (i32.mul (local.get $i) (local.get $chunk)))
+        (local.set $o1 (i32.add (local.get $o0) (local.get $chunk)))
+        (if (i32.gt_u (local.get $o1) (local.get $outF)) (then (local.set $o1 (local.get $outF))))
+        (call $tile
+          (i32.load offset=192 (local.get $c)) (i32.load offset=196 (local.get $c)) (i32.load offset=200 (local.get $c))
+          (i32.load offset=204 (local.get $c)) (i32.load offset=208 (local.get $c)) (i32.load offset=212 (local.get $c))
+          (local.get $outF) (i32.load offset=220 (local.get $c)) (local.get $o0) (local.get $o1))
+        (br $l))))
+)

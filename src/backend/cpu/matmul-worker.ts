@@ -1,0 +1,43 @@
+/**
+ * A matmul worker thread: instantiates the kernels over the shared arena memory and runs each job the
+ * control block announces (see worker-pool.ts), until the pool sets `quit`.
+ */
+import { parentPort, workerData } from "node:worker_threads";
+import { CTRL, CTRL_BYTES, type WorkerInit } from "./worker-pool.js";
+
+const init = workerData as WorkerInit;
+const instance = await WebAssembly.instantiate(init.module, { env: { memory: init.memory } });
+const run = instance.exports["run"] as (ctrl: number) => void;
+const c = new Int32Array(init.memory.buffer, init.ctrl, CTRL_BYTES / 4);
+const SEQ = CTRL.seq >> 2;
+
+/** Returns the next job generation, spinning for `spinMs` before sleeping. */
+function nextJob(seen: number): number {
+  let s: number;
+  let t0 = performance.now();
+  let n = 0;
+  while ((s = Atomics.load(c, SEQ)) === seen) {
+    if ((++n & 1023) !== 0 || performance.now() - t0 < init.spinMs) continue;
+    Atomics.add(c, CTRL.sleepers >> 2, 1);
+    Atomics.wait(c, SEQ, seen);
+    Atomics.sub(c, CTRL.sleepers >> 2, 1);
+    t0 = performance.now();
+  }
+  return s;
+}
+
+parentPort!.postMessage("ready");
+let seen = Atomics.load(c, SEQ);
+for (;;) {
+  seen = nextJob(seen);
+  if (Atomics.load(c, CTRL.quit >> 2) !== 0) break;
+  try {
+    run(init.ctrl);
+  } catch (e) {
+    init.errors.postMessage(e instanceof Error ? e.message : String(e));
+    Atomics.store(c, CTRL.error >> 2, 1);
+  }
+  Atomics.add(c, CTRL.done >> 2, 1);
+  Atomics.notify(c, CTRL.done >> 2);
+}
+init.errors.close();

@@ -1,0 +1,161 @@
+/**
+ * The WebAssembly SIMD matmul engine of the CPU backend (kernels.wat), optionally spread over worker
+ * threads (worker-pool.ts). Weights, activations and the job's control block all live in the arena's
+ * shared memory, so a matmul passes only offsets.
+ */
+import type { Arena } from "./arena.js";
+import type { CpuMatmul, CpuTensor, CpuWeight } from "./cpu-backend.js";
+import type { DType } from "../../tensor/dtype.js";
+import { CTRL, CTRL_BYTES, WorkerPool, type SpinOptions } from "./worker-pool.js";
+
+/**
+ * How q8_0/q4_0 matmuls treat activations: "f32" keeps them exact (the result differs from the reference
+ * only by f32 summation order); "int8" quantizes each 32-block of the activation row to int8 once per
+ * matmul, as llama.cpp does, and uses integer dot products. Other formats always use f32 activations.
+ */
+export type ActivationPath = "f32" | "int8";
+
+export interface WasmMatmulOptions extends SpinOptions {
+  /** Threads including the calling one; 1 runs without workers. */
+  threads?: number;
+  /** Defaults to "int8" (see ActivationPath). */
+  activations?: ActivationPath;
+  /** Matmuls with fewer multiply-adds than this run on the calling thread alone. */
+  parallelMin?: number;
+}
+
+interface Kernels {
+  run(ctrl: number): void;
+  prep_f32(x: number, dst: number, count: number): void;
+  quant_i8(x: number, dq: number, ds: number, count: number): void;
+}
+
+const KIND_F32 = 0, KIND_F16 = 1, KIND_BF16 = 2, KIND_Q8_F32 = 3, KIND_Q4_F32 = 4, KIND_Q8_I8 = 5, KIND_Q4_I8 = 6;
+/** Output-feature chunks per thread: enough that a late-waking worker does not hold up the others. */
+const CHUNKS_PER_THREAD = 8;
+
+let compiled: Promise<WebAssembly.Module | undefined> | undefined;
+
+/** The compiled kernels, or undefined where this engine lacks WebAssembly SIMD or threads. */
+export function kernelModule(): Promise<WebAssembly.Module | undefined> {
+  compiled ??= (async () => {
+    const url = new URL("./kernels.wasm", import.meta.url);
+    let bytes: Uint8Array<ArrayBuffer>;
+    if (typeof process !== "undefined" && process.versions?.node) {
+      const { readFile } = await import("node:fs/promises");
+      const { fileURLToPath } = await import("node:url");
+      bytes = new Uint8Array(await readFile(fileURLToPath(url)));
+    } else {
+      bytes = new Uint8Array(await (await fetch(url)).arrayBuffer());
+    }
+    if (!WebAssembly.validate(bytes)) return undefined;
+    return WebAssembly.compile(bytes);
+  })();
+  return compiled;
+}
+
+/** Threads the machine offers (cores), at least 1. */
+export async function defaultThreads(): Promise<number> {
+  if (typeof process !== "undefined" && process.versions?.node) {
+    const os = await import("node:os");
+    return Math.max(1, os.availableParallelism?.() ?? os.cpus().length);
+  }
+  return Math.max(1, globalThis.navigator?.hardwareConcurrency ?? 1);
+}
+
+/** Creates the engine over `arena`, or returns undefined where WebAssembly SIMD/threads are unavailable. */
+export async function createWasmMatmul(arena: Arena, options: WasmMatmulOptions = {}): Promise<WasmMatmul | undefined> {
+  const module = await kernelModule();
+  if (!module) return undefined;
+  const instance = await WebAssembly.instantiate(module, { env: { memory: arena.memory } });
+  const kernels = instance.exports as unknown as Kernels;
+  const threads = Math.max(1, Math.floor(options.threads ?? (await defaultThreads())));
+  const ctrl = arena.alloc(CTRL_BYTES);
+  const pool = threads > 1 ? await WorkerPool.start(threads - 1, module, arena.memory, ctrl, options) : undefined;
+  return new WasmMatmul(arena, kernels, ctrl, pool, options.activations ?? "int8", options.parallelMin ?? 65536);
+}
+
+export class WasmMatmul implements CpuMatmul {
+  private readonly ctl: Int32Array;
+  private scratch = 0;
+  private scratchBytes = 0;
+
+  constructor(
+    private readonly arena: Arena,
+    private readonly kernels: Kernels,
+    private readonly ctrl: number,
+    private readonly pool: WorkerPool | undefined,
+    readonly activations: ActivationPath,
+    private readonly parallelMin: number,
+  ) {
+    // the control block sits below every later allocation, so a view taken now stays valid as memory grows
+    this.ctl = new Int32Array(arena.memory.buffer, ctrl, CTRL_BYTES / 4);
+  }
+
+  /** Threads a large matmul runs on, the calling one included. */
+  get threads(): number {
+    return 1 + (this.pool?.size ?? 0);
+  }
+
+  matmul(w: CpuWeight, x: CpuTensor, out: CpuTensor, rows: number): void {
+    const inF = w.inFeatures;
+    const outF = w.outFeatures;
+    if (rows > x.rows || rows > out.rows) throw new Error(`matmul ${w.name}: ${rows} rows of a ${Math.min(x.rows, out.rows)}-row tensor`);
+    if (rows === 0 || outF === 0) return;
+    const kind = this.kindOf(w.dtype, w.name);
+    let xp = x.offset;
+    let xs = 0;
+    if (kind >= KIND_Q8_F32) {
+      if (inF % 32 !== 0) throw new Error(`matmul ${w.name}: ${w.dtype} needs in-features divisible by 32, got ${inF}`);
+      const count = rows * inF;
+      if (kind >= KIND_Q8_I8) {
+        xp = this.scratchFor(count * 2 + (count / 32) * 4);
+        xs = xp + count * 2;
+        this.kernels.quant_i8(x.offset, xp, xs, count);
+      } else {
+        xp = this.scratchFor(count * 4);
+        this.kernels.prep_f32(x.offset, xp, count);
+      }
+    }
+    const c = this.ctl;
+    const parallel = this.pool !== undefined && inF * outF * rows >= this.parallelMin && outF > 1;
+    const chunk = parallel ? Math.max(1, Math.ceil(outF / (this.threads * CHUNKS_PER_THREAD))) : outF;
+    c[CTRL.kind >> 2] = kind;
+    c[CTRL.w >> 2] = w.offset;
+    c[CTRL.x >> 2] = xp;
+    c[CTRL.xs >> 2] = xs;
+    c[CTRL.out >> 2] = out.offset;
+    c[CTRL.inF >> 2] = inF;
+    c[CTRL.outF >> 2] = outF;
+    c[CTRL.rows >> 2] = rows;
+    c[CTRL.chunk >> 2] = chunk;
+    c[CTRL.nChunks >> 2] = Math.ceil(outF / chunk);
+    Atomics.store(c, CTRL.next >> 2, 0);
+    if (parallel) this.pool!.run(() => this.kernels.run(this.ctrl));
+    else this.kernels.run(this.ctrl);
+  }
+
+  private kindOf(dtype: DType, name: string): number {
+    switch (dtype) {
+      case "f32": return KIND_F32;
+      case "f16": return KIND_F16;
+      case "bf16": return KIND_BF16;
+      case "q8_0": return this.activations === "int8" ? KIND_Q8_I8 : KIND_Q8_F32;
+      case "q4_0": return this.activations === "int8" ? KIND_Q4_I8 : KIND_Q4_F32;
+      default: throw new Error(`matmul ${name}: no WebAssembly kernel for ${String(dtype)}`);
+    }
+  }
+
+  /** A scratch region of at least `bytes`, reallocated (doubling) when a larger one is needed. */
+  private scratchFor(bytes: number): number {
+    if (bytes > this.scratchBytes) {
+      this.scratchBytes = Math.max(bytes, this.scratchBytes * 2);
+      this.scratch = this.arena.alloc(this.scratchBytes);
+    }
+    return this.scratch;
+  }
+
+  dispose(): void {
+    this.pool?.dispose();
+  }
+}
