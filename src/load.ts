@@ -6,6 +6,7 @@ import { LlamaModel } from "./model/llama.js";
 import { Model } from "./model/model.js";
 import type { LoadedSource } from "./io/source.js";
 import { loadLlama2c } from "./io/load-llama2c.js";
+import { loadGguf } from "./io/load-gguf.js";
 import { loadHfFolder } from "./io/load-hf.js";
 import { isHubId, resolveHub } from "./io/hub.js";
 import { ProgressBar } from "./cli/progress.js";
@@ -31,6 +32,7 @@ export async function readSource(source: string, options: LoadOptions = {}): Pro
   const info = await stat(source).catch(() => undefined);
   if (info?.isFile()) {
     if (source.endsWith(".bin")) return loadLlama2c(source, options.tokenizer);
+    if (source.endsWith(".gguf")) return loadGguf(source);
   }
   if (info?.isDirectory() && (await stat(`${source}/config.json`).catch(() => undefined))) return loadHfFolder(source);
   if (!info && isHubId(source)) {
