@@ -49,6 +49,12 @@ export interface Backend {
 
   /** Rows [row, row + rows) of t, after every recorded op. */
   read(t: Tensor, row?: number, rows?: number): Promise<Float32Array>;
+  /**
+   * The index of the largest value in the last row of `logits` (ties go to the lowest index), after every
+   * recorded op: greedy sampling that brings back only the token id. Optional; without it, `read` the
+   * row and take the argmax on the CPU.
+   */
+  argmax?(logits: Tensor): Promise<number>;
   /** Frees every buffer this backend made. */
   dispose(): void;
 }

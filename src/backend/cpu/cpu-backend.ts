@@ -269,6 +269,15 @@ export class CpuBackend implements Backend {
     return ct.data.slice(row * ct.cols, (row + rows) * ct.cols);
   }
 
+  async argmax(logits: Tensor): Promise<number> {
+    const t = logits as CpuTensor;
+    if (t.rows === 0 || t.cols === 0) throw new Error("argmax of an empty tensor");
+    const row = t.data.subarray((t.rows - 1) * t.cols, t.rows * t.cols);
+    let best = 0;
+    for (let i = 1; i < row.length; i++) if (row[i]! > row[best]!) best = i;
+    return best;
+  }
+
   dispose(): void {
     this.engine.dispose();
   }
