@@ -146,8 +146,10 @@ async function download(id: string, revision: string, repoDir: string, options: 
 
   let weights: string[];
   const index = files.get(INDEX);
+  // the index decides which shards to fetch, so it comes first; its bytes still count in the progress
+  let done = 0;
   if (index) {
-    await fetchFile(index, () => {});
+    await fetchFile(index, (n) => (done += n));
     const map = (JSON.parse(await readFile(join(snapshot, INDEX), "utf8")) as { weight_map?: Record<string, string> }).weight_map ?? {};
     weights = [...new Set(Object.values(map))];
   } else if (files.has("model.safetensors")) {
@@ -162,8 +164,7 @@ async function download(id: string, revision: string, repoDir: string, options: 
   const wanted = [...SIDE_FILES.filter((p) => files.has(p)), ...weights].map((p) => files.get(p)!);
   const todo: FileEntry[] = [];
   for (const f of wanted) if (!(await exists(join(snapshot, f.path)))) todo.push(f);
-  const total = todo.reduce((sum, f) => sum + f.size, 0);
-  let done = 0;
+  const total = done + todo.reduce((sum, f) => sum + f.size, 0);
   for (const f of todo) {
     await fetchFile(f, (n) => {
       done += n;
