@@ -27,6 +27,29 @@ test("byte-level BPE: encode gives the hand-derived ids; BOS comes from the Temp
   assert.deepEqual(tok.encode("<s>hello</s>"), [0, 14, 1]);
 });
 
+test("byte-level BPE as Llama 3 writes it (Split regex + ByteLevel pre-tokenizer, Sequence post-processor) gives the same ids", () => {
+  const plain = byteLevelTokenizer(true);
+  const llama3 = {
+    ...plain,
+    pre_tokenizer: {
+      type: "Sequence",
+      pretokenizers: [
+        {
+          type: "Split",
+          pattern: { Regex: "(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}{1,3}| ?[^\\s\\p{L}\\p{N}]+[\\r\\n]*|\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+" },
+          behavior: "Isolated",
+          invert: false,
+        },
+        { type: "ByteLevel", add_prefix_space: false, trim_offsets: true, use_regex: false },
+      ],
+    },
+    post_processor: { type: "Sequence", processors: [{ type: "ByteLevel", add_prefix_space: true, trim_offsets: false, use_regex: true }, plain["post_processor"]] },
+  };
+  const tok = new HfTokenizer(llama3, CONFIG, "llama3-style");
+  assert.deepEqual(tok.encode("hello world! hold", { addSpecialTokens: true }), [0, 14, 19, 10, 6, 2, 5, 4, 9]);
+  assert.deepEqual(tok.encode("hello world! hold"), [14, 19, 10, 6, 2, 5, 4, 9]);
+});
+
 test("byte-level BPE: a ByteLevel post-processor (Qwen style) adds nothing", () => {
   const tok = new HfTokenizer(byteLevelTokenizer(false), { eos_token: "</s>", bos_token: null }, "tiny");
   assert.deepEqual(tok.encode("hello world!", { addSpecialTokens: true }), [14, 19, 10]);
