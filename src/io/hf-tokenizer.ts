@@ -1,7 +1,9 @@
 /**
  * Hugging Face tokenizers (tokenizer.json + tokenizer_config.json) behind our Tokenizer interface,
  * through @huggingface/tokenizers. Special tokens added at encode time are whatever the tokenizer's
- * post-processor adds (a TemplateProcessing with BOS for Llama, none for Qwen), as in transformers.
+ * post-processor adds (a TemplateProcessing with BOS for Llama 3, none for Qwen), as in transformers;
+ * for the Llama tokenizer classes (Llama 2, TinyLlama, ...) the add_bos_token / add_eos_token flags of
+ * tokenizer_config.json decide instead, as LlamaTokenizerFast does.
  */
 import { readFile } from "node:fs/promises";
 import { join } from "node:path";
@@ -41,6 +43,8 @@ export class HfTokenizer implements Tokenizer {
   readonly chatTemplate?: string;
   readonly specialTokens: Readonly<Record<string, string>>;
   private readonly impl: HfTokenizerImpl;
+  /** Set for Llama tokenizer classes, whose add_bos_token/add_eos_token replace the file's post-processor. */
+  private readonly llamaTemplate?: { bos: boolean; eos: boolean };
 
   /**
    * Builds a tokenizer from parsed tokenizer.json and tokenizer_config.json; `chatTemplate` (a
@@ -77,13 +81,24 @@ export class HfTokenizer implements Tokenizer {
     if (bos !== undefined) this.bosTokenId = bos;
     const eos = idOf(special["eos_token"]);
     this.eosTokenIds = eos !== undefined ? [eos] : [];
+    // transformers' LlamaTokenizerFast rebuilds the post-processor from these flags when it loads
+    const cls = tokenizerConfig["tokenizer_class"];
+    if (typeof cls === "string" && /^(Code)?LlamaTokenizer(Fast)?$/.test(cls)) {
+      const flag = (key: string, fallback: boolean) => (typeof tokenizerConfig[key] === "boolean" ? (tokenizerConfig[key] as boolean) : fallback);
+      this.llamaTemplate = { bos: flag("add_bos_token", true), eos: flag("add_eos_token", false) };
+    }
     const template = chatTemplate ?? chatTemplateOf(tokenizerConfig["chat_template"], join(source, "tokenizer_config.json"));
     if (template !== undefined) this.chatTemplate = template;
   }
 
   /** Token ids of `text`; with addSpecialTokens, whatever the post-processor adds (usually BOS). */
   encode(text: string, options: { addSpecialTokens?: boolean } = {}): number[] {
-    return this.impl.encode(text, { add_special_tokens: options.addSpecialTokens ?? false }).ids;
+    const special = options.addSpecialTokens ?? false;
+    const t = this.llamaTemplate;
+    if (!t || !special) return this.impl.encode(text, { add_special_tokens: special }).ids;
+    const ids = this.impl.encode(text, { add_special_tokens: false }).ids;
+    const eos = this.eosTokenIds[0];
+    return [...(t.bos && this.bosTokenId !== undefined ? [this.bosTokenId] : []), ...ids, ...(t.eos && eos !== undefined ? [eos] : [])];
   }
 
   /** Text of `ids`; special tokens are dropped unless `keepSpecial`, and ids outside the vocabulary decode to nothing. */

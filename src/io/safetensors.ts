@@ -140,7 +140,9 @@ async function headerOf(fh: FileHandle, path: string): Promise<SafetensorsHeader
 
 /** Reads `length` bytes at `position`, looping over short reads; large tensors exceed one read's 2 GiB limit. */
 async function readExactly(fh: FileHandle, position: number, length: number, path: string): Promise<Uint8Array> {
-  const out = new Uint8Array(length);
+  // unpooled and not zero-filled: every byte is overwritten by the read, and zeroing gigabytes costs time
+  const raw = Buffer.allocUnsafeSlow(length);
+  const out = new Uint8Array(raw.buffer, raw.byteOffset, length);
   let done = 0;
   while (done < length) {
     const chunk = Math.min(length - done, 1 << 30);

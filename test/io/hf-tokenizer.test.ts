@@ -89,6 +89,18 @@ test("SentencePiece-style BPE (Llama 2): ▁ for spaces, byte fallback, BOS, and
   assert.deepEqual([tok.bosTokenId, ...tok.eosTokenIds], [1, 2]);
 });
 
+test("Llama tokenizer classes: add_bos_token / add_eos_token in tokenizer_config.json override the post-processor", () => {
+  const sp = sentencePieceTokenizer();
+  const base = { bos_token: "<s>", eos_token: "</s>", unk_token: "<unk>", tokenizer_class: "LlamaTokenizer" };
+  const noTemplate = { ...sp, post_processor: null };
+  assert.deepEqual(new HfTokenizer(noTemplate, base, "sp").encode("hi", { addSpecialTokens: true }), [1, 7]); // add_bos_token defaults to true
+  assert.deepEqual(new HfTokenizer(sp, { ...base, add_bos_token: false }, "sp").encode("hi", { addSpecialTokens: true }), [7]);
+  assert.deepEqual(new HfTokenizer(sp, { ...base, add_eos_token: true }, "sp").encode("hi", { addSpecialTokens: true }), [1, 7, 2]);
+  assert.deepEqual(new HfTokenizer(sp, { ...base, add_eos_token: true }, "sp").encode("hi"), [7]);
+  // other classes follow the post-processor whatever the flags say
+  assert.deepEqual(new HfTokenizer(sp, { ...base, tokenizer_class: "PreTrainedTokenizerFast", add_bos_token: false }, "sp").encode("hi", { addSpecialTokens: true }), [1, 7]);
+});
+
 test("loadHfTokenizer reads the folder; chat_template.jinja overrides the config's template", async () => {
   const dir = tempDir();
   writeFileSync(join(dir, "tokenizer.json"), JSON.stringify(byteLevelTokenizer(true)));
