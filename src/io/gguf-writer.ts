@@ -73,6 +73,7 @@ class ByteSink {
   length = 0;
   private readonly utf8 = new TextEncoder();
 
+  /** Makes room for n bytes and returns where they start; call it before touching buf/dv, which it may replace. */
   private reserve(n: number): number {
     if (this.length + n > this.buf.byteLength) {
       const next = new Uint8Array(Math.max(this.buf.byteLength * 2, this.length + n));
@@ -84,17 +85,17 @@ class ByteSink {
     this.length += n;
     return at;
   }
-  u8(v: number) { this.dv.setUint8(this.reserve(1), v); }
-  i8(v: number) { this.dv.setInt8(this.reserve(1), v); }
-  u16(v: number) { this.dv.setUint16(this.reserve(2), v, true); }
-  i16(v: number) { this.dv.setInt16(this.reserve(2), v, true); }
-  u32(v: number) { this.dv.setUint32(this.reserve(4), v, true); }
-  i32(v: number) { this.dv.setInt32(this.reserve(4), v, true); }
-  f32(v: number) { this.dv.setFloat32(this.reserve(4), v, true); }
-  f64(v: number) { this.dv.setFloat64(this.reserve(8), v, true); }
-  u64(v: number | bigint) { this.dv.setBigUint64(this.reserve(8), BigInt(v), true); }
-  i64(v: number | bigint) { this.dv.setBigInt64(this.reserve(8), BigInt(v), true); }
-  bytes(b: Uint8Array) { this.buf.set(b, this.reserve(b.byteLength)); }
+  u8(v: number) { const at = this.reserve(1); this.dv.setUint8(at, v); }
+  i8(v: number) { const at = this.reserve(1); this.dv.setInt8(at, v); }
+  u16(v: number) { const at = this.reserve(2); this.dv.setUint16(at, v, true); }
+  i16(v: number) { const at = this.reserve(2); this.dv.setInt16(at, v, true); }
+  u32(v: number) { const at = this.reserve(4); this.dv.setUint32(at, v, true); }
+  i32(v: number) { const at = this.reserve(4); this.dv.setInt32(at, v, true); }
+  f32(v: number) { const at = this.reserve(4); this.dv.setFloat32(at, v, true); }
+  f64(v: number) { const at = this.reserve(8); this.dv.setFloat64(at, v, true); }
+  u64(v: number | bigint) { const at = this.reserve(8); this.dv.setBigUint64(at, BigInt(v), true); }
+  i64(v: number | bigint) { const at = this.reserve(8); this.dv.setBigInt64(at, BigInt(v), true); }
+  bytes(b: Uint8Array) { const at = this.reserve(b.byteLength); this.buf.set(b, at); }
   string(s: string) {
     const b = this.utf8.encode(s);
     this.u64(b.byteLength);
