@@ -35,6 +35,7 @@ export function formatDuration(seconds: number): string {
 /** Redraws are at most this often: a fast download reports thousands of chunks a second. */
 const REDRAW_MS = 100;
 
+/** The bar itself; pass `update` wherever an onProgress(what, done, total) callback is wanted. */
 export class ProgressBar {
   private what = "";
   private start = 0;

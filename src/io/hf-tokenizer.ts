@@ -36,6 +36,7 @@ function chatTemplateOf(v: unknown, source: string): string | undefined {
   throw new FormatError(source, "chat_template is neither a string nor a list of {name, template}");
 }
 
+/** A Hugging Face tokenizer folder's tokenizer, as the engine's Tokenizer. */
 export class HfTokenizer implements Tokenizer {
   readonly vocabSize: number;
   readonly bosTokenId?: number;

@@ -97,8 +97,11 @@ export async function resolveHub(id: string, options: HubOptions = {}): Promise<
     // like huggingface_hub, a hub that cannot be reached falls back to what the cache holds
     const snapshot = await cachedSnapshot(repoDir, revision);
     if (snapshot) return snapshot;
+    // fetch's own message is just "fetch failed"; the reason (ENOTFOUND, ECONNREFUSED, ...) is in its cause
+    const cause = (e as { cause?: { message?: string; code?: string } }).cause;
+    const why = `${(e as Error).message}${cause ? `: ${cause.message ?? cause.code}` : ""}`;
     throw new Error(
-      `${id}: cannot download from the Hugging Face Hub (${(e as Error).message}), and there is no cached copy of revision ${revision} in ${repoDir} (looked in the hub cache ${cacheDir})`,
+      `${id}: cannot download from the Hugging Face Hub (${why}), and there is no cached copy of revision ${revision} in ${repoDir} (looked in the hub cache ${cacheDir})`,
     );
   }
 }
