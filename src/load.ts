@@ -45,6 +45,11 @@ export async function readSource(source: string, options: LoadOptions = {}): Pro
 async function createBackend(options: LoadOptions): Promise<Backend> {
   const device = options.device ?? "cpu";
   if (device === "cpu") return new CpuBackend();
+  if (device === "webgpu") {
+    // loaded on demand: CPU-only users never load Dawn
+    const { createWebGpuBackend } = await import("./backend/webgpu/webgpu-backend.js");
+    return createWebGpuBackend();
+  }
   throw new Error(`device "${device}" is not available in this build`);
 }
 

@@ -1,0 +1,158 @@
+/**
+ * Causal grouped-query attention over the GPU KV cache, split over positions (flash-decoding): a
+ * workgroup handles one (query row, head, split) and walks its span of positions in tiles of TILE,
+ * keeping an online softmax (running max, per-thread running sums, rescaled accumulators); a second
+ * kernel merges the splits of each (row, head). A decode step has one query row, so the splits are
+ * what fills the GPU at long contexts; prefill has rows x heads workgroups already and uses fewer.
+ */
+import { ENTRY_ARGS, GROUP_INDEX, memoKernel, type Kernel } from "../kernel.js";
+
+const TILE = 64;
+/** Most splits of one (row, head). */
+export const MAX_SPLITS = 64;
+/** Finite "minus infinity", so that exp(m - m') never sees inf - inf. */
+const NEG = "-3.0e38";
+
+/** Splits for `rows` query rows of `heads` heads over up to `maxLen` positions. */
+export function attentionSplits(rows: number, heads: number, maxLen: number): number {
+  const tiles = Math.ceil(maxLen / TILE);
+  if (rows * heads >= 256) return 1;
+  return Math.max(1, Math.min(MAX_SPLITS, tiles, Math.ceil(256 / (rows * heads))));
+}
+
+/** Floats of one split's partial result: max, sum, then headDim accumulators. */
+export const partialStride = (headDim: number) => headDim + 2;
+
+/**
+ * Bindings: partial, q, kCache, vCache. Params: rows, heads, group (query heads a kv head), width
+ * (kv values a position), qCols, pos0, splits, span (positions a split), scale.
+ */
+export function attentionPartialKernel(headDim: number): Kernel {
+  return memoKernel(`attention.partial.${headDim}`, () => {
+    const V4 = headDim % 4 === 0;
+    const T = V4 ? "vec4<f32>" : "f32";
+    const QN = V4 ? headDim / 4 : headDim;
+    const DPT = Math.ceil(headDim / TILE);
+    const code = /* wgsl */ `
+struct P { rows: u32, heads: u32, group: u32, width: u32, qCols: u32, pos0: u32, splits: u32, span: u32, scale: f32 }
+@group(0) @binding(0) var<uniform> p: P;
+@group(0) @binding(1) var<storage, read_write> partial: array<f32>;
+@group(0) @binding(2) var<storage, read> q: array<f32>;
+@group(0) @binding(3) var<storage, read> kc: array<${T}>;
+@group(0) @binding(4) var<storage, read> vc: array<f32>;
+const D = ${headDim}u;
+const WG = ${TILE}u;
+var<workgroup> qs: array<${T}, ${QN}>;
+var<workgroup> probs: array<f32, WG>;
+var<workgroup> red: array<f32, WG>;
+
+@compute @workgroup_size(WG)
+fn main(${ENTRY_ARGS}) {
+  let id = ${GROUP_INDEX};
+  if (id >= p.rows * p.heads * p.splits) { return; }
+  let split = id % p.splits;
+  let h = (id / p.splits) % p.heads;
+  let r = id / (p.splits * p.heads);
+  let len = p.pos0 + r + 1u;
+  let start = split * p.span;
+  let end = min(start + p.span, len);
+  let out = id * (D + 2u);
+  let kvBase = (h / p.group) * D;
+  let qBase = r * p.qCols + h * D;
+  for (var i = lid; i < ${QN}u; i += WG) {
+    ${V4 ? "qs[i] = vec4<f32>(q[qBase + 4u * i], q[qBase + 4u * i + 1u], q[qBase + 4u * i + 2u], q[qBase + 4u * i + 3u]);" : "qs[i] = q[qBase + i];"}
+  }
+  workgroupBarrier();
+  var m = ${NEG};
+  var l = 0.0;
+  var acc: array<f32, ${DPT}>;
+  for (var t0 = start; t0 < end; t0 += WG) {
+    let t = t0 + lid;
+    var s = ${NEG};
+    if (t < end) {
+      let kb = ${V4 ? "(t * p.width + kvBase) / 4u" : "t * p.width + kvBase"};
+      var d = 0.0;
+      for (var i = 0u; i < ${QN}u; i++) { d += ${V4 ? "dot(qs[i], kc[kb + i])" : "qs[i] * kc[kb + i]"}; }
+      s = d * p.scale;
+    }
+    red[lid] = s;
+    workgroupBarrier();
+    for (var w = WG / 2u; w > 0u; w >>= 1u) {
+      if (lid < w) { red[lid] = max(red[lid], red[lid + w]); }
+      workgroupBarrier();
+    }
+    let mNew = max(m, red[0]);
+    let corr = exp(m - mNew);
+    var e = 0.0;
+    if (t < end) { e = exp(s - mNew); }
+    probs[lid] = e;
+    l = l * corr + e;
+    m = mNew;
+    workgroupBarrier();
+    let count = min(WG, end - t0);
+    for (var j = 0u; j < ${DPT}u; j++) {
+      let i = lid + j * WG;
+      if (i < D) {
+        var a = acc[j] * corr;
+        for (var u = 0u; u < count; u++) { a += probs[u] * vc[(t0 + u) * p.width + kvBase + i]; }
+        acc[j] = a;
+      }
+    }
+    workgroupBarrier();
+  }
+  red[lid] = l;
+  workgroupBarrier();
+  for (var w = WG / 2u; w > 0u; w >>= 1u) {
+    if (lid < w) { red[lid] += red[lid + w]; }
+    workgroupBarrier();
+  }
+  if (lid == 0u) {
+    partial[out] = m;
+    partial[out + 1u] = red[0];
+  }
+  for (var j = 0u; j < ${DPT}u; j++) {
+    let i = lid + j * WG;
+    if (i < D) { partial[out + 2u + i] = acc[j]; }
+  }
+}`;
+    return { name: "attention.partial", code, bindings: ["write", "read", "read", "read"] };
+  });
+}
+
+/** Bindings: out, partial. Params: rows, heads, splits, outCols. One workgroup per (row, head). */
+export function attentionCombineKernel(headDim: number): Kernel {
+  return memoKernel(`attention.combine.${headDim}`, () => ({
+    name: "attention.combine",
+    bindings: ["write", "read"],
+    code: /* wgsl */ `
+struct P { rows: u32, heads: u32, splits: u32, outCols: u32 }
+@group(0) @binding(0) var<uniform> p: P;
+@group(0) @binding(1) var<storage, read_write> out: array<f32>;
+@group(0) @binding(2) var<storage, read> partial: array<f32>;
+const D = ${headDim}u;
+const WG = 64u;
+@compute @workgroup_size(WG)
+fn main(${ENTRY_ARGS}) {
+  let rh = ${GROUP_INDEX};
+  if (rh >= p.rows * p.heads) { return; }
+  let r = rh / p.heads;
+  let h = rh % p.heads;
+  let base = rh * p.splits * (D + 2u);
+  var m = ${NEG};
+  for (var s = 0u; s < p.splits; s++) { m = max(m, partial[base + s * (D + 2u)]); }
+  var l = 0.0;
+  for (var s = 0u; s < p.splits; s++) {
+    let o = base + s * (D + 2u);
+    l += exp(partial[o] - m) * partial[o + 1u];
+  }
+  for (var i = lid; i < D; i += WG) {
+    var a = 0.0;
+    for (var s = 0u; s < p.splits; s++) {
+      let o = base + s * (D + 2u);
+      a += exp(partial[o] - m) * partial[o + 2u + i];
+    }
+    out[r * p.outCols + h * D + i] = a / l;
+  }
+}`,
+  }));
+}

@@ -1,0 +1,45 @@
+/**
+ * Token embedding: out[r] = table[tokens[r]], decoding any weight format. Token ids travel in the
+ * parameter block (a storage binding, so it can hold an array), up to EMBED_TOKENS per dispatch.
+ */
+import type { DType } from "../../../tensor/dtype.js";
+import { ENTRY_ARGS, GROUP_INDEX, memoKernel, type Kernel } from "../kernel.js";
+import { DECODE_HELPERS, SCALE_FN, elementDecoder } from "../weights.js";
+
+export const EMBED_PARAM_BYTES = 4096;
+const HEADER_WORDS = 8;
+/** Token ids one dispatch carries. */
+export const EMBED_TOKENS = EMBED_PARAM_BYTES / 4 - HEADER_WORDS;
+export const EMBED_GROUP = 256;
+
+/**
+ * Bindings: out, w, (scales). Params: n (tokens), cols, rowStart/rowEnd (rows of this weight part),
+ * stride, blocks, outRow (first output row), then the token ids.
+ */
+export function embedKernel(format: DType): Kernel {
+  const block = format === "q8_0" || format === "q4_0";
+  return memoKernel(`embed.${format}`, () => ({
+    name: `embed.${format}`,
+    params: "storage",
+    paramBytes: EMBED_PARAM_BYTES,
+    bindings: block ? ["write", "read", "read"] : ["write", "read"],
+    code: /* wgsl */ `
+struct P { n: u32, cols: u32, rowStart: u32, rowEnd: u32, stride: u32, blocks: u32, outRow: u32, _pad: u32, tokens: array<u32> }
+@group(0) @binding(0) var<storage, read> p: P;
+@group(0) @binding(1) var<storage, read_write> out: array<f32>;
+@group(0) @binding(2) var<storage, read> w: array<u32>;
+${block ? `@group(0) @binding(3) var<storage, read> sc: array<u32>;\n${SCALE_FN}` : ""}
+${DECODE_HELPERS}
+${elementDecoder(format)}
+@compute @workgroup_size(${EMBED_GROUP})
+fn main(${ENTRY_ARGS}) {
+  let i = ${GROUP_INDEX} * ${EMBED_GROUP}u + lid;
+  if (i >= p.n * p.cols) { return; }
+  let r = i / p.cols;
+  let c = i % p.cols;
+  let t = p.tokens[r];
+  if (t < p.rowStart || t >= p.rowEnd) { return; }
+  out[(p.outRow + r) * p.cols + c] = wget(t - p.rowStart, c);
+}`,
+  }));
+}

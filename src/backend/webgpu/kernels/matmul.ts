@@ -1,0 +1,247 @@
+/**
+ * out[r, o] = sum_i x[r, i] * w[o, i] for every weight format.
+ *
+ * GEMV (one row, the decode step) is memory-bound, so it is written to stream the weight once at full
+ * bandwidth: 32 threads share a weight row and each loads 16 bytes at a time (one vec4<u32>: 4 f32, 8
+ * f16/bf16, 16 q8_0 or 32 q4_0 weights), so a row's threads read 512 contiguous bytes per step; a
+ * workgroup of 256 threads covers 8 rows. The 32 partial sums of a row are added with subgroup shuffles
+ * when the adapter has subgroups (over min(32, smallest subgroup) lanes) and through workgroup memory
+ * for the rest, so the same kernel is correct for any subgroup size or none.
+ *
+ * GEMM (prefill) tiles 64 rows x 64 output features per workgroup, steps K by 32 through workgroup
+ * memory, and each of 256 threads accumulates a 4 x 4 block. Weights are decoded to f32 in groups of 8
+ * while the tile is loaded, so quantized weights cost no extra passes.
+ */
+import type { DType } from "../../../tensor/dtype.js";
+import { ENTRY_ARGS, GROUP_INDEX, memoKernel, type Kernel } from "../kernel.js";
+import { DECODE_HELPERS, SCALE_FN, type GpuWeight } from "../weights.js";
+
+/** Output rows of one GEMV workgroup, and threads sharing a row. */
+export const GEMV_ROWS = 8;
+const TPR = 32;
+
+/** Weights one 16-byte load covers. */
+export function chunkElems(format: DType): number {
+  return { f32: 4, f16: 8, bf16: 8, q8_0: 16, q4_0: 32 }[format];
+}
+
+/** How x is read: whole vec4s, vec4s with a bound, or guarded scalars (K not a multiple of 4). */
+export type XMode = "exact" | "vec4" | "scalar";
+
+export function xMode(format: DType, K: number): XMode {
+  if (K % chunkElems(format) === 0) return "exact";
+  return K % 4 === 0 ? "vec4" : "scalar";
+}
+
+function xLoader(mode: XMode): string {
+  if (mode === "exact") return "fn xload(j: u32) -> vec4<f32> { return x[j]; }";
+  if (mode === "vec4") return "fn xload(j: u32) -> vec4<f32> { if (j < p.k / 4u) { return x[j]; } return vec4<f32>(0.0); }";
+  return `fn xs(i: u32) -> f32 { return select(0.0, x[min(i, p.k - 1u)], i < p.k); }
+fn xload(j: u32) -> vec4<f32> { let i = 4u * j; return vec4<f32>(xs(i), xs(i + 1u), xs(i + 2u), xs(i + 3u)); }`;
+}
+
+/** WGSL `fn dotChunk(o, c) -> f32`: chunk c (16 bytes of weights) of row o dotted with x. */
+function chunkDot(format: DType): string {
+  switch (format) {
+    case "f32":
+      return `fn dotChunk(o: u32, c: u32) -> f32 { return dot(bitcast<vec4<f32>>(w[o * p.stride4 + c]), xload(c)); }`;
+    case "f16":
+    case "bf16": {
+      const d = format === "f16" ? "unpack2x16float" : "bf2";
+      return `fn dotChunk(o: u32, c: u32) -> f32 {
+  let q = w[o * p.stride4 + c];
+  return dot(vec4<f32>(${d}(q.x), ${d}(q.y)), xload(2u * c)) + dot(vec4<f32>(${d}(q.z), ${d}(q.w)), xload(2u * c + 1u));
+}`;
+    }
+    case "q8_0":
+      return `fn dotChunk(o: u32, c: u32) -> f32 {
+  let q = w[o * p.blocks * 2u + c];
+  let j = 4u * c;
+  let s = dot(i8x4(q.x), xload(j)) + dot(i8x4(q.y), xload(j + 1u)) + dot(i8x4(q.z), xload(j + 2u)) + dot(i8x4(q.w), xload(j + 3u));
+  return s * scale(o * p.blocks + (c >> 1u));
+}`;
+    case "q4_0":
+      return `fn dotChunk(o: u32, c: u32) -> f32 {
+  let q = w[o * p.blocks + c];
+  let j = 8u * c;
+  let lo = dot(lo4(q.x), xload(j)) + dot(lo4(q.y), xload(j + 1u)) + dot(lo4(q.z), xload(j + 2u)) + dot(lo4(q.w), xload(j + 3u));
+  let hi = dot(hi4(q.x), xload(j + 4u)) + dot(hi4(q.y), xload(j + 5u)) + dot(hi4(q.z), xload(j + 6u)) + dot(hi4(q.w), xload(j + 7u));
+  return (lo + hi) * scale(o * p.blocks + c);
+}`;
+  }
+}
+
+const isBlock = (f: DType) => f === "q8_0" || f === "q4_0";
+
+function weightBindings(format: DType, first: number): string {
+  let s = `@group(0) @binding(${first}) var<storage, read> w: array<vec4<u32>>;\n`;
+  if (isBlock(format)) s += `@group(0) @binding(${first + 1}) var<storage, read> sc: array<u32>;\n${SCALE_FN}`;
+  return s;
+}
+
+/**
+ * The GEMV kernel for a weight format, x access mode and subgroup width `sg` (1: no subgroups).
+ * Params: n (rows of this part), k, chunks (16-byte loads a row), o0 (first output), stride4, blocks.
+ */
+export function gemvKernel(format: DType, mode: XMode, sg: number): Kernel {
+  const S = Math.min(sg, TPR);
+  return memoKernel(`gemv.${format}.${mode}.${S}`, () => {
+    const shuffles = [];
+    for (let o = S / 2; o >= 1; o /= 2) shuffles.push(`acc += subgroupShuffleXor(acc, ${o}u);`);
+    const viaMemory = S < TPR;
+    const code = /* wgsl */ `${S > 1 ? "enable subgroups;" : ""}
+struct P { n: u32, k: u32, chunks: u32, o0: u32, stride4: u32, blocks: u32 }
+@group(0) @binding(0) var<uniform> p: P;
+@group(0) @binding(1) var<storage, read> x: array<${mode === "scalar" ? "f32" : "vec4<f32>"}>;
+${weightBindings(format, 2)}
+@group(0) @binding(${isBlock(format) ? 4 : 3}) var<storage, read_write> out: array<f32>;
+${DECODE_HELPERS}
+${xLoader(mode)}
+${chunkDot(format)}
+const TPR = ${TPR}u;
+const RPW = ${GEMV_ROWS}u;
+${viaMemory ? `var<workgroup> partial: array<f32, ${(TPR * GEMV_ROWS) / S}>;` : ""}
+
+@compute @workgroup_size(${TPR * GEMV_ROWS})
+fn main(${ENTRY_ARGS}) {
+  let row = ${GROUP_INDEX} * RPW + lid / TPR;
+  let lane = lid % TPR;
+  var acc = 0.0;
+  if (row < p.n) {
+    for (var c = lane; c < p.chunks; c += TPR) {
+      acc += dotChunk(row, c);
+    }
+  }
+  ${shuffles.join("\n  ")}
+  ${viaMemory ? `if (lane % ${S}u == 0u) { partial[lid / ${S}u] = acc; }
+  workgroupBarrier();
+  if (lane == 0u) {
+    acc = 0.0;
+    for (var i = 0u; i < ${TPR / S}u; i++) { acc += partial[lid / ${S}u + i]; }
+  }` : ""}
+  if (lane == 0u && row < p.n) { out[p.o0 + row] = acc; }
+}`;
+    return {
+      name: `matmul.gemv.${format}`,
+      code,
+      bindings: isBlock(format) ? ["read", "read", "read", "write"] : ["read", "read", "write"],
+    };
+  });
+}
+
+/** WGSL `fn load8(o, g) -> array<vec4<f32>, 2>`: weights 8g..8g+7 of row o, decoded. */
+function groupLoader(format: DType): string {
+  switch (format) {
+    case "f32":
+      return `fn load8(o: u32, g: u32) -> array<vec4<f32>, 2> {
+  let b = o * p.stride4 + 2u * g;
+  return array<vec4<f32>, 2>(bitcast<vec4<f32>>(w[b]), bitcast<vec4<f32>>(w[b + 1u]));
+}`;
+    case "f16":
+    case "bf16": {
+      const d = format === "f16" ? "unpack2x16float" : "bf2";
+      return `fn load8(o: u32, g: u32) -> array<vec4<f32>, 2> {
+  let q = w[o * p.stride4 + g];
+  return array<vec4<f32>, 2>(vec4<f32>(${d}(q.x), ${d}(q.y)), vec4<f32>(${d}(q.z), ${d}(q.w)));
+}`;
+    }
+    case "q8_0":
+      return `fn load8(o: u32, g: u32) -> array<vec4<f32>, 2> {
+  let b = o * p.blocks + g / 4u;
+  let part = g % 4u;
+  let q = w[b * 2u + part / 2u];
+  let u = select(q.xy, q.zw, (part & 1u) == 1u);
+  let s = scale(b);
+  return array<vec4<f32>, 2>(i8x4(u.x) * s, i8x4(u.y) * s);
+}`;
+    case "q4_0":
+      return `fn load8(o: u32, g: u32) -> array<vec4<f32>, 2> {
+  let b = o * p.blocks + g / 4u;
+  let part = g % 4u;
+  let q = w[b];
+  let u = select(q.xy, q.zw, (part & 1u) == 1u);
+  let high = part >= 2u;
+  let s = scale(b);
+  return array<vec4<f32>, 2>(select(lo4(u.x), hi4(u.x), high) * s, select(lo4(u.y), hi4(u.y), high) * s);
+}`;
+  }
+}
+
+/** GEMM tile sizes: rows of x and output features per workgroup. */
+export const GEMM_TILE = 64;
+
+/**
+ * The tiled GEMM kernel for a weight format. Params: rows, n (features of this part), k, groups (8-weight
+ * groups a row), o0, outCols, stride4, blocks. Grid: x over feature tiles, y over row tiles.
+ */
+export function gemmKernel(format: DType): Kernel {
+  return memoKernel(`gemm.${format}`, () => {
+    const code = /* wgsl */ `
+struct P { rows: u32, n: u32, k: u32, groups: u32, o0: u32, outCols: u32, stride4: u32, blocks: u32 }
+@group(0) @binding(0) var<uniform> p: P;
+@group(0) @binding(1) var<storage, read> x: array<f32>;
+${weightBindings(format, 2)}
+@group(0) @binding(${isBlock(format) ? 4 : 3}) var<storage, read_write> out: array<f32>;
+${DECODE_HELPERS}
+${groupLoader(format)}
+// [k][row / 4] and [k][feature / 4]: the inner loop reads one vec4 of each
+var<workgroup> xt: array<vec4<f32>, 512>;
+var<workgroup> wt: array<vec4<f32>, 512>;
+
+@compute @workgroup_size(256)
+fn main(${ENTRY_ARGS}) {
+  let o0 = wid.x * 64u;
+  let r0 = wid.y * 64u;
+  let tx = lid % 16u;
+  let ty = lid / 16u;
+  let lr = lid / 4u;
+  let lk = (lid % 4u) * 8u;
+  var acc: array<vec4<f32>, 4>;
+  for (var k0 = 0u; k0 < p.k; k0 += 32u) {
+    let r = r0 + lr;
+    for (var e = 0u; e < 8u; e++) {
+      let k = k0 + lk + e;
+      var v = 0.0;
+      if (r < p.rows && k < p.k) { v = x[r * p.k + k]; }
+      xt[(lk + e) * 16u + lr / 4u][lr % 4u] = v;
+    }
+    let o = o0 + lr;
+    let g = (k0 + lk) / 8u;
+    var wv = array<vec4<f32>, 2>(vec4<f32>(0.0), vec4<f32>(0.0));
+    if (o < p.n && g < p.groups) { wv = load8(o, g); }
+    for (var e = 0u; e < 4u; e++) {
+      wt[(lk + e) * 16u + lr / 4u][lr % 4u] = wv[0][e];
+      wt[(lk + 4u + e) * 16u + lr / 4u][lr % 4u] = wv[1][e];
+    }
+    workgroupBarrier();
+    for (var kk = 0u; kk < 32u; kk++) {
+      let a = xt[kk * 16u + ty];
+      let b = wt[kk * 16u + tx];
+      acc[0] += a.x * b;
+      acc[1] += a.y * b;
+      acc[2] += a.z * b;
+      acc[3] += a.w * b;
+    }
+    workgroupBarrier();
+  }
+  for (var i = 0u; i < 4u; i++) {
+    let r = r0 + ty * 4u + i;
+    if (r >= p.rows) { break; }
+    for (var j = 0u; j < 4u; j++) {
+      let o = o0 + tx * 4u + j;
+      if (o < p.n) { out[r * p.outCols + p.o0 + o] = acc[i][j]; }
+    }
+  }
+}`;
+    return {
+      name: `matmul.gemm.${format}`,
+      code,
+      bindings: isBlock(format) ? ["read", "read", "read", "write"] : ["read", "read", "write"],
+    };
+  });
+}
+
+/** Parameter words shared by both paths, for one part of weight w. */
+export function weightParams(w: GpuWeight): { stride4: number; blocks: number } {
+  return { stride4: w.stride / 4, blocks: w.blocks };
+}

@@ -1,0 +1,327 @@
+/**
+ * The Backend on WebGPU. Ops are recorded into one command encoder and submitted when a result is read,
+ * so a decode step is one queue submission; see recorder.ts for how parameters and bind groups are
+ * reused, weights.ts for the weight layouts and kernels/ for the WGSL.
+ */
+import type { Backend, KVCache, RopeTable, Tensor, Weight } from "../backend.js";
+import type { RawTensor } from "../../tensor/raw.js";
+import type { DType } from "../../tensor/dtype.js";
+import { openGpu, type GpuDevice, type GpuOptions } from "./device.js";
+import { BufferPool, type Buf } from "./buffers.js";
+import { Recorder } from "./recorder.js";
+import { f32bits, grid, type Kernel } from "./kernel.js";
+import type { KernelTime } from "./profiler.js";
+import { GpuWeight, uploadWeight } from "./weights.js";
+import { GEMM_TILE, GEMV_ROWS, chunkElems, gemmKernel, gemvKernel, xMode } from "./kernels/matmul.js";
+import { ELEMENTWISE_GROUP, addBiasKernel, addKernel, swigluKernel } from "./kernels/elementwise.js";
+import { normThreads, rmsnormKernel } from "./kernels/norm.js";
+import { ROPE_GROUP, ropeKernel } from "./kernels/rope.js";
+import { KV_GROUP, kvWriteKernel } from "./kernels/kv.js";
+import { attentionCombineKernel, attentionPartialKernel, attentionSplits, partialStride } from "./kernels/attention.js";
+import { EMBED_GROUP, EMBED_TOKENS, embedKernel } from "./kernels/embed.js";
+import { argmaxKernel } from "./kernels/argmax.js";
+
+export class GpuTensor implements Tensor {
+  constructor(
+    readonly rows: number,
+    readonly cols: number,
+    readonly buf: Buf,
+  ) {}
+}
+
+export class GpuKVCache implements KVCache {
+  constructor(
+    readonly layers: number,
+    readonly kvHeads: number,
+    readonly headDim: number,
+    readonly capacity: number,
+    /** One buffer per layer: [position][kvHeads * headDim]. */
+    readonly k: readonly Buf[],
+    readonly v: readonly Buf[],
+  ) {}
+}
+
+export class GpuRopeTable implements RopeTable {
+  constructor(
+    readonly maxPositions: number,
+    readonly half: number,
+    readonly cos: Buf,
+    readonly sin: Buf,
+  ) {}
+}
+
+export interface WebGpuOptions extends GpuOptions {
+  /** Time every dispatch with timestamp queries; read the totals with `profile()`. */
+  profile?: boolean;
+  /** Cap on one weight binding (tests use a small one to exercise weights split into parts). */
+  maxBindingBytes?: number;
+}
+
+/** Opens a device and returns a backend on it. */
+export async function createWebGpuBackend(options: WebGpuOptions = {}): Promise<WebGpuBackend> {
+  return new WebGpuBackend(await openGpu(options), options);
+}
+
+export class WebGpuBackend implements Backend {
+  readonly kind = "webgpu" as const;
+  readonly formats: readonly DType[] = ["f32", "f16", "bf16", "q8_0", "q4_0"];
+  readonly recorder: Recorder;
+  readonly pool: BufferPool;
+  private readonly maxBinding: number;
+  private scratch?: Buf;
+  private readonly result: Buf;
+  private disposed = false;
+
+  constructor(readonly gpu: GpuDevice, options: WebGpuOptions = {}) {
+    this.pool = new BufferPool(gpu.device, gpu.maxBufferBytes);
+    this.recorder = new Recorder(gpu, this.pool, options.profile ?? false);
+    this.maxBinding = Math.min(gpu.maxBindingBytes, options.maxBindingBytes ?? Infinity);
+    this.result = this.pool.storage(16, "argmax result");
+  }
+
+  /** The adapter, for reports: vendor / architecture / device. */
+  get description(): string {
+    return this.gpu.description;
+  }
+
+  private run(k: Kernel, params: ArrayLike<number>, bufs: readonly Buf[], groups: readonly [number, number]): void {
+    if (this.disposed) throw new Error("this WebGPU backend was disposed");
+    this.recorder.dispatch(k, params, bufs, groups);
+  }
+
+  upload(raw: RawTensor): GpuWeight {
+    return uploadWeight(raw, this.pool, this.maxBinding);
+  }
+
+  activation(rows: number, cols: number): GpuTensor {
+    const bytes = rows * cols * 4;
+    if (bytes > this.gpu.maxBindingBytes) {
+      throw new Error(`activation [${rows}, ${cols}] needs ${bytes} bytes, more than this GPU binds at once (${this.gpu.maxBindingBytes}); use smaller chunks`);
+    }
+    return new GpuTensor(rows, cols, this.pool.storage(bytes, `activation [${rows}, ${cols}]`));
+  }
+
+  view(t: Tensor, rows: number): GpuTensor {
+    const g = t as GpuTensor;
+    if (rows > g.rows) throw new Error(`view of ${rows} rows of a ${g.rows}-row tensor`);
+    return new GpuTensor(rows, g.cols, g.buf);
+  }
+
+  kvCache(layers: number, kvHeads: number, headDim: number, capacity: number): GpuKVCache {
+    const bytes = capacity * kvHeads * headDim * 4;
+    if (bytes > this.gpu.maxBindingBytes) {
+      throw new Error(`KV cache of ${capacity} positions needs ${bytes} bytes a layer, more than this GPU binds at once (${this.gpu.maxBindingBytes})`);
+    }
+    const k: Buf[] = [];
+    const v: Buf[] = [];
+    for (let l = 0; l < layers; l++) {
+      k.push(this.pool.storage(bytes, `k cache ${l}`));
+      v.push(this.pool.storage(bytes, `v cache ${l}`));
+    }
+    return new GpuKVCache(layers, kvHeads, headDim, capacity, k, v);
+  }
+
+  ropeTable(inv: Float64Array, maxPositions: number): GpuRopeTable {
+    const half = inv.length;
+    const cos = new Float32Array(maxPositions * half);
+    const sin = new Float32Array(maxPositions * half);
+    for (let p = 0; p < maxPositions; p++) {
+      for (let i = 0; i < half; i++) {
+        // the same f32 angle as the CPU backend, so both rotate by identical cos/sin
+        const angle = Math.fround(p * Math.fround(inv[i]!));
+        cos[p * half + i] = Math.cos(angle);
+        sin[p * half + i] = Math.sin(angle);
+      }
+    }
+    const up = (a: Float32Array, label: string) => this.pool.upload(new Uint8Array(a.buffer), label);
+    return new GpuRopeTable(maxPositions, half, up(cos, "rope cos"), up(sin, "rope sin"));
+  }
+
+  embed(out: Tensor, table: Weight, tokens: Int32Array): void {
+    const o = out as GpuTensor;
+    const w = table as GpuWeight;
+    const cols = w.inFeatures;
+    if (o.cols !== cols || o.rows < tokens.length) throw new Error(`embed ${w.name}: ${tokens.length} tokens of width ${cols} do not fit [${o.rows}, ${o.cols}]`);
+    for (const id of tokens) {
+      if (!(id >= 0 && id < w.outFeatures)) throw new Error(`token id ${id} is outside the vocabulary [0, ${w.outFeatures})`);
+    }
+    const k = embedKernel(w.format);
+    for (let r0 = 0; r0 < tokens.length; r0 += EMBED_TOKENS) {
+      const ids = tokens.subarray(r0, r0 + EMBED_TOKENS);
+      for (const part of w.parts) {
+        const params = new Uint32Array(8 + ids.length);
+        params.set([ids.length, cols, part.rowStart, part.rowStart + part.rows, w.stride, w.blocks, r0, 0]);
+        params.set(ids, 8);
+        const bufs = part.scales ? [o.buf, part.data, part.scales] : [o.buf, part.data];
+        this.run(k, params, bufs, grid(Math.ceil((ids.length * cols) / EMBED_GROUP)));
+      }
+    }
+  }
+
+  matmul(out: Tensor, x: Tensor, w: Weight, rows?: number): void {
+    const o = out as GpuTensor;
+    const xt = x as GpuTensor;
+    const wt = w as GpuWeight;
+    const n = rows ?? xt.rows;
+    if (xt.cols !== wt.inFeatures || o.cols !== wt.outFeatures || n > xt.rows || n > o.rows) {
+      throw new Error(`matmul ${wt.name}: x [${xt.rows}, ${xt.cols}] · [${wt.shape.join(", ")}]ᵀ -> [${o.rows}, ${o.cols}] (${n} rows) do not fit`);
+    }
+    if (o.buf === xt.buf) throw new Error(`matmul ${wt.name}: the output may not share storage with x`);
+    if (n === 0) return;
+    const K = wt.inFeatures;
+    for (const part of wt.parts) {
+      const bufs = part.scales ? [xt.buf, part.data, part.scales, o.buf] : [xt.buf, part.data, o.buf];
+      if (n === 1) {
+        const k = gemvKernel(wt.format, xMode(wt.format, K), this.gpu.subgroupMinSize);
+        const chunks = Math.ceil(K / chunkElems(wt.format));
+        this.run(k, [part.rows, K, chunks, part.rowStart, wt.stride / 4, wt.blocks], bufs, grid(Math.ceil(part.rows / GEMV_ROWS)));
+      } else {
+        const groups = wt.isBlock ? K / 8 : Math.ceil(K / 8);
+        const tiles = Math.ceil(part.rows / GEMM_TILE);
+        const rowTiles = Math.ceil(n / GEMM_TILE);
+        if (tiles > 65535 || rowTiles > 65535) throw new Error(`matmul ${wt.name}: too large for one dispatch`);
+        this.run(gemmKernel(wt.format), [n, part.rows, K, groups, part.rowStart, o.cols, wt.stride / 4, wt.blocks], bufs, [tiles, rowTiles]);
+      }
+    }
+  }
+
+  addBias(x: Tensor, bias: Weight): void {
+    const xt = x as GpuTensor;
+    const b = bias as GpuWeight;
+    if (b.inFeatures !== xt.cols || b.outFeatures !== 1) throw new Error(`addBias ${b.name}: [${b.shape.join(", ")}] does not fit a row of ${xt.cols}`);
+    const n = xt.rows * xt.cols;
+    this.run(addBiasKernel(), [n, xt.cols], [xt.buf, b.parts[0]!.data], grid(Math.ceil(n / ELEMENTWISE_GROUP)));
+  }
+
+  private norm(o: GpuTensor, x: GpuTensor, xBase: number, count: number, w: GpuWeight, eps: number, group: number): void {
+    if (w.inFeatures < group) throw new Error(`rmsnorm ${w.name}: ${w.inFeatures} weights for groups of ${group}`);
+    if (count % group !== 0) throw new Error(`rmsnorm: ${count} values are not whole groups of ${group}`);
+    const threads = normThreads(group);
+    const inPlace = o.buf === x.buf;
+    const k = rmsnormKernel(threads, inPlace);
+    const wbuf = w.parts[0]!.data;
+    const bufs = inPlace ? [o.buf, wbuf] : [o.buf, x.buf, wbuf];
+    const groups = count / group;
+    this.run(k, [groups, group, xBase, f32bits(eps)], bufs, grid(groups));
+  }
+
+  rmsnorm(out: Tensor, x: Tensor, weight: Weight, eps: number, group: number): void {
+    const xt = x as GpuTensor;
+    this.norm(out as GpuTensor, xt, 0, xt.rows * xt.cols, weight as GpuWeight, eps, group);
+  }
+
+  rmsnormRow(out: Tensor, x: Tensor, row: number, weight: Weight, eps: number): void {
+    const xt = x as GpuTensor;
+    if (!(row >= 0 && row < xt.rows)) throw new Error(`rmsnormRow: row ${row} of a ${xt.rows}-row tensor`);
+    this.norm(out as GpuTensor, xt, row * xt.cols, xt.cols, weight as GpuWeight, eps, xt.cols);
+  }
+
+  rope(x: Tensor, headDim: number, pos0: number, table: RopeTable): void {
+    const xt = x as GpuTensor;
+    const t = table as GpuRopeTable;
+    const half = headDim / 2;
+    if (pos0 + xt.rows > t.maxPositions) throw new Error(`position ${pos0 + xt.rows - 1} is beyond the RoPE table (${t.maxPositions})`);
+    if (half > t.half || xt.cols % headDim !== 0) throw new Error(`rope: heads of ${headDim} do not fit rows of ${xt.cols} and a table of ${t.half} pairs`);
+    const pairs = (xt.rows * xt.cols) / 2;
+    this.run(ropeKernel(), [pairs, xt.cols, headDim, half, pos0, t.half], [xt.buf, t.cos, t.sin], grid(Math.ceil(pairs / ROPE_GROUP)));
+  }
+
+  kvWrite(cache: KVCache, layer: number, k: Tensor, v: Tensor, pos0: number): void {
+    const c = cache as GpuKVCache;
+    const kt = k as GpuTensor;
+    const width = c.kvHeads * c.headDim;
+    if (pos0 + kt.rows > c.capacity) throw new Error(`KV cache full: ${pos0 + kt.rows} positions > capacity ${c.capacity}`);
+    if (kt.cols !== width || (v as GpuTensor).cols !== width) throw new Error(`kvWrite: rows of ${kt.cols} do not fit the cache's ${width}`);
+    const n = kt.rows * width;
+    this.run(kvWriteKernel(), [n, pos0 * width], [c.k[layer]!, c.v[layer]!, kt.buf, (v as GpuTensor).buf], grid(Math.ceil(n / KV_GROUP)));
+  }
+
+  attention(out: Tensor, q: Tensor, cache: KVCache, layer: number, pos0: number, heads: number): void {
+    const c = cache as GpuKVCache;
+    const qt = q as GpuTensor;
+    const o = out as GpuTensor;
+    const d = c.headDim;
+    const rows = qt.rows;
+    if (heads % c.kvHeads !== 0 || qt.cols !== heads * d || o.cols !== heads * d) {
+      throw new Error(`attention: q [${qt.rows}, ${qt.cols}] of ${heads} heads does not fit ${c.kvHeads} kv heads of ${d}`);
+    }
+    if (pos0 + rows > c.capacity) throw new Error(`attention: positions up to ${pos0 + rows} exceed the cache's ${c.capacity}`);
+    if (o.buf === qt.buf) throw new Error("attention: the output may not share storage with q");
+    const maxLen = pos0 + rows;
+    const splits = attentionSplits(rows, heads, maxLen);
+    const span = Math.ceil(maxLen / splits);
+    const partial = this.scratchFor(rows * heads * splits * partialStride(d) * 4);
+    const items = rows * heads * splits;
+    this.run(
+      attentionPartialKernel(d),
+      [rows, heads, heads / c.kvHeads, c.kvHeads * d, qt.cols, pos0, splits, span, f32bits(1 / Math.sqrt(d))],
+      [partial, qt.buf, c.k[layer]!, c.v[layer]!],
+      grid(items),
+    );
+    this.run(attentionCombineKernel(d), [rows, heads, splits, o.cols], [o.buf, partial], grid(rows * heads));
+  }
+
+  /** The attention split buffer, grown as needed (old ones stay until dispose: pending work may use them). */
+  private scratchFor(bytes: number): Buf {
+    if (!this.scratch || this.scratch.size < bytes) this.scratch = this.pool.storage(Math.max(bytes, 1 << 16), "attention partials");
+    return this.scratch;
+  }
+
+  add(out: Tensor, a: Tensor, b: Tensor): void {
+    this.binary(addKernel, out, a, b);
+  }
+
+  swiglu(out: Tensor, gate: Tensor, up: Tensor): void {
+    this.binary(swigluKernel, out, gate, up);
+  }
+
+  private binary(make: (aliasA: boolean, aliasB: boolean) => Kernel, out: Tensor, a: Tensor, b: Tensor): void {
+    const o = out as GpuTensor;
+    const at = a as GpuTensor;
+    const bt = b as GpuTensor;
+    const n = o.rows * o.cols;
+    if (at.rows * at.cols < n || bt.rows * bt.cols < n) throw new Error(`elementwise: inputs of ${at.rows * at.cols} and ${bt.rows * bt.cols} values for ${n} outputs`);
+    const aliasA = at.buf === o.buf;
+    const aliasB = bt.buf === o.buf;
+    const bufs = [o.buf, ...(aliasA ? [] : [at.buf]), ...(aliasB ? [] : [bt.buf])];
+    this.run(make(aliasA, aliasB), [n], bufs, grid(Math.ceil(n / ELEMENTWISE_GROUP)));
+  }
+
+  async read(t: Tensor, row = 0, rows = t.rows - row): Promise<Float32Array> {
+    const g = t as GpuTensor;
+    if (!(Number.isInteger(row) && Number.isInteger(rows) && row >= 0 && rows >= 0 && row + rows <= g.rows)) {
+      throw new Error(`read rows [${row}, ${row + rows}) of a ${g.rows}-row tensor`);
+    }
+    if (rows === 0) return new Float32Array(0);
+    return new Float32Array(await this.recorder.read(g.buf.buffer, row * g.cols * 4, rows * g.cols * 4));
+  }
+
+  async argmax(logits: Tensor): Promise<number> {
+    const g = logits as GpuTensor;
+    if (g.rows === 0 || g.cols === 0) throw new Error("argmax of an empty tensor");
+    this.run(argmaxKernel(), [g.cols, (g.rows - 1) * g.cols], [this.result, g.buf], [1, 1]);
+    return new Uint32Array(await this.recorder.read(this.result.buffer, 0, 4))[0]!;
+  }
+
+  /** GPU time per kernel since creation or the last `resetProfile` (needs `{ profile: true }`). */
+  async profile(): Promise<KernelTime[]> {
+    return this.recorder.profile();
+  }
+
+  resetProfile(): void {
+    this.recorder.resetProfile();
+  }
+
+  /** Submits recorded work and waits until the GPU has finished it. */
+  async finish(): Promise<void> {
+    await this.recorder.idle();
+  }
+
+  dispose(): void {
+    if (this.disposed) return;
+    this.disposed = true;
+    this.recorder.destroy();
+    this.pool.destroyAll();
+    this.gpu.device.destroy();
+  }
+}
