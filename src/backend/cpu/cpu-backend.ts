@@ -80,6 +80,11 @@ export class CpuBackend implements Backend {
     this.engine = engine;
   }
 
+  /** The matmul engine in use (the reference or the WebAssembly one). */
+  get matmulEngine(): CpuMatmul {
+    return this.engine;
+  }
+
   private f32(offset: number, length: number): Float32Array {
     return new Float32Array(this.arena.buffer, offset, length);
   }

@@ -26,8 +26,9 @@ function nextJob(seen: number): number {
   return s;
 }
 
-parentPort!.postMessage("ready");
+// read the generation before saying ready: the pool may announce the first job right after
 let seen = Atomics.load(c, SEQ);
+parentPort!.postMessage("ready");
 for (;;) {
   seen = nextJob(seen);
   if (Atomics.load(c, CTRL.quit >> 2) !== 0) break;
