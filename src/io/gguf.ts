@@ -11,7 +11,7 @@
  * zeros (a truncated file parses as garbage instead of failing) and reports problems without naming the
  * field. We use its table of ggml type names so error messages name types this engine cannot read.
  */
-import { open } from "node:fs/promises";
+import type { FileHandle } from "node:fs/promises";
 import { GGMLQuantizationType } from "@huggingface/gguf";
 import { type DType, byteSize } from "../tensor/dtype.js";
 import { FormatError } from "./errors.js";
@@ -283,7 +283,7 @@ export function parseGgufHeader(bytes: Uint8Array, source = "<memory>"): GgufHea
 
 /** Reads and parses the header of a GGUF file, reading only as much of the file as the header takes. */
 export async function readGgufHeader(path: string): Promise<GgufHeader> {
-  const fh = await open(path, "r");
+  const fh = await openFile(path);
   try {
     const fileSize = (await fh.stat()).size;
     let want = Math.min(fileSize, 1 << 20);
@@ -302,9 +302,13 @@ export async function readGgufHeader(path: string): Promise<GgufHeader> {
   }
 }
 
-type Handle = Awaited<ReturnType<typeof open>>;
+/** node:fs is loaded on first use, so that the byte-level parser above also runs in browsers. */
+async function openFile(path: string): Promise<FileHandle> {
+  const { open } = await import("node:fs/promises");
+  return open(path, "r");
+}
 
-async function readFully(fh: Handle, into: Uint8Array, position: number, source: string): Promise<void> {
+async function readFully(fh: FileHandle, into: Uint8Array, position: number, source: string): Promise<void> {
   let done = 0;
   while (done < into.byteLength) {
     const { bytesRead } = await fh.read(into, done, into.byteLength - done, position + done);
@@ -322,7 +326,7 @@ export async function readGgufTensors(
   infos: readonly GgufTensorInfo[],
   onTensor: (info: GgufTensorInfo, data: Uint8Array) => void,
 ): Promise<void> {
-  const fh = await open(header.source, "r");
+  const fh = await openFile(header.source);
   try {
     for (const info of infos) {
       if (info.byteLength === undefined) {

@@ -9,7 +9,7 @@ import { BLOCK } from "../tensor/dtype.js";
 import { FormatError } from "./errors.js";
 import {
   type GgufHeader, type GgufTensorInfo, GgufMetadata,
-  dtypeOfGgmlType, ggmlTypeName, readGgufHeader, readGgufTensors,
+  dtypeOfGgmlType, ggmlTypeName, parseGgufHeader, readGgufHeader, readGgufTensors,
 } from "./gguf.js";
 import { interleavedToHalfRows } from "./llama2c.js";
 import { tokenizerFromGguf, ggufSpecialIds } from "./gguf-tokenizer.js";
@@ -142,12 +142,41 @@ function ropeScaling(md: GgufMetadata, arch: string, dim: number, ropeFreqs?: Fl
   return out;
 }
 
+/** Reads the data of tensors, one buffer per tensor, and hands each to `onTensor`. */
+export type GgufTensorReader = (
+  infos: readonly GgufTensorInfo[],
+  onTensor: (info: GgufTensorInfo, data: Uint8Array) => void,
+) => Promise<void>;
+
+/** Reads tensor data from the file the header came from. */
+function fileTensorReader(header: GgufHeader): GgufTensorReader {
+  return (infos, onTensor) => readGgufTensors(header, infos, onTensor);
+}
+
+/**
+ * Reads tensor data from the whole file held in memory: views where the data is 8-byte aligned (GGUF
+ * aligns it to 32 from the start of the file), copies otherwise so that typed views stay possible.
+ */
+function memoryTensorReader(header: GgufHeader, bytes: Uint8Array): GgufTensorReader {
+  return async (infos, onTensor) => {
+    for (const info of infos) {
+      if (info.byteLength === undefined) {
+        throw new FormatError(header.source, `tensor ${info.name} has type ${ggmlTypeName(info.ggmlType)} (${info.ggmlType}), which this engine cannot read`);
+      }
+      // parseGgufHeader has checked that the data of every readable tensor lies inside the file
+      const start = info.offset;
+      const end = start + info.byteLength;
+      onTensor(info, (bytes.byteOffset + start) % 8 === 0 ? bytes.subarray(start, end) : bytes.slice(start, end));
+    }
+  };
+}
+
 /**
  * Turns the file's tensors into Hugging Face-named RawTensors, un-permuting q/k rows for architectures
  * whose converter interleaved them. Refuses tensors of unreadable types and tensors the model has no
  * place for.
  */
-export async function ggufTensors(header: GgufHeader, config: ModelConfig): Promise<TensorMap> {
+export async function ggufTensors(header: GgufHeader, config: ModelConfig, read: GgufTensorReader = fileTensorReader(header)): Promise<TensorMap> {
   const permute = PERMUTED_ARCHS.has(config.architecture);
   const wanted: GgufTensorInfo[] = [];
   for (const info of header.tensors) {
@@ -157,7 +186,7 @@ export async function ggufTensors(header: GgufHeader, config: ModelConfig): Prom
     wanted.push(info);
   }
   const tensors: TensorMap = new Map();
-  await readGgufTensors(header, wanted, (info, data) => {
+  await read(wanted, (info, data) => {
     const name = hfTensorName(info.name)!;
     const dtype = dtypeOfGgmlType(info.ggmlType)!;
     const shape = [...info.dims].reverse();
@@ -183,28 +212,41 @@ function checkReadable(header: GgufHeader, info: GgufTensorInfo): void {
   }
 }
 
-async function readRopeFreqs(header: GgufHeader): Promise<Float32Array | undefined> {
+async function readRopeFreqs(header: GgufHeader, read: GgufTensorReader): Promise<Float32Array | undefined> {
   const info = header.tensors.find((t) => t.name === "rope_freqs.weight");
   if (!info) return undefined;
   if (dtypeOfGgmlType(info.ggmlType) !== "f32") {
     throw new FormatError(header.source, `tensor rope_freqs.weight has type ${ggmlTypeName(info.ggmlType)}, expected F32`);
   }
   let out: Float32Array | undefined;
-  await readGgufTensors(header, [info], (_, data) => (out = new Float32Array(data.buffer, data.byteOffset, data.byteLength / 4)));
+  await read([info], (_, data) => (out = new Float32Array(data.buffer, data.byteOffset, data.byteLength / 4)));
   return out;
 }
 
 /** Reads a GGUF model file: config, tensors (Hugging Face names) and tokenizer. */
 export async function loadGguf(path: string): Promise<LoadedSource> {
   const header = await readGgufHeader(path);
-  const md = new GgufMetadata(header.metadata, path);
+  return ggufSource(header, fileTensorReader(header));
+}
+
+/**
+ * Reads a GGUF model held in memory (a browser's fetch or file picker); `name` names it in errors.
+ * Tensor data may be views into `bytes`, so the caller must not modify it afterwards.
+ */
+export async function ggufFromBytes(bytes: Uint8Array, name: string): Promise<LoadedSource> {
+  const header = parseGgufHeader(bytes, name);
+  return ggufSource(header, memoryTensorReader(header, bytes));
+}
+
+async function ggufSource(header: GgufHeader, read: GgufTensorReader): Promise<LoadedSource> {
+  const md = new GgufMetadata(header.metadata, header.source);
   ggufArchitecture(md);
   for (const info of header.tensors) checkReadable(header, info);
-  const config = ggufConfig(header, await readRopeFreqs(header));
-  const tokenizer = tokenizerFromGguf(header.metadata, path);
-  const tensors = await ggufTensors(header, config);
+  const config = ggufConfig(header, await readRopeFreqs(header, read));
+  const tokenizer = tokenizerFromGguf(header.metadata, header.source);
+  const tensors = await ggufTensors(header, config, read);
   const generation = samplingDefaults(md);
-  return { source: path, format: "gguf", config, tensors, tokenizer, ...(generation ? { generation } : {}) };
+  return { source: header.source, format: "gguf", config, tensors, tokenizer, ...(generation ? { generation } : {}) };
 }
 
 /** general.sampling.* (written by recent converters from generation_config.json). */
