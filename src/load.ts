@@ -18,11 +18,18 @@ export interface LoadOptions {
   threads?: number;
   /** A tokenizer file for sources that do not carry one (llama2.c checkpoints). */
   tokenizer?: string;
+  /**
+   * Longest context (prompt + generated tokens) to serve. Defaults to the model's own, capped at
+   * DEFAULT_CONTEXT_CAP so that a 128K-context model does not build tables for positions nobody uses.
+   */
+  contextLength?: number;
   /** Hub downloads: never touch the network, use the local cache only. */
   offline?: boolean;
   /** Reports download/load progress (bytes done of total). */
   onProgress?: (what: string, done: number, total: number) => void;
 }
+
+export const DEFAULT_CONTEXT_CAP = 32768;
 
 /** The model used when none is named: stories260K, shipped in the repository. */
 export const DEFAULT_MODEL = fileURLToPath(new URL("../../models/stories260K/stories260K.bin", import.meta.url));
@@ -58,7 +65,10 @@ export async function loadModel(source: string = DEFAULT_MODEL, options: LoadOpt
   const loaded = await readSource(source, options);
   const backend = await createBackend(options);
   try {
-    const network = LlamaModel.create(loaded.config, loaded.tensors, backend, loaded.source);
+    const context = options.contextLength ?? Math.min(loaded.config.maxPositions, DEFAULT_CONTEXT_CAP);
+    const network = LlamaModel.create(loaded.config, loaded.tensors, backend, loaded.source, context);
+    // the backend holds its own copy now; keeping the file's would double the resident weights
+    loaded.tensors.clear();
     return new Model(loaded, backend, network);
   } catch (e) {
     backend.dispose();

@@ -29,9 +29,10 @@ export async function evaluatePerplexity(model: Model, text: string, options: Pe
 }
 
 export async function perplexityOfTokens(model: Model, ids: readonly number[], options: PerplexityOptions = {}): Promise<PerplexityResult> {
-  const ctx = options.ctx ?? Math.min(512, model.config.maxPositions);
+  const context = model.network.contextLength;
+  const ctx = options.ctx ?? Math.min(512, context);
   if (!Number.isInteger(ctx) || ctx < 2) throw new RangeError(`ctx must be an integer >= 2, got ${ctx}`);
-  if (ctx > model.config.maxPositions) throw new RangeError(`ctx ${ctx} exceeds the model's context of ${model.config.maxPositions}`);
+  if (ctx > context) throw new RangeError(`ctx ${ctx} exceeds the model's context of ${context}`);
   const windows: number[][] = [];
   for (let i = 0; i + 1 < ids.length; i += ctx) {
     const w = ids.slice(i, i + ctx);

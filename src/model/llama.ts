@@ -44,7 +44,6 @@ interface Scratch {
   proj: Tensor; // [rows, hidden]
   gate: Tensor; // [rows, intermediate]
   up: Tensor;
-  logits: Tensor; // [rows, vocab]
 }
 
 /** Hugging Face names of the tensors a config needs, for loaders and error messages. */
@@ -95,21 +94,30 @@ export function expectedShape(c: ModelConfig, name: string): number[] {
 
 export class LlamaModel {
   private scratch?: Scratch;
+  /** [1, vocab]: decode and prefill need only the last position's logits. */
+  private lastLogits?: Tensor;
+  /** [rows, vocab] for scoring every position (perplexity); made on first use. */
+  private allLogits?: Tensor;
   private readonly rope: RopeTable;
+
+  /** Longest context this instance serves: the model's, or less when the caller asked for less. */
+  readonly contextLength: number;
 
   private constructor(
     readonly config: ModelConfig,
     readonly backend: Backend,
     readonly weights: LlamaWeights,
+    contextLength: number,
   ) {
-    this.rope = backend.ropeTable(ropeInverseFrequencies(config.rope), config.maxPositions);
+    this.contextLength = contextLength;
+    this.rope = backend.ropeTable(ropeInverseFrequencies(config.rope), contextLength);
   }
 
   /**
    * Checks every tensor's presence and shape against the config, then uploads them. `source` names the
    * file or folder in error messages.
    */
-  static create(config: ModelConfig, tensors: TensorMap, backend: Backend, source: string): LlamaModel {
+  static create(config: ModelConfig, tensors: TensorMap, backend: Backend, source: string, contextLength = config.maxPositions): LlamaModel {
     const get = (name: string): Weight => {
       const t = tensors.get(name);
       if (!t) throw new Error(`${source}: missing tensor ${name}`);
@@ -139,13 +147,14 @@ export class LlamaModel {
     }
     const embed = get("model.embed_tokens.weight");
     const lmHead = config.tieEmbeddings && !tensors.has("lm_head.weight") ? embed : get("lm_head.weight");
-    return new LlamaModel(config, backend, { embed, layers, norm: get("model.norm.weight"), lmHead });
+    const context = Math.min(contextLength, config.maxPositions);
+    return new LlamaModel(config, backend, { embed, layers, norm: get("model.norm.weight"), lmHead }, context);
   }
 
   /** A fresh KV cache for up to `capacity` positions. */
-  newCache(capacity = this.config.maxPositions): KVCache {
+  newCache(capacity = this.contextLength): KVCache {
     const c = this.config;
-    return this.backend.kvCache(c.numLayers, c.numKvHeads, c.headDim, Math.min(capacity, c.maxPositions));
+    return this.backend.kvCache(c.numLayers, c.numKvHeads, c.headDim, Math.min(capacity, this.contextLength));
   }
 
   private scratchFor(rows: number): Scratch {
@@ -165,7 +174,6 @@ export class LlamaModel {
         proj: b.activation(rows, c.hiddenSize),
         gate: b.activation(rows, c.intermediateSize),
         up: b.activation(rows, c.intermediateSize),
-        logits: b.activation(rows, c.vocabSize),
       };
     }
     return this.scratch;
@@ -215,16 +223,17 @@ export class LlamaModel {
     }
     if (allLogits) {
       b.rmsnorm(h, x, w.norm, c.rmsNormEps, c.hiddenSize);
-      const logits = view(s.logits);
+      if (!this.allLogits || this.allLogits.rows < n) this.allLogits = b.activation(n, c.vocabSize);
+      const logits = view(this.allLogits);
       b.matmul(logits, h, w.lmHead);
       return logits;
     }
     // only the last row feeds the next-token distribution
     const last = b.view(s.h, 1);
     b.rmsnormRow(last, x, n - 1, w.norm, c.rmsNormEps);
-    const logits = b.view(s.logits, 1);
-    b.matmul(logits, last, w.lmHead);
-    return logits;
+    this.lastLogits ??= b.activation(1, c.vocabSize);
+    b.matmul(this.lastLogits, last, w.lmHead);
+    return this.lastLogits;
   }
 }
 

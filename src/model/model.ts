@@ -98,7 +98,7 @@ export class Model {
     const maxTokens = options.maxTokens ?? 256;
     if (!Number.isInteger(maxTokens) || maxTokens < 0) throw new RangeError(`maxTokens must be a non-negative integer, got ${maxTokens}`);
     if (promptIds.length === 0) throw new Error("the prompt is empty and no BOS token was added; nothing to condition on");
-    const capacity = this.config.maxPositions;
+    const capacity = this.network.contextLength;
     if (promptIds.length >= capacity) {
       throw new RangeError(`the prompt has ${promptIds.length} tokens; the context holds ${capacity}`);
     }
