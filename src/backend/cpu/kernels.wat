@@ -67,34 +67,33 @@
         (br $t)))
     (local.get $s))
 
-  ;; 8 f16 -> f32 bits as two vectors, built in 16-bit lanes: the high half is sign | exponent | top 7
-  ;; mantissa bits (from an arithmetic shift), the low half the last 3 mantissa bits; then one multiply by
-  ;; 2^112 rebiases the exponent (and scales subnormals exactly). Infinity/NaN get the all-ones exponent first.
-  (func $f16x8 (param $v v128) (result v128 v128)
-    (local $hi v128) (local $lo v128)
-    (local.set $hi (v128.or
-      (v128.and (i16x8.shr_s (local.get $v) (i32.const 3)) (v128.const i16x8 0x8fff 0x8fff 0x8fff 0x8fff 0x8fff 0x8fff 0x8fff 0x8fff))
-      (v128.and
-        (i16x8.eq (v128.and (local.get $v) (v128.const i16x8 0x7c00 0x7c00 0x7c00 0x7c00 0x7c00 0x7c00 0x7c00 0x7c00))
-                  (v128.const i16x8 0x7c00 0x7c00 0x7c00 0x7c00 0x7c00 0x7c00 0x7c00 0x7c00))
-        (v128.const i16x8 0x7f80 0x7f80 0x7f80 0x7f80 0x7f80 0x7f80 0x7f80 0x7f80))))
-    (local.set $lo (i16x8.shl (local.get $v) (i32.const 13)))
-    (f32x4.mul (i8x16.shuffle 0 1 16 17 2 3 18 19 4 5 20 21 6 7 22 23 (local.get $lo) (local.get $hi))
-               (v128.const f32x4 0x1p112 0x1p112 0x1p112 0x1p112))
-    (f32x4.mul (i8x16.shuffle 8 9 24 25 10 11 26 27 12 13 28 29 14 15 30 31 (local.get $lo) (local.get $hi))
-               (v128.const f32x4 0x1p112 0x1p112 0x1p112 0x1p112)))
-
+  ;; 8 f16 -> f32 at a time, built in 16-bit lanes: the high half of each f32 is sign | exponent | top 7
+  ;; mantissa bits (one arithmetic shift and a mask), the low half the last 3 mantissa bits; interleaving
+  ;; the halves and one multiply by 2^112 rebiases the exponent (and scales subnormals exactly).
+  ;; Infinity/NaN get the all-ones exponent first. The constants live in locals: V8 would rebuild them
+  ;; in every iteration otherwise.
   (func $dot_f16 (param $w i32) (param $x i32) (param $n i32) (result f32)
-    (local $a0 v128) (local $a1 v128) (local $end i32) (local $s f32) (local $f0 v128) (local $f1 v128)
+    (local $a0 v128) (local $a1 v128) (local $end i32) (local $s f32) (local $v v128) (local $hi v128) (local $lo v128)
+    (local $kSignExp v128) (local $kExp v128) (local $kInf v128) (local $k112 v128)
+    (local.set $kSignExp (v128.const i16x8 0x8fff 0x8fff 0x8fff 0x8fff 0x8fff 0x8fff 0x8fff 0x8fff))
+    (local.set $kExp (v128.const i16x8 0x7c00 0x7c00 0x7c00 0x7c00 0x7c00 0x7c00 0x7c00 0x7c00))
+    (local.set $kInf (v128.const i16x8 0x7f80 0x7f80 0x7f80 0x7f80 0x7f80 0x7f80 0x7f80 0x7f80))
+    (local.set $k112 (v128.const f32x4 0x1p112 0x1p112 0x1p112 0x1p112))
     (local.set $end (i32.add (local.get $w) (i32.shl (i32.and (local.get $n) (i32.const -8)) (i32.const 1))))
     (block $done
       (loop $l
         (br_if $done (i32.ge_u (local.get $w) (local.get $end)))
-        (call $f16x8 (v128.load (local.get $w)))
-        (local.set $f1)
-        (local.set $f0)
-        (local.set $a0 (f32x4.add (local.get $a0) (f32x4.mul (local.get $f0) (v128.load (local.get $x)))))
-        (local.set $a1 (f32x4.add (local.get $a1) (f32x4.mul (local.get $f1) (v128.load offset=16 (local.get $x)))))
+        (local.set $v (v128.load (local.get $w)))
+        (local.set $hi (v128.or
+          (v128.and (i16x8.shr_s (local.get $v) (i32.const 3)) (local.get $kSignExp))
+          (v128.and (i16x8.eq (v128.and (local.get $v) (local.get $kExp)) (local.get $kExp)) (local.get $kInf))))
+        (local.set $lo (i16x8.shl (local.get $v) (i32.const 13)))
+        (local.set $a0 (f32x4.add (local.get $a0) (f32x4.mul
+          (f32x4.mul (i8x16.shuffle 0 1 16 17 2 3 18 19 4 5 20 21 6 7 22 23 (local.get $lo) (local.get $hi)) (local.get $k112))
+          (v128.load (local.get $x)))))
+        (local.set $a1 (f32x4.add (local.get $a1) (f32x4.mul
+          (f32x4.mul (i8x16.shuffle 8 9 24 25 10 11 26 27 12 13 28 29 14 15 30 31 (local.get $lo) (local.get $hi)) (local.get $k112))
+          (v128.load offset=16 (local.get $x)))))
         (local.set $w (i32.add (local.get $w) (i32.const 16)))
         (local.set $x (i32.add (local.get $x) (i32.const 32)))
         (br $l)))
@@ -118,10 +117,10 @@
         (br_if $done (i32.ge_u (local.get $w) (local.get $end)))
         (local.set $v (v128.load (local.get $w)))
         (local.set $a0 (f32x4.add (local.get $a0) (f32x4.mul
-          (i8x16.shuffle 16 17 0 1 18 19 2 3 20 21 4 5 22 23 6 7 (local.get $v) (v128.const i32x4 0 0 0 0))
+          (i8x16.shuffle 0 1 16 17 2 3 18 19 4 5 20 21 6 7 22 23 (v128.const i32x4 0 0 0 0) (local.get $v))
           (v128.load (local.get $x)))))
         (local.set $a1 (f32x4.add (local.get $a1) (f32x4.mul
-          (i8x16.shuffle 16 17 8 9 18 19 10 11 20 21 12 13 22 23 14 15 (local.get $v) (v128.const i32x4 0 0 0 0))
+          (i8x16.shuffle 8 9 24 25 10 11 26 27 12 13 28 29 14 15 30 31 (v128.const i32x4 0 0 0 0) (local.get $v))
           (v128.load offset=16 (local.get $x)))))
         (local.set $w (i32.add (local.get $w) (i32.const 16)))
         (local.set $x (i32.add (local.get $x) (i32.const 32)))
@@ -142,7 +141,7 @@
   ;; ---------------------------------------------------------------------------------------------
   ;; Block formats, f32 activations in the permuted block order. `nb` blocks of 32.
   (func $dot_q8_f32 (param $w i32) (param $x i32) (param $nb i32) (result f32)
-    (local $acc v128) (local $b v128) (local $v v128) (local $e v128) (local $o v128) (local $end i32)
+    (local $acc v128) (local $b v128) (local $v v128) (local $e v128) (local $o v128) (local $end i32) (local $h i32) (local $m i32)
     (local.set $end (i32.add (local.get $w) (i32.mul (local.get $nb) (i32.const 34))))
     (block $done
       (loop $l
@@ -162,7 +161,12 @@
         (local.set $b (f32x4.add (local.get $b) (f32x4.mul (f32x4.convert_i32x4_s (i32x4.extend_low_i16x8_s (local.get $o))) (v128.load offset=96 (local.get $x)))))
         (local.set $b (f32x4.add (local.get $b) (f32x4.mul (f32x4.convert_i32x4_s (i32x4.extend_high_i16x8_s (local.get $o))) (v128.load offset=112 (local.get $x)))))
         (local.set $acc (f32x4.add (local.get $acc)
-          (f32x4.mul (local.get $b) (f32x4.splat (call $h2f (i32.load16_u (local.get $w)))))))
+          (f32x4.mul (local.get $b) (f32x4.splat (f32.copysign
+            (select
+              (f32.reinterpret_i32 (i32.or (local.tee $m (i32.shl (i32.and (local.tee $h (i32.load16_u (local.get $w))) (i32.const 0x7fff)) (i32.const 13))) (i32.const 0x7f800000)))
+              (f32.mul (f32.reinterpret_i32 (local.get $m)) (f32.const 0x1p112))
+              (i32.eq (i32.and (local.get $h) (i32.const 0x7c00)) (i32.const 0x7c00)))
+            (f32.reinterpret_i32 (i32.shl (local.get $h) (i32.const 16))))))))
         (local.set $w (i32.add (local.get $w) (i32.const 34)))
         (local.set $x (i32.add (local.get $x) (i32.const 128)))
         (br $l)))
@@ -171,12 +175,14 @@
   ;; q4_0: flipping each nibble's top bit (xor 0x88) turns n into the 4-bit two's complement of n - 8, so
   ;; shifting it to the top of a 16-bit lane and back arithmetically yields n - 8 directly.
   (func $dot_q4_f32 (param $w i32) (param $x i32) (param $nb i32) (result f32)
-    (local $acc v128) (local $b v128) (local $v v128) (local $p v128) (local $end i32)
+    (local $acc v128) (local $b v128) (local $v v128) (local $p v128) (local $end i32) (local $h i32) (local $m i32)
+    (local $k88 v128)
+    (local.set $k88 (v128.const i32x4 0x88888888 0x88888888 0x88888888 0x88888888))
     (local.set $end (i32.add (local.get $w) (i32.mul (local.get $nb) (i32.const 18))))
     (block $done
       (loop $l
         (br_if $done (i32.ge_u (local.get $w) (local.get $end)))
-        (local.set $v (v128.xor (v128.load offset=2 align=1 (local.get $w)) (v128.const i32x4 0x88888888 0x88888888 0x88888888 0x88888888)))
+        (local.set $v (v128.xor (v128.load offset=2 align=1 (local.get $w)) (local.get $k88)))
         ;; elements 0, 2, .. 14: bits 3..0
         (local.set $p (i16x8.shr_s (i16x8.shl (local.get $v) (i32.const 12)) (i32.const 12)))
         (local.set $b (f32x4.mul (f32x4.convert_i32x4_s (i32x4.extend_low_i16x8_s (local.get $p))) (v128.load (local.get $x))))
@@ -194,7 +200,12 @@
         (local.set $b (f32x4.add (local.get $b) (f32x4.mul (f32x4.convert_i32x4_s (i32x4.extend_low_i16x8_s (local.get $p))) (v128.load offset=96 (local.get $x)))))
         (local.set $b (f32x4.add (local.get $b) (f32x4.mul (f32x4.convert_i32x4_s (i32x4.extend_high_i16x8_s (local.get $p))) (v128.load offset=112 (local.get $x)))))
         (local.set $acc (f32x4.add (local.get $acc)
-          (f32x4.mul (local.get $b) (f32x4.splat (call $h2f (i32.load16_u (local.get $w)))))))
+          (f32x4.mul (local.get $b) (f32x4.splat (f32.copysign
+            (select
+              (f32.reinterpret_i32 (i32.or (local.tee $m (i32.shl (i32.and (local.tee $h (i32.load16_u (local.get $w))) (i32.const 0x7fff)) (i32.const 13))) (i32.const 0x7f800000)))
+              (f32.mul (f32.reinterpret_i32 (local.get $m)) (f32.const 0x1p112))
+              (i32.eq (i32.and (local.get $h) (i32.const 0x7c00)) (i32.const 0x7c00)))
+            (f32.reinterpret_i32 (i32.shl (local.get $h) (i32.const 16))))))))
         (local.set $w (i32.add (local.get $w) (i32.const 18)))
         (local.set $x (i32.add (local.get $x) (i32.const 128)))
         (br $l)))
@@ -202,52 +213,105 @@
 
   ;; ---------------------------------------------------------------------------------------------
   ;; Block formats, int8 activations: xq holds 32 int16 per block (values in [-127, 127], permuted order),
-  ;; xs one f32 scale per block.
-  (func $dot_q8_i8 (param $w i32) (param $xq i32) (param $xs i32) (param $nb i32) (result f32)
-    (local $acc v128) (local $s v128) (local $v v128) (local $end i32)
-    (local.set $end (i32.add (local.get $w) (i32.mul (local.get $nb) (i32.const 34))))
+  ;; xs one f32 scale per block. Two weight rows at a time share the activation loads; each stores its
+  ;; dot product at out0/out1 (a single row passes the same row twice).
+  ;; The f16 weight scale is decoded as in $h2f, with the sign carried by an arithmetic shift:
+  ;; bits = ((h << 16) >>s 3) & 0x8fffe000 is the f16 value times 2^-112 as f32 bits, exactly.
+  (func $dot2_q8_i8 (param $w0 i32) (param $w1 i32) (param $xq i32) (param $xs i32) (param $nb i32) (param $out0 i32) (param $out1 i32)
+    (local $acc0 v128) (local $acc1 v128) (local $s v128) (local $v v128) (local $k88 v128)
+    (local $x0 v128) (local $x1 v128) (local $x2 v128) (local $x3 v128)
+    (local $end i32) (local $h i32) (local $b i32) (local $dx f32)
+    (local.set $k88 (v128.const i32x4 0x88888888 0x88888888 0x88888888 0x88888888))
+    (local.set $end (i32.add (local.get $w0) (i32.mul (local.get $nb) (i32.const 34))))
     (block $done
       (loop $l
-        (br_if $done (i32.ge_u (local.get $w) (local.get $end)))
-        (local.set $v (v128.load offset=2 align=1 (local.get $w)))
+        (br_if $done (i32.ge_u (local.get $w0) (local.get $end)))
+        (local.set $x0 (v128.load (local.get $xq)))
+        (local.set $x1 (v128.load offset=16 (local.get $xq)))
+        (local.set $x2 (v128.load offset=32 (local.get $xq)))
+        (local.set $x3 (v128.load offset=48 (local.get $xq)))
+        (local.set $dx (f32.load (local.get $xs)))
+        (local.set $v (v128.load offset=2 align=1 (local.get $w0)))
         (local.set $s (i32x4.add
-          (i32x4.dot_i16x8_s (i16x8.shr_s (i16x8.shl (local.get $v) (i32.const 8)) (i32.const 8)) (v128.load (local.get $xq)))
-          (i32x4.dot_i16x8_s (i16x8.shr_s (local.get $v) (i32.const 8)) (v128.load offset=16 (local.get $xq)))))
-        (local.set $v (v128.load offset=18 align=1 (local.get $w)))
+          (i32x4.dot_i16x8_s (i16x8.shr_s (i16x8.shl (local.get $v) (i32.const 8)) (i32.const 8)) (local.get $x0))
+          (i32x4.dot_i16x8_s (i16x8.shr_s (local.get $v) (i32.const 8)) (local.get $x1))))
+        (local.set $v (v128.load offset=18 align=1 (local.get $w0)))
         (local.set $s (i32x4.add (local.get $s) (i32x4.add
-          (i32x4.dot_i16x8_s (i16x8.shr_s (i16x8.shl (local.get $v) (i32.const 8)) (i32.const 8)) (v128.load offset=32 (local.get $xq)))
-          (i32x4.dot_i16x8_s (i16x8.shr_s (local.get $v) (i32.const 8)) (v128.load offset=48 (local.get $xq))))))
-        (local.set $acc (f32x4.add (local.get $acc)
-          (f32x4.mul (f32x4.convert_i32x4_s (local.get $s))
-            (f32x4.splat (f32.mul (call $h2f (i32.load16_u (local.get $w))) (f32.load (local.get $xs)))))))
-        (local.set $w (i32.add (local.get $w) (i32.const 34)))
+          (i32x4.dot_i16x8_s (i16x8.shr_s (i16x8.shl (local.get $v) (i32.const 8)) (i32.const 8)) (local.get $x2))
+          (i32x4.dot_i16x8_s (i16x8.shr_s (local.get $v) (i32.const 8)) (local.get $x3)))))
+        (local.set $acc0 (f32x4.add (local.get $acc0) (f32x4.mul (f32x4.convert_i32x4_s (local.get $s))
+          (f32x4.splat (f32.mul (f32.mul (f32.reinterpret_i32 (select
+              (i32.or (local.tee $b (i32.and (i32.shr_s (i32.shl (local.tee $h (i32.load16_u (local.get $w0))) (i32.const 16)) (i32.const 3)) (i32.const 0x8fffe000))) (i32.const 0x7f800000))
+              (local.get $b)
+              (i32.eq (i32.and (local.get $h) (i32.const 0x7c00)) (i32.const 0x7c00)))) (f32.const 0x1p112)) (local.get $dx))))))
+        (local.set $v (v128.load offset=2 align=1 (local.get $w1)))
+        (local.set $s (i32x4.add
+          (i32x4.dot_i16x8_s (i16x8.shr_s (i16x8.shl (local.get $v) (i32.const 8)) (i32.const 8)) (local.get $x0))
+          (i32x4.dot_i16x8_s (i16x8.shr_s (local.get $v) (i32.const 8)) (local.get $x1))))
+        (local.set $v (v128.load offset=18 align=1 (local.get $w1)))
+        (local.set $s (i32x4.add (local.get $s) (i32x4.add
+          (i32x4.dot_i16x8_s (i16x8.shr_s (i16x8.shl (local.get $v) (i32.const 8)) (i32.const 8)) (local.get $x2))
+          (i32x4.dot_i16x8_s (i16x8.shr_s (local.get $v) (i32.const 8)) (local.get $x3)))))
+        (local.set $acc1 (f32x4.add (local.get $acc1) (f32x4.mul (f32x4.convert_i32x4_s (local.get $s))
+          (f32x4.splat (f32.mul (f32.mul (f32.reinterpret_i32 (select
+              (i32.or (local.tee $b (i32.and (i32.shr_s (i32.shl (local.tee $h (i32.load16_u (local.get $w1))) (i32.const 16)) (i32.const 3)) (i32.const 0x8fffe000))) (i32.const 0x7f800000))
+              (local.get $b)
+              (i32.eq (i32.and (local.get $h) (i32.const 0x7c00)) (i32.const 0x7c00)))) (f32.const 0x1p112)) (local.get $dx))))))
+        (local.set $w0 (i32.add (local.get $w0) (i32.const 34)))
+        (local.set $w1 (i32.add (local.get $w1) (i32.const 34)))
         (local.set $xq (i32.add (local.get $xq) (i32.const 64)))
         (local.set $xs (i32.add (local.get $xs) (i32.const 4)))
         (br $l)))
-    (call $hsum (local.get $acc)))
+    (f32.store (local.get $out0) (call $hsum (local.get $acc0)))
+    (f32.store (local.get $out1) (call $hsum (local.get $acc1))))
 
-  (func $dot_q4_i8 (param $w i32) (param $xq i32) (param $xs i32) (param $nb i32) (result f32)
-    (local $acc v128) (local $s v128) (local $v v128) (local $end i32)
-    (local.set $end (i32.add (local.get $w) (i32.mul (local.get $nb) (i32.const 18))))
+  (func $dot2_q4_i8 (param $w0 i32) (param $w1 i32) (param $xq i32) (param $xs i32) (param $nb i32) (param $out0 i32) (param $out1 i32)
+    (local $acc0 v128) (local $acc1 v128) (local $s v128) (local $v v128) (local $k88 v128)
+    (local $x0 v128) (local $x1 v128) (local $x2 v128) (local $x3 v128)
+    (local $end i32) (local $h i32) (local $b i32) (local $dx f32)
+    (local.set $k88 (v128.const i32x4 0x88888888 0x88888888 0x88888888 0x88888888))
+    (local.set $end (i32.add (local.get $w0) (i32.mul (local.get $nb) (i32.const 18))))
     (block $done
       (loop $l
-        (br_if $done (i32.ge_u (local.get $w) (local.get $end)))
-        (local.set $v (v128.xor (v128.load offset=2 align=1 (local.get $w)) (v128.const i32x4 0x88888888 0x88888888 0x88888888 0x88888888)))
+        (br_if $done (i32.ge_u (local.get $w0) (local.get $end)))
+        (local.set $x0 (v128.load (local.get $xq)))
+        (local.set $x1 (v128.load offset=16 (local.get $xq)))
+        (local.set $x2 (v128.load offset=32 (local.get $xq)))
+        (local.set $x3 (v128.load offset=48 (local.get $xq)))
+        (local.set $dx (f32.load (local.get $xs)))
+        (local.set $v (v128.xor (v128.load offset=2 align=1 (local.get $w0)) (local.get $k88)))
         (local.set $s (i32x4.add
           (i32x4.add
-            (i32x4.dot_i16x8_s (i16x8.shr_s (i16x8.shl (local.get $v) (i32.const 12)) (i32.const 12)) (v128.load (local.get $xq)))
-            (i32x4.dot_i16x8_s (i16x8.shr_s (i16x8.shl (local.get $v) (i32.const 4)) (i32.const 12)) (v128.load offset=16 (local.get $xq))))
+            (i32x4.dot_i16x8_s (i16x8.shr_s (i16x8.shl (local.get $v) (i32.const 12)) (i32.const 12)) (local.get $x0))
+            (i32x4.dot_i16x8_s (i16x8.shr_s (i16x8.shl (local.get $v) (i32.const 4)) (i32.const 12)) (local.get $x1)))
           (i32x4.add
-            (i32x4.dot_i16x8_s (i16x8.shr_s (i16x8.shl (local.get $v) (i32.const 8)) (i32.const 12)) (v128.load offset=32 (local.get $xq)))
-            (i32x4.dot_i16x8_s (i16x8.shr_s (local.get $v) (i32.const 12)) (v128.load offset=48 (local.get $xq))))))
-        (local.set $acc (f32x4.add (local.get $acc)
-          (f32x4.mul (f32x4.convert_i32x4_s (local.get $s))
-            (f32x4.splat (f32.mul (call $h2f (i32.load16_u (local.get $w))) (f32.load (local.get $xs)))))))
-        (local.set $w (i32.add (local.get $w) (i32.const 18)))
+            (i32x4.dot_i16x8_s (i16x8.shr_s (i16x8.shl (local.get $v) (i32.const 8)) (i32.const 12)) (local.get $x2))
+            (i32x4.dot_i16x8_s (i16x8.shr_s (local.get $v) (i32.const 12)) (local.get $x3)))))
+        (local.set $acc0 (f32x4.add (local.get $acc0) (f32x4.mul (f32x4.convert_i32x4_s (local.get $s))
+          (f32x4.splat (f32.mul (f32.mul (f32.reinterpret_i32 (select
+              (i32.or (local.tee $b (i32.and (i32.shr_s (i32.shl (local.tee $h (i32.load16_u (local.get $w0))) (i32.const 16)) (i32.const 3)) (i32.const 0x8fffe000))) (i32.const 0x7f800000))
+              (local.get $b)
+              (i32.eq (i32.and (local.get $h) (i32.const 0x7c00)) (i32.const 0x7c00)))) (f32.const 0x1p112)) (local.get $dx))))))
+        (local.set $v (v128.xor (v128.load offset=2 align=1 (local.get $w1)) (local.get $k88)))
+        (local.set $s (i32x4.add
+          (i32x4.add
+            (i32x4.dot_i16x8_s (i16x8.shr_s (i16x8.shl (local.get $v) (i32.const 12)) (i32.const 12)) (local.get $x0))
+            (i32x4.dot_i16x8_s (i16x8.shr_s (i16x8.shl (local.get $v) (i32.const 4)) (i32.const 12)) (local.get $x1)))
+          (i32x4.add
+            (i32x4.dot_i16x8_s (i16x8.shr_s (i16x8.shl (local.get $v) (i32.const 8)) (i32.const 12)) (local.get $x2))
+            (i32x4.dot_i16x8_s (i16x8.shr_s (local.get $v) (i32.const 12)) (local.get $x3)))))
+        (local.set $acc1 (f32x4.add (local.get $acc1) (f32x4.mul (f32x4.convert_i32x4_s (local.get $s))
+          (f32x4.splat (f32.mul (f32.mul (f32.reinterpret_i32 (select
+              (i32.or (local.tee $b (i32.and (i32.shr_s (i32.shl (local.tee $h (i32.load16_u (local.get $w1))) (i32.const 16)) (i32.const 3)) (i32.const 0x8fffe000))) (i32.const 0x7f800000))
+              (local.get $b)
+              (i32.eq (i32.and (local.get $h) (i32.const 0x7c00)) (i32.const 0x7c00)))) (f32.const 0x1p112)) (local.get $dx))))))
+        (local.set $w0 (i32.add (local.get $w0) (i32.const 18)))
+        (local.set $w1 (i32.add (local.get $w1) (i32.const 18)))
         (local.set $xq (i32.add (local.get $xq) (i32.const 64)))
         (local.set $xs (i32.add (local.get $xs) (i32.const 4)))
         (br $l)))
-    (call $hsum (local.get $acc)))
+    (f32.store (local.get $out0) (call $hsum (local.get $acc0)))
+    (f32.store (local.get $out1) (call $hsum (local.get $acc1))))
 
   ;; ---------------------------------------------------------------------------------------------
   ;; Activation preparation (once per matmul, on the calling thread).
@@ -323,72 +387,96 @@
         (br $l))))
 
   ;; ---------------------------------------------------------------------------------------------
-  ;; out[r, o] for r in [0, rows), o in [o0, o1).
-  (func $tile (param $kind i32) (param $w i32) (param $x i32) (param $xs i32) (param $out i32)
+  ;; out[r, o] for r in [0, rows), o in [o0, o1), f32-activation kinds 0..4. Activation rows go in tiles
+  ;; of 16 that stay in L1/L2 while the chunk's weight rows pass over them.
+  (func $tile (param $kind i32) (param $w i32) (param $x i32) (param $out i32)
               (param $inF i32) (param $outF i32) (param $rows i32) (param $o0 i32) (param $o1 i32)
-    (local $o i32) (local $r i32) (local $wrow i32) (local $rowBytes i32) (local $nb i32)
-    (local $xstride i32) (local $v f32) (local $r0 i32) (local $r1 i32)
+    (local $o i32) (local $r i32) (local $r0 i32) (local $r1 i32) (local $wrow i32) (local $rowBytes i32)
+    (local $nb i32) (local $xrow i32) (local $xstride i32) (local $v f32)
     (local.set $nb (i32.shr_u (local.get $inF) (i32.const 5)))
-    ;; bytes per weight row and per prepared activation row
-    (block $k
-      (block $k6 (block $k5 (block $k4 (block $k3 (block $k2 (block $k1 (block $k0
-        (br_table $k0 $k1 $k2 $k3 $k4 $k5 $k6 $k0 (local.get $kind)))
-        (local.set $rowBytes (i32.shl (local.get $inF) (i32.const 2)))
-        (local.set $xstride (i32.shl (local.get $inF) (i32.const 2))) (br $k))
-        (local.set $rowBytes (i32.shl (local.get $inF) (i32.const 1)))
-        (local.set $xstride (i32.shl (local.get $inF) (i32.const 2))) (br $k))
-        (local.set $rowBytes (i32.shl (local.get $inF) (i32.const 1)))
-        (local.set $xstride (i32.shl (local.get $inF) (i32.const 2))) (br $k))
-        (local.set $rowBytes (i32.mul (local.get $nb) (i32.const 34)))
-        (local.set $xstride (i32.shl (local.get $inF) (i32.const 2))) (br $k))
-        (local.set $rowBytes (i32.mul (local.get $nb) (i32.const 18)))
-        (local.set $xstride (i32.shl (local.get $inF) (i32.const 2))) (br $k))
-        (local.set $rowBytes (i32.mul (local.get $nb) (i32.const 34)))
-        (local.set $xstride (i32.shl (local.get $inF) (i32.const 1))) (br $k))
-      (local.set $rowBytes (i32.mul (local.get $nb) (i32.const 18)))
-      (local.set $xstride (i32.shl (local.get $inF) (i32.const 1))))
-    ;; activation rows in tiles of 16 that stay in L1/L2 while the chunk's weight rows pass over them
+    (local.set $xstride (i32.shl (local.get $inF) (i32.const 2)))
+    (local.set $rowBytes
+      (select (i32.shl (local.get $inF) (i32.const 2))
+        (select (i32.shl (local.get $inF) (i32.const 1))
+          (i32.mul (local.get $nb) (select (i32.const 34) (i32.const 18) (i32.eq (local.get $kind) (i32.const 3))))
+          (i32.le_u (local.get $kind) (i32.const 2)))
+        (i32.eqz (local.get $kind))))
     (local.set $r0 (i32.const 0))
     (block $tdone
       (loop $tl
         (br_if $tdone (i32.ge_u (local.get $r0) (local.get $rows)))
         (local.set $r1 (i32.add (local.get $r0) (i32.const 16)))
         (if (i32.gt_u (local.get $r1) (local.get $rows)) (then (local.set $r1 (local.get $rows))))
-    (local.set $o (local.get $o0))
-    (local.set $wrow (i32.add (local.get $w) (i32.mul (local.get $o0) (local.get $rowBytes))))
-    (block $odone
-      (loop $ol
-        (br_if $odone (i32.ge_u (local.get $o) (local.get $o1)))
-        (local.set $r (local.get $r0))
-        (block $rdone
-          (loop $rl
-            (br_if $rdone (i32.ge_u (local.get $r) (local.get $r1)))
-            (block $got
-              (block $g6 (block $g5 (block $g4 (block $g3 (block $g2 (block $g1 (block $g0
-                (br_table $g0 $g1 $g2 $g3 $g4 $g5 $g6 $g0 (local.get $kind)))
-                (local.set $v (call $dot_f32 (local.get $wrow) (i32.add (local.get $x) (i32.mul (local.get $r) (local.get $xstride))) (local.get $inF)))
-                (br $got))
-                (local.set $v (call $dot_f16 (local.get $wrow) (i32.add (local.get $x) (i32.mul (local.get $r) (local.get $xstride))) (local.get $inF)))
-                (br $got))
-                (local.set $v (call $dot_bf16 (local.get $wrow) (i32.add (local.get $x) (i32.mul (local.get $r) (local.get $xstride))) (local.get $inF)))
-                (br $got))
-                (local.set $v (call $dot_q8_f32 (local.get $wrow) (i32.add (local.get $x) (i32.mul (local.get $r) (local.get $xstride))) (local.get $nb)))
-                (br $got))
-                (local.set $v (call $dot_q4_f32 (local.get $wrow) (i32.add (local.get $x) (i32.mul (local.get $r) (local.get $xstride))) (local.get $nb)))
-                (br $got))
-                (local.set $v (call $dot_q8_i8 (local.get $wrow) (i32.add (local.get $x) (i32.mul (local.get $r) (local.get $xstride)))
-                  (i32.add (local.get $xs) (i32.shl (i32.mul (local.get $r) (local.get $nb)) (i32.const 2))) (local.get $nb)))
-                (br $got))
-              (local.set $v (call $dot_q4_i8 (local.get $wrow) (i32.add (local.get $x) (i32.mul (local.get $r) (local.get $xstride)))
-                (i32.add (local.get $xs) (i32.shl (i32.mul (local.get $r) (local.get $nb)) (i32.const 2))) (local.get $nb))))
-            (f32.store
-              (i32.add (local.get $out) (i32.shl (i32.add (i32.mul (local.get $r) (local.get $outF)) (local.get $o)) (i32.const 2)))
-              (local.get $v))
-            (local.set $r (i32.add (local.get $r) (i32.const 1)))
-            (br $rl)))
-        (local.set $wrow (i32.add (local.get $wrow) (local.get $rowBytes)))
-        (local.set $o (i32.add (local.get $o) (i32.const 1)))
-        (br $ol)))
+        (local.set $o (local.get $o0))
+        (local.set $wrow (i32.add (local.get $w) (i32.mul (local.get $o0) (local.get $rowBytes))))
+        (block $odone
+          (loop $ol
+            (br_if $odone (i32.ge_u (local.get $o) (local.get $o1)))
+            (local.set $r (local.get $r0))
+            (block $rdone
+              (loop $rl
+                (br_if $rdone (i32.ge_u (local.get $r) (local.get $r1)))
+                (local.set $xrow (i32.add (local.get $x) (i32.mul (local.get $r) (local.get $xstride))))
+                (block $got
+                  (block $g4 (block $g3 (block $g2 (block $g1 (block $g0
+                    (br_table $g0 $g1 $g2 $g3 $g4 $g0 (local.get $kind)))
+                    (local.set $v (call $dot_f32 (local.get $wrow) (local.get $xrow) (local.get $inF)))
+                    (br $got))
+                    (local.set $v (call $dot_f16 (local.get $wrow) (local.get $xrow) (local.get $inF)))
+                    (br $got))
+                    (local.set $v (call $dot_bf16 (local.get $wrow) (local.get $xrow) (local.get $inF)))
+                    (br $got))
+                    (local.set $v (call $dot_q8_f32 (local.get $wrow) (local.get $xrow) (local.get $nb)))
+                    (br $got))
+                  (local.set $v (call $dot_q4_f32 (local.get $wrow) (local.get $xrow) (local.get $nb))))
+                (f32.store
+                  (i32.add (local.get $out) (i32.shl (i32.add (i32.mul (local.get $r) (local.get $outF)) (local.get $o)) (i32.const 2)))
+                  (local.get $v))
+                (local.set $r (i32.add (local.get $r) (i32.const 1)))
+                (br $rl)))
+            (local.set $wrow (i32.add (local.get $wrow) (local.get $rowBytes)))
+            (local.set $o (i32.add (local.get $o) (i32.const 1)))
+            (br $ol)))
+        (local.set $r0 (local.get $r1))
+        (br $tl))))
+
+  ;; The same for the int8-activation kinds 5 (q8_0) and 6 (q4_0), two weight rows at a time.
+  (func $tile_i8 (param $kind i32) (param $w i32) (param $xq i32) (param $xs i32) (param $out i32)
+                 (param $inF i32) (param $outF i32) (param $rows i32) (param $o0 i32) (param $o1 i32)
+    (local $o i32) (local $r i32) (local $r0 i32) (local $r1 i32) (local $wrow i32) (local $wnext i32)
+    (local $rowBytes i32) (local $nb i32) (local $xrow i32) (local $srow i32) (local $orow i32) (local $onext i32)
+    (local.set $nb (i32.shr_u (local.get $inF) (i32.const 5)))
+    (local.set $rowBytes (i32.mul (local.get $nb) (select (i32.const 34) (i32.const 18) (i32.eq (local.get $kind) (i32.const 5)))))
+    (local.set $r0 (i32.const 0))
+    (block $tdone
+      (loop $tl
+        (br_if $tdone (i32.ge_u (local.get $r0) (local.get $rows)))
+        (local.set $r1 (i32.add (local.get $r0) (i32.const 16)))
+        (if (i32.gt_u (local.get $r1) (local.get $rows)) (then (local.set $r1 (local.get $rows))))
+        (local.set $o (local.get $o0))
+        (block $odone
+          (loop $ol
+            (br_if $odone (i32.ge_u (local.get $o) (local.get $o1)))
+            (local.set $wrow (i32.add (local.get $w) (i32.mul (local.get $o) (local.get $rowBytes))))
+            ;; the second row of the pair, or the same row again when o is the last one
+            (local.set $onext (select (i32.const 1) (i32.const 0) (i32.lt_u (i32.add (local.get $o) (i32.const 1)) (local.get $o1))))
+            (local.set $wnext (i32.add (local.get $wrow) (i32.mul (local.get $onext) (local.get $rowBytes))))
+            (local.set $r (local.get $r0))
+            (block $rdone
+              (loop $rl
+                (br_if $rdone (i32.ge_u (local.get $r) (local.get $r1)))
+                (local.set $xrow (i32.add (local.get $xq) (i32.mul (local.get $r) (i32.shl (local.get $inF) (i32.const 1)))))
+                (local.set $srow (i32.add (local.get $xs) (i32.shl (i32.mul (local.get $r) (local.get $nb)) (i32.const 2))))
+                (local.set $orow (i32.add (local.get $out) (i32.shl (i32.add (i32.mul (local.get $r) (local.get $outF)) (local.get $o)) (i32.const 2))))
+                (if (i32.eq (local.get $kind) (i32.const 5))
+                  (then (call $dot2_q8_i8 (local.get $wrow) (local.get $wnext) (local.get $xrow) (local.get $srow) (local.get $nb)
+                          (local.get $orow) (i32.add (local.get $orow) (i32.shl (local.get $onext) (i32.const 2)))))
+                  (else (call $dot2_q4_i8 (local.get $wrow) (local.get $wnext) (local.get $xrow) (local.get $srow) (local.get $nb)
+                          (local.get $orow) (i32.add (local.get $orow) (i32.shl (local.get $onext) (i32.const 2))))))
+                (local.set $r (i32.add (local.get $r) (i32.const 1)))
+                (br $rl)))
+            (local.set $o (i32.add (local.get $o) (i32.const 2)))
+            (br $ol)))
         (local.set $r0 (local.get $r1))
         (br $tl))))
 
@@ -405,9 +493,14 @@
         (local.set $o0 (i32.mul (local.get $i) (local.get $chunk)))
         (local.set $o1 (i32.add (local.get $o0) (local.get $chunk)))
         (if (i32.gt_u (local.get $o1) (local.get $outF)) (then (local.set $o1 (local.get $outF))))
-        (call $tile
-          (i32.load offset=192 (local.get $c)) (i32.load offset=196 (local.get $c)) (i32.load offset=200 (local.get $c))
-          (i32.load offset=204 (local.get $c)) (i32.load offset=208 (local.get $c)) (i32.load offset=212 (local.get $c))
-          (local.get $outF) (i32.load offset=220 (local.get $c)) (local.get $o0) (local.get $o1))
+        (if (i32.ge_u (i32.load offset=192 (local.get $c)) (i32.const 5))
+          (then (call $tile_i8
+            (i32.load offset=192 (local.get $c)) (i32.load offset=196 (local.get $c)) (i32.load offset=200 (local.get $c))
+            (i32.load offset=204 (local.get $c)) (i32.load offset=208 (local.get $c)) (i32.load offset=212 (local.get $c))
+            (local.get $outF) (i32.load offset=220 (local.get $c)) (local.get $o0) (local.get $o1)))
+          (else (call $tile
+            (i32.load offset=192 (local.get $c)) (i32.load offset=196 (local.get $c)) (i32.load offset=200 (local.get $c))
+            (i32.load offset=208 (local.get $c)) (i32.load offset=212 (local.get $c))
+            (local.get $outF) (i32.load offset=220 (local.get $c)) (local.get $o0) (local.get $o1))))
         (br $l))))
 )
