@@ -12,7 +12,7 @@ import { Recorder } from "./recorder.js";
 import { f32bits, grid, type Kernel } from "./kernel.js";
 import type { KernelTime } from "./profiler.js";
 import { GpuWeight, uploadWeight } from "./weights.js";
-import { GEMM_TILE, GEMV_ROWS, chunkElems, gemmKernel, gemvKernel, xMode } from "./kernels/matmul.js";
+import { GEMM_TILE, chunkElems, gemvRows, gemmKernel, gemvKernel, xMode } from "./kernels/matmul.js";
 import { ELEMENTWISE_GROUP, addBiasKernel, addKernel, swigluKernel } from "./kernels/elementwise.js";
 import { normThreads, rmsnormKernel } from "./kernels/norm.js";
 import { ROPE_GROUP, ropeKernel } from "./kernels/rope.js";
@@ -174,7 +174,7 @@ export class WebGpuBackend implements Backend {
       if (n === 1) {
         const k = gemvKernel(wt.format, xMode(wt.format, K), this.gpu.subgroupMinSize);
         const chunks = Math.ceil(K / chunkElems(wt.format));
-        this.run(k, [part.rows, K, chunks, part.rowStart, wt.stride / 4, wt.blocks], bufs, grid(Math.ceil(part.rows / GEMV_ROWS)));
+        this.run(k, [part.rows, K, chunks, part.rowStart, wt.stride / 4, wt.blocks], bufs, grid(Math.ceil(part.rows / gemvRows(this.gpu.subgroupMinSize))));
       } else {
         const groups = wt.isBlock ? K / 8 : Math.ceil(K / 8);
         const tiles = Math.ceil(part.rows / GEMM_TILE);

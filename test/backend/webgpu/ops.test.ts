@@ -237,3 +237,39 @@ test("a forward pass's ops become one submission; parameter blocks are per dispa
   const t = new Float32Array(table.data.buffer);
   assertClose(got, Float32Array.from({ length: 64 }, (_, i) => t[64 + i]! + t[3 * 64 + i]!), "two embeds in one submission");
 });
+
+test("more dispatches than the parameter ring holds are split into submissions and stay correct", { skip: !gpu && reason }, async () => {
+  const g = gpu!;
+  const x = tensorOf(g, 1, 4, new Float32Array(4));
+  const one = tensorOf(g, 1, 4, new Float32Array(4).fill(1));
+  await g.read(x);
+  const before = g.recorder.submissions;
+  const n = 4500; // the 1 MiB ring holds 4096 parameter blocks of 256 bytes
+  for (let i = 0; i < n; i++) g.add(x, x, one);
+  assert.deepEqual(await g.read(x), new Float32Array(4).fill(n));
+  assert.equal(g.recorder.submissions - before, 2);
+});
+
+test("profile: timestamp totals per kernel", { skip: !gpu && reason }, async (t) => {
+  const { gpu: p } = await openOrSkip({ profile: true });
+  if (!p) return t.skip("profiling needs timestamp-query");
+  try {
+    const rng = new Rng(12);
+    const w = p.upload(randomWeight("q4_0", [40, 64], rng));
+    const x = tensorOf(p, 1, 64, randoms(64, rng));
+    const out = p.activation(1, 40);
+    p.matmul(out, x, w);
+    p.matmul(out, x, w);
+    p.add(out, out, out);
+    await p.read(out);
+    const report = await p.profile();
+    const byName = new Map(report.map((k) => [k.kernel, k]));
+    assert.equal(byName.get("matmul.gemv.q4_0")?.calls, 2);
+    assert.equal(byName.get("add")?.calls, 1);
+    for (const k of report) assert.ok(k.totalMs >= 0 && Number.isFinite(k.totalMs), `${k.kernel}: ${k.totalMs} ms`);
+    p.resetProfile();
+    assert.deepEqual(await p.profile(), []);
+  } finally {
+    p.dispose();
+  }
+});

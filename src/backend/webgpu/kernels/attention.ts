@@ -1,7 +1,8 @@
 /**
  * Causal grouped-query attention over the GPU KV cache, split over positions (flash-decoding): a
  * workgroup handles one (query row, head, split) and walks its span of positions in tiles of TILE,
- * keeping an online softmax (running max, per-thread running sums, rescaled accumulators); a second
+ * keeping an online softmax (running max, per-thread running sums, rescaled accumulators; three
+ * barriers a tile); a second
  * kernel merges the splits of each (row, head). A decode step has one query row, so the splits are
  * what fills the GPU at long contexts; prefill has rows x heads workgroups already and uses fewer.
  */
@@ -77,11 +78,9 @@ fn main(${ENTRY_ARGS}) {
     }
     red[lid] = s;
     workgroupBarrier();
-    for (var w = WG / 2u; w > 0u; w >>= 1u) {
-      if (lid < w) { red[lid] = max(red[lid], red[lid + w]); }
-      workgroupBarrier();
-    }
-    let mNew = max(m, red[0]);
+    // every thread reads all WG scores (broadcast reads): one barrier instead of a log2(WG)-step tree
+    var mNew = m;
+    for (var u = 0u; u < WG; u++) { mNew = max(mNew, red[u]); }
     let corr = exp(m - mNew);
     var e = 0.0;
     if (t < end) { e = exp(s - mNew); }
@@ -100,15 +99,13 @@ fn main(${ENTRY_ARGS}) {
     }
     workgroupBarrier();
   }
-  red[lid] = l;
+  probs[lid] = l;
   workgroupBarrier();
-  for (var w = WG / 2u; w > 0u; w >>= 1u) {
-    if (lid < w) { red[lid] += red[lid + w]; }
-    workgroupBarrier();
-  }
   if (lid == 0u) {
+    var sum = 0.0;
+    for (var u = 0u; u < WG; u++) { sum += probs[u]; }
     partial[out] = m;
-    partial[out + 1u] = red[0];
+    partial[out + 1u] = sum;
   }
   for (var j = 0u; j < ${DPT}u; j++) {
     let i = lid + j * WG;

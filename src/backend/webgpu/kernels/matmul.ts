@@ -2,11 +2,11 @@
  * out[r, o] = sum_i x[r, i] * w[o, i] for every weight format.
  *
  * GEMV (one row, the decode step) is memory-bound, so it is written to stream the weight once at full
- * bandwidth: 32 threads share a weight row and each loads 16 bytes at a time (one vec4<u32>: 4 f32, 8
- * f16/bf16, 16 q8_0 or 32 q4_0 weights), so a row's threads read 512 contiguous bytes per step; a
- * workgroup of 256 threads covers 8 rows. The 32 partial sums of a row are added with subgroup shuffles
- * when the adapter has subgroups (over min(32, smallest subgroup) lanes) and through workgroup memory
- * for the rest, so the same kernel is correct for any subgroup size or none.
+ * bandwidth: a team of threads shares a weight row and each loads 16 bytes at a time (one vec4<u32>: 4
+ * f32, 8 f16/bf16, 16 q8_0 or 32 q4_0 weights), so a 32-thread team reads 512 contiguous bytes per step;
+ * a workgroup of 256 threads covers 256 / team rows. With subgroups the team is min(32, smallest
+ * subgroup) threads and its partial sums are added with subgroup shuffles, no barrier; without, the team
+ * is 32 threads and the sums go through workgroup memory.
  *
  * GEMM (prefill) tiles 64 rows x 64 output features per workgroup, steps K by 32 through workgroup
  * memory, and each of 256 threads accumulates a 4 x 4 block. Weights are decoded to f32 in groups of 8
@@ -16,9 +16,17 @@ import type { DType } from "../../../tensor/dtype.js";
 import { ENTRY_ARGS, GROUP_INDEX, memoKernel, type Kernel } from "../kernel.js";
 import { DECODE_HELPERS, SCALE_FN, type GpuWeight } from "../weights.js";
 
-/** Output rows of one GEMV workgroup, and threads sharing a row. */
-export const GEMV_ROWS = 8;
-const TPR = 32;
+const GEMV_THREADS = 256;
+
+/** Threads sharing a weight row in the GEMV for subgroup width `sg` (1: no subgroups). */
+export function gemvTeam(sg: number): number {
+  return sg > 1 ? Math.min(sg, 32) : 32;
+}
+
+/** Output rows of one GEMV workgroup. */
+export function gemvRows(sg: number): number {
+  return GEMV_THREADS / gemvTeam(sg);
+}
 
 /** Weights one 16-byte load covers. */
 export function chunkElems(format: DType): number {
@@ -84,12 +92,12 @@ function weightBindings(format: DType, first: number): string {
  * Params: n (rows of this part), k, chunks (16-byte loads a row), o0 (first output), stride4, blocks.
  */
 export function gemvKernel(format: DType, mode: XMode, sg: number): Kernel {
-  const S = Math.min(sg, TPR);
-  return memoKernel(`gemv.${format}.${mode}.${S}`, () => {
+  const team = gemvTeam(sg);
+  const viaSubgroup = sg > 1;
+  return memoKernel(`gemv.${format}.${mode}.${team}.${+viaSubgroup}`, () => {
     const shuffles = [];
-    for (let o = S / 2; o >= 1; o /= 2) shuffles.push(`acc += subgroupShuffleXor(acc, ${o}u);`);
-    const viaMemory = S < TPR;
-    const code = /* wgsl */ `${S > 1 ? "enable subgroups;" : ""}
+    if (viaSubgroup) for (let o = team / 2; o >= 1; o /= 2) shuffles.push(`acc += subgroupShuffleXor(acc, ${o}u);`);
+    const code = /* wgsl */ `${viaSubgroup ? "enable subgroups;" : ""}
 struct P { n: u32, k: u32, chunks: u32, o0: u32, stride4: u32, blocks: u32 }
 @group(0) @binding(0) var<uniform> p: P;
 @group(0) @binding(1) var<storage, read> x: array<${mode === "scalar" ? "f32" : "vec4<f32>"}>;
@@ -98,27 +106,25 @@ ${weightBindings(format, 2)}
 ${DECODE_HELPERS}
 ${xLoader(mode)}
 ${chunkDot(format)}
-const TPR = ${TPR}u;
-const RPW = ${GEMV_ROWS}u;
-${viaMemory ? `var<workgroup> partial: array<f32, ${(TPR * GEMV_ROWS) / S}>;` : ""}
+const TEAM = ${team}u;
+const ROWS = ${GEMV_THREADS / team}u;
+${viaSubgroup ? "" : `var<workgroup> partial: array<f32, ${GEMV_THREADS}>;`}
 
-@compute @workgroup_size(${TPR * GEMV_ROWS})
+@compute @workgroup_size(${GEMV_THREADS})
 fn main(${ENTRY_ARGS}) {
-  let row = ${GROUP_INDEX} * RPW + lid / TPR;
-  let lane = lid % TPR;
+  let row = ${GROUP_INDEX} * ROWS + lid / TEAM;
+  let lane = lid % TEAM;
   var acc = 0.0;
   if (row < p.n) {
-    for (var c = lane; c < p.chunks; c += TPR) {
+    for (var c = lane; c < p.chunks; c += TEAM) {
       acc += dotChunk(row, c);
     }
   }
-  ${shuffles.join("\n  ")}
-  ${viaMemory ? `if (lane % ${S}u == 0u) { partial[lid / ${S}u] = acc; }
+  ${viaSubgroup ? shuffles.join("\n  ") : `partial[lid] = acc;
   workgroupBarrier();
   if (lane == 0u) {
-    acc = 0.0;
-    for (var i = 0u; i < ${TPR / S}u; i++) { acc += partial[lid / ${S}u + i]; }
-  }` : ""}
+    for (var i = 1u; i < TEAM; i++) { acc += partial[lid + i]; }
+  }`}
   if (lane == 0u && row < p.n) { out[p.o0 + row] = acc; }
 }`;
     return {
