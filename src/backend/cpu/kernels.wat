@@ -1,9 +1,9 @@
 ;; Matrix-multiply kernels of the CPU backend: out[r, o] = sum_i x[r, i] * W[o, i] for every weight format.
 ;;
 ;; The module imports the arena's shared memory, so the main thread and every worker run these kernels over
-;; the same bytes. A job is described in a small control block (layout in wasm-matmul.ts, CTRL_* below);
-;; `run` claims chunks of output features with an atomic counter until none are left, so threads that start
-;; late (a worker waking up) simply take fewer chunks.
+;; the same bytes. A job is described in a small control block (layout: CTRL in worker-pool.ts); `run`
+;; claims chunks of output features with an atomic counter until none are left, so threads that start late
+;; (a worker waking up) simply take fewer chunks, and the caller never waits for a worker that took none.
 ;;
 ;; Two activation paths:
 ;;  - f32 ("exact"): activations stay f32; weights are decoded to f32 in registers. Differs from the
@@ -21,9 +21,9 @@
   ;; kinds
   ;; 0 f32, 1 f16, 2 bf16, 3 q8_0 (f32 x), 4 q4_0 (f32 x), 5 q8_0 (int8 x), 6 q4_0 (int8 x)
 
-  ;; control block byte offsets (see wasm-matmul.ts)
-  ;;   128 next chunk (atomic)    192 kind   196 w   200 x   204 xs   208 out
-  ;;   212 inF   216 outF   220 rows   224 chunk   228 nChunks
+  ;; control block byte offsets (CTRL in worker-pool.ts)
+  ;;   64 chunks done (atomic)   128 job tag << 12 | next chunk (atomic)
+  ;;   192 kind   196 w   200 x   204 xs   208 out   212 inF   216 outF   220 rows   224 chunk   228 nChunks
 
   ;; f16 bits -> f32, exact for zeros, subnormals, normals, infinities and NaN.
   (func $h2f (param $h i32) (result f32)
@@ -480,16 +480,25 @@
         (local.set $r0 (local.get $r1))
         (br $tl))))
 
-  ;; Claims chunks of output features from the job in the control block at $c until none are left.
-  (func (export "run") (param $c i32)
-    (local $chunk i32) (local $n i32) (local $i i32) (local $o0 i32) (local $o1 i32) (local $outF i32)
+  ;; Claims chunks of output features of the job tagged $tag until none are left; returns how many it ran.
+  ;; `next` packs the job's tag (20 bits) over the next chunk index (12 bits). A claim is a compare-exchange
+  ;; that fails once the caller has moved on to another job (or closed this one with index 0xfff), so a
+  ;; worker that wakes late can never run a chunk with the parameters of a different job. Every finished
+  ;; chunk counts in `done`.
+  (func (export "run") (param $c i32) (param $tag i32) (result i32)
+    (local $chunk i32) (local $n i32) (local $v i32) (local $i i32) (local $o0 i32) (local $o1 i32)
+    (local $outF i32) (local $ran i32)
     (local.set $chunk (i32.load offset=224 (local.get $c)))
     (local.set $n (i32.load offset=228 (local.get $c)))
     (local.set $outF (i32.load offset=216 (local.get $c)))
     (block $done
       (loop $l
-        (local.set $i (i32.atomic.rmw.add offset=128 (local.get $c) (i32.const 1)))
+        (local.set $v (i32.atomic.load offset=128 (local.get $c)))
+        (br_if $done (i32.ne (i32.shr_u (local.get $v) (i32.const 12)) (local.get $tag)))
+        (local.set $i (i32.and (local.get $v) (i32.const 0xfff)))
         (br_if $done (i32.ge_u (local.get $i) (local.get $n)))
+        (br_if $l (i32.ne (i32.atomic.rmw.cmpxchg offset=128 (local.get $c) (local.get $v) (i32.add (local.get $v) (i32.const 1)))
+                          (local.get $v)))
         (local.set $o0 (i32.mul (local.get $i) (local.get $chunk)))
         (local.set $o1 (i32.add (local.get $o0) (local.get $chunk)))
         (if (i32.gt_u (local.get $o1) (local.get $outF)) (then (local.set $o1 (local.get $outF))))
@@ -502,5 +511,8 @@
             (i32.load offset=192 (local.get $c)) (i32.load offset=196 (local.get $c)) (i32.load offset=200 (local.get $c))
             (i32.load offset=208 (local.get $c)) (i32.load offset=212 (local.get $c))
             (local.get $outF) (i32.load offset=220 (local.get $c)) (local.get $o0) (local.get $o1))))
-        (br $l))))
+        (drop (i32.atomic.rmw.add offset=64 (local.get $c) (i32.const 1)))
+        (local.set $ran (i32.add (local.get $ran) (i32.const 1)))
+        (br $l)))
+    (local.get $ran))
 )

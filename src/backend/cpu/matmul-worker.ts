@@ -7,7 +7,7 @@ import { CTRL, CTRL_BYTES, type WorkerInit } from "./worker-pool.js";
 
 const init = workerData as WorkerInit;
 const instance = await WebAssembly.instantiate(init.module, { env: { memory: init.memory } });
-const run = instance.exports["run"] as (ctrl: number) => void;
+const run = instance.exports["run"] as (ctrl: number, tag: number) => number;
 const c = new Int32Array(init.memory.buffer, init.ctrl, CTRL_BYTES / 4);
 const SEQ = CTRL.seq >> 2;
 
@@ -32,13 +32,16 @@ parentPort!.postMessage("ready");
 for (;;) {
   seen = nextJob(seen);
   if (Atomics.load(c, CTRL.quit >> 2) !== 0) break;
+  // the job's tag; if the caller has closed it already, run claims nothing. Tag 0 marks a job the caller
+  // runs alone (it announced none, but this worker may be late from an earlier one).
+  const tag = Atomics.load(c, CTRL.next >> 2) >>> 12;
+  if (tag === 0) continue;
   try {
-    run(init.ctrl);
+    if (run(init.ctrl, tag) === 0) continue;
   } catch (e) {
     init.errors.postMessage(e instanceof Error ? e.message : String(e));
-    Atomics.store(c, CTRL.error >> 2, 1);
+    Atomics.add(c, CTRL.errors >> 2, 1);
   }
-  Atomics.add(c, CTRL.done >> 2, 1);
-  Atomics.notify(c, CTRL.done >> 2);
+  if (Atomics.load(c, CTRL.callerSleeping >> 2) !== 0) Atomics.notify(c, CTRL.done >> 2);
 }
 init.errors.close();

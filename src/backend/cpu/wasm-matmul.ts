@@ -6,7 +6,7 @@
 import type { Arena } from "./arena.js";
 import type { CpuMatmul, CpuTensor, CpuWeight } from "./cpu-backend.js";
 import type { DType } from "../../tensor/dtype.js";
-import { CTRL, CTRL_BYTES, WorkerPool, type SpinOptions } from "./worker-pool.js";
+import { CTRL, CTRL_BYTES, MAX_CHUNKS, WorkerPool, type SpinOptions } from "./worker-pool.js";
 
 /**
  * How q8_0/q4_0 matmuls treat activations: "f32" keeps them exact (the result differs from the reference
@@ -25,7 +25,7 @@ export interface WasmMatmulOptions extends SpinOptions {
 }
 
 interface Kernels {
-  run(ctrl: number): void;
+  run(ctrl: number, tag: number): number;
   prep_f32(x: number, dst: number, count: number): void;
   quant_i8(x: number, dq: number, ds: number, count: number): void;
 }
@@ -119,7 +119,8 @@ export class WasmMatmul implements CpuMatmul {
     }
     const c = this.ctl;
     const parallel = this.pool !== undefined && inF * outF * rows >= this.parallelMin && outF > 1;
-    const chunk = parallel ? Math.max(1, Math.ceil(outF / (this.threads * CHUNKS_PER_THREAD))) : outF;
+    const chunk = parallel ? Math.max(1, Math.ceil(outF / Math.min(this.threads * CHUNKS_PER_THREAD, MAX_CHUNKS))) : outF;
+    const nChunks = Math.ceil(outF / chunk);
     c[CTRL.kind >> 2] = kind;
     c[CTRL.w >> 2] = w.offset;
     c[CTRL.x >> 2] = xp;
@@ -129,10 +130,14 @@ export class WasmMatmul implements CpuMatmul {
     c[CTRL.outF >> 2] = outF;
     c[CTRL.rows >> 2] = rows;
     c[CTRL.chunk >> 2] = chunk;
-    c[CTRL.nChunks >> 2] = Math.ceil(outF / chunk);
-    Atomics.store(c, CTRL.next >> 2, 0);
-    if (parallel) this.pool!.run(() => this.kernels.run(this.ctrl));
-    else this.kernels.run(this.ctrl);
+    c[CTRL.nChunks >> 2] = nChunks;
+    if (parallel) {
+      this.pool!.run(nChunks, (tag) => this.kernels.run(this.ctrl, tag));
+    } else {
+      // tag 0: workers never claim chunks of it, even one still waking from an earlier job
+      Atomics.store(c, CTRL.next >> 2, 0);
+      this.kernels.run(this.ctrl, 0);
+    }
   }
 
   private kindOf(dtype: DType, name: string): number {

@@ -8,23 +8,27 @@
  */
 import type { MessagePort, Worker } from "node:worker_threads";
 
-/** Byte offsets inside the control block; kernels.wat reads the job fields at the same offsets. */
+/** Byte offsets inside the control block; kernels.wat reads `done`, `next` and the job fields at the same offsets. */
 export const CTRL = {
-  /** job generation; workers wait for it to change */
+  /** announcement counter; workers wait for it to change */
   seq: 0,
   /** set to 1 when the pool is disposed */
   quit: 4,
   /** workers currently asleep in Atomics.wait (the caller skips notify when 0) */
   sleepers: 8,
-  /** set by a worker whose kernel threw */
-  error: 12,
-  /** workers that finished the current job (own cache line: written by workers) */
+  /** workers whose kernel threw during the current job */
+  errors: 12,
+  /** 1 while the caller sleeps waiting for `done` */
+  callerSleeping: 16,
+  /** chunks finished in the current job (own cache line: written by every thread) */
   done: 64,
-  /** next chunk to claim (own cache line: every thread hammers it) */
+  /** job tag << 12 | next chunk to claim (own cache line) */
   next: 128,
   kind: 192, w: 196, x: 200, xs: 204, out: 208, inF: 212, outF: 216, rows: 220, chunk: 224, nChunks: 228,
 } as const;
 export const CTRL_BYTES = 256;
+/** Most chunks one job may have (the 12-bit index field; 0xfff marks a closed job). */
+export const MAX_CHUNKS = 0xffe;
 
 const I = (byteOffset: number): number => byteOffset >> 2;
 
@@ -46,6 +50,7 @@ export interface WorkerInit {
 
 export class WorkerPool {
   private disposed = false;
+  private tag = 0;
 
   private constructor(
     private readonly workers: Worker[],
@@ -95,50 +100,71 @@ export class WorkerPool {
   }
 
   /**
-   * Runs the job already written in the control block on every worker and, through `here`, on the calling
-   * thread; returns when all of them are done. The caller must have reset the chunk counter.
+   * Runs a job of `nChunks` chunks whose parameters the caller has written into the control block: opens
+   * it, wakes the workers, runs the caller's share through `here(tag)` (the kernels' run(ctrl, tag)), and
+   * returns when every chunk is done. A worker that is asleep or descheduled simply takes no chunk; the
+   * caller waits only for chunks a worker actually claimed.
    */
-  run(here: () => void): void {
+  run(nChunks: number, here: (tag: number) => void): void {
     if (this.disposed) throw new Error("matmul worker pool was disposed");
+    if (nChunks > MAX_CHUNKS) throw new Error(`a matmul job of ${nChunks} chunks exceeds ${MAX_CHUNKS}`);
     const c = this.ctl;
+    // tags 1..0xfffff; 0 is the calling thread's own (single-threaded) jobs, which workers never join
+    const tag = (this.tag = (this.tag % 0xfffff) + 1);
     Atomics.store(c, I(CTRL.done), 0);
+    Atomics.store(c, I(CTRL.next), tag << 12);
     Atomics.add(c, I(CTRL.seq), 1);
     if (Atomics.load(c, I(CTRL.sleepers)) > 0) Atomics.notify(c, I(CTRL.seq));
     let failure: unknown;
     try {
-      here();
+      here(tag);
     } catch (e) {
       failure = e;
     }
-    this.waitDone();
-    if (Atomics.load(c, I(CTRL.error)) !== 0) {
-      Atomics.store(c, I(CTRL.error), 0);
+    const workerFailed = failure === undefined && this.waitDone(nChunks);
+    // close the job: no thread can claim a chunk of it from now on
+    const claimed = Math.min(Atomics.exchange(c, I(CTRL.next), (tag << 12) | 0xfff) & 0xfff, nChunks);
+    if (failure !== undefined || workerFailed) {
+      // chunks that threw never count as done; wait for the rest so that none writes into the next job
+      const lost = Atomics.load(c, I(CTRL.errors)) + (failure !== undefined ? 1 : 0);
+      this.waitFor(() => Atomics.load(c, I(CTRL.done)) >= claimed - lost);
+      Atomics.store(c, I(CTRL.errors), 0);
       const messages = this.errorPorts.map((p) => this.receive(p)?.message).filter((m) => m !== undefined);
+      if (failure !== undefined) throw failure;
       throw new Error(`matmul worker failed: ${messages.join("; ") || "unknown error"}`);
     }
-    if (failure !== undefined) throw failure;
   }
 
-  private waitDone(): void {
+  /** Waits until `nChunks` chunks are done; true if a worker failed instead. */
+  private waitDone(nChunks: number): boolean {
     const c = this.ctl;
-    const size = this.workers.length;
-    let spins = 0;
-    let d: number;
+    let failed = false;
+    this.waitFor(() => (failed = Atomics.load(c, I(CTRL.errors)) > 0) || Atomics.load(c, I(CTRL.done)) >= nChunks);
+    return failed;
+  }
+
+  /** Spins briefly on `ready`, then sleeps on `done` (workers notify it); throws on a worker that stopped. */
+  private waitFor(ready: () => boolean): void {
+    const c = this.ctl;
+    for (let spins = 0; spins < 20_000; spins++) if (ready()) return;
     let progress = -1;
-    let since = 0;
-    while ((d = Atomics.load(c, I(CTRL.done))) < size) {
-      if (++spins < 20_000) continue;
-      // a worker still computing or not yet awake: sleep until it reports, and give up on one that is gone
+    let since = performance.now();
+    for (;;) {
+      Atomics.store(c, I(CTRL.callerSleeping), 1);
+      const d = Atomics.load(c, I(CTRL.done));
+      if (ready()) break;
       Atomics.wait(c, I(CTRL.done), d, 100);
-      const mark = d * 0x10000 + Atomics.load(c, I(CTRL.next));
+      const mark = Atomics.load(c, I(CTRL.done)) * 0x10000 + (Atomics.load(c, I(CTRL.next)) & 0xfff);
       const now = performance.now();
       if (mark !== progress) {
         progress = mark;
         since = now;
       } else if (now - since > this.hangMs) {
+        Atomics.store(c, I(CTRL.callerSleeping), 0);
         throw new Error(`matmul worker did not respond for ${this.hangMs} ms`);
       }
     }
+    Atomics.store(c, I(CTRL.callerSleeping), 0);
   }
 
   /** Stops the workers; safe to call twice. */
