@@ -7,6 +7,7 @@
  * each call reads DRAM, not the L2 cache, as a decode step over a whole model does.
  *
  *   node dist/bench/gpu-gemv.js [--quick] [--iters N] [--formats f16,q4_0] [--shapes 8192x8192,4096x14336]
+ *                               [--rows-per-team 1,2,4]   (compare GEMV variants: weight rows per thread team)
  */
 import { createWebGpuBackend, type GpuTensor, type WebGpuBackend } from "../src/backend/webgpu/webgpu-backend.js";
 import type { GpuWeight } from "../src/backend/webgpu/weights.js";
@@ -25,6 +26,8 @@ const FORMATS = (opt("--formats") ?? "f32,f16,bf16,q8_0,q4_0").split(",") as DTy
 const SHAPES = (opt("--shapes") ?? (quick ? "256x512" : "8192x8192,4096x14336,14336x4096"))
   .split(",")
   .map((s) => s.split("x").map(Number) as [number, number]);
+/** Rows per GEMV team to compare (default: the backend's choice only). */
+const ROWS_PER_TEAM = opt("--rows-per-team")?.split(",").map(Number);
 const COLD_BYTES = quick ? 4 << 20 : 192 << 20;
 const COPY_BYTES = quick ? 4 << 20 : 512 << 20;
 
@@ -89,9 +92,9 @@ console.log(`copy ${COPY_BYTES >> 20} MiB: ${(copyMs * 1e3).toFixed(1)} us, ${co
 b.pool.destroy(src);
 b.pool.destroy(dst);
 
-interface Row { out: number; in: number; format: DType; mib: number; gpuUs: number; wallUs: number; gbs: number; ofCopy: number }
+interface Row { out: number; in: number; format: DType; rowsPerTeam: number; mib: number; gpuUs: number; wallUs: number; gbs: number; ofCopy: number }
 const rows: Row[] = [];
-console.log("out x in      format   MiB     GPU us   wall us   GB/s   of copy");
+console.log("out x in      format  R    MiB     GPU us   wall us   GB/s   of copy");
 for (const [outF, inF] of SHAPES) {
   for (const format of FORMATS) {
     const one = randomWeight(format, outF, inF, 1);
@@ -101,15 +104,20 @@ for (const [outF, inF] of SHAPES) {
     const x = b.activation(1, inF) as GpuTensor;
     b.gpu.device.queue.writeBuffer(x.buf.buffer, 0, new Float32Array(inF).fill(0.01));
     const out = b.activation(1, outF);
-    const t = await measure(b, `matmul.gemv.${format}`, ITERS, (i) => b.matmul(out, x, ws[i % copies]!));
-    const ms = Number.isFinite(t.gpu) ? t.gpu : t.wall;
-    const bytes = gpuBytes(ws[0]!) + (inF + outF) * 4;
-    const gbs = bytes / ms / 1e6;
-    const row = { out: outF, in: inF, format, mib: bytes / 2 ** 20, gpuUs: t.gpu * 1e3, wallUs: t.wall * 1e3, gbs, ofCopy: gbs / copyGBs };
-    rows.push(row);
-    console.log(
-      `${`${outF}x${inF}`.padEnd(13)} ${format.padEnd(6)} ${row.mib.toFixed(1).padStart(6)} ${row.gpuUs.toFixed(1).padStart(9)} ${row.wallUs.toFixed(1).padStart(9)} ${gbs.toPrecision(3).padStart(6)} ${(row.ofCopy * 100).toFixed(0).padStart(7)}%`,
-    );
+    const fallback = b.gemvRowsPerTeam[format];
+    for (const R of ROWS_PER_TEAM ?? [fallback]) {
+      b.gemvRowsPerTeam[format] = R;
+      const t = await measure(b, `matmul.gemv.${format}`, ITERS, (i) => b.matmul(out, x, ws[i % copies]!));
+      const ms = Number.isFinite(t.gpu) ? t.gpu : t.wall;
+      const bytes = gpuBytes(ws[0]!) + (inF + outF) * 4;
+      const gbs = bytes / ms / 1e6;
+      const row = { out: outF, in: inF, format, rowsPerTeam: R, mib: bytes / 2 ** 20, gpuUs: t.gpu * 1e3, wallUs: t.wall * 1e3, gbs, ofCopy: gbs / copyGBs };
+      rows.push(row);
+      console.log(
+        `${`${outF}x${inF}`.padEnd(13)} ${format.padEnd(6)} ${String(R).padStart(2)} ${row.mib.toFixed(1).padStart(6)} ${row.gpuUs.toFixed(1).padStart(9)} ${row.wallUs.toFixed(1).padStart(9)} ${gbs.toPrecision(3).padStart(6)} ${(row.ofCopy * 100).toFixed(0).padStart(7)}%`,
+      );
+    }
+    b.gemvRowsPerTeam[format] = fallback;
     for (const w of ws) for (const p of w.parts) { b.pool.destroy(p.data); if (p.scales) b.pool.destroy(p.scales); }
   }
 }

@@ -12,7 +12,7 @@ import { Recorder } from "./recorder.js";
 import { f32bits, grid, type Kernel } from "./kernel.js";
 import type { KernelTime } from "./profiler.js";
 import { GpuWeight, uploadWeight } from "./weights.js";
-import { GEMM_TILE, chunkElems, gemvRows, gemmKernel, gemvKernel, xMode } from "./kernels/matmul.js";
+import { GEMM_TILE, GEMV_ROWS_PER_TEAM, chunkElems, gemvRows, gemmKernel, gemvKernel, xMode } from "./kernels/matmul.js";
 import { ELEMENTWISE_GROUP, addBiasKernel, addKernel, swigluKernel } from "./kernels/elementwise.js";
 import { normThreads, rmsnormKernel } from "./kernels/norm.js";
 import { ROPE_GROUP, ropeKernel } from "./kernels/rope.js";
@@ -55,6 +55,8 @@ export interface WebGpuOptions extends GpuOptions {
   profile?: boolean;
   /** Cap on one weight binding (tests use a small one to exercise weights split into parts). */
   maxBindingBytes?: number;
+  /** Weight rows each GEMV thread team computes, per format (benchmarks; defaults in kernels/matmul.ts). */
+  gemvRowsPerTeam?: Partial<Record<DType, number>>;
 }
 
 /** Opens a device and returns a backend on it. */
@@ -68,6 +70,8 @@ export class WebGpuBackend implements Backend {
   readonly recorder: Recorder;
   readonly pool: BufferPool;
   private readonly maxBinding: number;
+  /** Weight rows per GEMV thread team, per format; benchmarks change it between runs. */
+  readonly gemvRowsPerTeam: Record<DType, number>;
   private scratch?: Buf;
   private readonly result: Buf;
   private disposed = false;
@@ -76,6 +80,7 @@ export class WebGpuBackend implements Backend {
     this.pool = new BufferPool(gpu.device, gpu.maxBufferBytes);
     this.recorder = new Recorder(gpu, this.pool, options.profile ?? false);
     this.maxBinding = Math.min(gpu.maxBindingBytes, options.maxBindingBytes ?? Infinity);
+    this.gemvRowsPerTeam = { ...GEMV_ROWS_PER_TEAM, ...options.gemvRowsPerTeam };
     this.result = this.pool.storage(16, "argmax result");
   }
 
@@ -172,9 +177,11 @@ export class WebGpuBackend implements Backend {
     for (const part of wt.parts) {
       const bufs = part.scales ? [xt.buf, part.data, part.scales, o.buf] : [xt.buf, part.data, o.buf];
       if (n === 1) {
-        const k = gemvKernel(wt.format, xMode(wt.format, K), this.gpu.subgroupMinSize);
+        const sg = this.gpu.subgroupMinSize;
+        const R = this.gemvRowsPerTeam[wt.format];
+        const k = gemvKernel(wt.format, xMode(wt.format, K), sg, R);
         const chunks = Math.ceil(K / chunkElems(wt.format));
-        this.run(k, [part.rows, K, chunks, part.rowStart, wt.stride / 4, wt.blocks], bufs, grid(Math.ceil(part.rows / gemvRows(this.gpu.subgroupMinSize))));
+        this.run(k, [part.rows, K, chunks, part.rowStart, wt.stride / 4, wt.blocks], bufs, grid(Math.ceil(part.rows / gemvRows(sg, R))));
       } else {
         const groups = wt.isBlock ? K / 8 : Math.ceil(K / 8);
         const tiles = Math.ceil(part.rows / GEMM_TILE);

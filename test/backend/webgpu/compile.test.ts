@@ -23,7 +23,7 @@ const FORMATS: DType[] = ["f32", "f16", "bf16", "q8_0", "q4_0"];
 function allKernels(): Kernel[] {
   const ks: Kernel[] = [];
   for (const f of FORMATS) {
-    for (const mode of ["exact", "vec4", "scalar"] as XMode[]) for (const sg of [1, 4, 8, 32, 64]) ks.push(gemvKernel(f, mode, sg));
+    for (const mode of ["exact", "vec4", "scalar"] as XMode[]) for (const sg of [1, 4, 8, 32, 64]) for (const r of [1, 2, 4]) ks.push(gemvKernel(f, mode, sg, r));
     ks.push(gemmKernel(f), embedKernel(f));
   }
   for (const d of [6, 8, 64, 80, 128, 256]) ks.push(attentionPartialKernel(d), attentionCombineKernel(d));

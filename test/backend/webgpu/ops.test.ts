@@ -13,8 +13,10 @@ import type { RawTensor } from "../../../src/tensor/raw.js";
 import { Rng, assertClose, openOrSkip, randomWeight, randoms, tensorOf } from "./helpers.js";
 
 const { gpu, reason } = await openOrSkip();
-// the workgroup-memory reduction path of the GEMV, and weights split into many parts
-const plain = gpu ? await openOrSkip({ subgroups: false, maxBindingBytes: 2048 }) : { gpu: undefined, reason };
+// the workgroup-memory reduction path of the GEMV with other rows per team, and weights split into many parts
+const plain = gpu
+  ? await openOrSkip({ subgroups: false, maxBindingBytes: 2048, gemvRowsPerTeam: { f32: 3, f16: 1, bf16: 4, q8_0: 1, q4_0: 2 } })
+  : { gpu: undefined, reason };
 after(() => {
   gpu?.dispose();
   plain.gpu?.dispose();

@@ -2,11 +2,13 @@
  * out[r, o] = sum_i x[r, i] * w[o, i] for every weight format.
  *
  * GEMV (one row, the decode step) is memory-bound, so it is written to stream the weight once at full
- * bandwidth: a team of threads shares a weight row and each loads 16 bytes at a time (one vec4<u32>: 4
- * f32, 8 f16/bf16, 16 q8_0 or 32 q4_0 weights), so a 32-thread team reads 512 contiguous bytes per step;
- * a workgroup of 256 threads covers 256 / team rows. With subgroups the team is min(32, smallest
- * subgroup) threads and its partial sums are added with subgroup shuffles, no barrier; without, the team
- * is 32 threads and the sums go through workgroup memory.
+ * bandwidth: a team of threads shares R adjacent weight rows and each thread loads 16 bytes of a row at a
+ * time (one vec4<u32>: 4 f32, 8 f16/bf16, 16 q8_0 or 32 q4_0 weights), so a 32-thread team reads 512
+ * contiguous bytes of each row per step. The x values a chunk needs are loaded once for the R rows: for
+ * q4_0 a 16-byte weight load needs 128 bytes of x, and without that reuse the L1 traffic for x, not DRAM,
+ * would bound the kernel. With subgroups the team is min(32, smallest subgroup) threads and the partial
+ * sums are added with subgroup shuffles, no barrier; without, the team is 32 threads and the sums go
+ * through workgroup memory.
  *
  * GEMM (prefill) tiles 64 rows x 64 output features per workgroup, steps K by 32 through workgroup
  * memory, and each of 256 threads accumulates a 4 x 4 block. Weights are decoded to f32 in groups of 8
@@ -18,14 +20,17 @@ import { DECODE_HELPERS, SCALE_FN, type GpuWeight } from "../weights.js";
 
 const GEMV_THREADS = 256;
 
-/** Threads sharing a weight row in the GEMV for subgroup width `sg` (1: no subgroups). */
+/** Threads sharing weight rows in the GEMV for subgroup width `sg` (1: no subgroups). */
 export function gemvTeam(sg: number): number {
   return sg > 1 ? Math.min(sg, 32) : 32;
 }
 
+/** Rows each GEMV team computes by default, per format (the bench measures the alternatives). */
+export const GEMV_ROWS_PER_TEAM: Record<DType, number> = { f32: 1, f16: 2, bf16: 2, q8_0: 2, q4_0: 4 };
+
 /** Output rows of one GEMV workgroup. */
-export function gemvRows(sg: number): number {
-  return GEMV_THREADS / gemvTeam(sg);
+export function gemvRows(sg: number, rowsPerTeam: number): number {
+  return (GEMV_THREADS / gemvTeam(sg)) * rowsPerTeam;
 }
 
 /** Weights one 16-byte load covers. */
@@ -48,32 +53,41 @@ function xLoader(mode: XMode): string {
 fn xload(j: u32) -> vec4<f32> { let i = 4u * j; return vec4<f32>(xs(i), xs(i + 1u), xs(i + 2u), xs(i + 3u)); }`;
 }
 
-/** WGSL `fn dotChunk(o, c) -> f32`: chunk c (16 bytes of weights) of row o dotted with x. */
+/** vec4s of x one chunk of weights needs. */
+const xVecs = (format: DType) => chunkElems(format) / 4;
+
+/**
+ * WGSL `fn xChunk(c) -> XC` (the x values of chunk c) and `fn dotChunk(o, c, xv) -> f32` (chunk c of row
+ * o, 16 bytes of weights, dotted with them).
+ */
 function chunkDot(format: DType): string {
+  const n = xVecs(format);
+  const loads = Array.from({ length: n }, (_, i) => `xload(${n}u * c + ${i}u)`).join(", ");
+  const head = `alias XC = array<vec4<f32>, ${n}>;
+fn xChunk(c: u32) -> XC { return XC(${loads}); }
+`;
   switch (format) {
     case "f32":
-      return `fn dotChunk(o: u32, c: u32) -> f32 { return dot(bitcast<vec4<f32>>(w[o * p.stride4 + c]), xload(c)); }`;
+      return head + `fn dotChunk(o: u32, c: u32, xv: XC) -> f32 { return dot(bitcast<vec4<f32>>(w[o * p.stride4 + c]), xv[0]); }`;
     case "f16":
     case "bf16": {
       const d = format === "f16" ? "unpack2x16float" : "bf2";
-      return `fn dotChunk(o: u32, c: u32) -> f32 {
+      return head + `fn dotChunk(o: u32, c: u32, xv: XC) -> f32 {
   let q = w[o * p.stride4 + c];
-  return dot(vec4<f32>(${d}(q.x), ${d}(q.y)), xload(2u * c)) + dot(vec4<f32>(${d}(q.z), ${d}(q.w)), xload(2u * c + 1u));
+  return dot(vec4<f32>(${d}(q.x), ${d}(q.y)), xv[0]) + dot(vec4<f32>(${d}(q.z), ${d}(q.w)), xv[1]);
 }`;
     }
     case "q8_0":
-      return `fn dotChunk(o: u32, c: u32) -> f32 {
+      return head + `fn dotChunk(o: u32, c: u32, xv: XC) -> f32 {
   let q = w[o * p.blocks * 2u + c];
-  let j = 4u * c;
-  let s = dot(i8x4(q.x), xload(j)) + dot(i8x4(q.y), xload(j + 1u)) + dot(i8x4(q.z), xload(j + 2u)) + dot(i8x4(q.w), xload(j + 3u));
+  let s = dot(i8x4(q.x), xv[0]) + dot(i8x4(q.y), xv[1]) + dot(i8x4(q.z), xv[2]) + dot(i8x4(q.w), xv[3]);
   return s * scale(o * p.blocks + (c >> 1u));
 }`;
     case "q4_0":
-      return `fn dotChunk(o: u32, c: u32) -> f32 {
+      return head + `fn dotChunk(o: u32, c: u32, xv: XC) -> f32 {
   let q = w[o * p.blocks + c];
-  let j = 8u * c;
-  let lo = dot(lo4(q.x), xload(j)) + dot(lo4(q.y), xload(j + 1u)) + dot(lo4(q.z), xload(j + 2u)) + dot(lo4(q.w), xload(j + 3u));
-  let hi = dot(hi4(q.x), xload(j + 4u)) + dot(hi4(q.y), xload(j + 5u)) + dot(hi4(q.z), xload(j + 6u)) + dot(hi4(q.w), xload(j + 7u));
+  let lo = dot(lo4(q.x), xv[0]) + dot(lo4(q.y), xv[1]) + dot(lo4(q.z), xv[2]) + dot(lo4(q.w), xv[3]);
+  let hi = dot(hi4(q.x), xv[4]) + dot(hi4(q.y), xv[5]) + dot(hi4(q.z), xv[6]) + dot(hi4(q.w), xv[7]);
   return (lo + hi) * scale(o * p.blocks + c);
 }`;
   }
@@ -88,15 +102,28 @@ function weightBindings(format: DType, first: number): string {
 }
 
 /**
- * The GEMV kernel for a weight format, x access mode and subgroup width `sg` (1: no subgroups).
- * Params: n (rows of this part), k, chunks (16-byte loads a row), o0 (first output), stride4, blocks.
+ * The GEMV kernel for a weight format, x access mode, subgroup width `sg` (1: no subgroups) and rows per
+ * team. Params: n (rows of this part), k, chunks (16-byte loads a row), o0 (first output), stride4, blocks.
  */
-export function gemvKernel(format: DType, mode: XMode, sg: number): Kernel {
+export function gemvKernel(format: DType, mode: XMode, sg: number, rowsPerTeam = GEMV_ROWS_PER_TEAM[format]): Kernel {
   const team = gemvTeam(sg);
   const viaSubgroup = sg > 1;
-  return memoKernel(`gemv.${format}.${mode}.${team}.${+viaSubgroup}`, () => {
-    const shuffles = [];
-    if (viaSubgroup) for (let o = team / 2; o >= 1; o /= 2) shuffles.push(`acc += subgroupShuffleXor(acc, ${o}u);`);
+  const R = rowsPerTeam;
+  return memoKernel(`gemv.${format}.${mode}.${team}.${+viaSubgroup}.${R}`, () => {
+    const rows = Array.from({ length: R }, (_, j) => j);
+    const reduce = viaSubgroup
+      ? rows.flatMap((j) => {
+          const lines = [];
+          for (let o = team / 2; o >= 1; o /= 2) lines.push(`acc[${j}] += subgroupShuffleXor(acc[${j}], ${o}u);`);
+          return lines;
+        }).join("\n  ")
+      : `for (var j = 0u; j < R; j++) { partial[lid * R + j] = acc[j]; }
+  workgroupBarrier();
+  if (lane == 0u) {
+    for (var i = 1u; i < TEAM; i++) {
+      for (var j = 0u; j < R; j++) { acc[j] += partial[(lid + i) * R + j]; }
+    }
+  }`;
     const code = /* wgsl */ `${viaSubgroup ? "enable subgroups;" : ""}
 struct P { n: u32, k: u32, chunks: u32, o0: u32, stride4: u32, blocks: u32 }
 @group(0) @binding(0) var<uniform> p: P;
@@ -107,25 +134,29 @@ ${DECODE_HELPERS}
 ${xLoader(mode)}
 ${chunkDot(format)}
 const TEAM = ${team}u;
-const ROWS = ${GEMV_THREADS / team}u;
-${viaSubgroup ? "" : `var<workgroup> partial: array<f32, ${GEMV_THREADS}>;`}
+const R = ${R}u;
+const ROWS = ${GEMV_THREADS / team}u * R;
+${viaSubgroup ? "" : `var<workgroup> partial: array<f32, ${GEMV_THREADS * R}>;`}
 
 @compute @workgroup_size(${GEMV_THREADS})
 fn main(${ENTRY_ARGS}) {
-  let row = ${GROUP_INDEX} * ROWS + lid / TEAM;
+  let row0 = ${GROUP_INDEX} * ROWS + (lid / TEAM) * R;
   let lane = lid % TEAM;
-  var acc = 0.0;
-  if (row < p.n) {
+  var acc: array<f32, ${R}>;
+  if (row0 < p.n) {
+    // rows past n (the last team of the last workgroup) read clamped in-bounds words; their sums are dropped
+    let last = p.n - 1u;
     for (var c = lane; c < p.chunks; c += TEAM) {
-      acc += dotChunk(row, c);
+      let xv = xChunk(c);
+      ${rows.map((j) => `acc[${j}] += dotChunk(min(row0 + ${j}u, last), c, xv);`).join("\n      ")}
     }
   }
-  ${viaSubgroup ? shuffles.join("\n  ") : `partial[lid] = acc;
-  workgroupBarrier();
+  ${reduce}
   if (lane == 0u) {
-    for (var i = 1u; i < TEAM; i++) { acc += partial[lid + i]; }
-  }`}
-  if (lane == 0u && row < p.n) { out[p.o0 + row] = acc; }
+    for (var j = 0u; j < R; j++) {
+      if (row0 + j < p.n) { out[p.o0 + row0 + j] = acc[j]; }
+    }
+  }
 }`;
     return {
       name: `matmul.gemv.${format}`,
