@@ -83,6 +83,17 @@ export function ggufSpecialIds(md: GgufMetadata, vocab: number): GgufSpecialIds 
   return out;
 }
 
+/**
+ * Whether llama.cpp puts BOS before a prompt: tokenizer.ggml.add_bos_token, else its default for the
+ * vocabulary type (SentencePiece: yes; BPE: only for Llama-3-style pre-tokenizers).
+ */
+export function ggufAddsBos(md: GgufMetadata): boolean {
+  const explicit = md.optBool("tokenizer.ggml.add_bos_token");
+  if (explicit !== undefined) return explicit;
+  if (md.optString("tokenizer.ggml.model") === "llama") return true;
+  return BPE_PRE[md.optString("tokenizer.ggml.pre") ?? "default"]?.addBos ?? false;
+}
+
 /** The tokenizer.json equivalent of a GGUF vocabulary, and the flags llama.cpp applies around it. */
 export interface GgufTokenizerSpec {
   json: Json;
@@ -132,7 +143,7 @@ export function ggufTokenizerSpec(md: GgufMetadata): GgufTokenizerSpec {
       },
       model: { type: "BPE", vocab, merges: sentencePieceMerges(tokens, scores, types, vocab), byte_fallback: true, fuse_unk: true, unk_token: unkToken, ignore_merges: false },
     };
-    return { json, addBos: md.optBool("tokenizer.ggml.add_bos_token") ?? true, addEos: md.optBool("tokenizer.ggml.add_eos_token") ?? false };
+    return { json, addBos: ggufAddsBos(md), addEos: md.optBool("tokenizer.ggml.add_eos_token") ?? false };
   }
   if (model === "gpt2") {
     const pre = md.optString("tokenizer.ggml.pre") ?? "default";
@@ -152,7 +163,7 @@ export function ggufTokenizerSpec(md: GgufMetadata): GgufTokenizerSpec {
       decoder: { type: "ByteLevel", add_prefix_space: true, trim_offsets: true, use_regex: true },
       model: { type: "BPE", vocab, merges, byte_fallback: false, unk_token: unkToken, ignore_merges: kind.ignoreMerges ?? false },
     };
-    return { json, addBos: md.optBool("tokenizer.ggml.add_bos_token") ?? kind.addBos ?? false, addEos: md.optBool("tokenizer.ggml.add_eos_token") ?? false };
+    return { json, addBos: ggufAddsBos(md), addEos: md.optBool("tokenizer.ggml.add_eos_token") ?? false };
   }
   throw new FormatError(md.source, `tokenizer.ggml.model = "${model}" is not supported (llama, gpt2)`);
 }
@@ -185,6 +196,7 @@ function sentencePieceMerges(tokens: readonly string[], scores: readonly number[
 /** A GGUF vocabulary behind the engine's Tokenizer interface. */
 export class GgufTokenizer implements Tokenizer {
   readonly vocabSize: number;
+  /** Set only when the file says BOS starts a prompt (add_bos), so callers that add BOS themselves agree with llama.cpp. */
   readonly bosTokenId?: number;
   readonly eosTokenIds: readonly number[];
   readonly chatTemplate?: string;
@@ -207,7 +219,7 @@ export class GgufTokenizer implements Tokenizer {
     this.vocabSize = tokens.length;
     this.addBos = spec.addBos;
     this.addEos = spec.addEos;
-    if (ids.bos !== undefined) this.bosTokenId = ids.bos;
+    if (ids.bos !== undefined && spec.addBos) this.bosTokenId = ids.bos;
     if (ids.eos !== undefined) this.eosTokenId = ids.eos;
     this.eosTokenIds = ids.endOfGeneration;
     const special: Record<string, string> = {};
@@ -224,7 +236,7 @@ export class GgufTokenizer implements Tokenizer {
   encode(text: string, options: { addSpecialTokens?: boolean } = {}): number[] {
     const ids = text.length ? this.impl.encode(text, { add_special_tokens: false }).ids : [];
     if (!options.addSpecialTokens) return ids;
-    const out = this.addBos && this.bosTokenId !== undefined ? [this.bosTokenId, ...ids] : ids;
+    const out = this.bosTokenId !== undefined ? [this.bosTokenId, ...ids] : ids;
     if (this.addEos && this.eosTokenId !== undefined) out.push(this.eosTokenId);
     return out;
   }

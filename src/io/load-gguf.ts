@@ -12,7 +12,7 @@ import {
   dtypeOfGgmlType, ggmlTypeName, parseGgufHeader, readGgufHeader, readGgufTensors,
 } from "./gguf.js";
 import { interleavedToHalfRows } from "./llama2c.js";
-import { tokenizerFromGguf, ggufSpecialIds } from "./gguf-tokenizer.js";
+import { tokenizerFromGguf, ggufSpecialIds, ggufAddsBos } from "./gguf-tokenizer.js";
 import type { LoadedSource } from "./source.js";
 
 /** Architectures whose converter permuted q/k rows into interleaved RoPE order. */
@@ -117,7 +117,8 @@ export function ggufConfig(header: GgufHeader, ropeFreqs?: Float32Array): ModelC
     tieEmbeddings: !tensor("output.weight"),
     attentionBias: !!tensor("blk.0.attn_q.bias"),
     qkNorm: !!tensor("blk.0.attn_q_norm.weight"),
-    ...(ids.bos === undefined ? {} : { bosTokenId: ids.bos }),
+    // only when prompts start with it: Model.chat prepends this id
+    ...(ids.bos === undefined || !ggufAddsBos(md) ? {} : { bosTokenId: ids.bos }),
     eosTokenIds: ids.endOfGeneration,
   };
 }

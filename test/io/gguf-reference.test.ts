@@ -13,6 +13,7 @@ import { ROOT } from "../paths.js";
 import { loadModel, readSource } from "../../src/load.js";
 import type { ModelConfig } from "../../src/model/config.js";
 import type { Model } from "../../src/model/model.js";
+import { renderChat, type ChatMessage } from "../../src/generate/chat-template.js";
 import { bf16ToF32 } from "../../src/tensor/half.js";
 import {
   type GgufWriteTensor, type GgufWriteValue, encodeGguf, ggufModelMetadata, ggufModelTensors, meta,
@@ -29,6 +30,7 @@ interface Reference {
   decode_roundtrip: boolean;
   ids: number[];
   greedy: { prompt: string; prompt_with_special_tokens: number[] };
+  chat?: { messages: ChatMessage[]; text: string; ids: number[] };
 }
 
 const TINY = join(ROOT, "test/fixtures/tiny");
@@ -130,6 +132,15 @@ for (const [name, ref] of Object.entries(expected.checkpoints)) {
       assert.deepEqual(model.tokenizer.encode(ref.greedy.prompt, { addSpecialTokens: true }), ref.greedy.prompt_with_special_tokens);
       if (ref.decode_roundtrip) assert.equal(model.tokenizer.decode(ref.ids), evalText);
     });
+
+    const chat = ref.chat;
+    if (chat) {
+      test("the chat template from the metadata renders and tokenizes as in transformers", () => {
+        const text = renderChat(model.tokenizer, chat.messages);
+        assert.equal(text, chat.text);
+        assert.deepEqual(model.tokenizer.encode(text, { addSpecialTokens: false }), chat.ids);
+      });
+    }
 
     test("the RoPE frequencies (rope_freqs for Llama 3 scaling) are transformers'", () => {
       const inv = model.config.rope.inverseFrequencies ?? null;

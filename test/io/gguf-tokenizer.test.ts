@@ -141,6 +141,7 @@ test("byte-level BPE (qwen2): words split by the regex, merged by rank; digits o
   const t = tokenizer(bpeMetadata("qwen2"));
   assert.deepEqual(t.encode("hello world"), [B["hello"], B["\u0120world"]]);
   assert.deepEqual(t.encode("hello world", { addSpecialTokens: true }), [B["hello"], B["\u0120world"]]); // qwen2 adds no BOS
+  assert.equal(t.bosTokenId, undefined); // so Model.chat does not prepend one either, as llama.cpp does not
   assert.deepEqual(t.encode("1234"), [B["1"], B["2"], B["3"], B["4"]]);
   assert.deepEqual(t.encode("xyz"), [B["x"], B["y"], B["z"]]);
   assert.deepEqual(t.encode("<|im_start|>hello<|im_end|>\n"), [1, B["hello"], 2, B["\u010a"]]);
@@ -154,6 +155,7 @@ test("byte-level BPE (llama-bpe): up to three digits together, whole-word vocabu
   assert.deepEqual(t.encode("1234"), [B["123"], B["4"]]);
   assert.deepEqual(t.encode("xyz"), [B["xyz"]]);
   assert.deepEqual(t.encode("hello", { addSpecialTokens: true }), [0, B["hello"]]);
+  assert.equal(t.bosTokenId, 0);
   const off = tokenizer(bpeMetadata("llama-bpe", { "tokenizer.ggml.add_bos_token": meta.bool(false) }));
   assert.deepEqual(off.encode("hello", { addSpecialTokens: true }), [B["hello"]]);
 });
