@@ -25,6 +25,8 @@ export interface LoadOptions {
   contextLength?: number;
   /** Hub downloads: never touch the network, use the local cache only. */
   offline?: boolean;
+  /** A backend to run on instead of creating one from `device` (benchmarks wrap one in an op timer). */
+  backend?: Backend;
   /** Reports download/load progress (bytes done of total). */
   onProgress?: (what: string, done: number, total: number) => void;
 }
@@ -63,7 +65,7 @@ async function createBackend(options: LoadOptions): Promise<Backend> {
 /** Loads a model from a path or hub id onto the chosen device. */
 export async function loadModel(source: string = DEFAULT_MODEL, options: LoadOptions = {}): Promise<Model> {
   const loaded = await readSource(source, options);
-  const backend = await createBackend(options);
+  const backend = options.backend ?? (await createBackend(options));
   try {
     const context = options.contextLength ?? Math.min(loaded.config.maxPositions, DEFAULT_CONTEXT_CAP);
     const network = LlamaModel.create(loaded.config, loaded.tensors, backend, loaded.source, context);
