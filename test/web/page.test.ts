@@ -161,6 +161,16 @@ test("the page reads a GGUF file from the file picker and generates on the CPU e
   await page.close();
 });
 
+test("a llama2.c URL without a tokenizer URL finds the tokenizer beside it, as the Node loader does", { skip }, async () => {
+  const { page, problems } = await openPage();
+  await page.fill("#tokenizer-url", "");
+  await fillRequest(page, "cpu", 30);
+  const r = await generate(page);
+  assert.equal(r.state, "done", `${r.error}\n${problems.join("\n")}`);
+  assert.equal(r.text, await nodeText(STORIES, 30));
+  await page.close();
+});
+
 test("bad models give clear errors: a missing URL, a truncated file, a llama2.c checkpoint without its tokenizer", { skip }, async () => {
   const { page } = await openPage();
   await page.fill("#model-url", "models/stories260K/missing.bin");
