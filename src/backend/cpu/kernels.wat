@@ -24,6 +24,7 @@
   ;; control block byte offsets (CTRL in worker-pool.ts)
   ;;   64 chunks done (atomic)   128 job tag << 12 | next chunk (atomic)
   ;;   192 kind   196 w   200 x   204 xs   208 out   212 inF   216 outF   220 rows   224 chunk   228 nChunks
+  ;;   232 scratch (thread t's at scratch + t * stride)   236 stride   240 f16 -> f32 table (65536 f32)
 
   ;; f16 bits -> f32, exact for zeros, subnormals, normals, infinities and NaN.
   (func $h2f (param $h i32) (result f32)
@@ -215,13 +216,15 @@
   ;; Block formats, int8 activations: xq holds 32 int16 per block (values in [-127, 127], permuted order),
   ;; xs one f32 scale per block. Two weight rows at a time share the activation loads; each stores its
   ;; dot product at out0/out1 (a single row passes the same row twice).
-  ;; The f16 weight scale is decoded as in $h2f, with the sign carried by an arithmetic shift:
-  ;; bits = ((h << 16) >>s 3) & 0x8fffe000 is the f16 value times 2^-112 as f32 bits, exactly.
-  (func $dot2_q8_i8 (param $w0 i32) (param $w1 i32) (param $xq i32) (param $xs i32) (param $nb i32) (param $out0 i32) (param $out1 i32)
+  ;; The f16 weight scale is looked up in a 65536-entry f32 table at $f16 (built by the engine from
+  ;; the exact decoder): far fewer instructions than decoding it, and a model's scales span few entries.
+  (func $dot2_q8_i8 (param $w0 i32) (param $w1 i32) (param $xq i32) (param $xs i32) (param $nb i32) (param $out0 i32) (param $out1 i32) (param $f16 i32)
     (local $acc0 v128) (local $acc1 v128) (local $s v128) (local $v v128) (local $k88 v128)
     (local $x0 v128) (local $x1 v128) (local $x2 v128) (local $x3 v128)
-    (local $end i32) (local $h i32) (local $b i32) (local $dx f32)
-    (local.set $k88 (v128.const i32x4 0x88888888 0x88888888 0x88888888 0x88888888))
+    (local $end i32) (local $dx f32)
+    ;; 0x88 in every byte, from a value the compiler cannot fold (nb < 2^31): a constant would be rebuilt
+    ;; in every iteration
+    (local.set $k88 (i8x16.splat (i32.or (i32.and (local.get $nb) (i32.const 0x80000000)) (i32.const 0x88))))
     (local.set $end (i32.add (local.get $w0) (i32.mul (local.get $nb) (i32.const 34))))
     (block $done
       (loop $l
@@ -240,10 +243,7 @@
           (i32x4.dot_i16x8_s (i16x8.shr_s (i16x8.shl (local.get $v) (i32.const 8)) (i32.const 8)) (local.get $x2))
           (i32x4.dot_i16x8_s (i16x8.shr_s (local.get $v) (i32.const 8)) (local.get $x3)))))
         (local.set $acc0 (f32x4.add (local.get $acc0) (f32x4.mul (f32x4.convert_i32x4_s (local.get $s))
-          (f32x4.splat (f32.mul (f32.mul (f32.reinterpret_i32 (select
-              (i32.or (local.tee $b (i32.and (i32.shr_s (i32.shl (local.tee $h (i32.load16_u (local.get $w0))) (i32.const 16)) (i32.const 3)) (i32.const 0x8fffe000))) (i32.const 0x7f800000))
-              (local.get $b)
-              (i32.eq (i32.and (local.get $h) (i32.const 0x7c00)) (i32.const 0x7c00)))) (f32.const 0x1p112)) (local.get $dx))))))
+          (f32x4.splat (f32.mul (f32.load (i32.add (local.get $f16) (i32.shl (i32.load16_u (local.get $w0)) (i32.const 2)))) (local.get $dx))))))
         (local.set $v (v128.load offset=2 align=1 (local.get $w1)))
         (local.set $s (i32x4.add
           (i32x4.dot_i16x8_s (i16x8.shr_s (i16x8.shl (local.get $v) (i32.const 8)) (i32.const 8)) (local.get $x0))
@@ -253,10 +253,7 @@
           (i32x4.dot_i16x8_s (i16x8.shr_s (i16x8.shl (local.get $v) (i32.const 8)) (i32.const 8)) (local.get $x2))
           (i32x4.dot_i16x8_s (i16x8.shr_s (local.get $v) (i32.const 8)) (local.get $x3)))))
         (local.set $acc1 (f32x4.add (local.get $acc1) (f32x4.mul (f32x4.convert_i32x4_s (local.get $s))
-          (f32x4.splat (f32.mul (f32.mul (f32.reinterpret_i32 (select
-              (i32.or (local.tee $b (i32.and (i32.shr_s (i32.shl (local.tee $h (i32.load16_u (local.get $w1))) (i32.const 16)) (i32.const 3)) (i32.const 0x8fffe000))) (i32.const 0x7f800000))
-              (local.get $b)
-              (i32.eq (i32.and (local.get $h) (i32.const 0x7c00)) (i32.const 0x7c00)))) (f32.const 0x1p112)) (local.get $dx))))))
+          (f32x4.splat (f32.mul (f32.load (i32.add (local.get $f16) (i32.shl (i32.load16_u (local.get $w1)) (i32.const 2)))) (local.get $dx))))))
         (local.set $w0 (i32.add (local.get $w0) (i32.const 34)))
         (local.set $w1 (i32.add (local.get $w1) (i32.const 34)))
         (local.set $xq (i32.add (local.get $xq) (i32.const 64)))
@@ -265,11 +262,13 @@
     (f32.store (local.get $out0) (call $hsum (local.get $acc0)))
     (f32.store (local.get $out1) (call $hsum (local.get $acc1))))
 
-  (func $dot2_q4_i8 (param $w0 i32) (param $w1 i32) (param $xq i32) (param $xs i32) (param $nb i32) (param $out0 i32) (param $out1 i32)
+  (func $dot2_q4_i8 (param $w0 i32) (param $w1 i32) (param $xq i32) (param $xs i32) (param $nb i32) (param $out0 i32) (param $out1 i32) (param $f16 i32)
     (local $acc0 v128) (local $acc1 v128) (local $s v128) (local $v v128) (local $k88 v128)
     (local $x0 v128) (local $x1 v128) (local $x2 v128) (local $x3 v128)
-    (local $end i32) (local $h i32) (local $b i32) (local $dx f32)
-    (local.set $k88 (v128.const i32x4 0x88888888 0x88888888 0x88888888 0x88888888))
+    (local $end i32) (local $dx f32)
+    ;; 0x88 in every byte, from a value the compiler cannot fold (nb < 2^31): a constant would be rebuilt
+    ;; in every iteration
+    (local.set $k88 (i8x16.splat (i32.or (i32.and (local.get $nb) (i32.const 0x80000000)) (i32.const 0x88))))
     (local.set $end (i32.add (local.get $w0) (i32.mul (local.get $nb) (i32.const 18))))
     (block $done
       (loop $l
@@ -288,10 +287,7 @@
             (i32x4.dot_i16x8_s (i16x8.shr_s (i16x8.shl (local.get $v) (i32.const 8)) (i32.const 12)) (local.get $x2))
             (i32x4.dot_i16x8_s (i16x8.shr_s (local.get $v) (i32.const 12)) (local.get $x3)))))
         (local.set $acc0 (f32x4.add (local.get $acc0) (f32x4.mul (f32x4.convert_i32x4_s (local.get $s))
-          (f32x4.splat (f32.mul (f32.mul (f32.reinterpret_i32 (select
-              (i32.or (local.tee $b (i32.and (i32.shr_s (i32.shl (local.tee $h (i32.load16_u (local.get $w0))) (i32.const 16)) (i32.const 3)) (i32.const 0x8fffe000))) (i32.const 0x7f800000))
-              (local.get $b)
-              (i32.eq (i32.and (local.get $h) (i32.const 0x7c00)) (i32.const 0x7c00)))) (f32.const 0x1p112)) (local.get $dx))))))
+          (f32x4.splat (f32.mul (f32.load (i32.add (local.get $f16) (i32.shl (i32.load16_u (local.get $w0)) (i32.const 2)))) (local.get $dx))))))
         (local.set $v (v128.xor (v128.load offset=2 align=1 (local.get $w1)) (local.get $k88)))
         (local.set $s (i32x4.add
           (i32x4.add
@@ -301,10 +297,7 @@
             (i32x4.dot_i16x8_s (i16x8.shr_s (i16x8.shl (local.get $v) (i32.const 8)) (i32.const 12)) (local.get $x2))
             (i32x4.dot_i16x8_s (i16x8.shr_s (local.get $v) (i32.const 12)) (local.get $x3)))))
         (local.set $acc1 (f32x4.add (local.get $acc1) (f32x4.mul (f32x4.convert_i32x4_s (local.get $s))
-          (f32x4.splat (f32.mul (f32.mul (f32.reinterpret_i32 (select
-              (i32.or (local.tee $b (i32.and (i32.shr_s (i32.shl (local.tee $h (i32.load16_u (local.get $w1))) (i32.const 16)) (i32.const 3)) (i32.const 0x8fffe000))) (i32.const 0x7f800000))
-              (local.get $b)
-              (i32.eq (i32.and (local.get $h) (i32.const 0x7c00)) (i32.const 0x7c00)))) (f32.const 0x1p112)) (local.get $dx))))))
+          (f32x4.splat (f32.mul (f32.load (i32.add (local.get $f16) (i32.shl (i32.load16_u (local.get $w1)) (i32.const 2)))) (local.get $dx))))))
         (local.set $w0 (i32.add (local.get $w0) (i32.const 18)))
         (local.set $w1 (i32.add (local.get $w1) (i32.const 18)))
         (local.set $xq (i32.add (local.get $xq) (i32.const 64)))
@@ -442,7 +435,7 @@
 
   ;; The same for the int8-activation kinds 5 (q8_0) and 6 (q4_0), two weight rows at a time.
   (func $tile_i8 (param $kind i32) (param $w i32) (param $xq i32) (param $xs i32) (param $out i32)
-                 (param $inF i32) (param $outF i32) (param $rows i32) (param $o0 i32) (param $o1 i32)
+                 (param $inF i32) (param $outF i32) (param $rows i32) (param $o0 i32) (param $o1 i32) (param $f16 i32)
     (local $o i32) (local $r i32) (local $r0 i32) (local $r1 i32) (local $wrow i32) (local $wnext i32)
     (local $rowBytes i32) (local $nb i32) (local $xrow i32) (local $srow i32) (local $orow i32) (local $onext i32)
     (local.set $nb (i32.shr_u (local.get $inF) (i32.const 5)))
@@ -470,9 +463,9 @@
                 (local.set $orow (i32.add (local.get $out) (i32.shl (i32.add (i32.mul (local.get $r) (local.get $outF)) (local.get $o)) (i32.const 2))))
                 (if (i32.eq (local.get $kind) (i32.const 5))
                   (then (call $dot2_q8_i8 (local.get $wrow) (local.get $wnext) (local.get $xrow) (local.get $srow) (local.get $nb)
-                          (local.get $orow) (i32.add (local.get $orow) (i32.shl (local.get $onext) (i32.const 2)))))
+                          (local.get $orow) (i32.add (local.get $orow) (i32.shl (local.get $onext) (i32.const 2))) (local.get $f16)))
                   (else (call $dot2_q4_i8 (local.get $wrow) (local.get $wnext) (local.get $xrow) (local.get $srow) (local.get $nb)
-                          (local.get $orow) (i32.add (local.get $orow) (i32.shl (local.get $onext) (i32.const 2))))))
+                          (local.get $orow) (i32.add (local.get $orow) (i32.shl (local.get $onext) (i32.const 2))) (local.get $f16))))
                 (local.set $r (i32.add (local.get $r) (i32.const 1)))
                 (br $rl)))
             (local.set $o (i32.add (local.get $o) (i32.const 2)))
@@ -485,7 +478,7 @@
   ;; that fails once the caller has moved on to another job (or closed this one with index 0xfff), so a
   ;; worker that wakes late can never run a chunk with the parameters of a different job. Every finished
   ;; chunk counts in `done`.
-  (func (export "run") (param $c i32) (param $tag i32) (result i32)
+  (func (export "run") (param $c i32) (param $tag i32) (param $tid i32) (result i32)
     (local $chunk i32) (local $n i32) (local $v i32) (local $i i32) (local $o0 i32) (local $o1 i32)
     (local $outF i32) (local $ran i32)
     (local.set $chunk (i32.load offset=224 (local.get $c)))
@@ -506,7 +499,7 @@
           (then (call $tile_i8
             (i32.load offset=192 (local.get $c)) (i32.load offset=196 (local.get $c)) (i32.load offset=200 (local.get $c))
             (i32.load offset=204 (local.get $c)) (i32.load offset=208 (local.get $c)) (i32.load offset=212 (local.get $c))
-            (local.get $outF) (i32.load offset=220 (local.get $c)) (local.get $o0) (local.get $o1)))
+            (local.get $outF) (i32.load offset=220 (local.get $c)) (local.get $o0) (local.get $o1) (i32.load offset=240 (local.get $c))))
           (else (call $tile
             (i32.load offset=192 (local.get $c)) (i32.load offset=196 (local.get $c)) (i32.load offset=200 (local.get $c))
             (i32.load offset=208 (local.get $c)) (i32.load offset=212 (local.get $c))

@@ -7,7 +7,7 @@ import { CTRL, CTRL_BYTES, type WorkerInit } from "./worker-pool.js";
 
 const init = workerData as WorkerInit;
 const instance = await WebAssembly.instantiate(init.module, { env: { memory: init.memory } });
-const run = instance.exports["run"] as (ctrl: number, tag: number) => number;
+const run = instance.exports["run"] as (ctrl: number, tag: number, thread: number) => number;
 const c = new Int32Array(init.memory.buffer, init.ctrl, CTRL_BYTES / 4);
 const SEQ = CTRL.seq >> 2;
 
@@ -37,7 +37,7 @@ for (;;) {
   const tag = Atomics.load(c, CTRL.next >> 2) >>> 12;
   if (tag === 0) continue;
   try {
-    if (run(init.ctrl, tag) === 0) continue;
+    if (run(init.ctrl, tag, init.index) === 0) continue;
   } catch (e) {
     init.errors.postMessage(e instanceof Error ? e.message : String(e));
     Atomics.add(c, CTRL.errors >> 2, 1);

@@ -6,6 +6,7 @@
 import type { Arena } from "./arena.js";
 import type { CpuMatmul, CpuTensor, CpuWeight } from "./cpu-backend.js";
 import type { DType } from "../../tensor/dtype.js";
+import { f16Table } from "../../tensor/half.js";
 import { CTRL, CTRL_BYTES, MAX_CHUNKS, WorkerPool, type SpinOptions } from "./worker-pool.js";
 
 /**
@@ -25,7 +26,7 @@ export interface WasmMatmulOptions extends SpinOptions {
 }
 
 interface Kernels {
-  run(ctrl: number, tag: number): number;
+  run(ctrl: number, tag: number, thread: number): number;
   prep_f32(x: number, dst: number, count: number): void;
   quant_i8(x: number, dq: number, ds: number, count: number): void;
 }
@@ -35,6 +36,18 @@ const KIND_F32 = 0, KIND_F16 = 1, KIND_BF16 = 2, KIND_Q8_F32 = 3, KIND_Q4_F32 = 
 const CHUNKS_PER_THREAD = 8;
 
 let compiled: Promise<WebAssembly.Module | undefined> | undefined;
+/** One f16 -> f32 table per arena, shared by its engines and threads. */
+const tables = new WeakMap<Arena, number>();
+
+function f16TableIn(arena: Arena): number {
+  let at = tables.get(arena);
+  if (at === undefined) {
+    at = arena.alloc(65536 * 4);
+    new Float32Array(arena.memory.buffer, at, 65536).set(f16Table());
+    tables.set(arena, at);
+  }
+  return at;
+}
 
 /** The compiled kernels, or undefined where this engine lacks WebAssembly SIMD or threads. */
 export function kernelModule(): Promise<WebAssembly.Module | undefined> {
@@ -79,6 +92,8 @@ export class WasmMatmul implements CpuMatmul {
   private readonly ctl: Int32Array;
   private scratch = 0;
   private scratchBytes = 0;
+  private threadScratch = 0;
+  private threadScratchBytes = 0;
 
   constructor(
     private readonly arena: Arena,
@@ -90,6 +105,7 @@ export class WasmMatmul implements CpuMatmul {
   ) {
     // the control block sits below every later allocation, so a view taken now stays valid as memory grows
     this.ctl = new Int32Array(arena.memory.buffer, ctrl, CTRL_BYTES / 4);
+    this.ctl[CTRL.f16Table >> 2] = f16TableIn(arena);
   }
 
   /** Threads a large matmul runs on, the calling one included. */
@@ -132,11 +148,11 @@ export class WasmMatmul implements CpuMatmul {
     c[CTRL.chunk >> 2] = chunk;
     c[CTRL.nChunks >> 2] = nChunks;
     if (parallel) {
-      this.pool!.run(nChunks, (tag) => this.kernels.run(this.ctrl, tag));
+      this.pool!.run(nChunks, (tag) => this.kernels.run(this.ctrl, tag, 0));
     } else {
       // tag 0: workers never claim chunks of it, even one still waking from an earlier job
       Atomics.store(c, CTRL.next >> 2, 0);
-      this.kernels.run(this.ctrl, 0);
+      this.kernels.run(this.ctrl, 0, 0);
     }
   }
 
@@ -158,6 +174,15 @@ export class WasmMatmul implements CpuMatmul {
       this.scratch = this.arena.alloc(this.scratchBytes);
     }
     return this.scratch;
+  }
+
+  /** Makes each thread's scratch at least `bytes` (reallocated, doubling, when a job needs more). */
+  private threadScratchFor(bytes: number): void {
+    if (bytes <= this.threadScratchBytes) return;
+    this.threadScratchBytes = Math.max(bytes, this.threadScratchBytes * 2);
+    this.threadScratch = this.arena.alloc(this.threadScratchBytes * this.threads);
+    this.ctl[CTRL.scratch >> 2] = this.threadScratch;
+    this.ctl[CTRL.scratchStride >> 2] = this.threadScratchBytes;
   }
 
   dispose(): void {

@@ -25,6 +25,10 @@ export const CTRL = {
   /** job tag << 12 | next chunk to claim (own cache line) */
   next: 128,
   kind: 192, w: 196, x: 200, xs: 204, out: 208, inF: 212, outF: 216, rows: 220, chunk: 224, nChunks: 228,
+  /** per-thread scratch: thread t (the caller is 0, worker i is i + 1) owns scratch + t * scratchStride */
+  scratch: 232, scratchStride: 236,
+  /** a 65536-entry f16 -> f32 table in the same memory (block scales are looked up, not decoded) */
+  f16Table: 240,
 } as const;
 export const CTRL_BYTES = 256;
 /** Most chunks one job may have (the 12-bit index field; 0xfff marks a closed job). */
@@ -46,6 +50,8 @@ export interface WorkerInit {
   ctrl: number;
   spinMs: number;
   errors: MessagePort;
+  /** this worker's thread index (1..size; the caller is 0) */
+  index: number;
 }
 
 export class WorkerPool {
@@ -70,9 +76,9 @@ export class WorkerPool {
     const workers: Worker[] = [];
     const errorPorts: MessagePort[] = [];
     try {
-      await Promise.all(Array.from({ length: size }, () => {
+      await Promise.all(Array.from({ length: size }, (_, i) => {
         const channel = new MessageChannel();
-        const init: WorkerInit = { module, memory, ctrl, spinMs: spin.workerSpinMs ?? 1, errors: channel.port2 };
+        const init: WorkerInit = { module, memory, ctrl, spinMs: spin.workerSpinMs ?? 1, errors: channel.port2, index: i + 1 };
         const worker = new Worker(url, { workerData: init, transferList: [channel.port2] });
         workers.push(worker);
         errorPorts.push(channel.port1);
