@@ -52,8 +52,10 @@ async function findGpu(dawnFlags: string[]): Promise<GPU> {
   const nav = (globalThis as { navigator?: { gpu?: GPU } }).navigator;
   if (nav?.gpu) return nav.gpu;
   let mod: { create(flags: string[]): GPU };
+  // a computed specifier keeps browser bundlers from trying to resolve the Node-only package
+  const pkg = "webgpu";
   try {
-    mod = (await import("webgpu")) as unknown as { create(flags: string[]): GPU };
+    mod = (await import(pkg)) as { create(flags: string[]): GPU };
   } catch (e) {
     throw new Error(`WebGPU: this runtime has no navigator.gpu and the optional package "webgpu" could not be loaded (npm install webgpu): ${(e as Error).message}`);
   }
