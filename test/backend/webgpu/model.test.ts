@@ -7,6 +7,7 @@ import assert from "node:assert/strict";
 import { loadModel } from "../../../src/load.js";
 import type { Model } from "../../../src/model/model.js";
 import { evaluatePerplexity } from "../../../src/eval/perplexity.js";
+import type { WebGpuBackend } from "../../../src/backend/webgpu/webgpu-backend.js";
 import { openOrSkip } from "./helpers.js";
 
 const probe = await openOrSkip();
@@ -47,7 +48,10 @@ test("argmax on the device: decoding that reads back only token ids agrees with 
     }
     return ids;
   };
+  const recorder = (gpu!.backend as WebGpuBackend).recorder;
+  const before = recorder.submissions;
   assert.deepEqual(await run(gpu!), await run(cpu));
+  assert.equal(recorder.submissions - before, 40, "one queue submission per forward pass (40 argmax reads, each after one forward)");
 });
 
 test("perplexity matches the CPU within 1e-3 nats", { skip }, async () => {
