@@ -55,6 +55,8 @@ export class CpuRopeTable implements RopeTable {
 /** Matrix-multiply engines the CPU backend can use; the WebAssembly one is faster, the reference is the oracle. */
 export interface CpuMatmul {
   matmul(w: CpuWeight, x: CpuTensor, out: CpuTensor, rows: number): void;
+  /** Backend.attention, if the engine has it for this shape; false leaves it to the backend's own loop. */
+  attention?(out: CpuTensor, q: CpuTensor, cache: CpuKVCache, layer: number, pos0: number, heads: number): boolean;
   dispose(): void;
 }
 
@@ -212,6 +214,7 @@ export class CpuBackend implements Backend {
   }
 
   attention(out: Tensor, q: Tensor, cache: KVCache, layer: number, pos0: number, heads: number): void {
+    if (this.engine.attention?.(out as CpuTensor, q as CpuTensor, cache as CpuKVCache, layer, pos0, heads)) return;
     const c = cache as CpuKVCache;
     const qt = q as CpuTensor;
     const o = (out as CpuTensor).data;

@@ -19,7 +19,8 @@
   (import "env" "memory" (memory 1 65536 shared))
 
   ;; kinds
-  ;; 0 f32, 1 f16, 2 bf16, 3 q8_0 (f32 x), 4 q4_0 (f32 x), 5 q8_0 (int8 x), 6 q4_0 (int8 x)
+  ;; 0 f32, 1 f16, 2 bf16, 3 q8_0 (f32 x), 4 q4_0 (f32 x), 5 q8_0 (int8 x), 6 q4_0 (int8 x), 7 attention
+  ;; (for attention, outF is the item count rows * heads; see $attend)
 
   ;; control block byte offsets (CTRL in worker-pool.ts)
   ;;   64 chunks done (atomic)   128 job tag << 12 | next chunk (atomic)
@@ -473,6 +474,159 @@
         (local.set $r0 (local.get $r1))
         (br $tl))))
 
+  ;; ---------------------------------------------------------------------------------------------
+  ;; Attention (kind 7). Work item i = r * heads + h: query row r (position pos0 + r) and head h attend
+  ;; over positions 0 .. pos0 + r of the layer's cache (K at w, V at xs, rows of kvHeads * headDim floats),
+  ;; causal, scaled, softmax in f32 with $exp4. Scores go to the thread's scratch.
+  ;; Extra control fields: 256 pos0   260 heads   264 kvHeads   268 headDim   272 scale (f32)
+
+  ;; e^x for x <= 0 (Cephes expf: Cody-Waite reduction by ln 2, degree-6 polynomial, about 2 ulp);
+  ;; 0 below -87.3 (where f32 would need subnormals), and for -infinity.
+  (func $exp4 (param $x v128) (result v128)
+    (local $n v128) (local $r v128) (local $p v128)
+    (local.set $n (f32x4.nearest (f32x4.mul
+      (f32x4.max (local.get $x) (v128.const f32x4 -87.3 -87.3 -87.3 -87.3))
+      (v128.const f32x4 1.44269504088896341 1.44269504088896341 1.44269504088896341 1.44269504088896341))))
+    (local.set $r (f32x4.sub
+      (f32x4.sub (f32x4.max (local.get $x) (v128.const f32x4 -87.3 -87.3 -87.3 -87.3))
+        (f32x4.mul (local.get $n) (v128.const f32x4 0.693359375 0.693359375 0.693359375 0.693359375)))
+      (f32x4.mul (local.get $n) (v128.const f32x4 -2.12194440e-4 -2.12194440e-4 -2.12194440e-4 -2.12194440e-4))))
+    (local.set $p (v128.const f32x4 1.9875691500e-4 1.9875691500e-4 1.9875691500e-4 1.9875691500e-4))
+    (local.set $p (f32x4.add (f32x4.mul (local.get $p) (local.get $r)) (v128.const f32x4 1.3981999507e-3 1.3981999507e-3 1.3981999507e-3 1.3981999507e-3)))
+    (local.set $p (f32x4.add (f32x4.mul (local.get $p) (local.get $r)) (v128.const f32x4 8.3334519073e-3 8.3334519073e-3 8.3334519073e-3 8.3334519073e-3)))
+    (local.set $p (f32x4.add (f32x4.mul (local.get $p) (local.get $r)) (v128.const f32x4 4.1665795894e-2 4.1665795894e-2 4.1665795894e-2 4.1665795894e-2)))
+    (local.set $p (f32x4.add (f32x4.mul (local.get $p) (local.get $r)) (v128.const f32x4 1.6666665459e-1 1.6666665459e-1 1.6666665459e-1 1.6666665459e-1)))
+    (local.set $p (f32x4.add (f32x4.mul (local.get $p) (local.get $r)) (v128.const f32x4 5.0000001201e-1 5.0000001201e-1 5.0000001201e-1 5.0000001201e-1)))
+    (local.set $p (f32x4.add (f32x4.add (f32x4.mul (f32x4.mul (local.get $p) (local.get $r)) (local.get $r)) (local.get $r))
+      (v128.const f32x4 1 1 1 1)))
+    ;; times 2^n (n in [-126, 0]), and 0 where x < -87.3
+    (v128.and
+      (f32x4.mul (local.get $p)
+        (i32x4.shl (i32x4.add (i32x4.trunc_sat_f32x4_s (local.get $n)) (v128.const i32x4 127 127 127 127)) (i32.const 23)))
+      (f32x4.ge (local.get $x) (v128.const f32x4 -87.3 -87.3 -87.3 -87.3))))
+
+  ;; One (row, head) item: out[d] = softmax(scale * q . K[t]) . V[t] over t < len.
+  (func $attend1 (param $q i32) (param $k i32) (param $v i32) (param $out i32) (param $len i32)
+                 (param $stride i32) (param $d i32) (param $scale f32) (param $sc i32)
+    (local $t i32) (local $i i32) (local $kp i32) (local $acc v128) (local $max f32) (local $s f32)
+    (local $sum v128) (local $e v128) (local $mx v128) (local $len4 i32)
+    (local $c i32) (local $a0 v128) (local $a1 v128) (local $a2 v128) (local $a3 v128) (local $vp i32) (local $p v128)
+    (local $inv f32)
+    ;; scores and their maximum
+    (local.set $max (f32.const -inf))
+    (local.set $kp (local.get $k))
+    (block $sdone
+      (loop $sl
+        (br_if $sdone (i32.ge_u (local.get $t) (local.get $len)))
+        (local.set $acc (v128.const i32x4 0 0 0 0))
+        (local.set $i (i32.const 0))
+        (loop $dl
+          (local.set $acc (f32x4.add (local.get $acc) (f32x4.mul
+            (v128.load (i32.add (local.get $q) (local.get $i)))
+            (v128.load (i32.add (local.get $kp) (local.get $i))))))
+          (local.set $i (i32.add (local.get $i) (i32.const 16)))
+          (br_if $dl (i32.lt_u (local.get $i) (i32.shl (local.get $d) (i32.const 2)))))
+        (local.set $s (f32.mul (call $hsum (local.get $acc)) (local.get $scale)))
+        (f32.store (i32.add (local.get $sc) (i32.shl (local.get $t) (i32.const 2))) (local.get $s))
+        (local.set $max (f32.max (local.get $max) (local.get $s)))
+        (local.set $kp (i32.add (local.get $kp) (local.get $stride)))
+        (local.set $t (i32.add (local.get $t) (i32.const 1)))
+        (br $sl)))
+    ;; pad to a multiple of 4 with -infinity (exp gives 0 there)
+    (local.set $len4 (i32.and (i32.add (local.get $len) (i32.const 3)) (i32.const -4)))
+    (block $pdone
+      (loop $pl
+        (br_if $pdone (i32.ge_u (local.get $t) (local.get $len4)))
+        (f32.store (i32.add (local.get $sc) (i32.shl (local.get $t) (i32.const 2))) (f32.const -inf))
+        (local.set $t (i32.add (local.get $t) (i32.const 1)))
+        (br $pl)))
+    ;; exponentials in place, and their sum
+    (local.set $mx (f32x4.splat (local.get $max)))
+    (local.set $t (i32.const 0))
+    (block $edone
+      (loop $el
+        (br_if $edone (i32.ge_u (local.get $t) (local.get $len4)))
+        (local.set $e (call $exp4 (f32x4.sub (v128.load (i32.add (local.get $sc) (i32.shl (local.get $t) (i32.const 2)))) (local.get $mx))))
+        (v128.store (i32.add (local.get $sc) (i32.shl (local.get $t) (i32.const 2))) (local.get $e))
+        (local.set $sum (f32x4.add (local.get $sum) (local.get $e)))
+        (local.set $t (i32.add (local.get $t) (i32.const 4)))
+        (br $el)))
+    (local.set $inv (f32.div (f32.const 1) (call $hsum (local.get $sum))))
+    ;; weighted sum of V, 16 output columns at a time (4 accumulators), then 4 at a time
+    (local.set $c (i32.const 0))
+    (block $cdone
+      (loop $cl
+        (br_if $cdone (i32.gt_u (i32.add (local.get $c) (i32.const 16)) (local.get $d)))
+        (local.set $a0 (v128.const i32x4 0 0 0 0))
+        (local.set $a1 (v128.const i32x4 0 0 0 0))
+        (local.set $a2 (v128.const i32x4 0 0 0 0))
+        (local.set $a3 (v128.const i32x4 0 0 0 0))
+        (local.set $vp (i32.add (local.get $v) (i32.shl (local.get $c) (i32.const 2))))
+        (local.set $t (i32.const 0))
+        (block $tdone
+          (loop $tl
+            (br_if $tdone (i32.ge_u (local.get $t) (local.get $len)))
+            (local.set $p (v128.load32_splat (i32.add (local.get $sc) (i32.shl (local.get $t) (i32.const 2)))))
+            (local.set $a0 (f32x4.add (local.get $a0) (f32x4.mul (local.get $p) (v128.load (local.get $vp)))))
+            (local.set $a1 (f32x4.add (local.get $a1) (f32x4.mul (local.get $p) (v128.load offset=16 (local.get $vp)))))
+            (local.set $a2 (f32x4.add (local.get $a2) (f32x4.mul (local.get $p) (v128.load offset=32 (local.get $vp)))))
+            (local.set $a3 (f32x4.add (local.get $a3) (f32x4.mul (local.get $p) (v128.load offset=48 (local.get $vp)))))
+            (local.set $vp (i32.add (local.get $vp) (local.get $stride)))
+            (local.set $t (i32.add (local.get $t) (i32.const 1)))
+            (br $tl)))
+        (local.set $p (f32x4.splat (local.get $inv)))
+        (local.set $vp (i32.add (local.get $out) (i32.shl (local.get $c) (i32.const 2))))
+        (v128.store (local.get $vp) (f32x4.mul (local.get $a0) (local.get $p)))
+        (v128.store offset=16 (local.get $vp) (f32x4.mul (local.get $a1) (local.get $p)))
+        (v128.store offset=32 (local.get $vp) (f32x4.mul (local.get $a2) (local.get $p)))
+        (v128.store offset=48 (local.get $vp) (f32x4.mul (local.get $a3) (local.get $p)))
+        (local.set $c (i32.add (local.get $c) (i32.const 16)))
+        (br $cl)))
+    (block $c4done
+      (loop $c4l
+        (br_if $c4done (i32.ge_u (local.get $c) (local.get $d)))
+        (local.set $a0 (v128.const i32x4 0 0 0 0))
+        (local.set $vp (i32.add (local.get $v) (i32.shl (local.get $c) (i32.const 2))))
+        (local.set $t (i32.const 0))
+        (block $tdone4
+          (loop $tl4
+            (br_if $tdone4 (i32.ge_u (local.get $t) (local.get $len)))
+            (local.set $a0 (f32x4.add (local.get $a0) (f32x4.mul
+              (v128.load32_splat (i32.add (local.get $sc) (i32.shl (local.get $t) (i32.const 2))))
+              (v128.load (local.get $vp)))))
+            (local.set $vp (i32.add (local.get $vp) (local.get $stride)))
+            (local.set $t (i32.add (local.get $t) (i32.const 1)))
+            (br $tl4)))
+        (v128.store (i32.add (local.get $out) (i32.shl (local.get $c) (i32.const 2)))
+          (f32x4.mul (local.get $a0) (f32x4.splat (local.get $inv))))
+        (local.set $c (i32.add (local.get $c) (i32.const 4)))
+        (br $c4l))))
+
+  ;; Items [i0, i1) of the attention job in control block $c; $sc is this thread's scratch.
+  (func $attend (param $c i32) (param $i0 i32) (param $i1 i32) (param $sc i32)
+    (local $i i32) (local $r i32) (local $h i32) (local $heads i32) (local $group i32) (local $d i32)
+    (local $stride i32)
+    (local.set $heads (i32.load offset=260 (local.get $c)))
+    (local.set $group (i32.div_u (local.get $heads) (i32.load offset=264 (local.get $c))))
+    (local.set $d (i32.load offset=268 (local.get $c)))
+    (local.set $stride (i32.shl (i32.mul (i32.load offset=264 (local.get $c)) (local.get $d)) (i32.const 2)))
+    (local.set $i (local.get $i0))
+    (block $done
+      (loop $l
+        (br_if $done (i32.ge_u (local.get $i) (local.get $i1)))
+        (local.set $r (i32.div_u (local.get $i) (local.get $heads)))
+        (local.set $h (i32.rem_u (local.get $i) (local.get $heads)))
+        (call $attend1
+          ;; q row r, head h; the head's kv head's column in K and V
+          (i32.add (i32.load offset=200 (local.get $c)) (i32.shl (i32.mul (local.get $i) (local.get $d)) (i32.const 2)))
+          (i32.add (i32.load offset=196 (local.get $c)) (i32.shl (i32.mul (i32.div_u (local.get $h) (local.get $group)) (local.get $d)) (i32.const 2)))
+          (i32.add (i32.load offset=204 (local.get $c)) (i32.shl (i32.mul (i32.div_u (local.get $h) (local.get $group)) (local.get $d)) (i32.const 2)))
+          (i32.add (i32.load offset=208 (local.get $c)) (i32.shl (i32.mul (local.get $i) (local.get $d)) (i32.const 2)))
+          (i32.add (i32.add (i32.load offset=256 (local.get $c)) (local.get $r)) (i32.const 1))
+          (local.get $stride) (local.get $d) (f32.load offset=272 (local.get $c)) (local.get $sc))
+        (local.set $i (i32.add (local.get $i) (i32.const 1)))
+        (br $l))))
+
   ;; Claims chunks of output features of the job tagged $tag until none are left; returns how many it ran.
   ;; `next` packs the job's tag (20 bits) over the next chunk index (12 bits). A claim is a compare-exchange
   ;; that fails once the caller has moved on to another job (or closed this one with index 0xfff), so a
@@ -495,7 +649,10 @@
         (local.set $o0 (i32.mul (local.get $i) (local.get $chunk)))
         (local.set $o1 (i32.add (local.get $o0) (local.get $chunk)))
         (if (i32.gt_u (local.get $o1) (local.get $outF)) (then (local.set $o1 (local.get $outF))))
-        (if (i32.ge_u (i32.load offset=192 (local.get $c)) (i32.const 5))
+        (if (i32.eq (i32.load offset=192 (local.get $c)) (i32.const 7))
+          (then (call $attend (local.get $c) (local.get $o0) (local.get $o1)
+            (i32.add (i32.load offset=232 (local.get $c)) (i32.mul (local.get $tid) (i32.load offset=236 (local.get $c))))))
+        (else (if (i32.ge_u (i32.load offset=192 (local.get $c)) (i32.const 5))
           (then (call $tile_i8
             (i32.load offset=192 (local.get $c)) (i32.load offset=196 (local.get $c)) (i32.load offset=200 (local.get $c))
             (i32.load offset=204 (local.get $c)) (i32.load offset=208 (local.get $c)) (i32.load offset=212 (local.get $c))
@@ -503,7 +660,7 @@
           (else (call $tile
             (i32.load offset=192 (local.get $c)) (i32.load offset=196 (local.get $c)) (i32.load offset=200 (local.get $c))
             (i32.load offset=208 (local.get $c)) (i32.load offset=212 (local.get $c))
-            (local.get $outF) (i32.load offset=220 (local.get $c)) (local.get $o0) (local.get $o1))))
+            (local.get $outF) (i32.load offset=220 (local.get $c)) (local.get $o0) (local.get $o1))))))
         (drop (i32.atomic.rmw.add offset=64 (local.get $c) (i32.const 1)))
         (local.set $ran (i32.add (local.get $ran) (i32.const 1)))
         (br $l)))

@@ -4,7 +4,7 @@
  * shared memory, so a matmul passes only offsets.
  */
 import type { Arena } from "./arena.js";
-import type { CpuMatmul, CpuTensor, CpuWeight } from "./cpu-backend.js";
+import type { CpuKVCache, CpuMatmul, CpuTensor, CpuWeight } from "./cpu-backend.js";
 import type { DType } from "../../tensor/dtype.js";
 import { f16Table } from "../../tensor/half.js";
 import { CTRL, CTRL_BYTES, MAX_CHUNKS, WorkerPool, type SpinOptions } from "./worker-pool.js";
@@ -32,6 +32,7 @@ interface Kernels {
 }
 
 const KIND_F32 = 0, KIND_F16 = 1, KIND_BF16 = 2, KIND_Q8_F32 = 3, KIND_Q4_F32 = 4, KIND_Q8_I8 = 5, KIND_Q4_I8 = 6;
+const KIND_ATTENTION = 7;
 /** Output-feature chunks per thread: enough that a late-waking worker does not hold up the others. */
 const CHUNKS_PER_THREAD = 8;
 
@@ -90,6 +91,7 @@ export async function createWasmMatmul(arena: Arena, options: WasmMatmulOptions 
 
 export class WasmMatmul implements CpuMatmul {
   private readonly ctl: Int32Array;
+  private readonly ctlF32: Float32Array;
   private scratch = 0;
   private scratchBytes = 0;
   private threadScratch = 0;
@@ -105,6 +107,7 @@ export class WasmMatmul implements CpuMatmul {
   ) {
     // the control block sits below every later allocation, so a view taken now stays valid as memory grows
     this.ctl = new Int32Array(arena.memory.buffer, ctrl, CTRL_BYTES / 4);
+    this.ctlF32 = new Float32Array(arena.memory.buffer, ctrl, CTRL_BYTES / 4);
     this.ctl[CTRL.f16Table >> 2] = f16TableIn(arena);
   }
 
@@ -134,17 +137,52 @@ export class WasmMatmul implements CpuMatmul {
       }
     }
     const c = this.ctl;
-    const parallel = this.pool !== undefined && inF * outF * rows >= this.parallelMin && outF > 1;
-    const chunk = parallel ? Math.max(1, Math.ceil(outF / Math.min(this.threads * CHUNKS_PER_THREAD, MAX_CHUNKS))) : outF;
-    const nChunks = Math.ceil(outF / chunk);
     c[CTRL.kind >> 2] = kind;
     c[CTRL.w >> 2] = w.offset;
     c[CTRL.x >> 2] = xp;
     c[CTRL.xs >> 2] = xs;
     c[CTRL.out >> 2] = out.offset;
     c[CTRL.inF >> 2] = inF;
-    c[CTRL.outF >> 2] = outF;
     c[CTRL.rows >> 2] = rows;
+    this.runJob(outF, this.pool !== undefined && inF * outF * rows >= this.parallelMin && outF > 1);
+  }
+
+  /**
+   * Causal attention (Backend.attention) in the kernels, spread over threads by (row, head); false (the
+   * backend's loop then runs) for head widths that are not a multiple of 4.
+   */
+  attention(out: CpuTensor, q: CpuTensor, cache: CpuKVCache, layer: number, pos0: number, heads: number): boolean {
+    const d = cache.headDim;
+    if (d % 4 !== 0 || d === 0 || heads % cache.kvHeads !== 0) return false;
+    const rows = q.rows;
+    const longest = pos0 + rows;
+    if (longest > cache.capacity) throw new Error(`attention over ${longest} positions exceeds the KV cache capacity ${cache.capacity}`);
+    const layerBytes = layer * cache.capacity * cache.kvHeads * d * 4;
+    this.threadScratchFor(((longest + 3) & ~3) * 4);
+    const c = this.ctl;
+    c[CTRL.kind >> 2] = KIND_ATTENTION;
+    c[CTRL.w >> 2] = cache.k.byteOffset + layerBytes;
+    c[CTRL.xs >> 2] = cache.v.byteOffset + layerBytes;
+    c[CTRL.x >> 2] = q.offset;
+    c[CTRL.out >> 2] = out.offset;
+    c[CTRL.rows >> 2] = rows;
+    c[CTRL.pos0 >> 2] = pos0;
+    c[CTRL.heads >> 2] = heads;
+    c[CTRL.kvHeads >> 2] = cache.kvHeads;
+    c[CTRL.headDim >> 2] = d;
+    this.ctlF32[CTRL.scale >> 2] = 1 / Math.sqrt(d);
+    // multiply-adds: scores and the weighted sum of V, each over up to `longest` positions
+    const work = 2 * rows * heads * longest * d;
+    this.runJob(rows * heads, this.pool !== undefined && work >= this.parallelMin && rows * heads > 1);
+    return true;
+  }
+
+  /** Runs the job in the control block over `items` (output features, or attention items). */
+  private runJob(items: number, parallel: boolean): void {
+    const c = this.ctl;
+    const chunk = parallel ? Math.max(1, Math.ceil(items / Math.min(this.threads * CHUNKS_PER_THREAD, MAX_CHUNKS))) : items;
+    const nChunks = Math.ceil(items / chunk);
+    c[CTRL.outF >> 2] = items;
     c[CTRL.chunk >> 2] = chunk;
     c[CTRL.nChunks >> 2] = nChunks;
     if (parallel) {

@@ -29,8 +29,10 @@ export const CTRL = {
   scratch: 232, scratchStride: 236,
   /** a 65536-entry f16 -> f32 table in the same memory (block scales are looked up, not decoded) */
   f16Table: 240,
+  /** attention jobs (kind 7): first query position, heads, kv heads, head width, score scale (f32) */
+  pos0: 256, heads: 260, kvHeads: 264, headDim: 268, scale: 272,
 } as const;
-export const CTRL_BYTES = 256;
+export const CTRL_BYTES = 320;
 /** Most chunks one job may have (the 12-bit index field; 0xfff marks a closed job). */
 export const MAX_CHUNKS = 0xffe;
 
