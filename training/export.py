@@ -76,7 +76,7 @@ def main(argv: list[str]) -> None:
     args.out.mkdir(parents=True)
     model.save_pretrained(args.out)
     special = json.loads((args.tokenizer / "tokenizer_config.json").read_text())
-    GenerationConfig(bos_token_id=0, eos_token_id=1, pad_token_id=1, max_length=ctx).save_pretrained(args.out)
+    GenerationConfig(bos_token_id=0, eos_token_id=1, pad_token_id=1).save_pretrained(args.out)
     for name in ("tokenizer.json", "tokenizer_config.json"):
         shutil.copy(args.tokenizer / name, args.out / name)
     shutil.copy(args.run / "log.jsonl", args.out / "training_log.jsonl")
@@ -94,7 +94,11 @@ def main(argv: list[str]) -> None:
     if kinds != {expected_kind}:
         raise SystemExit(f"export: model.safetensors holds {kinds}, expected only {expected_kind}")
     loaded = LlamaForCausalLM.from_pretrained(args.out, dtype=torch.float32).to(device).eval()
-    reference = model.to(torch.float32).to(device).eval()
+    # The reference is a fresh f32 model holding the rounded weights: casting `model` itself back would
+    # also round its RoPE inverse-frequency buffer, which no checkpoint stores.
+    reference = build_model(cfg["model"])
+    reference.load_state_dict({k: v.to(dtype).to(torch.float32) for k, v in state["model"].items()})
+    reference = reference.to(device).eval()
     val = read_tokens(args.data / "val.bin", device)
     probe = val[: 2 * ctx].view(2, ctx)
     with torch.no_grad():

@@ -288,7 +288,8 @@ def main(argv: list[str]) -> None:
     nll, count = evaluate(model, val_tokens, ctx, int(tc.get("eval_batch", 64)), use_cuda)
     log({"kind": "final", "step": step, "total_steps": total_steps, "complete": total_steps is not None and step >= total_steps,
          "tokens_seen": tokens_seen, "val_loss": nll, "val_ppl": math.exp(nll), "val_tokens_scored": count,
-         "params": n_params, "train_s": elapsed_before + elapsed()})
+         "params": n_params, "train_s": elapsed_before + elapsed(),
+         "peak_gpu_bytes": torch.cuda.max_memory_allocated() if use_cuda else None})
 
 
 if __name__ == "__main__":
