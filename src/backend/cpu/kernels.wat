@@ -214,98 +214,152 @@
     (call $hsum (local.get $acc)))
 
   ;; ---------------------------------------------------------------------------------------------
-  ;; Block formats, int8 activations: xq holds 32 int16 per block (values in [-127, 127], permuted order),
-  ;; xs one f32 scale per block. Two weight rows at a time share the activation loads; each stores its
-  ;; dot product at out0/out1 (a single row passes the same row twice).
+  ;; Block formats, int8 activations: xq holds 32 int16 per block (values in [-127, 127], permuted order;
+  ;; for q4_0 pre-multiplied per part, plus a correction, see quant_i8), xs one f32 scale per block. Four
+  ;; weight rows at a time share the activation loads; each stores its dot product at its out pointer
+  ;; (rows past the end repeat the last one). Weight bytes become 16-bit lanes by one shift or mask
+  ;; each, which leaves every product 256 times too large; one exact arithmetic shift per block undoes it.
+  ;; Masks come as parameters: V8 rebuilds a constant (or anything computed from one) in every iteration.
   ;; The f16 weight scale is looked up in a 65536-entry f32 table at $f16 (built by the engine from
   ;; the exact decoder): far fewer instructions than decoding it, and a model's scales span few entries.
-  (func $dot2_q8_i8 (param $w0 i32) (param $w1 i32) (param $xq i32) (param $xs i32) (param $nb i32) (param $out0 i32) (param $out1 i32) (param $f16 i32)
-    (local $acc0 v128) (local $acc1 v128) (local $s v128) (local $v v128) (local $k88 v128)
-    (local $x0 v128) (local $x1 v128) (local $x2 v128) (local $x3 v128)
-    (local $end i32) (local $dx f32)
-    ;; 0x88 in every byte, from a value the compiler cannot fold (nb < 2^31): a constant would be rebuilt
-    ;; in every iteration
-    (local.set $k88 (i8x16.splat (i32.or (i32.and (local.get $nb) (i32.const 0x80000000)) (i32.const 0x88))))
+  (func $dot4_q8_i8 (param $w0 i32) (param $w1 i32) (param $w2 i32) (param $w3 i32) (param $xq i32) (param $xs i32) (param $nb i32) (param $out0 i32) (param $out1 i32) (param $out2 i32) (param $out3 i32) (param $f16 i32)
+    (param $kHi v128)
+    (local $acc0 v128) (local $acc1 v128) (local $acc2 v128) (local $acc3 v128) (local $s v128) (local $v v128) (local $end i32) (local $dx f32)
+    (local $x0 v128) (local $x1 v128) (local $x2 v128) (local $x3 v128) (local $corr v128)
     (local.set $end (i32.add (local.get $w0) (i32.mul (local.get $nb) (i32.const 34))))
     (block $done
       (loop $l
         (br_if $done (i32.ge_u (local.get $w0) (local.get $end)))
+        (local.set $dx (f32.load (local.get $xs)))
         (local.set $x0 (v128.load (local.get $xq)))
         (local.set $x1 (v128.load offset=16 (local.get $xq)))
         (local.set $x2 (v128.load offset=32 (local.get $xq)))
         (local.set $x3 (v128.load offset=48 (local.get $xq)))
-        (local.set $dx (f32.load (local.get $xs)))
         (local.set $v (v128.load offset=2 align=1 (local.get $w0)))
         (local.set $s (i32x4.add
-          (i32x4.dot_i16x8_s (i16x8.shr_s (i16x8.shl (local.get $v) (i32.const 8)) (i32.const 8)) (local.get $x0))
-          (i32x4.dot_i16x8_s (i16x8.shr_s (local.get $v) (i32.const 8)) (local.get $x1))))
+          (i32x4.dot_i16x8_s (i16x8.shl (local.get $v) (i32.const 8)) (local.get $x0))
+          (i32x4.dot_i16x8_s (v128.and (local.get $v) (local.get $kHi)) (local.get $x1))))
         (local.set $v (v128.load offset=18 align=1 (local.get $w0)))
         (local.set $s (i32x4.add (local.get $s) (i32x4.add
-          (i32x4.dot_i16x8_s (i16x8.shr_s (i16x8.shl (local.get $v) (i32.const 8)) (i32.const 8)) (local.get $x2))
-          (i32x4.dot_i16x8_s (i16x8.shr_s (local.get $v) (i32.const 8)) (local.get $x3)))))
-        (local.set $acc0 (f32x4.add (local.get $acc0) (f32x4.mul (f32x4.convert_i32x4_s (local.get $s))
-          (f32x4.splat (f32.mul (f32.load (i32.add (local.get $f16) (i32.shl (i32.load16_u (local.get $w0)) (i32.const 2)))) (local.get $dx))))))
+          (i32x4.dot_i16x8_s (i16x8.shl (local.get $v) (i32.const 8)) (local.get $x2))
+          (i32x4.dot_i16x8_s (v128.and (local.get $v) (local.get $kHi)) (local.get $x3)))))
+        (local.set $acc0 (f32x4.add (local.get $acc0) (f32x4.mul
+          (f32x4.convert_i32x4_s (i32x4.shr_s (local.get $s) (i32.const 8))) (f32x4.splat (f32.mul (f32.load (i32.add (local.get $f16) (i32.shl (i32.load16_u (local.get $w0)) (i32.const 2)))) (local.get $dx))))))
         (local.set $v (v128.load offset=2 align=1 (local.get $w1)))
         (local.set $s (i32x4.add
-          (i32x4.dot_i16x8_s (i16x8.shr_s (i16x8.shl (local.get $v) (i32.const 8)) (i32.const 8)) (local.get $x0))
-          (i32x4.dot_i16x8_s (i16x8.shr_s (local.get $v) (i32.const 8)) (local.get $x1))))
+          (i32x4.dot_i16x8_s (i16x8.shl (local.get $v) (i32.const 8)) (local.get $x0))
+          (i32x4.dot_i16x8_s (v128.and (local.get $v) (local.get $kHi)) (local.get $x1))))
         (local.set $v (v128.load offset=18 align=1 (local.get $w1)))
         (local.set $s (i32x4.add (local.get $s) (i32x4.add
-          (i32x4.dot_i16x8_s (i16x8.shr_s (i16x8.shl (local.get $v) (i32.const 8)) (i32.const 8)) (local.get $x2))
-          (i32x4.dot_i16x8_s (i16x8.shr_s (local.get $v) (i32.const 8)) (local.get $x3)))))
-        (local.set $acc1 (f32x4.add (local.get $acc1) (f32x4.mul (f32x4.convert_i32x4_s (local.get $s))
-          (f32x4.splat (f32.mul (f32.load (i32.add (local.get $f16) (i32.shl (i32.load16_u (local.get $w1)) (i32.const 2)))) (local.get $dx))))))
+          (i32x4.dot_i16x8_s (i16x8.shl (local.get $v) (i32.const 8)) (local.get $x2))
+          (i32x4.dot_i16x8_s (v128.and (local.get $v) (local.get $kHi)) (local.get $x3)))))
+        (local.set $acc1 (f32x4.add (local.get $acc1) (f32x4.mul
+          (f32x4.convert_i32x4_s (i32x4.shr_s (local.get $s) (i32.const 8))) (f32x4.splat (f32.mul (f32.load (i32.add (local.get $f16) (i32.shl (i32.load16_u (local.get $w1)) (i32.const 2)))) (local.get $dx))))))
+        (local.set $v (v128.load offset=2 align=1 (local.get $w2)))
+        (local.set $s (i32x4.add
+          (i32x4.dot_i16x8_s (i16x8.shl (local.get $v) (i32.const 8)) (local.get $x0))
+          (i32x4.dot_i16x8_s (v128.and (local.get $v) (local.get $kHi)) (local.get $x1))))
+        (local.set $v (v128.load offset=18 align=1 (local.get $w2)))
+        (local.set $s (i32x4.add (local.get $s) (i32x4.add
+          (i32x4.dot_i16x8_s (i16x8.shl (local.get $v) (i32.const 8)) (local.get $x2))
+          (i32x4.dot_i16x8_s (v128.and (local.get $v) (local.get $kHi)) (local.get $x3)))))
+        (local.set $acc2 (f32x4.add (local.get $acc2) (f32x4.mul
+          (f32x4.convert_i32x4_s (i32x4.shr_s (local.get $s) (i32.const 8))) (f32x4.splat (f32.mul (f32.load (i32.add (local.get $f16) (i32.shl (i32.load16_u (local.get $w2)) (i32.const 2)))) (local.get $dx))))))
+        (local.set $v (v128.load offset=2 align=1 (local.get $w3)))
+        (local.set $s (i32x4.add
+          (i32x4.dot_i16x8_s (i16x8.shl (local.get $v) (i32.const 8)) (local.get $x0))
+          (i32x4.dot_i16x8_s (v128.and (local.get $v) (local.get $kHi)) (local.get $x1))))
+        (local.set $v (v128.load offset=18 align=1 (local.get $w3)))
+        (local.set $s (i32x4.add (local.get $s) (i32x4.add
+          (i32x4.dot_i16x8_s (i16x8.shl (local.get $v) (i32.const 8)) (local.get $x2))
+          (i32x4.dot_i16x8_s (v128.and (local.get $v) (local.get $kHi)) (local.get $x3)))))
+        (local.set $acc3 (f32x4.add (local.get $acc3) (f32x4.mul
+          (f32x4.convert_i32x4_s (i32x4.shr_s (local.get $s) (i32.const 8))) (f32x4.splat (f32.mul (f32.load (i32.add (local.get $f16) (i32.shl (i32.load16_u (local.get $w3)) (i32.const 2)))) (local.get $dx))))))
         (local.set $w0 (i32.add (local.get $w0) (i32.const 34)))
         (local.set $w1 (i32.add (local.get $w1) (i32.const 34)))
+        (local.set $w2 (i32.add (local.get $w2) (i32.const 34)))
+        (local.set $w3 (i32.add (local.get $w3) (i32.const 34)))
         (local.set $xq (i32.add (local.get $xq) (i32.const 64)))
         (local.set $xs (i32.add (local.get $xs) (i32.const 4)))
         (br $l)))
     (f32.store (local.get $out0) (call $hsum (local.get $acc0)))
-    (f32.store (local.get $out1) (call $hsum (local.get $acc1))))
+    (f32.store (local.get $out1) (call $hsum (local.get $acc1)))
+    (f32.store (local.get $out2) (call $hsum (local.get $acc2)))
+    (f32.store (local.get $out3) (call $hsum (local.get $acc3))))
 
-  (func $dot2_q4_i8 (param $w0 i32) (param $w1 i32) (param $xq i32) (param $xs i32) (param $nb i32) (param $out0 i32) (param $out1 i32) (param $f16 i32)
-    (local $acc0 v128) (local $acc1 v128) (local $s v128) (local $v v128) (local $k88 v128)
-    (local $x0 v128) (local $x1 v128) (local $x2 v128) (local $x3 v128)
-    (local $end i32) (local $dx f32)
-    ;; 0x88 in every byte, from a value the compiler cannot fold (nb < 2^31): a constant would be rebuilt
-    ;; in every iteration
-    (local.set $k88 (i8x16.splat (i32.or (i32.and (local.get $nb) (i32.const 0x80000000)) (i32.const 0x88))))
+  (func $dot4_q4_i8 (param $w0 i32) (param $w1 i32) (param $w2 i32) (param $w3 i32) (param $xq i32) (param $xs i32) (param $nb i32) (param $out0 i32) (param $out1 i32) (param $out2 i32) (param $out3 i32) (param $f16 i32)
+    (param $kA v128) (param $kB v128) (param $kC v128)
+    (local $acc0 v128) (local $acc1 v128) (local $acc2 v128) (local $acc3 v128) (local $s v128) (local $v v128) (local $end i32) (local $dx f32)
+    (local $x0 v128) (local $x1 v128) (local $x2 v128) (local $x3 v128) (local $corr v128)
     (local.set $end (i32.add (local.get $w0) (i32.mul (local.get $nb) (i32.const 18))))
     (block $done
       (loop $l
         (br_if $done (i32.ge_u (local.get $w0) (local.get $end)))
+        (local.set $dx (f32.load (local.get $xs)))
         (local.set $x0 (v128.load (local.get $xq)))
         (local.set $x1 (v128.load offset=16 (local.get $xq)))
         (local.set $x2 (v128.load offset=32 (local.get $xq)))
         (local.set $x3 (v128.load offset=48 (local.get $xq)))
-        (local.set $dx (f32.load (local.get $xs)))
-        (local.set $v (v128.xor (v128.load offset=2 align=1 (local.get $w0)) (local.get $k88)))
+        (local.set $corr (v128.load offset=64 (local.get $xq)))
+        (local.set $v (v128.load offset=2 align=1 (local.get $w0)))
         (local.set $s (i32x4.add
           (i32x4.add
-            (i32x4.dot_i16x8_s (i16x8.shr_s (i16x8.shl (local.get $v) (i32.const 12)) (i32.const 12)) (local.get $x0))
-            (i32x4.dot_i16x8_s (i16x8.shr_s (i16x8.shl (local.get $v) (i32.const 4)) (i32.const 12)) (local.get $x1)))
+            (i32x4.dot_i16x8_s (v128.and (local.get $v) (local.get $kA)) (local.get $x0))
+            (i32x4.dot_i16x8_s (v128.and (local.get $v) (local.get $kB)) (local.get $x1)))
           (i32x4.add
-            (i32x4.dot_i16x8_s (i16x8.shr_s (i16x8.shl (local.get $v) (i32.const 8)) (i32.const 12)) (local.get $x2))
-            (i32x4.dot_i16x8_s (i16x8.shr_s (local.get $v) (i32.const 12)) (local.get $x3)))))
-        (local.set $acc0 (f32x4.add (local.get $acc0) (f32x4.mul (f32x4.convert_i32x4_s (local.get $s))
-          (f32x4.splat (f32.mul (f32.load (i32.add (local.get $f16) (i32.shl (i32.load16_u (local.get $w0)) (i32.const 2)))) (local.get $dx))))))
-        (local.set $v (v128.xor (v128.load offset=2 align=1 (local.get $w1)) (local.get $k88)))
+            (i32x4.add
+              (i32x4.dot_i16x8_s (v128.and (local.get $v) (local.get $kC)) (local.get $x2))
+              (i32x4.dot_i16x8_s (i16x8.shr_u (local.get $v) (i32.const 12)) (local.get $x3)))
+            (local.get $corr))))
+        (local.set $acc0 (f32x4.add (local.get $acc0) (f32x4.mul
+          (f32x4.convert_i32x4_s (i32x4.shr_s (local.get $s) (i32.const 8))) (f32x4.splat (f32.mul (f32.load (i32.add (local.get $f16) (i32.shl (i32.load16_u (local.get $w0)) (i32.const 2)))) (local.get $dx))))))
+        (local.set $v (v128.load offset=2 align=1 (local.get $w1)))
         (local.set $s (i32x4.add
           (i32x4.add
-            (i32x4.dot_i16x8_s (i16x8.shr_s (i16x8.shl (local.get $v) (i32.const 12)) (i32.const 12)) (local.get $x0))
-            (i32x4.dot_i16x8_s (i16x8.shr_s (i16x8.shl (local.get $v) (i32.const 4)) (i32.const 12)) (local.get $x1)))
+            (i32x4.dot_i16x8_s (v128.and (local.get $v) (local.get $kA)) (local.get $x0))
+            (i32x4.dot_i16x8_s (v128.and (local.get $v) (local.get $kB)) (local.get $x1)))
           (i32x4.add
-            (i32x4.dot_i16x8_s (i16x8.shr_s (i16x8.shl (local.get $v) (i32.const 8)) (i32.const 12)) (local.get $x2))
-            (i32x4.dot_i16x8_s (i16x8.shr_s (local.get $v) (i32.const 12)) (local.get $x3)))))
-        (local.set $acc1 (f32x4.add (local.get $acc1) (f32x4.mul (f32x4.convert_i32x4_s (local.get $s))
-          (f32x4.splat (f32.mul (f32.load (i32.add (local.get $f16) (i32.shl (i32.load16_u (local.get $w1)) (i32.const 2)))) (local.get $dx))))))
+            (i32x4.add
+              (i32x4.dot_i16x8_s (v128.and (local.get $v) (local.get $kC)) (local.get $x2))
+              (i32x4.dot_i16x8_s (i16x8.shr_u (local.get $v) (i32.const 12)) (local.get $x3)))
+            (local.get $corr))))
+        (local.set $acc1 (f32x4.add (local.get $acc1) (f32x4.mul
+          (f32x4.convert_i32x4_s (i32x4.shr_s (local.get $s) (i32.const 8))) (f32x4.splat (f32.mul (f32.load (i32.add (local.get $f16) (i32.shl (i32.load16_u (local.get $w1)) (i32.const 2)))) (local.get $dx))))))
+        (local.set $v (v128.load offset=2 align=1 (local.get $w2)))
+        (local.set $s (i32x4.add
+          (i32x4.add
+            (i32x4.dot_i16x8_s (v128.and (local.get $v) (local.get $kA)) (local.get $x0))
+            (i32x4.dot_i16x8_s (v128.and (local.get $v) (local.get $kB)) (local.get $x1)))
+          (i32x4.add
+            (i32x4.add
+              (i32x4.dot_i16x8_s (v128.and (local.get $v) (local.get $kC)) (local.get $x2))
+              (i32x4.dot_i16x8_s (i16x8.shr_u (local.get $v) (i32.const 12)) (local.get $x3)))
+            (local.get $corr))))
+        (local.set $acc2 (f32x4.add (local.get $acc2) (f32x4.mul
+          (f32x4.convert_i32x4_s (i32x4.shr_s (local.get $s) (i32.const 8))) (f32x4.splat (f32.mul (f32.load (i32.add (local.get $f16) (i32.shl (i32.load16_u (local.get $w2)) (i32.const 2)))) (local.get $dx))))))
+        (local.set $v (v128.load offset=2 align=1 (local.get $w3)))
+        (local.set $s (i32x4.add
+          (i32x4.add
+            (i32x4.dot_i16x8_s (v128.and (local.get $v) (local.get $kA)) (local.get $x0))
+            (i32x4.dot_i16x8_s (v128.and (local.get $v) (local.get $kB)) (local.get $x1)))
+          (i32x4.add
+            (i32x4.add
+              (i32x4.dot_i16x8_s (v128.and (local.get $v) (local.get $kC)) (local.get $x2))
+              (i32x4.dot_i16x8_s (i16x8.shr_u (local.get $v) (i32.const 12)) (local.get $x3)))
+            (local.get $corr))))
+        (local.set $acc3 (f32x4.add (local.get $acc3) (f32x4.mul
+          (f32x4.convert_i32x4_s (i32x4.shr_s (local.get $s) (i32.const 8))) (f32x4.splat (f32.mul (f32.load (i32.add (local.get $f16) (i32.shl (i32.load16_u (local.get $w3)) (i32.const 2)))) (local.get $dx))))))
         (local.set $w0 (i32.add (local.get $w0) (i32.const 18)))
         (local.set $w1 (i32.add (local.get $w1) (i32.const 18)))
-        (local.set $xq (i32.add (local.get $xq) (i32.const 64)))
+        (local.set $w2 (i32.add (local.get $w2) (i32.const 18)))
+        (local.set $w3 (i32.add (local.get $w3) (i32.const 18)))
+        (local.set $xq (i32.add (local.get $xq) (i32.const 80)))
         (local.set $xs (i32.add (local.get $xs) (i32.const 4)))
         (br $l)))
     (f32.store (local.get $out0) (call $hsum (local.get $acc0)))
-    (f32.store (local.get $out1) (call $hsum (local.get $acc1))))
+    (f32.store (local.get $out1) (call $hsum (local.get $acc1)))
+    (f32.store (local.get $out2) (call $hsum (local.get $acc2)))
+    (f32.store (local.get $out3) (call $hsum (local.get $acc3))))
 
   ;; ---------------------------------------------------------------------------------------------
   ;; Activation preparation (once per matmul, on the calling thread).
@@ -332,9 +386,12 @@
 
   ;; Quantizes `count` f32 (a multiple of 32) to int16-stored int8 blocks in the permuted order, with
   ;; one f32 scale amax / 127 per block. q = nearest(x * (127 / amax)), clamped to [-127, 127].
-  (func (export "quant_i8") (param $x i32) (param $dq i32) (param $ds i32) (param $count i32)
+  ;; With $q4 set, the layout $dot2_q4_i8 reads: the four parts of a block pre-multiplied by 256, 1, 16
+  ;; and 256 (matching where each nibble sits in a 16-bit lane, so that one mask extracts it), then
+  ;; 16 bytes holding [-2048 * sum(q), 0, 0, 0]: the nibbles' offset of 8, times the same 256.
+  (func (export "quant_i8") (param $x i32) (param $dq i32) (param $ds i32) (param $count i32) (param $q4 i32)
     (local $end i32) (local $j i32) (local $m v128) (local $amax f32) (local $inv v128)
-    (local $a v128) (local $b v128) (local $c v128) (local $d v128)
+    (local $a v128) (local $b v128) (local $c v128) (local $d v128) (local $ev v128) (local $od v128) (local $sum v128)
     (local.set $end (i32.add (local.get $x) (i32.shl (local.get $count) (i32.const 2))))
     (block $done
       (loop $l
@@ -353,6 +410,7 @@
         (f32.store (local.get $ds) (f32.div (local.get $amax) (f32.const 127)))
         (local.set $inv (f32x4.splat (select (f32.div (f32.const 127) (local.get $amax)) (f32.const 0)
           (f32.gt (local.get $amax) (f32.const 0)))))
+        (local.set $sum (v128.const i32x4 0 0 0 0))
         ;; two halves of 16 elements: evens (8) then odds (8), each narrowed to 16-bit
         (local.set $j (i32.const 0))
         (loop $half
@@ -361,22 +419,36 @@
           (local.set $c (i32x4.trunc_sat_f32x4_s (f32x4.nearest (f32x4.mul (v128.load offset=32 (local.get $x)) (local.get $inv)))))
           (local.set $d (i32x4.trunc_sat_f32x4_s (f32x4.nearest (f32x4.mul (v128.load offset=48 (local.get $x)) (local.get $inv)))))
           ;; a = x0..3, b = x4..7, c = x8..11, d = x12..15 (as int32)
-          (v128.store (local.get $dq) (i16x8.min_s (i16x8.max_s
+          (local.set $ev (i16x8.min_s (i16x8.max_s
             (i16x8.narrow_i32x4_s
               (i8x16.shuffle 0 1 2 3 8 9 10 11 16 17 18 19 24 25 26 27 (local.get $a) (local.get $b))
               (i8x16.shuffle 0 1 2 3 8 9 10 11 16 17 18 19 24 25 26 27 (local.get $c) (local.get $d)))
             (v128.const i16x8 -127 -127 -127 -127 -127 -127 -127 -127))
             (v128.const i16x8 127 127 127 127 127 127 127 127)))
-          (v128.store offset=16 (local.get $dq) (i16x8.min_s (i16x8.max_s
+          (local.set $od (i16x8.min_s (i16x8.max_s
             (i16x8.narrow_i32x4_s
               (i8x16.shuffle 4 5 6 7 12 13 14 15 20 21 22 23 28 29 30 31 (local.get $a) (local.get $b))
               (i8x16.shuffle 4 5 6 7 12 13 14 15 20 21 22 23 28 29 30 31 (local.get $c) (local.get $d)))
             (v128.const i16x8 -127 -127 -127 -127 -127 -127 -127 -127))
             (v128.const i16x8 127 127 127 127 127 127 127 127)))
+          (local.set $sum (i32x4.add (local.get $sum)
+            (i32x4.add (i32x4.extadd_pairwise_i16x8_s (local.get $ev)) (i32x4.extadd_pairwise_i16x8_s (local.get $od)))))
+          ;; q4 factors: first half 256 (evens) and 1 (odds), second half 16 and 256
+          (v128.store (local.get $dq) (i16x8.shl (local.get $ev)
+            (i32.mul (local.get $q4) (select (i32.const 8) (i32.const 4) (i32.eqz (local.get $j))))))
+          (v128.store offset=16 (local.get $dq) (i16x8.shl (local.get $od)
+            (i32.mul (local.get $q4) (select (i32.const 0) (i32.const 8) (i32.eqz (local.get $j))))))
           (local.set $x (i32.add (local.get $x) (i32.const 64)))
           (local.set $dq (i32.add (local.get $dq) (i32.const 32)))
           (local.set $j (i32.add (local.get $j) (i32.const 1)))
           (br_if $half (i32.lt_u (local.get $j) (i32.const 2))))
+        (if (local.get $q4)
+          (then
+            (v128.store (local.get $dq) (i32x4.replace_lane 0 (v128.const i32x4 0 0 0 0)
+              (i32.mul (i32.const -2048) (i32.add
+                (i32.add (i32x4.extract_lane 0 (local.get $sum)) (i32x4.extract_lane 1 (local.get $sum)))
+                (i32.add (i32x4.extract_lane 2 (local.get $sum)) (i32x4.extract_lane 3 (local.get $sum)))))))
+            (local.set $dq (i32.add (local.get $dq) (i32.const 16)))))
         (local.set $ds (i32.add (local.get $ds) (i32.const 4)))
         (br $l))))
 
@@ -434,11 +506,12 @@
         (local.set $r0 (local.get $r1))
         (br $tl))))
 
-  ;; The same for the int8-activation kinds 5 (q8_0) and 6 (q4_0), two weight rows at a time.
+  ;; The same for the int8-activation kinds 5 (q8_0) and 6 (q4_0), four weight rows at a time.
   (func $tile_i8 (param $kind i32) (param $w i32) (param $xq i32) (param $xs i32) (param $out i32)
                  (param $inF i32) (param $outF i32) (param $rows i32) (param $o0 i32) (param $o1 i32) (param $f16 i32)
-    (local $o i32) (local $r i32) (local $r0 i32) (local $r1 i32) (local $wrow i32) (local $wnext i32)
-    (local $rowBytes i32) (local $nb i32) (local $xrow i32) (local $srow i32) (local $orow i32) (local $onext i32)
+    (local $o i32) (local $r i32) (local $r0 i32) (local $r1 i32) (local $wrow i32) (local $rowBytes i32)
+    (local $nb i32) (local $xrow i32) (local $srow i32) (local $orow i32)
+    (local $s1 i32) (local $s2 i32) (local $s3 i32)
     (local.set $nb (i32.shr_u (local.get $inF) (i32.const 5)))
     (local.set $rowBytes (i32.mul (local.get $nb) (select (i32.const 34) (i32.const 18) (i32.eq (local.get $kind) (i32.const 5)))))
     (local.set $r0 (i32.const 0))
@@ -452,24 +525,48 @@
           (loop $ol
             (br_if $odone (i32.ge_u (local.get $o) (local.get $o1)))
             (local.set $wrow (i32.add (local.get $w) (i32.mul (local.get $o) (local.get $rowBytes))))
-            ;; the second row of the pair, or the same row again when o is the last one
-            (local.set $onext (select (i32.const 1) (i32.const 0) (i32.lt_u (i32.add (local.get $o) (i32.const 1)) (local.get $o1))))
-            (local.set $wnext (i32.add (local.get $wrow) (i32.mul (local.get $onext) (local.get $rowBytes))))
+            ;; offsets (in rows) of the 2nd..4th rows of the group; past o1 they repeat the last row
+            (local.set $s1 (select (i32.const 1) (i32.sub (i32.sub (local.get $o1) (local.get $o)) (i32.const 1))
+              (i32.lt_u (i32.add (local.get $o) (i32.const 1)) (local.get $o1))))
+            (local.set $s2 (select (i32.const 2) (i32.sub (i32.sub (local.get $o1) (local.get $o)) (i32.const 1))
+              (i32.lt_u (i32.add (local.get $o) (i32.const 2)) (local.get $o1))))
+            (local.set $s3 (select (i32.const 3) (i32.sub (i32.sub (local.get $o1) (local.get $o)) (i32.const 1))
+              (i32.lt_u (i32.add (local.get $o) (i32.const 3)) (local.get $o1))))
             (local.set $r (local.get $r0))
             (block $rdone
               (loop $rl
                 (br_if $rdone (i32.ge_u (local.get $r) (local.get $r1)))
-                (local.set $xrow (i32.add (local.get $xq) (i32.mul (local.get $r) (i32.shl (local.get $inF) (i32.const 1)))))
+                ;; 64 bytes of activation per block; q4_0's layout adds 16 (the offset correction)
+                (local.set $xrow (i32.add (local.get $xq) (i32.mul (i32.mul (local.get $r) (local.get $nb))
+                  (select (i32.const 64) (i32.const 80) (i32.eq (local.get $kind) (i32.const 5))))))
                 (local.set $srow (i32.add (local.get $xs) (i32.shl (i32.mul (local.get $r) (local.get $nb)) (i32.const 2))))
                 (local.set $orow (i32.add (local.get $out) (i32.shl (i32.add (i32.mul (local.get $r) (local.get $outF)) (local.get $o)) (i32.const 2))))
                 (if (i32.eq (local.get $kind) (i32.const 5))
-                  (then (call $dot2_q8_i8 (local.get $wrow) (local.get $wnext) (local.get $xrow) (local.get $srow) (local.get $nb)
-                          (local.get $orow) (i32.add (local.get $orow) (i32.shl (local.get $onext) (i32.const 2))) (local.get $f16)))
-                  (else (call $dot2_q4_i8 (local.get $wrow) (local.get $wnext) (local.get $xrow) (local.get $srow) (local.get $nb)
-                          (local.get $orow) (i32.add (local.get $orow) (i32.shl (local.get $onext) (i32.const 2))) (local.get $f16))))
+                  (then (call $dot4_q8_i8
+                    (local.get $wrow) (i32.add (local.get $wrow) (i32.mul (local.get $s1) (local.get $rowBytes)))
+                    (i32.add (local.get $wrow) (i32.mul (local.get $s2) (local.get $rowBytes)))
+                    (i32.add (local.get $wrow) (i32.mul (local.get $s3) (local.get $rowBytes)))
+                    (local.get $xrow) (local.get $srow) (local.get $nb)
+                    (local.get $orow) (i32.add (local.get $orow) (i32.shl (local.get $s1) (i32.const 2)))
+                    (i32.add (local.get $orow) (i32.shl (local.get $s2) (i32.const 2)))
+                    (i32.add (local.get $orow) (i32.shl (local.get $s3) (i32.const 2)))
+                    (local.get $f16)
+                    (v128.const i16x8 0xff00 0xff00 0xff00 0xff00 0xff00 0xff00 0xff00 0xff00)))
+                  (else (call $dot4_q4_i8
+                    (local.get $wrow) (i32.add (local.get $wrow) (i32.mul (local.get $s1) (local.get $rowBytes)))
+                    (i32.add (local.get $wrow) (i32.mul (local.get $s2) (local.get $rowBytes)))
+                    (i32.add (local.get $wrow) (i32.mul (local.get $s3) (local.get $rowBytes)))
+                    (local.get $xrow) (local.get $srow) (local.get $nb)
+                    (local.get $orow) (i32.add (local.get $orow) (i32.shl (local.get $s1) (i32.const 2)))
+                    (i32.add (local.get $orow) (i32.shl (local.get $s2) (i32.const 2)))
+                    (i32.add (local.get $orow) (i32.shl (local.get $s3) (i32.const 2)))
+                    (local.get $f16)
+                    (v128.const i16x8 0x000f 0x000f 0x000f 0x000f 0x000f 0x000f 0x000f 0x000f)
+                    (v128.const i16x8 0x0f00 0x0f00 0x0f00 0x0f00 0x0f00 0x0f00 0x0f00 0x0f00)
+                    (v128.const i16x8 0x00f0 0x00f0 0x00f0 0x00f0 0x00f0 0x00f0 0x00f0 0x00f0))))
                 (local.set $r (i32.add (local.get $r) (i32.const 1)))
                 (br $rl)))
-            (local.set $o (i32.add (local.get $o) (i32.const 2)))
+            (local.set $o (i32.add (local.get $o) (i32.const 4)))
             (br $ol)))
         (local.set $r0 (local.get $r1))
         (br $tl))))

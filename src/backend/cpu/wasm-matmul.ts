@@ -28,7 +28,7 @@ export interface WasmMatmulOptions extends SpinOptions {
 interface Kernels {
   run(ctrl: number, tag: number, thread: number): number;
   prep_f32(x: number, dst: number, count: number): void;
-  quant_i8(x: number, dq: number, ds: number, count: number): void;
+  quant_i8(x: number, dq: number, ds: number, count: number, q4: number): void;
 }
 
 const KIND_F32 = 0, KIND_F16 = 1, KIND_BF16 = 2, KIND_Q8_F32 = 3, KIND_Q4_F32 = 4, KIND_Q8_I8 = 5, KIND_Q4_I8 = 6;
@@ -128,9 +128,11 @@ export class WasmMatmul implements CpuMatmul {
       if (inF % 32 !== 0) throw new Error(`matmul ${w.name}: ${w.dtype} needs in-features divisible by 32, got ${inF}`);
       const count = rows * inF;
       if (kind >= KIND_Q8_I8) {
-        xp = this.scratchFor(count * 2 + (count / 32) * 4);
-        xs = xp + count * 2;
-        this.kernels.quant_i8(x.offset, xp, xs, count);
+        // 64 bytes of int16 per block, 80 for q4_0 (its offset correction), and one f32 scale
+        const blockBytes = kind === KIND_Q4_I8 ? 80 : 64;
+        xp = this.scratchFor((count / 32) * (blockBytes + 4));
+        xs = xp + (count / 32) * blockBytes;
+        this.kernels.quant_i8(x.offset, xp, xs, count, kind === KIND_Q4_I8 ? 1 : 0);
       } else {
         xp = this.scratchFor(count * 4);
         this.kernels.prep_f32(x.offset, xp, count);
@@ -144,7 +146,7 @@ export class WasmMatmul implements CpuMatmul {
     c[CTRL.out >> 2] = out.offset;
     c[CTRL.inF >> 2] = inF;
     c[CTRL.rows >> 2] = rows;
-    this.runJob(outF, this.pool !== undefined && inF * outF * rows >= this.parallelMin && outF > 1);
+    this.runJob(outF, this.pool !== undefined && inF * outF * rows >= this.parallelMin && outF > 1, kind >= KIND_Q8_I8 ? 4 : 1);
   }
 
   /**
@@ -177,10 +179,14 @@ export class WasmMatmul implements CpuMatmul {
     return true;
   }
 
-  /** Runs the job in the control block over `items` (output features, or attention items). */
-  private runJob(items: number, parallel: boolean): void {
+  /**
+   * Runs the job in the control block over `items` (output features, or attention items), in chunks that
+   * are multiples of `align` (the int8 kernels take four weight rows at a time).
+   */
+  private runJob(items: number, parallel: boolean, align = 1): void {
     const c = this.ctl;
-    const chunk = parallel ? Math.max(1, Math.ceil(items / Math.min(this.threads * CHUNKS_PER_THREAD, MAX_CHUNKS))) : items;
+    const even = Math.ceil(items / Math.min(this.threads * CHUNKS_PER_THREAD, MAX_CHUNKS));
+    const chunk = parallel ? Math.max(align, Math.ceil(even / align) * align) : items;
     const nChunks = Math.ceil(items / chunk);
     c[CTRL.outF >> 2] = items;
     c[CTRL.chunk >> 2] = chunk;
