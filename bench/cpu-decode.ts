@@ -74,7 +74,7 @@ async function frugal(file: string): Promise<Speed & { profile?: string }> {
     const run = async () => {
       const cache = model.network.newCache(promptLen + decodeLen + 1);
       const t0 = performance.now();
-      let logits = await model.prefill(ids, cache);
+      let logits = await model.backend.read(model.prefill(ids, cache));
       const t1 = performance.now();
       let token = argmax(logits);
       for (let i = 0; i < decodeLen; i++) {

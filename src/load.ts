@@ -1,7 +1,7 @@
 import { stat } from "node:fs/promises";
 import { fileURLToPath } from "node:url";
 import type { Backend } from "./backend/backend.js";
-import { CpuBackend } from "./backend/cpu/cpu-backend.js";
+import { createCpuBackend } from "./backend/cpu/cpu-backend.js";
 import { LlamaModel } from "./model/llama.js";
 import { Model } from "./model/model.js";
 import type { LoadedSource } from "./io/source.js";
@@ -25,6 +25,8 @@ export interface LoadOptions {
   contextLength?: number;
   /** Hub downloads: never touch the network, use the local cache only. */
   offline?: boolean;
+  /** WebGPU: time every kernel with timestamp queries (read them with the backend's `profile()`). */
+  profile?: boolean;
   /** A backend to run on instead of creating one from `device` (benchmarks wrap one in an op timer). */
   backend?: Backend;
   /** Reports download/load progress (bytes done of total). */
@@ -51,13 +53,13 @@ export async function readSource(source: string, options: LoadOptions = {}): Pro
   throw new Error(`${source}: not a model this build can read (llama2.c .bin, Hugging Face folder, hub id org/name)`);
 }
 
-async function createBackend(options: LoadOptions): Promise<Backend> {
+export async function createBackend(options: LoadOptions): Promise<Backend> {
   const device = options.device ?? "cpu";
-  if (device === "cpu") return new CpuBackend();
+  if (device === "cpu") return createCpuBackend({ threads: options.threads });
   if (device === "webgpu") {
     // loaded on demand: CPU-only users never load Dawn
     const { createWebGpuBackend } = await import("./backend/webgpu/webgpu-backend.js");
-    return createWebGpuBackend();
+    return createWebGpuBackend({ profile: options.profile });
   }
   throw new Error(`device "${device}" is not available in this build`);
 }

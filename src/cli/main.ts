@@ -10,6 +10,7 @@ import type { GenerateOptions } from "../model/model.js";
 import type { ChatMessage } from "../generate/chat-template.js";
 import { evaluatePerplexity } from "../eval/perplexity.js";
 import { describeModel } from "./info.js";
+import { profiledBackend } from "./profile.js";
 
 const USAGE = `usage: frugal <command> [options]
 
@@ -17,7 +18,7 @@ commands:
   generate   continue a prompt            frugal generate [--model SRC] [--prompt TEXT] [--max-tokens N]
                                             [--temperature T] [--top-k K] [--top-p P] [--min-p P]
                                             [--repetition-penalty R] [--seed S] [--stop STR]...
-                                            [--device cpu|webgpu] [--threads N] [--stats]
+                                            [--device cpu|webgpu] [--threads N] [--stats] [--profile]
   chat       interactive chat, streaming  frugal chat [--model SRC] [--system TEXT] [sampling options]
   info       what a model is              frugal info SRC
   eval ppl   perplexity of a text file    frugal eval ppl --model SRC --data FILE [--ctx N] [--chunks K] [--json]
@@ -31,6 +32,7 @@ const common = {
   device: { type: "string" },
   threads: { type: "string" },
   offline: { type: "boolean" },
+  profile: { type: "boolean" },
   help: { type: "boolean", short: "h" },
 } as const satisfies ParseArgsConfig["options"];
 
@@ -94,7 +96,9 @@ function printStats(stats: { promptTokens: number; generatedTokens: number; pref
 async function generate(args: string[]): Promise<number> {
   const { values } = parseArgs({ args, options: { ...common, ...sampling, prompt: { type: "string" } }, strict: true });
   if (values.help) return usage();
-  const model = await loadModel(values.model ?? DEFAULT_MODEL, loadOptions(values));
+  const load = loadOptions(values);
+  const profiler = values.profile ? await profiledBackend(load) : undefined;
+  const model = await loadModel(values.model ?? DEFAULT_MODEL, { ...load, backend: profiler?.backend });
   try {
     const options = generateOptions(values, {
       maxTokens: 256,
@@ -105,6 +109,7 @@ async function generate(args: string[]): Promise<number> {
     for await (const piece of model.generate(values.prompt ?? "", options)) process.stdout.write(piece.text);
     process.stdout.write("\n");
     if (values.stats) printStats(model.lastStats);
+    if (profiler) process.stderr.write(`\nper-op time (${load.device ?? "cpu"}):\n${await profiler.report()}\n`);
   } finally {
     model.dispose();
   }

@@ -46,6 +46,11 @@ export class Sampler {
     this.rng = new Rng(o.seed ?? (Math.random() * 2 ** 32) >>> 0);
   }
 
+  /** True when the choice depends on nothing but the largest logit (temperature 0, no penalty). */
+  get greedy(): boolean {
+    return (this.o.temperature ?? 0) === 0 && (this.o.repetitionPenalty ?? 1) === 1;
+  }
+
   /** Picks the next token; `history` feeds the repetition penalty. `logits` may be modified. */
   sample(logits: Float32Array, history: readonly number[] = []): number {
     const pen = this.o.repetitionPenalty ?? 1;

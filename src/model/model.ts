@@ -1,4 +1,4 @@
-import type { Backend, KVCache } from "../backend/backend.js";
+import type { Backend, KVCache, Tensor } from "../backend/backend.js";
 import type { Tokenizer } from "../io/tokenizer.js";
 import { StreamDecoder } from "../io/tokenizer.js";
 import type { LoadedSource } from "../io/source.js";
@@ -62,16 +62,17 @@ export class Model {
     if (this.disposed) throw new Error("this model was disposed");
   }
 
-  /** Runs prompt tokens through the network in chunks; returns the logits of the last one. */
-  async prefill(tokens: readonly number[], cache: KVCache, pos0 = 0): Promise<Float32Array> {
-    let logits: Float32Array | undefined;
+  /**
+   * Records prompt tokens through the network in chunks; returns the (still device-side) logits of
+   * the last one. Nothing is waited for: the caller's read or argmax is the sync point.
+   */
+  prefill(tokens: readonly number[], cache: KVCache, pos0 = 0): Tensor {
+    if (tokens.length === 0) throw new Error("prefill needs at least one token");
+    let out: Tensor | undefined;
     for (let i = 0; i < tokens.length; i += PREFILL_CHUNK) {
-      const chunk = Int32Array.from(tokens.slice(i, i + PREFILL_CHUNK));
-      const out = this.network.forward(chunk, pos0 + i, cache);
-      if (i + PREFILL_CHUNK >= tokens.length) logits = await this.backend.read(out);
+      out = this.network.forward(Int32Array.from(tokens.slice(i, i + PREFILL_CHUNK)), pos0 + i, cache);
     }
-    if (!logits) throw new Error("prefill needs at least one token");
-    return logits;
+    return out!;
   }
 
   /** Streams the continuation of `prompt`. */
@@ -111,8 +112,13 @@ export class Model {
     const cache = this.network.newCache(Math.min(capacity, promptIds.length + limit));
     const history = [...promptIds];
 
+    // greedy without a penalty needs only the token id: the backend can pick it where the logits are
+    const argmaxOnDevice = sampler.greedy && this.backend.argmax !== undefined;
+    const pick = async (logits: Tensor): Promise<number> =>
+      argmaxOnDevice ? this.backend.argmax!(logits) : sampler.sample(await this.backend.read(logits), history);
+
     const t0 = performance.now();
-    let logits = await this.prefill(promptIds, cache);
+    let next = await pick(this.prefill(promptIds, cache));
     const t1 = performance.now();
     let generated = 0;
     let finish: GenerationStats["finishReason"] = "length";
@@ -121,7 +127,7 @@ export class Model {
         finish = "abort";
         break;
       }
-      const id = sampler.sample(logits, history);
+      const id = next;
       generated++;
       if (stopAtEos && eos.has(id)) {
         finish = "stop";
@@ -134,10 +140,7 @@ export class Model {
         finish = "stop";
         break;
       }
-      if (generated < limit) {
-        const out = this.network.forward(Int32Array.of(id), history.length - 1, cache);
-        logits = await this.backend.read(out);
-      }
+      if (generated < limit) next = await pick(this.network.forward(Int32Array.of(id), history.length - 1, cache));
     }
     if (!stops.stopped) {
       const rest = stops.push(decoder.flush()) + stops.flush();
