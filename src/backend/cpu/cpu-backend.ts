@@ -57,6 +57,9 @@ export interface CpuMatmul {
   matmul(w: CpuWeight, x: CpuTensor, out: CpuTensor, rows: number): void;
   /** Backend.attention, if the engine has it for this shape; false leaves it to the backend's own loop. */
   attention?(out: CpuTensor, q: CpuTensor, cache: CpuKVCache, layer: number, pos0: number, heads: number): boolean;
+  /** Backend.rmsnorm and Backend.swiglu likewise. */
+  rmsnorm?(out: CpuTensor, x: CpuTensor, weight: CpuWeight, eps: number, group: number): boolean;
+  swiglu?(out: CpuTensor, gate: CpuTensor, up: CpuTensor): boolean;
   dispose(): void;
 }
 
@@ -162,6 +165,7 @@ export class CpuBackend implements Backend {
   }
 
   rmsnorm(out: Tensor, x: Tensor, weight: Weight, eps: number, group: number): void {
+    if (this.engine.rmsnorm?.(out as CpuTensor, x as CpuTensor, weight as CpuWeight, eps, group)) return;
     const o = (out as CpuTensor).data;
     const xs = (x as CpuTensor).data;
     const w = new Float32Array(group);
@@ -263,6 +267,7 @@ export class CpuBackend implements Backend {
   }
 
   swiglu(out: Tensor, gate: Tensor, up: Tensor): void {
+    if (this.engine.swiglu?.(out as CpuTensor, gate as CpuTensor, up as CpuTensor)) return;
     const o = (out as CpuTensor).data;
     const g = (gate as CpuTensor).data;
     const u = (up as CpuTensor).data;

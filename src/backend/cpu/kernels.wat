@@ -724,6 +724,97 @@
         (local.set $i (i32.add (local.get $i) (i32.const 1)))
         (br $l))))
 
+  ;; ---------------------------------------------------------------------------------------------
+  ;; Elementwise ops of a forward pass, on the calling thread (they are memory-light and short).
+
+  ;; out[i] = silu(gate[i]) * up[i] for n floats; silu(x) = x * sigmoid(x), with e = exp(-|x|) <= 1 so
+  ;; that $exp4 stays in its range: sigmoid = 1 / (1 + e) for x >= 0, e / (1 + e) below. out may alias gate.
+  (func (export "silu_mul") (param $out i32) (param $gate i32) (param $up i32) (param $n i32)
+    (local $end i32) (local $x v128) (local $e v128) (local $i i32)
+    (local.set $end (i32.add (local.get $gate) (i32.shl (local.get $n) (i32.const 2))))
+    (block $done
+      (loop $l
+        (br_if $done (i32.gt_u (i32.add (local.get $gate) (i32.const 16)) (local.get $end)))
+        (local.set $x (v128.load (local.get $gate)))
+        (local.set $e (call $exp4 (f32x4.neg (f32x4.abs (local.get $x)))))
+        (v128.store (local.get $out) (f32x4.mul (v128.load (local.get $up)) (f32x4.mul (local.get $x)
+          (f32x4.div
+            (v128.bitselect (v128.const f32x4 1 1 1 1) (local.get $e) (f32x4.ge (local.get $x) (v128.const f32x4 0 0 0 0)))
+            (f32x4.add (v128.const f32x4 1 1 1 1) (local.get $e))))))
+        (local.set $gate (i32.add (local.get $gate) (i32.const 16)))
+        (local.set $up (i32.add (local.get $up) (i32.const 16)))
+        (local.set $out (i32.add (local.get $out) (i32.const 16)))
+        (br $l)))
+    ;; the last n % 4 one lane at a time
+    (block $tdone
+      (loop $t
+        (br_if $tdone (i32.ge_u (local.get $gate) (local.get $end)))
+        (local.set $x (f32x4.splat (f32.load (local.get $gate))))
+        (local.set $e (call $exp4 (f32x4.neg (f32x4.abs (local.get $x)))))
+        (f32.store (local.get $out) (f32.mul (f32.load (local.get $up)) (f32x4.extract_lane 0 (f32x4.mul (local.get $x)
+          (f32x4.div
+            (v128.bitselect (v128.const f32x4 1 1 1 1) (local.get $e) (f32x4.ge (local.get $x) (v128.const f32x4 0 0 0 0)))
+            (f32x4.add (v128.const f32x4 1 1 1 1) (local.get $e)))))))
+        (local.set $gate (i32.add (local.get $gate) (i32.const 4)))
+        (local.set $up (i32.add (local.get $up) (i32.const 4)))
+        (local.set $out (i32.add (local.get $out) (i32.const 4)))
+        (br $t))))
+
+  ;; RMSNorm over each consecutive group of `group` floats of x (count in all): out = w * (x * scale),
+  ;; scale = 1 / sqrt(mean(x^2) + eps); w holds `group` f32. out may alias x.
+  (func (export "rmsnorm") (param $out i32) (param $x i32) (param $w i32) (param $count i32) (param $group i32) (param $eps f32)
+    (local $g i32) (local $i i32) (local $n4 i32) (local $a0 v128) (local $a1 v128) (local $ss f32) (local $scale f32)
+    (local $v v128) (local $xp i32) (local $op i32)
+    (local.set $n4 (i32.and (local.get $group) (i32.const -8)))
+    (block $gdone
+      (loop $gl
+        (br_if $gdone (i32.ge_u (local.get $g) (local.get $count)))
+        (local.set $xp (i32.add (local.get $x) (i32.shl (local.get $g) (i32.const 2))))
+        (local.set $op (i32.add (local.get $out) (i32.shl (local.get $g) (i32.const 2))))
+        (local.set $a0 (v128.const i32x4 0 0 0 0))
+        (local.set $a1 (v128.const i32x4 0 0 0 0))
+        (local.set $i (i32.const 0))
+        (block $sdone
+          (loop $sl
+            (br_if $sdone (i32.ge_u (local.get $i) (local.get $n4)))
+            (local.set $v (v128.load (i32.add (local.get $xp) (i32.shl (local.get $i) (i32.const 2)))))
+            (local.set $a0 (f32x4.add (local.get $a0) (f32x4.mul (local.get $v) (local.get $v))))
+            (local.set $v (v128.load offset=16 (i32.add (local.get $xp) (i32.shl (local.get $i) (i32.const 2)))))
+            (local.set $a1 (f32x4.add (local.get $a1) (f32x4.mul (local.get $v) (local.get $v))))
+            (local.set $i (i32.add (local.get $i) (i32.const 8)))
+            (br $sl)))
+        (local.set $ss (call $hsum (f32x4.add (local.get $a0) (local.get $a1))))
+        (block $tdone
+          (loop $tl
+            (br_if $tdone (i32.ge_u (local.get $i) (local.get $group)))
+            (local.set $ss (f32.add (local.get $ss) (f32.mul
+              (f32.load (i32.add (local.get $xp) (i32.shl (local.get $i) (i32.const 2))))
+              (f32.load (i32.add (local.get $xp) (i32.shl (local.get $i) (i32.const 2)))))))
+            (local.set $i (i32.add (local.get $i) (i32.const 1)))
+            (br $tl)))
+        (local.set $scale (f32.div (f32.const 1) (f32.sqrt (f32.add
+          (f32.div (local.get $ss) (f32.convert_i32_u (local.get $group))) (local.get $eps)))))
+        (local.set $v (f32x4.splat (local.get $scale)))
+        (local.set $i (i32.const 0))
+        (block $odone
+          (loop $ol
+            (br_if $odone (i32.gt_u (i32.add (local.get $i) (i32.const 4)) (local.get $group)))
+            (v128.store (i32.add (local.get $op) (i32.shl (local.get $i) (i32.const 2)))
+              (f32x4.mul (v128.load (i32.add (local.get $w) (i32.shl (local.get $i) (i32.const 2))))
+                (f32x4.mul (v128.load (i32.add (local.get $xp) (i32.shl (local.get $i) (i32.const 2)))) (local.get $v))))
+            (local.set $i (i32.add (local.get $i) (i32.const 4)))
+            (br $ol)))
+        (block $o1done
+          (loop $o1
+            (br_if $o1done (i32.ge_u (local.get $i) (local.get $group)))
+            (f32.store (i32.add (local.get $op) (i32.shl (local.get $i) (i32.const 2)))
+              (f32.mul (f32.load (i32.add (local.get $w) (i32.shl (local.get $i) (i32.const 2))))
+                (f32.mul (f32.load (i32.add (local.get $xp) (i32.shl (local.get $i) (i32.const 2)))) (local.get $scale))))
+            (local.set $i (i32.add (local.get $i) (i32.const 1)))
+            (br $o1)))
+        (local.set $g (i32.add (local.get $g) (local.get $group)))
+        (br $gl))))
+
   ;; Claims chunks of output features of the job tagged $tag until none are left; returns how many it ran.
   ;; `next` packs the job's tag (20 bits) over the next chunk index (12 bits). A claim is a compare-exchange
   ;; that fails once the caller has moved on to another job (or closed this one with index 0xfff), so a

@@ -29,6 +29,8 @@ interface Kernels {
   run(ctrl: number, tag: number, thread: number): number;
   prep_f32(x: number, dst: number, count: number): void;
   quant_i8(x: number, dq: number, ds: number, count: number, q4: number): void;
+  silu_mul(out: number, gate: number, up: number, n: number): void;
+  rmsnorm(out: number, x: number, w: number, count: number, group: number, eps: number): void;
 }
 
 const KIND_F32 = 0, KIND_F16 = 1, KIND_BF16 = 2, KIND_Q8_F32 = 3, KIND_Q4_F32 = 4, KIND_Q8_I8 = 5, KIND_Q4_I8 = 6;
@@ -176,6 +178,21 @@ export class WasmMatmul implements CpuMatmul {
     // multiply-adds: scores and the weighted sum of V, each over up to `longest` positions
     const work = 2 * rows * heads * longest * d;
     this.runJob(rows * heads, this.pool !== undefined && work >= this.parallelMin && rows * heads > 1);
+    return true;
+  }
+
+  /** Backend.rmsnorm for f32 weights (false for other formats: the backend's loop decodes them). */
+  rmsnorm(out: CpuTensor, x: CpuTensor, weight: CpuWeight, eps: number, group: number): boolean {
+    if (weight.dtype !== "f32" || weight.bytes.byteLength < group * 4) return false;
+    const count = x.rows * x.cols;
+    if (count % group !== 0 || out.rows * out.cols < count) return false;
+    this.kernels.rmsnorm(out.offset, x.offset, weight.offset, count, group, eps);
+    return true;
+  }
+
+  /** Backend.swiglu: out = silu(gate) * up over out's elements. */
+  swiglu(out: CpuTensor, gate: CpuTensor, up: CpuTensor): boolean {
+    this.kernels.silu_mul(out.offset, gate.offset, up.offset, out.rows * out.cols);
     return true;
   }
 
