@@ -511,7 +511,7 @@
                  (param $inF i32) (param $outF i32) (param $rows i32) (param $o0 i32) (param $o1 i32) (param $f16 i32)
     (local $o i32) (local $r i32) (local $r0 i32) (local $r1 i32) (local $wrow i32) (local $rowBytes i32)
     (local $nb i32) (local $xrow i32) (local $srow i32) (local $orow i32)
-    (local $s1 i32) (local $s2 i32) (local $s3 i32)
+    (local $s1 i32) (local $s2 i32) (local $s3 i32) (local $g i32)
     (local.set $nb (i32.shr_u (local.get $inF) (i32.const 5)))
     (local.set $rowBytes (i32.mul (local.get $nb) (select (i32.const 34) (i32.const 18) (i32.eq (local.get $kind) (i32.const 5)))))
     (local.set $r0 (i32.const 0))
@@ -520,18 +520,22 @@
         (br_if $tdone (i32.ge_u (local.get $r0) (local.get $rows)))
         (local.set $r1 (i32.add (local.get $r0) (i32.const 16)))
         (if (i32.gt_u (local.get $r1) (local.get $rows)) (then (local.set $r1 (local.get $rows))))
+        ;; the chunk splits into four contiguous quarters walked in lockstep: each of the kernel's four row
+        ;; streams then runs on through consecutive rows (consecutive memory), which the hardware
+        ;; prefetchers follow; four neighbouring rows at once make short streams that they do not
+        (local.set $g (i32.shr_u (i32.add (i32.sub (local.get $o1) (local.get $o0)) (i32.const 3)) (i32.const 2)))
         (local.set $o (local.get $o0))
         (block $odone
           (loop $ol
-            (br_if $odone (i32.ge_u (local.get $o) (local.get $o1)))
+            (br_if $odone (i32.ge_u (local.get $o) (i32.add (local.get $o0) (local.get $g))))
             (local.set $wrow (i32.add (local.get $w) (i32.mul (local.get $o) (local.get $rowBytes))))
-            ;; offsets (in rows) of the 2nd..4th rows of the group; past o1 they repeat the last row
-            (local.set $s1 (select (i32.const 1) (i32.sub (i32.sub (local.get $o1) (local.get $o)) (i32.const 1))
-              (i32.lt_u (i32.add (local.get $o) (i32.const 1)) (local.get $o1))))
-            (local.set $s2 (select (i32.const 2) (i32.sub (i32.sub (local.get $o1) (local.get $o)) (i32.const 1))
-              (i32.lt_u (i32.add (local.get $o) (i32.const 2)) (local.get $o1))))
-            (local.set $s3 (select (i32.const 3) (i32.sub (i32.sub (local.get $o1) (local.get $o)) (i32.const 1))
-              (i32.lt_u (i32.add (local.get $o) (i32.const 3)) (local.get $o1))))
+            ;; offsets (in rows) of the other quarters' rows; past o1 they repeat row o
+            (local.set $s1 (select (local.get $g) (i32.const 0)
+              (i32.lt_u (i32.add (local.get $o) (local.get $g)) (local.get $o1))))
+            (local.set $s2 (select (i32.shl (local.get $g) (i32.const 1)) (i32.const 0)
+              (i32.lt_u (i32.add (local.get $o) (i32.shl (local.get $g) (i32.const 1))) (local.get $o1))))
+            (local.set $s3 (select (i32.mul (local.get $g) (i32.const 3)) (i32.const 0)
+              (i32.lt_u (i32.add (local.get $o) (i32.mul (local.get $g) (i32.const 3))) (local.get $o1))))
             (local.set $r (local.get $r0))
             (block $rdone
               (loop $rl
@@ -566,7 +570,7 @@
                     (v128.const i16x8 0x00f0 0x00f0 0x00f0 0x00f0 0x00f0 0x00f0 0x00f0 0x00f0))))
                 (local.set $r (i32.add (local.get $r) (i32.const 1)))
                 (br $rl)))
-            (local.set $o (i32.add (local.get $o) (i32.const 4)))
+            (local.set $o (i32.add (local.get $o) (i32.const 1)))
             (br $ol)))
         (local.set $r0 (local.get $r1))
         (br $tl))))
