@@ -60,3 +60,22 @@ test("info describes the default model", () => {
   assert.match(r.stdout, /parameters +260,032/);
   assert.match(r.stdout, /8 heads, 4 key\/value heads, head dim 8/);
 });
+
+test("chat reads messages from stdin and streams the same reply as model.chat", async () => {
+  const { loadModel } = await import("../../src/load.js");
+  const model = await loadModel();
+  let expected = "";
+  try {
+    for await (const p of model.chat([{ role: "user", content: "Tell me a story" }], { temperature: 0, maxTokens: 24 })) expected += p.text;
+  } finally {
+    model.dispose();
+  }
+  const r = spawnSync(process.execPath, [join(ROOT, "bin/frugal.js"), "chat", "--temperature", "0", "--max-tokens", "24"], {
+    input: "Tell me a story\n\n",
+    encoding: "utf8",
+    timeout: 60_000,
+  });
+  assert.equal(r.status, 0, r.stderr);
+  assert.ok(expected.length > 0);
+  assert.equal(r.stdout, expected + "\n");
+});
