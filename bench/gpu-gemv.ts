@@ -9,10 +9,9 @@
  *   node dist/bench/gpu-gemv.js [--quick] [--iters N] [--formats f16,q4_0] [--shapes 8192x8192,4096x14336]
  *                               [--rows-per-team 1,2,4]   (compare GEMV variants: weight rows per thread team)
  */
-import { createWebGpuBackend, type GpuTensor, type WebGpuBackend } from "../src/backend/webgpu/webgpu-backend.js";
+import { createWebGpuBackend, type GpuTensor } from "../src/backend/webgpu/webgpu-backend.js";
 import type { GpuWeight } from "../src/backend/webgpu/weights.js";
-import { copyKernel, COPY_GROUP } from "../src/backend/webgpu/kernels/copy.js";
-import { grid } from "../src/backend/webgpu/kernel.js";
+import { copyBandwidth, measure } from "./gpu-timing.js";
 import { byteSize, type DType } from "../src/tensor/dtype.js";
 
 const args = process.argv.slice(2);
@@ -57,40 +56,12 @@ function gpuBytes(w: GpuWeight): number {
   return w.parts.reduce((a, p) => a + p.data.size + (p.scales?.size ?? 0), 0);
 }
 
-/** GPU ms per call of kernel `name` (timestamps) and wall ms per call, for `iters` calls recorded by `record`. */
-async function measure(b: WebGpuBackend, name: string, iters: number, record: (i: number) => void): Promise<{ gpu: number; wall: number }> {
-  for (let i = 0; i < 3; i++) record(i);
-  await b.finish();
-  let best = { gpu: Infinity, wall: Infinity };
-  for (let rep = 0; rep < 3; rep++) {
-    b.resetProfile();
-    const t0 = performance.now();
-    for (let i = 0; i < iters; i++) record(i);
-    await b.finish();
-    const wall = (performance.now() - t0) / iters;
-    let gpu = NaN;
-    if (b.gpu.timestamps) {
-      const e = (await b.profile()).find((k) => k.kernel === name);
-      if (e) gpu = e.totalMs / e.calls;
-    }
-    best = { gpu: Math.min(best.gpu, gpu) || gpu, wall: Math.min(best.wall, wall) };
-  }
-  return best;
-}
-
 const b = await createWebGpuBackend({ profile: true });
 const dev = b.description;
 console.log(`WebGPU GEMV on ${dev} (subgroups ${b.gpu.subgroups ? `min ${b.gpu.subgroupMinSize}` : "off"}, timestamps ${b.gpu.timestamps})`);
 
-const n4 = COPY_BYTES / 16;
-const src = b.pool.storage(COPY_BYTES, "copy src");
-const dst = b.pool.storage(COPY_BYTES, "copy dst");
-const copy = await measure(b, "copy", ITERS, () => b.recorder.dispatch(copyKernel(), [n4], [dst, src], grid(Math.ceil(n4 / COPY_GROUP))));
-const copyMs = Number.isFinite(copy.gpu) ? copy.gpu : copy.wall;
-const copyGBs = (2 * COPY_BYTES) / copyMs / 1e6;
+const { ms: copyMs, gbs: copyGBs } = await copyBandwidth(b, COPY_BYTES, ITERS);
 console.log(`copy ${COPY_BYTES >> 20} MiB: ${(copyMs * 1e3).toFixed(1)} us, ${copyGBs.toPrecision(3)} GB/s (read + write)`);
-b.pool.destroy(src);
-b.pool.destroy(dst);
 
 interface Row { out: number; in: number; format: DType; rowsPerTeam: number; mib: number; gpuUs: number; wallUs: number; gbs: number; ofCopy: number }
 const rows: Row[] = [];

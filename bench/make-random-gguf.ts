@@ -5,10 +5,11 @@
  * Frugal and llama.cpp load it.
  *
  *   node dist/bench/make-random-gguf.js --out FILE --type f16|q8_0|q4_0|f32 --dim D --layers L \
- *     --hidden H --heads N --kv-heads K --vocab V [--ctx 2048] [--seed 1] [--tied]
+ *     --hidden H --heads N --kv-heads K --vocab V [--ctx 2048] [--seed 1] [--tied] [--fast]
  *
  * Weights are uniform with standard deviation 1/sqrt(fan-in), so every projection keeps activations
  * near unit scale and the logits stay finite; each tensor's values depend only on the seed and its name.
+ * --fast (for 1B-8B shapes) tiles one encoded random block instead: see fastRandomTensors.
  */
 import { parseArgs } from "node:util";
 import { stat } from "node:fs/promises";
@@ -17,7 +18,11 @@ import { expectedShape, expectedTensorNames } from "../src/model/llama.js";
 import { isDType, type DType } from "../src/tensor/dtype.js";
 import {
   type HfF32Tensor, ggufModelMetadata, ggufModelTensors, spmVocabMetadata, syntheticSpmVocab, writeGguf,
+  type GgufWriteTensor, encodeF32As,
 } from "../src/io/gguf-writer.js";
+import { ggufTensorName } from "../src/io/load-gguf.js";
+import { BLOCK, byteSize } from "../src/tensor/dtype.js";
+import { elementCount } from "../src/tensor/raw.js";
 
 /** mulberry32 seeded with the FNV-1a hash of the tensor name mixed with the global seed. */
 function rng(seed: number, name: string): () => number {
@@ -47,6 +52,52 @@ export function randomTensor(name: string, shape: readonly number[], seed: numbe
   const a = Math.sqrt(3 / fanIn);
   for (let i = 0; i < n; i++) out[i] = (next() * 2 - 1) * a;
   return out;
+}
+
+/** Values in the block that --fast tiles; a multiple of every block format's 32 elements. */
+export const FAST_BLOCK_ELEMS = 1 << 20;
+
+/**
+ * The model's tensors (llama.cpp names, matrices as `dtype`, vectors f32) made fast enough for 8B
+ * shapes: one block of FAST_BLOCK_ELEMS uniform values is drawn once, scaled by 1/sqrt(fan-in) and
+ * encoded once per distinct fan-in (so quantizing costs a few million values, not billions), and each
+ * matrix is that block's bytes tiled, starting at a block-aligned offset hashed from its name so that
+ * tensors differ. Tiling encoded bytes is exact for q8_0/q4_0 because their 32-value blocks are
+ * independent. Rows repeat with a period of FAST_BLOCK_ELEMS values, which a speed benchmark does not
+ * mind; q/k rows are not permuted (random either way). Vectors are drawn as randomTensor does.
+ */
+export function fastRandomTensors(config: ModelConfig, dtype: DType, seed: number): GgufWriteTensor[] {
+  const next = rng(seed, "fast block");
+  const unit = new Float32Array(FAST_BLOCK_ELEMS);
+  for (let i = 0; i < unit.length; i++) unit[i] = (next() * 2 - 1) * Math.sqrt(3);
+  const encoded = new Map<number, Uint8Array>();
+  const blockFor = (fanIn: number): Uint8Array => {
+    let bytes = encoded.get(fanIn);
+    if (!bytes) {
+      const s = 1 / Math.sqrt(fanIn);
+      bytes = encodeF32As(dtype, unit.map((v) => v * s));
+      encoded.set(fanIn, bytes);
+    }
+    return bytes;
+  };
+  return expectedTensorNames(config).map((name) => {
+    const shape = expectedShape(config, name);
+    if (shape.length === 1) return { name: ggufTensorName(name), dtype: "f32" as DType, shape, data: () => encodeF32As("f32", randomTensor(name, shape, seed)) };
+    const fanIn = name === "model.embed_tokens.weight" ? 1 : shape[shape.length - 1]!;
+    const data = () => {
+      const pattern = blockFor(fanIn);
+      const out = new Uint8Array(byteSize(dtype, elementCount(shape)));
+      const unitBytes = BLOCK[dtype].bytes;
+      let from = (Math.floor(rng(seed, name)() * (pattern.length / unitBytes)) * unitBytes) % pattern.length;
+      for (let at = 0; at < out.length; from = 0) {
+        const n = Math.min(pattern.length - from, out.length - at);
+        out.set(pattern.subarray(from, from + n), at);
+        at += n;
+      }
+      return out;
+    };
+    return { name: ggufTensorName(name), dtype, shape, data };
+  });
 }
 
 /** The config of a random Llama model; vocabulary and context as given. */
@@ -81,6 +132,7 @@ async function main(): Promise<void> {
       dim: { type: "string" }, layers: { type: "string" }, hidden: { type: "string" }, heads: { type: "string" },
       "kv-heads": { type: "string" }, vocab: { type: "string" }, ctx: { type: "string", default: "2048" },
       seed: { type: "string", default: "1" }, tied: { type: "boolean", default: false },
+      fast: { type: "boolean", default: false },
     },
   });
   const int = (key: keyof typeof values): number => {
@@ -107,7 +159,7 @@ async function main(): Promise<void> {
   const vocab = syntheticSpmVocab(config.vocabSize);
   const metadata = { ...ggufModelMetadata(config, dtype as DType, "frugal-random"), ...spmVocabMetadata(vocab) };
   const t0 = performance.now();
-  await writeGguf(values.out, metadata, ggufModelTensors(config, tensors, dtype as DType));
+  await writeGguf(values.out, metadata, values.fast ? fastRandomTensors(config, dtype as DType, seed) : ggufModelTensors(config, tensors, dtype as DType));
   const size = (await stat(values.out)).size;
   console.log(`${values.out}: ${dtype}, ${config.numLayers} layers of ${config.hiddenSize} (ffn ${config.intermediateSize}, ${config.numHeads}/${config.numKvHeads} heads), vocab ${config.vocabSize}: ${(size / 2 ** 20).toFixed(1)} MiB in ${((performance.now() - t0) / 1000).toFixed(1)} s`);
 }
