@@ -36,7 +36,7 @@ interface Kernels {
 const KIND_F32 = 0, KIND_F16 = 1, KIND_BF16 = 2, KIND_Q8_F32 = 3, KIND_Q4_F32 = 4, KIND_Q8_I8 = 5, KIND_Q4_I8 = 6;
 const KIND_ATTENTION = 7;
 /** Output-feature chunks per thread: enough that a late-waking worker does not hold up the others. */
-const CHUNKS_PER_THREAD = 8;
+const CHUNKS_PER_THREAD = 4;
 
 let compiled: Promise<WebAssembly.Module | undefined> | undefined;
 /** One f16 -> f32 table per arena, shared by its engines and threads. */

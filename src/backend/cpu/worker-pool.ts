@@ -40,7 +40,10 @@ const I = (byteOffset: number): number => byteOffset >> 2;
 
 /** How long a thread busy-waits before sleeping, and how long the caller waits for a silent worker. */
 export interface SpinOptions {
-  /** Worker spin after a job before sleeping, in milliseconds. */
+  /**
+   * Worker spin after a job before sleeping, in milliseconds (default 0.25: longer than the gaps between
+   * the matmuls of a decode step, short enough not to starve other work on a busy machine).
+   */
   workerSpinMs?: number;
   /** A worker that neither finishes nor makes progress for this long is reported as hung. */
   hangMs?: number;
@@ -80,7 +83,7 @@ export class WorkerPool {
     try {
       await Promise.all(Array.from({ length: size }, (_, i) => {
         const channel = new MessageChannel();
-        const init: WorkerInit = { module, memory, ctrl, spinMs: spin.workerSpinMs ?? 1, errors: channel.port2, index: i + 1 };
+        const init: WorkerInit = { module, memory, ctrl, spinMs: spin.workerSpinMs ?? 0.25, errors: channel.port2, index: i + 1 };
         const worker = new Worker(url, { workerData: init, transferList: [channel.port2] });
         workers.push(worker);
         errorPorts.push(channel.port1);
@@ -154,7 +157,13 @@ export class WorkerPool {
   /** Spins briefly on `ready`, then sleeps on `done` (workers notify it); throws on a worker that stopped. */
   private waitFor(ready: () => boolean): void {
     const c = this.ctl;
-    for (let spins = 0; spins < 20_000; spins++) if (ready()) return;
+    // spin about 50 us (a worker usually finishes its last chunk within that), then sleep: spinning longer
+    // would take the core from a worker that the OS has descheduled
+    const t0 = performance.now();
+    for (let spins = 1; ; spins++) {
+      if (ready()) return;
+      if ((spins & 255) === 0 && performance.now() - t0 > 0.05) break;
+    }
     let progress = -1;
     let since = performance.now();
     for (;;) {
