@@ -35,7 +35,7 @@ import { isDType, type DType } from "../src/tensor/dtype.js";
 import { copyBandwidth, type CopyBandwidth } from "./gpu-timing.js";
 import { decodeWeightBytes, kvReadBytes, rooflineTokensPerSecond } from "./roofline.js";
 import { type AnchorResult, type Spread, promptIds, spread } from "./llama-cpp-anchor.js";
-import { barChartSvg, markdownTable } from "./plot.js";
+import { barChartSvg, markdownTable } from "../src/eval/plot.js";
 import { randomLlamaConfig } from "./make-random-gguf.js";
 
 const ROOT = fileURLToPath(new URL("../../", import.meta.url));

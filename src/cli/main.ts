@@ -9,6 +9,8 @@ import { loadModel, readSource, DEFAULT_MODEL, type LoadOptions } from "../load.
 import type { GenerateOptions } from "../model/model.js";
 import type { ChatMessage } from "../generate/chat-template.js";
 import { evaluatePerplexity } from "../eval/perplexity.js";
+import { DEFAULT_LAMBADA, evaluateLambada, readLambada } from "../eval/lambada.js";
+import { matrixMarkdown, readMatrixConfig, runMatrix } from "../eval/matrix.js";
 import { describeModel } from "./info.js";
 import { profiledBackend } from "./profile.js";
 
@@ -22,6 +24,9 @@ commands:
   chat       interactive chat, streaming  frugal chat [--model SRC] [--system TEXT] [sampling options]
   info       what a model is              frugal info SRC
   eval ppl   perplexity of a text file    frugal eval ppl --model SRC --data FILE [--ctx N] [--chunks K] [--json]
+  eval lambada  last-word accuracy        frugal eval lambada [--model SRC] [--data FILE] [--limit N] [--device D] [--json]
+  eval matrix   one task, many options    frugal eval matrix --config FILE.json --out DIR
+                                            (writes DIR/results.json, results.md, plot.svg; see src/eval/matrix.ts)
 
 SRC is a llama2.c .bin file, a .gguf file, a Hugging Face folder, or a hub id (org/name).
 Without --model the embedded default model (stories260K) is used.`;
@@ -156,7 +161,9 @@ async function info(args: string[]): Promise<number> {
 
 async function evaluate(args: string[]): Promise<number> {
   const [task, ...rest] = args;
-  if (task !== "ppl") throw new Error(`unknown eval task "${task ?? ""}"; available: ppl`);
+  if (task === "lambada") return evaluateLambadaCommand(rest);
+  if (task === "matrix") return evaluateMatrixCommand(rest);
+  if (task !== "ppl") throw new Error(`unknown eval task "${task ?? ""}"; available: ppl, lambada, matrix`);
   const { values } = parseArgs({
     args: rest,
     options: { ...common, data: { type: "string" }, ctx: { type: "string" }, chunks: { type: "string" }, json: { type: "boolean" } },
@@ -178,6 +185,48 @@ async function evaluate(args: string[]): Promise<number> {
     model.dispose();
   }
   return 0;
+}
+
+async function evaluateLambadaCommand(args: string[]): Promise<number> {
+  const { values } = parseArgs({
+    args,
+    options: { ...common, data: { type: "string" }, limit: { type: "string" }, json: { type: "boolean" } },
+    strict: true,
+  });
+  if (values.help) return usage();
+  const limit = number("limit", values.limit, true);
+  if (limit !== undefined && limit < 1) throw new Error(`--limit needs a positive integer, got "${values.limit}"`);
+  const examples = await readLambada(values.data ?? DEFAULT_LAMBADA);
+  const model = await loadModel(values.model ?? DEFAULT_MODEL, loadOptions(values));
+  try {
+    const r = await evaluateLambada(model, examples, {
+      limit,
+      onProgress: (done, total, correct) =>
+        process.stderr.write(`\rexample ${done}/${total}  accuracy ${((100 * correct) / done).toFixed(2)}%${done === total ? "\n" : ""}`),
+    });
+    if (values.json) process.stdout.write(JSON.stringify({ examples: r.examples, accuracy: r.accuracy, nll: r.nll, ppl: r.ppl }) + "\n");
+    else {
+      process.stdout.write(
+        `examples ${r.examples}  correct ${r.correct}  accuracy ${(100 * r.accuracy).toFixed(2)}%  ` +
+          `target nll ${r.nll.toFixed(4)} nats/word  ppl ${r.ppl.toFixed(2)}\n`,
+      );
+    }
+  } finally {
+    model.dispose();
+  }
+  return 0;
+}
+
+async function evaluateMatrixCommand(args: string[]): Promise<number> {
+  const { values } = parseArgs({ args, options: { config: { type: "string" }, out: { type: "string" }, help: { type: "boolean", short: "h" } }, strict: true });
+  if (values.help) return usage();
+  if (!values.config) throw new Error("eval matrix needs --config FILE.json");
+  if (!values.out) throw new Error("eval matrix needs --out DIR");
+  const config = await readMatrixConfig(values.config);
+  const results = await runMatrix(config, values.out, { onProgress: (text) => process.stderr.write(text) });
+  process.stderr.write(`wrote ${values.out}/results.json, results.md, plot.svg\n`);
+  process.stdout.write(matrixMarkdown(results));
+  return results.rows.some((r) => r.error !== undefined) ? 1 : 0;
 }
 
 function usage(): number {

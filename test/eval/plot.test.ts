@@ -1,12 +1,13 @@
 /**
- * bench/plot: the SVG is well-formed XML (checked by a small independent tag/attribute parser), every
+ * src/eval/plot: the SVG is well-formed XML (checked by a small independent tag/attribute parser), every
  * bar stands on the axis baseline with a height that is value / axis maximum of the plot height (the
  * axis maximum read back from the top tick label), missing values draw nothing, text is escaped; the
- * Markdown table has one line per row and escapes pipes.
+ * Markdown table has one line per row and escapes pipes; line-chart markers sit where a linear map of the
+ * axis range (read back from the tick labels) puts them, and the polylines join them in order.
  */
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { barChartSvg, markdownTable, niceCeil } from "../../bench/plot.js";
+import { barChartSvg, lineChartSvg, markdownTable, niceCeil, niceRange } from "../../src/eval/plot.js";
 
 interface Element {
   name: string;
@@ -143,4 +144,63 @@ test("markdown table: header, alignment row, one line per row, pipes escaped", (
   const md = markdownTable(["model", "t/s"], [["a|b", 12.5], ["c", 3]], [false, true]);
   assert.equal(md, "| model | t/s |\n| --- | ---: |\n| a\\|b | 12.5 |\n| c | 3 |\n");
   assert.throws(() => markdownTable(["a", "b"], [["only one"]]), /1 cells for 2 columns/);
+});
+
+const LINES = {
+  title: "perplexity vs <compression> & rank",
+  xLabel: "bits per weight",
+  yLabel: "perplexity",
+  series: [
+    { name: "RaZeR", points: [{ x: 16, y: 17.4 }, { x: 8, y: 17.41 }, { x: 4.5, y: 18.2 }, { x: 4.25, y: 18.9 }] },
+    { name: "q4_0", points: [{ x: 4.5, y: 19.75 }] },
+    { name: "empty", points: [] },
+  ],
+};
+
+test("line chart: well-formed, markers at the linear map of the tick range, lines join them in order", () => {
+  const root = parseXml(lineChartSvg(LINES));
+  assert.equal(root.name, "svg");
+  const els = all(root);
+  assert.ok(els.some((e) => e.name === "text" && e.text === LINES.title));
+  const yAxis = els.find((e) => e.attrs.class === "y-axis")!;
+  const xAxis = els.find((e) => e.attrs.class === "x-axis")!;
+  const [x0, x1] = [Number(xAxis.attrs.x1), Number(xAxis.attrs.x2)];
+  const [yTop, yBottom] = [Number(yAxis.attrs.y1), Number(yAxis.attrs.y2)];
+  const range = (cls: string) => {
+    const v = els.filter((e) => e.attrs.class === cls).map((e) => Number(e.text));
+    return [Math.min(...v), Math.max(...v)] as const;
+  };
+  const [xlo, xhi] = range("x-tick");
+  const [ylo, yhi] = range("tick");
+  const data = LINES.series.flatMap((s) => s.points);
+  assert.ok(xlo <= Math.min(...data.map((p) => p.x)) && xhi >= 16, `x ticks ${xlo}..${xhi}`);
+  assert.ok(ylo <= 17.4 && yhi >= 19.75, `y ticks ${ylo}..${yhi}`);
+  const markers = els.filter((e) => e.name === "circle" && e.attrs.class === "point");
+  assert.equal(markers.length, data.length);
+  for (const m of markers) {
+    const [x, y] = [Number(m.attrs["data-x"]), Number(m.attrs["data-y"])];
+    assert.ok(data.some((p) => p.x === x && p.y === y));
+    assert.ok(Math.abs(Number(m.attrs.cx) - (x0 + ((x - xlo) / (xhi - xlo)) * (x1 - x0))) <= 1e-3);
+    assert.ok(Math.abs(Number(m.attrs.cy) - (yBottom - ((y - ylo) / (yhi - ylo)) * (yBottom - yTop))) <= 1e-3);
+  }
+  const lines = els.filter((e) => e.name === "polyline");
+  assert.deepEqual(lines.map((l) => l.attrs["data-series"]), ["RaZeR"], "single points and empty series draw no line");
+  const ownMarkers = markers.filter((m) => m.attrs["data-series"] === "RaZeR").map((m) => `${m.attrs.cx},${m.attrs.cy}`);
+  assert.equal(lines[0]!.attrs.points, ownMarkers.join(" "));
+});
+
+test("line chart: yFromZero starts the axis at 0; non-finite points are refused", () => {
+  const els = all(parseXml(lineChartSvg({ ...LINES, yFromZero: true })));
+  assert.equal(Math.min(...els.filter((e) => e.attrs.class === "tick").map((e) => Number(e.text))), 0);
+  assert.throws(() => lineChartSvg({ ...LINES, series: [{ name: "bad", points: [{ x: 1, y: NaN }] }] }), /series bad: point 0/);
+});
+
+test("niceRange: round steps, a range that covers the data by less than one step each side", () => {
+  for (const [min, max] of [[4.25, 16], [17.4, 19.75], [-3, 7], [0.001, 0.0042], [5, 5], [0, 0]] as const) {
+    const { lo, hi, step } = niceRange(min, max);
+    assert.ok(lo <= min && hi >= max && hi > lo, `${min}..${max} -> ${lo}..${hi}`);
+    if (max > min) assert.ok(min - lo < step + 1e-12 && hi - max < step + 1e-12);
+    assert.equal(niceCeil(step), step, `step ${step} is round`);
+    assert.ok(Math.abs(lo / step - Math.round(lo / step)) < 1e-9);
+  }
 });
