@@ -218,7 +218,8 @@
   ;; for q4_0 pre-multiplied per part, plus a correction, see quant_i8), xs one f32 scale per block. Four
   ;; weight rows at a time share the activation loads; each stores its dot product at its out pointer
   ;; (rows past the end repeat the last one). Weight bytes become 16-bit lanes by one shift or mask
-  ;; each, which leaves every product 256 times too large; one exact arithmetic shift per block undoes it.
+  ;; each, which leaves every product 256 times too large; one exact arithmetic shift per block undoes it
+  ;; (q4_0's sums stay below 2^24, so they convert exactly as they are; its activation scales carry 2^-8).
   ;; Masks come as parameters: V8 rebuilds a constant (or anything computed from one) in every iteration.
   ;; The f16 weight scale is looked up in a 65536-entry f32 table at $f16 (built by the engine from
   ;; the exact decoder): far fewer instructions than decoding it, and a model's scales span few entries.
@@ -312,7 +313,7 @@
               (i32x4.dot_i16x8_s (i16x8.shr_u (local.get $v) (i32.const 12)) (local.get $x3)))
             (local.get $corr))))
         (local.set $acc0 (f32x4.add (local.get $acc0) (f32x4.mul
-          (f32x4.convert_i32x4_s (i32x4.shr_s (local.get $s) (i32.const 8))) (f32x4.splat (f32.mul (f32.load (i32.add (local.get $f16) (i32.shl (i32.load16_u (local.get $w0)) (i32.const 2)))) (local.get $dx))))))
+          (f32x4.convert_i32x4_s (local.get $s)) (f32x4.splat (f32.mul (f32.load (i32.add (local.get $f16) (i32.shl (i32.load16_u (local.get $w0)) (i32.const 2)))) (local.get $dx))))))
         (local.set $v (v128.load offset=2 align=1 (local.get $w1)))
         (local.set $s (i32x4.add
           (i32x4.add
@@ -324,7 +325,7 @@
               (i32x4.dot_i16x8_s (i16x8.shr_u (local.get $v) (i32.const 12)) (local.get $x3)))
             (local.get $corr))))
         (local.set $acc1 (f32x4.add (local.get $acc1) (f32x4.mul
-          (f32x4.convert_i32x4_s (i32x4.shr_s (local.get $s) (i32.const 8))) (f32x4.splat (f32.mul (f32.load (i32.add (local.get $f16) (i32.shl (i32.load16_u (local.get $w1)) (i32.const 2)))) (local.get $dx))))))
+          (f32x4.convert_i32x4_s (local.get $s)) (f32x4.splat (f32.mul (f32.load (i32.add (local.get $f16) (i32.shl (i32.load16_u (local.get $w1)) (i32.const 2)))) (local.get $dx))))))
         (local.set $v (v128.load offset=2 align=1 (local.get $w2)))
         (local.set $s (i32x4.add
           (i32x4.add
@@ -336,7 +337,7 @@
               (i32x4.dot_i16x8_s (i16x8.shr_u (local.get $v) (i32.const 12)) (local.get $x3)))
             (local.get $corr))))
         (local.set $acc2 (f32x4.add (local.get $acc2) (f32x4.mul
-          (f32x4.convert_i32x4_s (i32x4.shr_s (local.get $s) (i32.const 8))) (f32x4.splat (f32.mul (f32.load (i32.add (local.get $f16) (i32.shl (i32.load16_u (local.get $w2)) (i32.const 2)))) (local.get $dx))))))
+          (f32x4.convert_i32x4_s (local.get $s)) (f32x4.splat (f32.mul (f32.load (i32.add (local.get $f16) (i32.shl (i32.load16_u (local.get $w2)) (i32.const 2)))) (local.get $dx))))))
         (local.set $v (v128.load offset=2 align=1 (local.get $w3)))
         (local.set $s (i32x4.add
           (i32x4.add
@@ -348,7 +349,7 @@
               (i32x4.dot_i16x8_s (i16x8.shr_u (local.get $v) (i32.const 12)) (local.get $x3)))
             (local.get $corr))))
         (local.set $acc3 (f32x4.add (local.get $acc3) (f32x4.mul
-          (f32x4.convert_i32x4_s (i32x4.shr_s (local.get $s) (i32.const 8))) (f32x4.splat (f32.mul (f32.load (i32.add (local.get $f16) (i32.shl (i32.load16_u (local.get $w3)) (i32.const 2)))) (local.get $dx))))))
+          (f32x4.convert_i32x4_s (local.get $s)) (f32x4.splat (f32.mul (f32.load (i32.add (local.get $f16) (i32.shl (i32.load16_u (local.get $w3)) (i32.const 2)))) (local.get $dx))))))
         (local.set $w0 (i32.add (local.get $w0) (i32.const 18)))
         (local.set $w1 (i32.add (local.get $w1) (i32.const 18)))
         (local.set $w2 (i32.add (local.get $w2) (i32.const 18)))
@@ -407,7 +408,9 @@
         (local.set $amax (f32.max
           (f32.max (f32x4.extract_lane 0 (local.get $m)) (f32x4.extract_lane 1 (local.get $m)))
           (f32.max (f32x4.extract_lane 2 (local.get $m)) (f32x4.extract_lane 3 (local.get $m)))))
-        (f32.store (local.get $ds) (f32.div (local.get $amax) (f32.const 127)))
+        ;; q4_0 keeps its sums 256 times too large (below 2^24, so exact in f32): its scale carries the 2^-8
+        (f32.store (local.get $ds) (f32.mul (f32.div (local.get $amax) (f32.const 127))
+          (select (f32.const 0x1p-8) (f32.const 1) (local.get $q4))))
         (local.set $inv (f32x4.splat (select (f32.div (f32.const 127) (local.get $amax)) (f32.const 0)
           (f32.gt (local.get $amax) (f32.const 0)))))
         (local.set $sum (v128.const i32x4 0 0 0 0))
