@@ -1,14 +1,17 @@
 /**
  * out[r, o] = sum_i x[r, i] * w[o, i] for every weight format.
  *
- * GEMV (one row, the decode step) is memory-bound, so it is written to stream the weight once at full
- * bandwidth: a team of threads shares R adjacent weight rows and each thread loads 16 bytes of a row at a
- * time (one vec4<u32>: 4 f32, 8 f16/bf16, 16 q8_0 or 32 q4_0 weights), so a 32-thread team reads 512
- * contiguous bytes of each row per step. The x values a chunk needs are loaded once for the R rows: for
- * q4_0 a 16-byte weight load needs 128 bytes of x, and without that reuse the L1 traffic for x, not DRAM,
- * would bound the kernel. With subgroups the team is min(32, smallest subgroup) threads and the partial
- * sums are added with subgroup shuffles, no barrier; without, the team is 32 threads and the sums go
- * through workgroup memory.
+ * GEMV (one row, the decode step) is memory-bound, so it is written to keep enough weight loads in
+ * flight to stream the weight at DRAM bandwidth, with every other cost below that:
+ * - A team of threads (32, or the subgroup if smaller) loads 16 bytes a lane, 512 contiguous bytes a load,
+ *   U such loads per row before it computes (U = `unroll`), so a 4096-row matrix (4096 teams) still has
+ *   enough bytes in flight; one load per lane at a time left those at a quarter of the bandwidth.
+ * - x is read in the tile order of weights.ts: lane l takes x vec4 l + 32v of the tile, so x loads are
+ *   coalesced too (with the file's order, q4_0 needed 8 times the L1 wavefronts of its weight bytes).
+ * - R rows share each x load, and S teams split a row group's K (S = `split`), so sharing x does not cut
+ *   the number of teams; their sums meet in workgroup memory.
+ * - q8_0/q4_0 decode without int-to-float conversions (weights.ts, `nib4` / `i8f`).
+ * Team sums: subgroup shuffles, or a workgroup-memory tree without subgroups.
  *
  * GEMM (prefill) tiles 64 rows x 64 output features per workgroup, steps K by 32 through workgroup
  * memory, and each of 256 threads accumulates a 4 x 4 block. Weights are decoded to f32 in groups of 8
@@ -26,11 +29,25 @@ export function gemvTeam(sg: number): number {
 }
 
 /** Rows each GEMV team computes by default, per format (the bench measures the alternatives). */
-export const GEMV_ROWS_PER_TEAM: Record<DType, number> = { f32: 1, f16: 2, bf16: 2, q8_0: 2, q4_0: 4 };
+export const GEMV_ROWS_PER_TEAM: Record<DType, number> = { f32: 1, f16: 1, bf16: 1, q8_0: 2, q4_0: 2 };
+
+/** 16-byte weight loads per lane and row that a GEMV team issues before it computes, per format. */
+export const GEMV_UNROLL: Record<DType, number> = { f32: 4, f16: 4, bf16: 4, q8_0: 2, q4_0: 2 };
+
+/**
+ * Teams that split the K of one row group by default: the largest power of two dividing R (so R rows
+ * share x without fewer teams in flight), at most the teams of a workgroup.
+ */
+export function gemvSplit(sg: number, rowsPerTeam: number): number {
+  const teams = GEMV_THREADS / gemvTeam(sg);
+  let s = 1;
+  while (rowsPerTeam % (2 * s) === 0 && 2 * s <= teams) s *= 2;
+  return s;
+}
 
 /** Output rows of one GEMV workgroup. */
-export function gemvRows(sg: number, rowsPerTeam: number): number {
-  return (GEMV_THREADS / gemvTeam(sg)) * rowsPerTeam;
+export function gemvRows(sg: number, rowsPerTeam: number, split = gemvSplit(sg, rowsPerTeam)): number {
+  return (GEMV_THREADS / gemvTeam(sg) / split) * rowsPerTeam;
 }
 
 /** Weights one 16-byte load covers. */
@@ -53,120 +70,231 @@ function xLoader(mode: XMode): string {
 fn xload(j: u32) -> vec4<f32> { let i = 4u * j; return vec4<f32>(xs(i), xs(i + 1u), xs(i + 2u), xs(i + 3u)); }`;
 }
 
-/** vec4s of x one chunk of weights needs. */
-const xVecs = (format: DType) => chunkElems(format) / 4;
+const isBlock = (f: DType) => f === "q8_0" || f === "q4_0";
 
 /**
- * WGSL `fn xChunk(c) -> XC` (the x values of chunk c) and `fn dotChunk(o, c, xv) -> f32` (chunk c of row
- * o, 16 bytes of weights, dotted with them).
+ * How the GEMV walks one format's rows. A slot is one 16-byte load of a lane; slots of whole tiles use
+ * the tile order (x vec4 l + 32v), the rest of a row the file's order (x vec4s XV*s ..). WGSL pieces:
+ * `slots` a row, `tileSlots` of them in whole tiles, `rowVec4s` (row stride of w), and for block formats
+ * the scale binding's element type, its row stride `scaleRow` (in those elements) and the remainder's block.
  */
-function chunkDot(format: DType): string {
-  const n = xVecs(format);
-  const loads = Array.from({ length: n }, (_, i) => `xload(${n}u * c + ${i}u)`).join(", ");
-  const head = `alias XC = array<vec4<f32>, ${n}>;
-fn xChunk(c: u32) -> XC { return XC(${loads}); }
-`;
+interface GemvFormat {
+  xv: number;
+  slots: string;
+  tileSlots: string;
+  rowVec4s: string;
+  scaleType?: string;
+  scaleRow?: string;
+  restBlock?: string;
+  /** `fn tdot(q, [c,] xv) -> f32`, `fn rdot(q, [scale,] xv) -> f32` and for blocks `fn rscale(e) -> f32`. */
+  fns: string;
+}
+
+function gemvFormat(format: DType): GemvFormat {
+  const xc = `xv: XC`;
   switch (format) {
     case "f32":
-      return head + `fn dotChunk(o: u32, c: u32, xv: XC) -> f32 { return dot(bitcast<vec4<f32>>(w[o * p.stride4 + c]), xv[0]); }`;
+      return {
+        xv: 1, slots: "p.chunks", tileSlots: "p.chunks", rowVec4s: "p.stride4",
+        fns: `fn tdot(q: vec4<u32>, ${xc}) -> f32 { return dot(bitcast<vec4<f32>>(q), xv[0]); }`,
+      };
     case "f16":
     case "bf16": {
       const d = format === "f16" ? "unpack2x16float" : "bf2";
-      return head + `fn dotChunk(o: u32, c: u32, xv: XC) -> f32 {
-  let q = w[o * p.stride4 + c];
+      return {
+        xv: 2, slots: "p.chunks", tileSlots: "((p.k >> 8u) * 32u)", rowVec4s: "p.stride4",
+        fns: `fn tdot(q: vec4<u32>, ${xc}) -> f32 {
   return dot(vec4<f32>(${d}(q.x), ${d}(q.y)), xv[0]) + dot(vec4<f32>(${d}(q.z), ${d}(q.w)), xv[1]);
-}`;
+}
+fn rdot(q: vec4<u32>, ${xc}) -> f32 { return tdot(q, xv); }`,
+      };
     }
     case "q8_0":
-      return head + `fn dotChunk(o: u32, c: u32, xv: XC) -> f32 {
-  let q = w[o * p.blocks * 2u + c];
-  let s = dot(i8x4(q.x), xv[0]) + dot(i8x4(q.y), xv[1]) + dot(i8x4(q.z), xv[2]) + dot(i8x4(q.w), xv[3]);
-  return s * scale(o * p.blocks + (c >> 1u));
-}`;
+      return {
+        xv: 4, slots: "(2u * p.blocks)", tileSlots: "((p.blocks >> 4u) * 32u)", rowVec4s: "(2u * p.blocks)",
+        scaleType: "vec2<u32>", scaleRow: "(((p.blocks + 7u) >> 3u) * 2u)", restBlock: "(s >> 1u)",
+        fns: `fn tdot(q: vec4<u32>, c: vec2<u32>, ${xc}) -> f32 {
+  let a = unpack2x16float(c.x);
+  let b = unpack2x16float(c.y);
+  return a.x * dot(i8f(q.x), xv[0]) + a.y * dot(i8f(q.y), xv[1]) + b.x * dot(i8f(q.z), xv[2]) + b.y * dot(i8f(q.w), xv[3]);
+}
+fn rdot(q: vec4<u32>, d: f32, ${xc}) -> f32 {
+  return d * (dot(i8f(q.x), xv[0]) + dot(i8f(q.y), xv[1]) + dot(i8f(q.z), xv[2]) + dot(i8f(q.w), xv[3]));
+}
+fn rscale(e: u32) -> f32 { return unpack2x16float(sc[e >> 2u][(e >> 1u) & 1u])[e & 1u]; }`,
+      };
     case "q4_0":
-      return head + `fn dotChunk(o: u32, c: u32, xv: XC) -> f32 {
-  let q = w[o * p.blocks + c];
-  let lo = dot(lo4(q.x), xv[0]) + dot(lo4(q.y), xv[1]) + dot(lo4(q.z), xv[2]) + dot(lo4(q.w), xv[3]);
-  let hi = dot(hi4(q.x), xv[4]) + dot(hi4(q.y), xv[5]) + dot(hi4(q.z), xv[6]) + dot(hi4(q.w), xv[7]);
-  return (lo + hi) * scale(o * p.blocks + c);
-}`;
+      return {
+        xv: 8, slots: "p.blocks", tileSlots: "((p.blocks >> 5u) * 32u)", rowVec4s: "p.blocks",
+        scaleType: "vec4<u32>", scaleRow: "((p.blocks + 7u) >> 3u)", restBlock: "s",
+        fns: `fn tdot(q: vec4<u32>, c: vec4<u32>, ${xc}) -> f32 {
+  let a = unpack2x16float(c.x);
+  let b = unpack2x16float(c.y);
+  let e = unpack2x16float(c.z);
+  let f = unpack2x16float(c.w);
+  return a.x * dot(nib4(q.x), xv[0]) + a.y * dot(nib4(q.x >> 16u), xv[1])
+       + b.x * dot(nib4(q.y), xv[2]) + b.y * dot(nib4(q.y >> 16u), xv[3])
+       + e.x * dot(nib4(q.z), xv[4]) + e.y * dot(nib4(q.z >> 16u), xv[5])
+       + f.x * dot(nib4(q.w), xv[6]) + f.y * dot(nib4(q.w >> 16u), xv[7]);
+}
+// the file's order: bits 0-15 of word j are elements 4j, 4j+16, 4j+1, 4j+17; bits 16-31 the next two pairs
+fn rword(u: u32, a: vec4<f32>, b: vec4<f32>) -> f32 {
+  return dot(nib4(u), vec4<f32>(a.x, b.x, a.y, b.y)) + dot(nib4(u >> 16u), vec4<f32>(a.z, b.z, a.w, b.w));
+}
+fn rdot(q: vec4<u32>, d: f32, ${xc}) -> f32 {
+  return d * (rword(q.x, xv[0], xv[4]) + rword(q.y, xv[1], xv[5]) + rword(q.z, xv[2], xv[6]) + rword(q.w, xv[3], xv[7]));
+}
+fn rscale(e: u32) -> f32 { return unpack2x16float(sc[e >> 3u][(e >> 1u) & 3u])[e & 1u]; }`,
+      };
   }
 }
 
-const isBlock = (f: DType) => f === "q8_0" || f === "q4_0";
-
-function weightBindings(format: DType, first: number): string {
-  let s = `@group(0) @binding(${first}) var<storage, read> w: array<vec4<u32>>;\n`;
-  if (isBlock(format)) s += `@group(0) @binding(${first + 1}) var<storage, read> sc: array<u32>;\n${SCALE_FN}`;
-  return s;
+/** Tuning of one GEMV variant; see the header. */
+export interface GemvShape {
+  rowsPerTeam: number;
+  split: number;
+  unroll: number;
 }
 
 /**
- * The GEMV kernel for a weight format, x access mode, subgroup width `sg` (1: no subgroups) and rows per
- * team. Params: n (rows of this part), k, chunks (16-byte loads a row), o0 (first output), stride4, blocks.
+ * The GEMV kernel for a weight format, x access mode, subgroup width `sg` (1: no subgroups), rows per
+ * team, teams per row group (`split`, a power of two) and loads in flight per lane and row (`unroll`).
+ * Params: n (rows of this part), k, chunks (16-byte loads a row, plain formats), o0 (first output),
+ * stride4 (vec4s a row, plain formats), blocks (blocks a row). Grid: ceil(n / gemvRows(sg, R, split)).
  */
-export function gemvKernel(format: DType, mode: XMode, sg: number, rowsPerTeam = GEMV_ROWS_PER_TEAM[format]): Kernel {
+export function gemvKernel(
+  format: DType,
+  mode: XMode,
+  sg: number,
+  rowsPerTeam = GEMV_ROWS_PER_TEAM[format],
+  split = gemvSplit(sg, rowsPerTeam),
+  unroll = GEMV_UNROLL[format],
+): Kernel {
   const team = gemvTeam(sg);
+  const teams = GEMV_THREADS / team;
   const viaSubgroup = sg > 1;
-  const R = rowsPerTeam;
-  return memoKernel(`gemv.${format}.${mode}.${team}.${+viaSubgroup}.${R}`, () => {
+  const [R, S, U] = [rowsPerTeam, split, unroll];
+  if (!(S >= 1 && (S & (S - 1)) === 0 && teams % S === 0)) throw new Error(`GEMV split ${S} must be a power of two dividing ${teams} teams`);
+  if (!(R >= 1 && U >= 1)) throw new Error(`GEMV rows per team ${R} and unroll ${U} must be at least 1`);
+  return memoKernel(`gemv.${format}.${mode}.${team}.${+viaSubgroup}.${R}.${S}.${U}`, () => {
+    const f = gemvFormat(format);
+    const block = isBlock(format);
     const rows = Array.from({ length: R }, (_, j) => j);
-    const reduce = viaSubgroup
-      ? rows.flatMap((j) => {
-          const lines = [];
-          for (let o = team / 2; o >= 1; o /= 2) lines.push(`acc[${j}] += subgroupShuffleXor(acc[${j}], ${o}u);`);
-          return lines;
-        }).join("\n  ")
-      : `for (var j = 0u; j < R; j++) { partial[lid * R + j] = acc[j]; }
-  workgroupBarrier();
+    const loads = Array.from({ length: U }, (_, u) => u);
+    const each = (fn: (j: number) => string, sep = "\n      ") => rows.map(fn).join(sep);
+    const slot = (u: number) => (u === 0 ? "s" : `(s + ${u * team}u)`);
+    const xvs = (base: (v: number) => string) => `XC(${Array.from({ length: f.xv }, (_, v) => `xload(${base(v)})`).join(", ")})`;
+    const hasRest = f.tileSlots !== f.slots;
+    const tdot = (q: string, c: string) => (block ? `tdot(${q}, ${c}, xv)` : `tdot(${q}, xv)`);
+    const unrolled = `for (var st = kp; st < steps; st += S) {
+      let s = st * (TEAM * U) + lane;
+      ${loads.map((u) => each((j) => `let q${j}_${u} = w[w${j} + ${slot(u)}];`)).join("\n      ")}
+      ${block ? loads.map((u) => each((j) => `let c${j}_${u} = sc[c${j} + (${slot(u)} >> 3u)];`)).join("\n      ") : ""}
+      ${loads.map((u) => `{
+        let xv = xTile(${slot(u)});
+        ${each((j) => `acc${j} += ${tdot(`q${j}_${u}`, `c${j}_${u}`)};`, "\n        ")}
+      }`).join("\n      ")}
+    }`;
+    const tileOne = `let xv = xTile(s);
+        ${each((j) => `acc${j} += ${tdot(`w[w${j} + s]`, `sc[c${j} + (s >> 3u)]`)};`, "\n        ")}`;
+    const restOne = block
+      ? `let xv = xRest(s);
+        ${each((j) => `acc${j} += rdot(w[w${j} + s], rscale(o${j} * SCALES + ${f.restBlock}), xv);`, "\n        ")}`
+      : `let xv = xRest(s);
+        ${each((j) => `acc${j} += rdot(w[w${j} + s], xv);`, "\n        ")}`;
+    const tail = `for (var s = steps * (TEAM * U) + kp * TEAM + lane; s < slots; s += TEAM * S) {
+      ${hasRest ? `if (s < tileSlots) {
+        ${tileOne}
+      } else {
+        ${restOne}
+      }` : tileOne}
+    }`;
+    let reduce: string;
+    let wgMemory = "";
+    if (viaSubgroup) {
+      const shuffles: string[] = [];
+      for (let o = team / 2; o >= 1; o /= 2) for (const j of rows) shuffles.push(`acc${j} += subgroupShuffleXor(acc${j}, ${o}u);`);
+      reduce = shuffles.join("\n  ");
+      if (S > 1) {
+        wgMemory = `var<workgroup> red: array<f32, ${teams * R}>;`;
+        reduce += `
   if (lane == 0u) {
-    for (var i = 1u; i < TEAM; i++) {
-      for (var j = 0u; j < R; j++) { acc[j] += partial[(lid + i) * R + j]; }
+    ${each((j) => `red[team * R + ${j}u] = acc${j};`, "\n    ")}
+  }
+  workgroupBarrier();
+  if (lane == 0u && kp == 0u) {
+    for (var i = 1u; i < S; i++) {
+      ${each((j) => `acc${j} += red[(team + i) * R + ${j}u];`)}
     }
   }`;
+      }
+    } else {
+      wgMemory = `var<workgroup> red: array<f32, ${GEMV_THREADS * R}>;`;
+      reduce = `${each((j) => `red[lid * R + ${j}u] = acc${j};`, "\n  ")}
+  workgroupBarrier();
+  let q = lid % (TEAM * S);
+  for (var h = TEAM * S / 2u; h > 0u; h >>= 1u) {
+    if (q < h) {
+      ${each((j) => `red[lid * R + ${j}u] += red[(lid + h) * R + ${j}u];`)}
+    }
+    workgroupBarrier();
+  }
+  ${each((j) => `acc${j} = red[lid * R + ${j}u];`, "\n  ")}`;
+    }
     const code = /* wgsl */ `${viaSubgroup ? "enable subgroups;" : ""}
 struct P { n: u32, k: u32, chunks: u32, o0: u32, stride4: u32, blocks: u32 }
 @group(0) @binding(0) var<uniform> p: P;
 @group(0) @binding(1) var<storage, read> x: array<${mode === "scalar" ? "f32" : "vec4<f32>"}>;
-${weightBindings(format, 2)}
-@group(0) @binding(${isBlock(format) ? 4 : 3}) var<storage, read_write> out: array<f32>;
+@group(0) @binding(2) var<storage, read> w: array<vec4<u32>>;
+${block ? `@group(0) @binding(3) var<storage, read> sc: array<${f.scaleType}>;` : ""}
+@group(0) @binding(${block ? 4 : 3}) var<storage, read_write> out: array<f32>;
 ${DECODE_HELPERS}
 ${xLoader(mode)}
-${chunkDot(format)}
+alias XC = array<vec4<f32>, ${f.xv}>;
+fn xTile(s: u32) -> XC { let b = (s & ~31u) * ${f.xv}u + (s & 31u); return ${xvs((v) => (v === 0 ? "b" : `b + ${32 * v}u`))}; }
+fn xRest(s: u32) -> XC { let b = s * ${f.xv}u; return ${xvs((v) => (v === 0 ? "b" : `b + ${v}u`))}; }
+${f.fns}
 const TEAM = ${team}u;
 const R = ${R}u;
-const ROWS = ${GEMV_THREADS / team}u * R;
-${viaSubgroup ? "" : `var<workgroup> partial: array<f32, ${GEMV_THREADS * R}>;`}
+const S = ${S}u;
+const U = ${U}u;
+const ROWS = ${teams / S}u * R;
+${wgMemory}
 
 @compute @workgroup_size(${GEMV_THREADS})
 fn main(${ENTRY_ARGS}) {
-  let row0 = ${GROUP_INDEX} * ROWS + (lid / TEAM) * R;
+  let team = lid / TEAM;
   let lane = lid % TEAM;
-  var acc: array<f32, ${R}>;
+  let kp = team % S;
+  let row0 = ${GROUP_INDEX} * ROWS + (team / S) * R;
+  ${each((j) => `var acc${j} = 0.0;`, "\n  ")}
   if (row0 < p.n) {
-    // rows past n (the last team of the last workgroup) read clamped in-bounds words; their sums are dropped
+    // rows past n (the last team of the last workgroup) read clamped in-bounds rows; their sums are dropped
     let last = p.n - 1u;
-    for (var c = lane; c < p.chunks; c += TEAM) {
-      let xv = xChunk(c);
-      ${rows.map((j) => `acc[${j}] += dotChunk(min(row0 + ${j}u, last), c, xv);`).join("\n      ")}
-    }
+    ${each((j) => `let o${j} = min(row0 + ${j}u, last);`, "\n    ")}
+    ${each((j) => `let w${j} = o${j} * ${f.rowVec4s};`, "\n    ")}
+    ${block ? each((j) => `let c${j} = o${j} * ${f.scaleRow};`, "\n    ") : ""}
+    let slots = ${f.slots};
+    let tileSlots = ${f.tileSlots};
+    // whole unrolled steps, as many for every team of the row group; the rest one slot at a time
+    let steps = tileSlots / (TEAM * U * S) * S;
+    ${unrolled}
+    ${tail}
   }
   ${reduce}
-  if (lane == 0u) {
-    for (var j = 0u; j < R; j++) {
-      if (row0 + j < p.n) { out[p.o0 + row0 + j] = acc[j]; }
-    }
+  if (lane == 0u && kp == 0u) {
+    ${each((j) => `if (row0 + ${j}u < p.n) { out[p.o0 + row0 + ${j}u] = acc${j}; }`, "\n    ")}
   }
-}`;
+}`.replace(/SCALES/g, "((p.blocks + 7u) & ~7u)");
     return {
       name: `matmul.gemv.${format}`,
       code,
-      bindings: isBlock(format) ? ["read", "read", "read", "write"] : ["read", "read", "write"],
+      bindings: block ? ["read", "read", "read", "write"] : ["read", "read", "write"],
     };
   });
 }
 
-/** WGSL `fn load8(o, g) -> array<vec4<f32>, 2>`: weights 8g..8g+7 of row o, decoded. */
+/** WGSL `fn load8(o, g) -> array<vec4<f32>, 2>`: weights 8g..8g+7 of row o, decoded (weights.ts layout). */
 function groupLoader(format: DType): string {
   switch (format) {
     case "f32":
@@ -177,31 +305,72 @@ function groupLoader(format: DType): string {
     case "f16":
     case "bf16": {
       const d = format === "f16" ? "unpack2x16float" : "bf2";
+      // in a whole tile (32 groups) group g is words 2v, 2v+1 of lanes 2(g & 15) and 2(g & 15) + 1
       return `fn load8(o: u32, g: u32) -> array<vec4<f32>, 2> {
-  let q = w[o * p.stride4 + g];
-  return array<vec4<f32>, 2>(vec4<f32>(${d}(q.x), ${d}(q.y)), vec4<f32>(${d}(q.z), ${d}(q.w)));
+  let row = o * p.stride4;
+  var ua: vec2<u32>;
+  var ub: vec2<u32>;
+  if ((g >> 5u) < (p.stride4 >> 5u)) {
+    let b = row + (g >> 5u) * 32u + (g & 15u) * 2u;
+    let hi = ((g >> 4u) & 1u) == 1u;
+    let qa = w[b];
+    let qb = w[b + 1u];
+    ua = select(qa.xy, qa.zw, hi);
+    ub = select(qb.xy, qb.zw, hi);
+  } else {
+    let q = w[row + g];
+    ua = q.xy;
+    ub = q.zw;
+  }
+  return array<vec4<f32>, 2>(vec4<f32>(${d}(ua.x), ${d}(ua.y)), vec4<f32>(${d}(ub.x), ${d}(ub.y)));
 }`;
     }
     case "q8_0":
       return `fn load8(o: u32, g: u32) -> array<vec4<f32>, 2> {
-  let b = o * p.blocks + g / 4u;
+  let ss = o * ((p.blocks + 7u) & ~7u);
+  if ((g >> 6u) < (p.blocks >> 4u)) {
+    let t = g >> 6u;
+    let v = (g >> 4u) & 3u;
+    let l = (g & 15u) * 2u;
+    let b = o * p.blocks * 2u + t * 32u + l;
+    let s = scale(ss + t * 16u + (l >> 3u) * 4u + v);
+    return array<vec4<f32>, 2>(i8x4(w[b][v]) * s, i8x4(w[b + 1u][v]) * s);
+  }
+  let b = g / 4u;
   let part = g % 4u;
-  let q = w[b * 2u + part / 2u];
+  let q = w[o * p.blocks * 2u + b * 2u + part / 2u];
   let u = select(q.xy, q.zw, (part & 1u) == 1u);
-  let s = scale(b);
+  let s = scale(ss + b);
   return array<vec4<f32>, 2>(i8x4(u.x) * s, i8x4(u.y) * s);
 }`;
     case "q4_0":
       return `fn load8(o: u32, g: u32) -> array<vec4<f32>, 2> {
-  let b = o * p.blocks + g / 4u;
+  let ss = o * ((p.blocks + 7u) & ~7u);
+  if ((g >> 7u) < (p.blocks >> 5u)) {
+    let t = g >> 7u;
+    let v = (g >> 4u) & 7u;
+    let l = (g & 15u) * 2u;
+    let b = o * p.blocks + t * 32u + l;
+    let s = scale(ss + t * 32u + (l >> 3u) * 8u + v);
+    let sh = 16u * (v & 1u);
+    return array<vec4<f32>, 2>(nib4(w[b][v >> 1u] >> sh) * s, nib4(w[b + 1u][v >> 1u] >> sh) * s);
+  }
+  let b = g / 4u;
   let part = g % 4u;
-  let q = w[b];
+  let q = w[o * p.blocks + b];
   let u = select(q.xy, q.zw, (part & 1u) == 1u);
   let high = part >= 2u;
-  let s = scale(b);
+  let s = scale(ss + b);
   return array<vec4<f32>, 2>(select(lo4(u.x), hi4(u.x), high) * s, select(lo4(u.y), hi4(u.y), high) * s);
 }`;
   }
+}
+
+/** GEMM weight bindings: quants as vec4s, scales as f16 pairs. */
+function weightBindings(format: DType, first: number): string {
+  let s = `@group(0) @binding(${first}) var<storage, read> w: array<vec4<u32>>;\n`;
+  if (isBlock(format)) s += `@group(0) @binding(${first + 1}) var<storage, read> sc: array<u32>;\n${SCALE_FN}`;
+  return s;
 }
 
 /** GEMM tile sizes: rows of x and output features per workgroup. */
