@@ -113,6 +113,11 @@ export class WasmMatmul implements CpuMatmul {
     this.ctl[CTRL.f16Table >> 2] = f16TableIn(arena);
   }
 
+  /** Chunks of work the worker threads have run (0 without workers): tests check that they take part. */
+  get workerChunks(): number {
+    return this.pool?.workerChunks ?? 0;
+  }
+
   /** Threads a large matmul runs on, the calling one included. */
   get threads(): number {
     return 1 + (this.pool?.size ?? 0);
@@ -148,7 +153,7 @@ export class WasmMatmul implements CpuMatmul {
     c[CTRL.out >> 2] = out.offset;
     c[CTRL.inF >> 2] = inF;
     c[CTRL.rows >> 2] = rows;
-    this.runJob(outF, this.pool !== undefined && inF * outF * rows >= this.parallelMin && outF > 1, kind >= KIND_Q8_I8 ? 4 : 1);
+    this.runJob(outF, inF * outF * rows >= this.parallelMin && outF > 1, kind >= KIND_Q8_I8 ? 4 : 1);
   }
 
   /**
@@ -177,7 +182,7 @@ export class WasmMatmul implements CpuMatmul {
     this.ctlF32[CTRL.scale >> 2] = 1 / Math.sqrt(d);
     // multiply-adds: scores and the weighted sum of V, each over up to `longest` positions
     const work = 2 * rows * heads * longest * d;
-    this.runJob(rows * heads, this.pool !== undefined && work >= this.parallelMin && rows * heads > 1);
+    this.runJob(rows * heads, work >= this.parallelMin && rows * heads > 1);
     return true;
   }
 
@@ -200,8 +205,9 @@ export class WasmMatmul implements CpuMatmul {
    * Runs the job in the control block over `items` (output features, or attention items), in chunks that
    * are multiples of `align` (the int8 kernels take four weight rows at a time).
    */
-  private runJob(items: number, parallel: boolean, align = 1): void {
+  private runJob(items: number, worthSplitting: boolean, align = 1): void {
     const c = this.ctl;
+    const parallel = worthSplitting && this.pool !== undefined && this.pool.available;
     const even = Math.ceil(items / Math.min(this.threads * CHUNKS_PER_THREAD, MAX_CHUNKS));
     const chunk = parallel ? Math.max(align, Math.ceil(even / align) * align) : items;
     const nChunks = Math.ceil(items / chunk);

@@ -33,6 +33,8 @@ export const CTRL = {
   pos0: 256, heads: 260, kvHeads: 264, headDim: 268, scale: 272,
 } as const;
 export const CTRL_BYTES = 320;
+/** How long the pool sits out after a stalled job (see SpinOptions.stallMs). */
+const PAUSE_MS = 20;
 /** Most chunks one job may have (the 12-bit index field; 0xfff marks a closed job). */
 export const MAX_CHUNKS = 0xffe;
 
@@ -47,6 +49,11 @@ export interface SpinOptions {
   workerSpinMs?: number;
   /** A worker that neither finishes nor makes progress for this long is reported as hung. */
   hangMs?: number;
+  /**
+   * A job that waits longer than this (ms) for workers after the caller's share pauses the pool for 20 ms
+   * (default 1; Infinity never pauses, e.g. for tests that must exercise the workers).
+   */
+  stallMs?: number;
 }
 
 export interface WorkerInit {
@@ -62,12 +69,16 @@ export interface WorkerInit {
 export class WorkerPool {
   private disposed = false;
   private tag = 0;
+  private pausedUntil = 0;
+  /** Chunks the workers (not the caller) have run, over the pool's life. */
+  workerChunks = 0;
 
   private constructor(
     private readonly workers: Worker[],
     private readonly errorPorts: MessagePort[],
     private readonly ctl: Int32Array,
     private readonly hangMs: number,
+    private readonly stallMs: number,
     private readonly receive: (port: MessagePort) => { message: unknown } | undefined,
   ) {}
 
@@ -103,7 +114,7 @@ export class WorkerPool {
     // an error after start is reported through the control block; keep the event from crashing the process
     for (const w of workers) w.on("error", () => {});
     for (const p of errorPorts) p.unref();
-    return new WorkerPool(workers, errorPorts, ctl, spin.hangMs ?? 60_000, (p) => receiveMessageOnPort(p));
+    return new WorkerPool(workers, errorPorts, ctl, spin.hangMs ?? 60_000, spin.stallMs ?? 1, (p) => receiveMessageOnPort(p));
   }
 
   get size(): number {
@@ -111,12 +122,21 @@ export class WorkerPool {
   }
 
   /**
+   * False for a while after a job waited more than stallMs for a worker's chunk (the machine has more
+   * runnable threads than cores): callers then run jobs alone instead of queueing behind a preempted thread.
+   */
+  get available(): boolean {
+    return this.pausedUntil === 0 || performance.now() >= this.pausedUntil;
+  }
+
+  /**
    * Runs a job of `nChunks` chunks whose parameters the caller has written into the control block: opens
-   * it, wakes the workers, runs the caller's share through `here(tag)` (the kernels' run(ctrl, tag)), and
+   * it, wakes the workers, runs the caller's share through `here(tag)` (the kernels' run(ctrl, tag), which
+   * returns how many chunks it ran), and
    * returns when every chunk is done. A worker that is asleep or descheduled simply takes no chunk; the
    * caller waits only for chunks a worker actually claimed.
    */
-  run(nChunks: number, here: (tag: number) => void): void {
+  run(nChunks: number, here: (tag: number) => number): void {
     if (this.disposed) throw new Error("matmul worker pool was disposed");
     if (nChunks > MAX_CHUNKS) throw new Error(`a matmul job of ${nChunks} chunks exceeds ${MAX_CHUNKS}`);
     const c = this.ctl;
@@ -127,14 +147,20 @@ export class WorkerPool {
     Atomics.add(c, I(CTRL.seq), 1);
     if (Atomics.load(c, I(CTRL.sleepers)) > 0) Atomics.notify(c, I(CTRL.seq));
     let failure: unknown;
+    let mine = 0;
     try {
-      here(tag);
+      mine = here(tag);
     } catch (e) {
       failure = e;
     }
+    const waitFrom = performance.now();
     const workerFailed = failure === undefined && this.waitDone(nChunks);
+    // a worker the OS descheduled in the middle of a chunk holds everyone up; on a machine that busy,
+    // the caller alone is faster for a while
+    if (performance.now() - waitFrom > this.stallMs) this.pausedUntil = performance.now() + PAUSE_MS;
     // close the job: no thread can claim a chunk of it from now on
     const claimed = Math.min(Atomics.exchange(c, I(CTRL.next), (tag << 12) | 0xfff) & 0xfff, nChunks);
+    this.workerChunks += claimed - mine;
     if (failure !== undefined || workerFailed) {
       // chunks that threw never count as done; wait for the rest so that none writes into the next job
       const lost = Atomics.load(c, I(CTRL.errors)) + (failure !== undefined ? 1 : 0);

@@ -84,7 +84,7 @@ const CASES: Case[] = [
 
 async function setup(threads: number): Promise<{ backend: CpuBackend; engine: WasmMatmul }> {
   const arena = new Arena();
-  const engine = (await createWasmMatmul(arena, { threads, parallelMin: 0 }))!;
+  const engine = (await createWasmMatmul(arena, { threads, parallelMin: 0, stallMs: Infinity }))!;
   return { backend: new CpuBackend({ arena, matmul: engine }), engine };
 }
 

@@ -96,7 +96,7 @@ async function engines(): Promise<Engines> {
   const map = new Map<string, WasmMatmul>();
   for (const threads of [1, 2]) {
     for (const act of ["f32", "int8"] as ActivationPath[]) {
-      const m = await createWasmMatmul(arena, { threads, activations: act, parallelMin: 0 });
+      const m = await createWasmMatmul(arena, { threads, activations: act, parallelMin: 0, stallMs: Infinity });
       assert.ok(m, "WebAssembly SIMD with threads must be available in Node 20");
       map.set(`${threads}/${act}`, m);
     }
@@ -151,6 +151,8 @@ test("f32 activations: every format matches matmulRef within the f32 summation b
         }
       }
     }
+    assert.ok(e.engines.get("2/f32")!.workerChunks > 0, "the worker thread ran part of the matmuls");
+    assert.equal(e.engines.get("1/f32")!.workerChunks, 0);
   } finally {
     e.dispose();
   }
@@ -360,7 +362,7 @@ test("weights allocated after the workers started (memory grown) are read correc
 
 test("errors: block formats need in-features divisible by 32; a disposed pool refuses work instead of hanging", async () => {
   const arena = new Arena();
-  const m = (await createWasmMatmul(arena, { threads: 2, parallelMin: 0 }))!;
+  const m = (await createWasmMatmul(arena, { threads: 2, parallelMin: 0, stallMs: Infinity }))!;
   const b = new CpuBackend({ arena, matmul: m });
   const bad = new CpuWeight("bad", "q8_0", [1, 48], arena.alloc(64), new Uint8Array(arena.memory.buffer, 0, 0));
   const x = b.activation(1, 48) as CpuTensor;
@@ -374,7 +376,7 @@ test("errors: block formats need in-features divisible by 32; a disposed pool re
 });
 
 test("createCpuBackend: the WebAssembly engine by default, same forward results as the reference engine", async () => {
-  const wasm = await createCpuBackend({ threads: 2, activations: "f32", parallelMin: 0 });
+  const wasm = await createCpuBackend({ threads: 2, activations: "f32", parallelMin: 0, stallMs: Infinity });
   const ref = new CpuBackend();
   const r = rng(5);
   try {
