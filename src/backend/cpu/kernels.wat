@@ -362,6 +362,105 @@
     (f32.store (local.get $out2) (call $hsum (local.get $acc2)))
     (f32.store (local.get $out3) (call $hsum (local.get $acc3))))
 
+  ;; The GEMM (prefill) shape: one weight row against a group of four activation rows whose blocks and
+  ;; scales quant_i8 interleaved ([row 0 block b | row 1 block b | ...], scales likewise), so one pointer
+  ;; walks all four and one vector holds their scales. The row's blocks are unpacked once for the four.
+  ;; Same arithmetic as $dot4_*, bit for bit. Outputs go to out + k * ostride.
+  (func $gemm4_q8_i8 (param $w i32) (param $xg i32) (param $sg i32) (param $nb i32) (param $out i32) (param $ostride i32) (param $f16 i32)
+    (param $kHi v128)
+    (local $acc0 v128) (local $acc1 v128) (local $acc2 v128) (local $acc3 v128)
+    (local $a v128) (local $b v128) (local $c v128) (local $d v128) (local $v v128) (local $d4 v128) (local $end i32)
+    (local.set $end (i32.add (local.get $w) (i32.mul (local.get $nb) (i32.const 34))))
+    (block $done
+      (loop $l
+        (br_if $done (i32.ge_u (local.get $w) (local.get $end)))
+        ;; the four rows' scales: weight scale times each activation row's
+        (local.set $d4 (f32x4.mul (v128.load (local.get $sg))
+          (v128.load32_splat (i32.add (local.get $f16) (i32.shl (i32.load16_u (local.get $w)) (i32.const 2))))))
+        (local.set $v (v128.load offset=2 align=1 (local.get $w)))
+        (local.set $a (i16x8.shl (local.get $v) (i32.const 8)))
+        (local.set $b (v128.and (local.get $v) (local.get $kHi)))
+        (local.set $v (v128.load offset=18 align=1 (local.get $w)))
+        (local.set $c (i16x8.shl (local.get $v) (i32.const 8)))
+        (local.set $d (v128.and (local.get $v) (local.get $kHi)))
+        (local.set $acc0 (f32x4.add (local.get $acc0) (f32x4.mul
+          (f32x4.convert_i32x4_s (i32x4.shr_s (i32x4.add
+              (i32x4.add (i32x4.dot_i16x8_s (local.get $a) (v128.load offset=0 (local.get $xg))) (i32x4.dot_i16x8_s (local.get $b) (v128.load offset=16 (local.get $xg))))
+              (i32x4.add (i32x4.dot_i16x8_s (local.get $c) (v128.load offset=32 (local.get $xg))) (i32x4.dot_i16x8_s (local.get $d) (v128.load offset=48 (local.get $xg))))) (i32.const 8)))
+          (i8x16.shuffle 0 1 2 3 0 1 2 3 0 1 2 3 0 1 2 3 (local.get $d4) (local.get $d4)))))
+        (local.set $acc1 (f32x4.add (local.get $acc1) (f32x4.mul
+          (f32x4.convert_i32x4_s (i32x4.shr_s (i32x4.add
+              (i32x4.add (i32x4.dot_i16x8_s (local.get $a) (v128.load offset=64 (local.get $xg))) (i32x4.dot_i16x8_s (local.get $b) (v128.load offset=80 (local.get $xg))))
+              (i32x4.add (i32x4.dot_i16x8_s (local.get $c) (v128.load offset=96 (local.get $xg))) (i32x4.dot_i16x8_s (local.get $d) (v128.load offset=112 (local.get $xg))))) (i32.const 8)))
+          (i8x16.shuffle 4 5 6 7 4 5 6 7 4 5 6 7 4 5 6 7 (local.get $d4) (local.get $d4)))))
+        (local.set $acc2 (f32x4.add (local.get $acc2) (f32x4.mul
+          (f32x4.convert_i32x4_s (i32x4.shr_s (i32x4.add
+              (i32x4.add (i32x4.dot_i16x8_s (local.get $a) (v128.load offset=128 (local.get $xg))) (i32x4.dot_i16x8_s (local.get $b) (v128.load offset=144 (local.get $xg))))
+              (i32x4.add (i32x4.dot_i16x8_s (local.get $c) (v128.load offset=160 (local.get $xg))) (i32x4.dot_i16x8_s (local.get $d) (v128.load offset=176 (local.get $xg))))) (i32.const 8)))
+          (i8x16.shuffle 8 9 10 11 8 9 10 11 8 9 10 11 8 9 10 11 (local.get $d4) (local.get $d4)))))
+        (local.set $acc3 (f32x4.add (local.get $acc3) (f32x4.mul
+          (f32x4.convert_i32x4_s (i32x4.shr_s (i32x4.add
+              (i32x4.add (i32x4.dot_i16x8_s (local.get $a) (v128.load offset=192 (local.get $xg))) (i32x4.dot_i16x8_s (local.get $b) (v128.load offset=208 (local.get $xg))))
+              (i32x4.add (i32x4.dot_i16x8_s (local.get $c) (v128.load offset=224 (local.get $xg))) (i32x4.dot_i16x8_s (local.get $d) (v128.load offset=240 (local.get $xg))))) (i32.const 8)))
+          (i8x16.shuffle 12 13 14 15 12 13 14 15 12 13 14 15 12 13 14 15 (local.get $d4) (local.get $d4)))))
+        (local.set $w (i32.add (local.get $w) (i32.const 34)))
+        (local.set $xg (i32.add (local.get $xg) (i32.const 256)))
+        (local.set $sg (i32.add (local.get $sg) (i32.const 16)))
+        (br $l)))
+    (f32.store (local.get $out) (call $hsum (local.get $acc0)))
+    (f32.store (i32.add (local.get $out) (local.get $ostride)) (call $hsum (local.get $acc1)))
+    (f32.store (i32.add (local.get $out) (i32.shl (local.get $ostride) (i32.const 1))) (call $hsum (local.get $acc2)))
+    (f32.store (i32.add (local.get $out) (i32.mul (local.get $ostride) (i32.const 3))) (call $hsum (local.get $acc3))))
+
+  (func $gemm4_q4_i8 (param $w i32) (param $xg i32) (param $sg i32) (param $nb i32) (param $out i32) (param $ostride i32) (param $f16 i32)
+    (param $kA v128) (param $kB v128) (param $kC v128)
+    (local $acc0 v128) (local $acc1 v128) (local $acc2 v128) (local $acc3 v128)
+    (local $a v128) (local $b v128) (local $c v128) (local $d v128) (local $v v128) (local $d4 v128) (local $end i32)
+    (local.set $end (i32.add (local.get $w) (i32.mul (local.get $nb) (i32.const 18))))
+    (block $done
+      (loop $l
+        (br_if $done (i32.ge_u (local.get $w) (local.get $end)))
+        ;; the four rows' scales: weight scale times each activation row's
+        (local.set $d4 (f32x4.mul (v128.load (local.get $sg))
+          (v128.load32_splat (i32.add (local.get $f16) (i32.shl (i32.load16_u (local.get $w)) (i32.const 2))))))
+        (local.set $v (v128.load offset=2 align=1 (local.get $w)))
+        (local.set $a (v128.and (local.get $v) (local.get $kA)))
+        (local.set $b (v128.and (local.get $v) (local.get $kB)))
+        (local.set $c (v128.and (local.get $v) (local.get $kC)))
+        (local.set $d (i16x8.shr_u (local.get $v) (i32.const 12)))
+        (local.set $acc0 (f32x4.add (local.get $acc0) (f32x4.mul
+          (f32x4.convert_i32x4_s (i32x4.add (i32x4.add
+              (i32x4.add (i32x4.dot_i16x8_s (local.get $a) (v128.load offset=0 (local.get $xg))) (i32x4.dot_i16x8_s (local.get $b) (v128.load offset=16 (local.get $xg))))
+              (i32x4.add (i32x4.dot_i16x8_s (local.get $c) (v128.load offset=32 (local.get $xg))) (i32x4.dot_i16x8_s (local.get $d) (v128.load offset=48 (local.get $xg)))))
+              (v128.load offset=64 (local.get $xg))))
+          (i8x16.shuffle 0 1 2 3 0 1 2 3 0 1 2 3 0 1 2 3 (local.get $d4) (local.get $d4)))))
+        (local.set $acc1 (f32x4.add (local.get $acc1) (f32x4.mul
+          (f32x4.convert_i32x4_s (i32x4.add (i32x4.add
+              (i32x4.add (i32x4.dot_i16x8_s (local.get $a) (v128.load offset=80 (local.get $xg))) (i32x4.dot_i16x8_s (local.get $b) (v128.load offset=96 (local.get $xg))))
+              (i32x4.add (i32x4.dot_i16x8_s (local.get $c) (v128.load offset=112 (local.get $xg))) (i32x4.dot_i16x8_s (local.get $d) (v128.load offset=128 (local.get $xg)))))
+              (v128.load offset=144 (local.get $xg))))
+          (i8x16.shuffle 4 5 6 7 4 5 6 7 4 5 6 7 4 5 6 7 (local.get $d4) (local.get $d4)))))
+        (local.set $acc2 (f32x4.add (local.get $acc2) (f32x4.mul
+          (f32x4.convert_i32x4_s (i32x4.add (i32x4.add
+              (i32x4.add (i32x4.dot_i16x8_s (local.get $a) (v128.load offset=160 (local.get $xg))) (i32x4.dot_i16x8_s (local.get $b) (v128.load offset=176 (local.get $xg))))
+              (i32x4.add (i32x4.dot_i16x8_s (local.get $c) (v128.load offset=192 (local.get $xg))) (i32x4.dot_i16x8_s (local.get $d) (v128.load offset=208 (local.get $xg)))))
+              (v128.load offset=224 (local.get $xg))))
+          (i8x16.shuffle 8 9 10 11 8 9 10 11 8 9 10 11 8 9 10 11 (local.get $d4) (local.get $d4)))))
+        (local.set $acc3 (f32x4.add (local.get $acc3) (f32x4.mul
+          (f32x4.convert_i32x4_s (i32x4.add (i32x4.add
+              (i32x4.add (i32x4.dot_i16x8_s (local.get $a) (v128.load offset=240 (local.get $xg))) (i32x4.dot_i16x8_s (local.get $b) (v128.load offset=256 (local.get $xg))))
+              (i32x4.add (i32x4.dot_i16x8_s (local.get $c) (v128.load offset=272 (local.get $xg))) (i32x4.dot_i16x8_s (local.get $d) (v128.load offset=288 (local.get $xg)))))
+              (v128.load offset=304 (local.get $xg))))
+          (i8x16.shuffle 12 13 14 15 12 13 14 15 12 13 14 15 12 13 14 15 (local.get $d4) (local.get $d4)))))
+        (local.set $w (i32.add (local.get $w) (i32.const 18)))
+        (local.set $xg (i32.add (local.get $xg) (i32.const 320)))
+        (local.set $sg (i32.add (local.get $sg) (i32.const 16)))
+        (br $l)))
+    (f32.store (local.get $out) (call $hsum (local.get $acc0)))
+    (f32.store (i32.add (local.get $out) (local.get $ostride)) (call $hsum (local.get $acc1)))
+    (f32.store (i32.add (local.get $out) (i32.shl (local.get $ostride) (i32.const 1))) (call $hsum (local.get $acc2)))
+    (f32.store (i32.add (local.get $out) (i32.mul (local.get $ostride) (i32.const 3))) (call $hsum (local.get $acc3))))
+
   ;; ---------------------------------------------------------------------------------------------
   ;; Activation preparation (once per matmul, on the calling thread).
 
@@ -386,11 +485,13 @@
         (br $l))))
 
   ;; Quantizes `count` f32 (a multiple of 32) to int16-stored int8 blocks in the permuted order, with
-  ;; one f32 scale amax / 127 per block. q = nearest(x * (127 / amax)), clamped to [-127, 127].
+  ;; one f32 scale amax / 127 per block; after each block, dqGap bytes are skipped and the scale pointer
+  ;; moves by dsStep (0 and 4 for one row alone). q = nearest(x * (127 / amax)), clamped to [-127, 127].
   ;; With $q4 set, the layout $dot2_q4_i8 reads: the four parts of a block pre-multiplied by 256, 1, 16
   ;; and 256 (matching where each nibble sits in a 16-bit lane, so that one mask extracts it), then
   ;; 16 bytes holding [-2048 * sum(q), 0, 0, 0]: the nibbles' offset of 8, times the same 256.
   (func (export "quant_i8") (param $x i32) (param $dq i32) (param $ds i32) (param $count i32) (param $q4 i32)
+                            (param $dqGap i32) (param $dsStep i32)
     (local $end i32) (local $j i32) (local $m v128) (local $amax f32) (local $inv v128)
     (local $a v128) (local $b v128) (local $c v128) (local $d v128) (local $ev v128) (local $od v128) (local $sum v128)
     (local.set $end (i32.add (local.get $x) (i32.shl (local.get $count) (i32.const 2))))
@@ -452,7 +553,9 @@
                 (i32.add (i32x4.extract_lane 0 (local.get $sum)) (i32x4.extract_lane 1 (local.get $sum)))
                 (i32.add (i32x4.extract_lane 2 (local.get $sum)) (i32x4.extract_lane 3 (local.get $sum)))))))
             (local.set $dq (i32.add (local.get $dq) (i32.const 16)))))
-        (local.set $ds (i32.add (local.get $ds) (i32.const 4)))
+        ;; the grouped layout (see $gemm4_*) interleaves four rows' blocks and scales
+        (local.set $dq (i32.add (local.get $dq) (local.get $dqGap)))
+        (local.set $ds (i32.add (local.get $ds) (local.get $dsStep)))
         (br $l))))
 
   ;; ---------------------------------------------------------------------------------------------
@@ -509,27 +612,67 @@
         (local.set $r0 (local.get $r1))
         (br $tl))))
 
-  ;; The same for the int8-activation kinds 5 (q8_0) and 6 (q4_0), four weight rows at a time.
+  ;; The same for the int8-activation kinds 5 (q8_0) and 6 (q4_0). Activation rows below rows & ~3 (when
+  ;; rows >= 4) come in quant_i8's grouped layout and go four at a time against single weight rows
+  ;; ($gemm4_*, prefill); the others (a lone decode row, a tail) go one at a time against four weight rows
+  ;; ($dot4_*). Either way row r's data starts at xq + r * nb * blockBytes and xs + r * nb * 4.
   (func $tile_i8 (param $kind i32) (param $w i32) (param $xq i32) (param $xs i32) (param $out i32)
                  (param $inF i32) (param $outF i32) (param $rows i32) (param $o0 i32) (param $o1 i32) (param $f16 i32)
-    (local $o i32) (local $r i32) (local $r0 i32) (local $r1 i32) (local $wrow i32) (local $rowBytes i32)
-    (local $nb i32) (local $xrow i32) (local $srow i32) (local $orow i32)
-    (local $s1 i32) (local $s2 i32) (local $s3 i32) (local $g i32)
+    (local $o i32) (local $r i32) (local $r0 i32) (local $r1 i32) (local $rq i32) (local $grouped i32)
+    (local $wrow i32) (local $rowBytes i32) (local $nb i32) (local $orow i32) (local $xstride i32) (local $sstride i32)
+    (local $s1 i32) (local $s2 i32) (local $s3 i32) (local $g i32) (local $q8 i32)
+    (local.set $q8 (i32.eq (local.get $kind) (i32.const 5)))
     (local.set $nb (i32.shr_u (local.get $inF) (i32.const 5)))
-    (local.set $rowBytes (i32.mul (local.get $nb) (select (i32.const 34) (i32.const 18) (i32.eq (local.get $kind) (i32.const 5)))))
+    (local.set $rowBytes (i32.mul (local.get $nb) (select (i32.const 34) (i32.const 18) (local.get $q8))))
+    ;; 64 bytes of activation per block; q4_0's layout adds 16 (the offset correction)
+    (local.set $xstride (i32.mul (local.get $nb) (select (i32.const 64) (i32.const 80) (local.get $q8))))
+    (local.set $sstride (i32.shl (local.get $nb) (i32.const 2)))
+    (local.set $grouped (select (i32.and (local.get $rows) (i32.const -4)) (i32.const 0) (i32.ge_u (local.get $rows) (i32.const 4))))
     (local.set $r0 (i32.const 0))
     (block $tdone
       (loop $tl
         (br_if $tdone (i32.ge_u (local.get $r0) (local.get $rows)))
         (local.set $r1 (i32.add (local.get $r0) (i32.const 16)))
         (if (i32.gt_u (local.get $r1) (local.get $rows)) (then (local.set $r1 (local.get $rows))))
-        ;; the chunk splits into four contiguous quarters walked in lockstep: each of the kernel's four row
-        ;; streams then runs on through consecutive rows (consecutive memory), which the hardware
-        ;; prefetchers follow; four neighbouring rows at once make short streams that they do not
+        ;; rows [r0, rq) are grouped (r0 is a multiple of 16, so groups of four line up)
+        (local.set $rq (select (local.get $grouped) (local.get $r1) (i32.lt_u (local.get $grouped) (local.get $r1))))
+        (if (i32.lt_u (local.get $rq) (local.get $r0)) (then (local.set $rq (local.get $r0))))
+        (local.set $o (local.get $o0))
+        (block $gdone
+          (loop $gl
+            (br_if $gdone (i32.ge_u (local.get $r0) (local.get $rq)))
+            (br_if $gdone (i32.ge_u (local.get $o) (local.get $o1)))
+            (local.set $wrow (i32.add (local.get $w) (i32.mul (local.get $o) (local.get $rowBytes))))
+            (local.set $r (local.get $r0))
+            (block $rdone
+              (loop $rl
+                (br_if $rdone (i32.ge_u (local.get $r) (local.get $rq)))
+                (local.set $orow (i32.add (local.get $out) (i32.shl (i32.add (i32.mul (local.get $r) (local.get $outF)) (local.get $o)) (i32.const 2))))
+                (if (local.get $q8)
+                  (then (call $gemm4_q8_i8 (local.get $wrow)
+                      (i32.add (local.get $xq) (i32.mul (local.get $r) (local.get $xstride)))
+                      (i32.add (local.get $xs) (i32.mul (local.get $r) (local.get $sstride)))
+                      (local.get $nb) (local.get $orow) (i32.shl (local.get $outF) (i32.const 2)) (local.get $f16)
+                      (v128.const i16x8 0xff00 0xff00 0xff00 0xff00 0xff00 0xff00 0xff00 0xff00)))
+                  (else (call $gemm4_q4_i8 (local.get $wrow)
+                      (i32.add (local.get $xq) (i32.mul (local.get $r) (local.get $xstride)))
+                      (i32.add (local.get $xs) (i32.mul (local.get $r) (local.get $sstride)))
+                      (local.get $nb) (local.get $orow) (i32.shl (local.get $outF) (i32.const 2)) (local.get $f16)
+                      (v128.const i16x8 0x000f 0x000f 0x000f 0x000f 0x000f 0x000f 0x000f 0x000f)
+                      (v128.const i16x8 0x0f00 0x0f00 0x0f00 0x0f00 0x0f00 0x0f00 0x0f00 0x0f00)
+                      (v128.const i16x8 0x00f0 0x00f0 0x00f0 0x00f0 0x00f0 0x00f0 0x00f0 0x00f0))))
+                (local.set $r (i32.add (local.get $r) (i32.const 4)))
+                (br $rl)))
+            (local.set $o (i32.add (local.get $o) (i32.const 1)))
+            (br $gl)))
+        ;; rows [rq, r1): the chunk splits into four contiguous quarters walked in lockstep: each of the
+        ;; kernel's four row streams then runs on through consecutive rows (consecutive memory), which the
+        ;; hardware prefetchers follow; four neighbouring rows at once make short streams that they do not
         (local.set $g (i32.shr_u (i32.add (i32.sub (local.get $o1) (local.get $o0)) (i32.const 3)) (i32.const 2)))
         (local.set $o (local.get $o0))
         (block $odone
           (loop $ol
+            (br_if $odone (i32.ge_u (local.get $rq) (local.get $r1)))
             (br_if $odone (i32.ge_u (local.get $o) (i32.add (local.get $o0) (local.get $g))))
             (local.set $wrow (i32.add (local.get $w) (i32.mul (local.get $o) (local.get $rowBytes))))
             ;; offsets (in rows) of the other quarters' rows; past o1 they repeat row o
@@ -539,40 +682,40 @@
               (i32.lt_u (i32.add (local.get $o) (i32.shl (local.get $g) (i32.const 1))) (local.get $o1))))
             (local.set $s3 (select (i32.mul (local.get $g) (i32.const 3)) (i32.const 0)
               (i32.lt_u (i32.add (local.get $o) (i32.mul (local.get $g) (i32.const 3))) (local.get $o1))))
-            (local.set $r (local.get $r0))
-            (block $rdone
-              (loop $rl
-                (br_if $rdone (i32.ge_u (local.get $r) (local.get $r1)))
-                ;; 64 bytes of activation per block; q4_0's layout adds 16 (the offset correction)
-                (local.set $xrow (i32.add (local.get $xq) (i32.mul (i32.mul (local.get $r) (local.get $nb))
-                  (select (i32.const 64) (i32.const 80) (i32.eq (local.get $kind) (i32.const 5))))))
-                (local.set $srow (i32.add (local.get $xs) (i32.shl (i32.mul (local.get $r) (local.get $nb)) (i32.const 2))))
+            (local.set $r (local.get $rq))
+            (block $r4done
+              (loop $r4l
+                (br_if $r4done (i32.ge_u (local.get $r) (local.get $r1)))
                 (local.set $orow (i32.add (local.get $out) (i32.shl (i32.add (i32.mul (local.get $r) (local.get $outF)) (local.get $o)) (i32.const 2))))
-                (if (i32.eq (local.get $kind) (i32.const 5))
+                (if (local.get $q8)
                   (then (call $dot4_q8_i8
-                    (local.get $wrow) (i32.add (local.get $wrow) (i32.mul (local.get $s1) (local.get $rowBytes)))
-                    (i32.add (local.get $wrow) (i32.mul (local.get $s2) (local.get $rowBytes)))
-                    (i32.add (local.get $wrow) (i32.mul (local.get $s3) (local.get $rowBytes)))
-                    (local.get $xrow) (local.get $srow) (local.get $nb)
-                    (local.get $orow) (i32.add (local.get $orow) (i32.shl (local.get $s1) (i32.const 2)))
-                    (i32.add (local.get $orow) (i32.shl (local.get $s2) (i32.const 2)))
-                    (i32.add (local.get $orow) (i32.shl (local.get $s3) (i32.const 2)))
-                    (local.get $f16)
-                    (v128.const i16x8 0xff00 0xff00 0xff00 0xff00 0xff00 0xff00 0xff00 0xff00)))
+                      (local.get $wrow) (i32.add (local.get $wrow) (i32.mul (local.get $s1) (local.get $rowBytes)))
+                      (i32.add (local.get $wrow) (i32.mul (local.get $s2) (local.get $rowBytes)))
+                      (i32.add (local.get $wrow) (i32.mul (local.get $s3) (local.get $rowBytes)))
+                      (i32.add (local.get $xq) (i32.mul (local.get $r) (local.get $xstride)))
+                      (i32.add (local.get $xs) (i32.mul (local.get $r) (local.get $sstride)))
+                      (local.get $nb)
+                      (local.get $orow) (i32.add (local.get $orow) (i32.shl (local.get $s1) (i32.const 2)))
+                      (i32.add (local.get $orow) (i32.shl (local.get $s2) (i32.const 2)))
+                      (i32.add (local.get $orow) (i32.shl (local.get $s3) (i32.const 2)))
+                      (local.get $f16)
+                      (v128.const i16x8 0xff00 0xff00 0xff00 0xff00 0xff00 0xff00 0xff00 0xff00)))
                   (else (call $dot4_q4_i8
-                    (local.get $wrow) (i32.add (local.get $wrow) (i32.mul (local.get $s1) (local.get $rowBytes)))
-                    (i32.add (local.get $wrow) (i32.mul (local.get $s2) (local.get $rowBytes)))
-                    (i32.add (local.get $wrow) (i32.mul (local.get $s3) (local.get $rowBytes)))
-                    (local.get $xrow) (local.get $srow) (local.get $nb)
-                    (local.get $orow) (i32.add (local.get $orow) (i32.shl (local.get $s1) (i32.const 2)))
-                    (i32.add (local.get $orow) (i32.shl (local.get $s2) (i32.const 2)))
-                    (i32.add (local.get $orow) (i32.shl (local.get $s3) (i32.const 2)))
-                    (local.get $f16)
-                    (v128.const i16x8 0x000f 0x000f 0x000f 0x000f 0x000f 0x000f 0x000f 0x000f)
-                    (v128.const i16x8 0x0f00 0x0f00 0x0f00 0x0f00 0x0f00 0x0f00 0x0f00 0x0f00)
-                    (v128.const i16x8 0x00f0 0x00f0 0x00f0 0x00f0 0x00f0 0x00f0 0x00f0 0x00f0))))
+                      (local.get $wrow) (i32.add (local.get $wrow) (i32.mul (local.get $s1) (local.get $rowBytes)))
+                      (i32.add (local.get $wrow) (i32.mul (local.get $s2) (local.get $rowBytes)))
+                      (i32.add (local.get $wrow) (i32.mul (local.get $s3) (local.get $rowBytes)))
+                      (i32.add (local.get $xq) (i32.mul (local.get $r) (local.get $xstride)))
+                      (i32.add (local.get $xs) (i32.mul (local.get $r) (local.get $sstride)))
+                      (local.get $nb)
+                      (local.get $orow) (i32.add (local.get $orow) (i32.shl (local.get $s1) (i32.const 2)))
+                      (i32.add (local.get $orow) (i32.shl (local.get $s2) (i32.const 2)))
+                      (i32.add (local.get $orow) (i32.shl (local.get $s3) (i32.const 2)))
+                      (local.get $f16)
+                      (v128.const i16x8 0x000f 0x000f 0x000f 0x000f 0x000f 0x000f 0x000f 0x000f)
+                      (v128.const i16x8 0x0f00 0x0f00 0x0f00 0x0f00 0x0f00 0x0f00 0x0f00 0x0f00)
+                      (v128.const i16x8 0x00f0 0x00f0 0x00f0 0x00f0 0x00f0 0x00f0 0x00f0 0x00f0))))
                 (local.set $r (i32.add (local.get $r) (i32.const 1)))
-                (br $rl)))
+                (br $r4l)))
             (local.set $o (i32.add (local.get $o) (i32.const 1)))
             (br $ol)))
         (local.set $r0 (local.get $r1))

@@ -28,7 +28,7 @@ export interface WasmMatmulOptions extends SpinOptions {
 interface Kernels {
   run(ctrl: number, tag: number, thread: number): number;
   prep_f32(x: number, dst: number, count: number): void;
-  quant_i8(x: number, dq: number, ds: number, count: number, q4: number): void;
+  quant_i8(x: number, dq: number, ds: number, count: number, q4: number, dqGap: number, dsStep: number): void;
   silu_mul(out: number, gate: number, up: number, n: number): void;
   rmsnorm(out: number, x: number, w: number, count: number, group: number, eps: number): void;
 }
@@ -137,9 +137,21 @@ export class WasmMatmul implements CpuMatmul {
       if (kind >= KIND_Q8_I8) {
         // 64 bytes of int16 per block, 80 for q4_0 (its offset correction), and one f32 scale
         const blockBytes = kind === KIND_Q4_I8 ? 80 : 64;
+        const q4 = kind === KIND_Q4_I8 ? 1 : 0;
+        const nb = inF / 32;
         xp = this.scratchFor((count / 32) * (blockBytes + 4));
         xs = xp + (count / 32) * blockBytes;
-        this.kernels.quant_i8(x.offset, xp, xs, count, kind === KIND_Q4_I8 ? 1 : 0);
+        // rows below rows & ~3 (rows >= 4) in groups of four, blocks and scales interleaved (the GEMM
+        // kernels' layout); the rest one after another
+        const grouped = rows >= 4 ? rows & ~3 : 0;
+        for (let r = 0; r < grouped; r++) {
+          const g = r >> 2;
+          const k = r & 3;
+          this.kernels.quant_i8(x.offset + r * inF * 4, xp + (g * 4 * nb + k) * blockBytes, xs + (g * 4 * nb + k) * 4, inF, q4, 3 * blockBytes, 16);
+        }
+        if (grouped < rows) {
+          this.kernels.quant_i8(x.offset + grouped * inF * 4, xp + grouped * nb * blockBytes, xs + grouped * nb * 4, (rows - grouped) * inF, q4, 0, 4);
+        }
       } else {
         xp = this.scratchFor(count * 4);
         this.kernels.prep_f32(x.offset, xp, count);
