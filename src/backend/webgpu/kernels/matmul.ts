@@ -86,40 +86,40 @@ interface GemvFormat {
   scaleType?: string;
   scaleRow?: string;
   restBlock?: string;
-  /** `fn tdot(q, [c,] xv) -> f32`, `fn rdot(q, [scale,] xv) -> f32` and for blocks `fn rscale(e) -> f32`. */
+  /** `fn tdot(q, [c,] x0..) -> f32` (a tile slot), `fn rdot(q, [scale,] x0..) -> f32` (a rest slot), `fn rscale(e) -> f32`. */
   fns: string;
 }
 
 function gemvFormat(format: DType): GemvFormat {
-  const xc = `xv: XC`;
+  const xc = (n: number) => Array.from({ length: n }, (_, v) => `x${v}: vec4<f32>`).join(", ");
   switch (format) {
     case "f32":
       return {
         xv: 1, slots: "p.chunks", tileSlots: "p.chunks", rowVec4s: "p.stride4",
-        fns: `fn tdot(q: vec4<u32>, ${xc}) -> f32 { return dot(bitcast<vec4<f32>>(q), xv[0]); }`,
+        fns: `fn tdot(q: vec4<u32>, ${xc(1)}) -> f32 { return dot(bitcast<vec4<f32>>(q), x0); }`,
       };
     case "f16":
     case "bf16": {
       const d = format === "f16" ? "unpack2x16float" : "bf2";
       return {
         xv: 2, slots: "p.chunks", tileSlots: "((p.k >> 8u) * 32u)", rowVec4s: "p.stride4",
-        fns: `fn tdot(q: vec4<u32>, ${xc}) -> f32 {
-  return dot(vec4<f32>(${d}(q.x), ${d}(q.y)), xv[0]) + dot(vec4<f32>(${d}(q.z), ${d}(q.w)), xv[1]);
+        fns: `fn tdot(q: vec4<u32>, ${xc(2)}) -> f32 {
+  return dot(vec4<f32>(${d}(q.x), ${d}(q.y)), x0) + dot(vec4<f32>(${d}(q.z), ${d}(q.w)), x1);
 }
-fn rdot(q: vec4<u32>, ${xc}) -> f32 { return tdot(q, xv); }`,
+fn rdot(q: vec4<u32>, ${xc(2)}) -> f32 { return tdot(q, x0, x1); }`,
       };
     }
     case "q8_0":
       return {
         xv: 4, slots: "(2u * p.blocks)", tileSlots: "((p.blocks >> 4u) * 32u)", rowVec4s: "(2u * p.blocks)",
         scaleType: "vec2<u32>", scaleRow: "(((p.blocks + 7u) >> 3u) * 2u)", restBlock: "(s >> 1u)",
-        fns: `fn tdot(q: vec4<u32>, c: vec2<u32>, ${xc}) -> f32 {
+        fns: `fn tdot(q: vec4<u32>, c: vec2<u32>, ${xc(4)}) -> f32 {
   let a = unpack2x16float(c.x);
   let b = unpack2x16float(c.y);
-  return a.x * dot(i8f(q.x), xv[0]) + a.y * dot(i8f(q.y), xv[1]) + b.x * dot(i8f(q.z), xv[2]) + b.y * dot(i8f(q.w), xv[3]);
+  return a.x * dot(i8f(q.x), x0) + a.y * dot(i8f(q.y), x1) + b.x * dot(i8f(q.z), x2) + b.y * dot(i8f(q.w), x3);
 }
-fn rdot(q: vec4<u32>, d: f32, ${xc}) -> f32 {
-  return d * (dot(i8f(q.x), xv[0]) + dot(i8f(q.y), xv[1]) + dot(i8f(q.z), xv[2]) + dot(i8f(q.w), xv[3]));
+fn rdot(q: vec4<u32>, d: f32, ${xc(4)}) -> f32 {
+  return d * (dot(i8f(q.x), x0) + dot(i8f(q.y), x1) + dot(i8f(q.z), x2) + dot(i8f(q.w), x3));
 }
 fn rscale(e: u32) -> f32 { return unpack2x16float(sc[e >> 2u][(e >> 1u) & 1u])[e & 1u]; }`,
       };
@@ -127,22 +127,22 @@ fn rscale(e: u32) -> f32 { return unpack2x16float(sc[e >> 2u][(e >> 1u) & 1u])[e
       return {
         xv: 8, slots: "p.blocks", tileSlots: "((p.blocks >> 5u) * 32u)", rowVec4s: "p.blocks",
         scaleType: "vec4<u32>", scaleRow: "((p.blocks + 7u) >> 3u)", restBlock: "s",
-        fns: `fn tdot(q: vec4<u32>, c: vec4<u32>, ${xc}) -> f32 {
+        fns: `fn tdot(q: vec4<u32>, c: vec4<u32>, ${xc(8)}) -> f32 {
   let a = unpack2x16float(c.x);
   let b = unpack2x16float(c.y);
   let e = unpack2x16float(c.z);
   let f = unpack2x16float(c.w);
-  return a.x * dot(nib4(q.x), xv[0]) + a.y * dot(nib4(q.x >> 16u), xv[1])
-       + b.x * dot(nib4(q.y), xv[2]) + b.y * dot(nib4(q.y >> 16u), xv[3])
-       + e.x * dot(nib4(q.z), xv[4]) + e.y * dot(nib4(q.z >> 16u), xv[5])
-       + f.x * dot(nib4(q.w), xv[6]) + f.y * dot(nib4(q.w >> 16u), xv[7]);
+  return a.x * dot(nib4(q.x), x0) + a.y * dot(nib4(q.x >> 16u), x1)
+       + b.x * dot(nib4(q.y), x2) + b.y * dot(nib4(q.y >> 16u), x3)
+       + e.x * dot(nib4(q.z), x4) + e.y * dot(nib4(q.z >> 16u), x5)
+       + f.x * dot(nib4(q.w), x6) + f.y * dot(nib4(q.w >> 16u), x7);
 }
 // the file's order: bits 0-15 of word j are elements 4j, 4j+16, 4j+1, 4j+17; bits 16-31 the next two pairs
 fn rword(u: u32, a: vec4<f32>, b: vec4<f32>) -> f32 {
   return dot(nib4(u), vec4<f32>(a.x, b.x, a.y, b.y)) + dot(nib4(u >> 16u), vec4<f32>(a.z, b.z, a.w, b.w));
 }
-fn rdot(q: vec4<u32>, d: f32, ${xc}) -> f32 {
-  return d * (rword(q.x, xv[0], xv[4]) + rword(q.y, xv[1], xv[5]) + rword(q.z, xv[2], xv[6]) + rword(q.w, xv[3], xv[7]));
+fn rdot(q: vec4<u32>, d: f32, ${xc(8)}) -> f32 {
+  return d * (rword(q.x, x0, x4) + rword(q.y, x1, x5) + rword(q.z, x2, x6) + rword(q.w, x3, x7));
 }
 fn rscale(e: u32) -> f32 { return unpack2x16float(sc[e >> 3u][(e >> 1u) & 3u])[e & 1u]; }`,
       };
@@ -183,25 +183,29 @@ export function gemvKernel(
     const loads = Array.from({ length: U }, (_, u) => u);
     const each = (fn: (j: number) => string, sep = "\n      ") => rows.map(fn).join(sep);
     const slot = (u: number) => (u === 0 ? "s" : `(s + ${u * team}u)`);
-    const xvs = (base: (v: number) => string) => `XC(${Array.from({ length: f.xv }, (_, v) => `xload(${base(v)})`).join(", ")})`;
+    const xs = Array.from({ length: f.xv }, (_, v) => `x${v}`).join(", ");
+    // x of a slot as lets x0.. (tile order: vec4 l + 32v of the tile; the rest: XV consecutive vec4s)
+    const xLets = (sl: string, tile: boolean) =>
+      `let b = ${tile ? `(${sl} & ~31u) * ${f.xv}u + (${sl} & 31u)` : `${sl} * ${f.xv}u`};\n        ` +
+      Array.from({ length: f.xv }, (_, v) => `let x${v} = xload(b${v === 0 ? "" : ` + ${tile ? 32 * v : v}u`});`).join(" ");
     const hasRest = f.tileSlots !== f.slots;
-    const tdot = (q: string, c: string) => (block ? `tdot(${q}, ${c}, xv)` : `tdot(${q}, xv)`);
+    const tdot = (q: string, c: string) => (block ? `tdot(${q}, ${c}, ${xs})` : `tdot(${q}, ${xs})`);
     const unrolled = `for (var st = kp; st < steps; st += S) {
       let s = st * (TEAM * U) + lane;
       ${loads.map((u) => each((j) => `let q${j}_${u} = w[w${j} + ${slot(u)}];`)).join("\n      ")}
       ${block ? loads.map((u) => each((j) => `let c${j}_${u} = sc[c${j} + (${slot(u)} >> 3u)];`)).join("\n      ") : ""}
       ${loads.map((u) => `{
-        let xv = xTile(${slot(u)});
+        ${xLets(slot(u), true)}
         ${each((j) => `acc${j} += ${tdot(`q${j}_${u}`, `c${j}_${u}`)};`, "\n        ")}
       }`).join("\n      ")}
     }`;
-    const tileOne = `let xv = xTile(s);
+    const tileOne = `${xLets("s", true)}
         ${each((j) => `acc${j} += ${tdot(`w[w${j} + s]`, `sc[c${j} + (s >> 3u)]`)};`, "\n        ")}`;
     const restOne = block
-      ? `let xv = xRest(s);
-        ${each((j) => `acc${j} += rdot(w[w${j} + s], rscale(o${j} * SCALES + ${f.restBlock}), xv);`, "\n        ")}`
-      : `let xv = xRest(s);
-        ${each((j) => `acc${j} += rdot(w[w${j} + s], xv);`, "\n        ")}`;
+      ? `${xLets("s", false)}
+        ${each((j) => `acc${j} += rdot(w[w${j} + s], rscale(o${j} * SCALES + ${f.restBlock}), ${xs});`, "\n        ")}`
+      : `${xLets("s", false)}
+        ${each((j) => `acc${j} += rdot(w[w${j} + s], ${xs});`, "\n        ")}`;
     const tail = `for (var s = steps * (TEAM * U) + kp * TEAM + lane; s < slots; s += TEAM * S) {
       ${hasRest ? `if (s < tileSlots) {
         ${tileOne}
@@ -250,9 +254,6 @@ ${block ? `@group(0) @binding(3) var<storage, read> sc: array<${f.scaleType}>;` 
 @group(0) @binding(${block ? 4 : 3}) var<storage, read_write> out: array<f32>;
 ${DECODE_HELPERS}
 ${xLoader(mode)}
-alias XC = array<vec4<f32>, ${f.xv}>;
-fn xTile(s: u32) -> XC { let b = (s & ~31u) * ${f.xv}u + (s & 31u); return ${xvs((v) => (v === 0 ? "b" : `b + ${32 * v}u`))}; }
-fn xRest(s: u32) -> XC { let b = s * ${f.xv}u; return ${xvs((v) => (v === 0 ? "b" : `b + ${v}u`))}; }
 ${f.fns}
 const TEAM = ${team}u;
 const R = ${R}u;
