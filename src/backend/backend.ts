@@ -18,6 +18,12 @@ export interface Backend {
   activation(rows: number, cols: number): Tensor;
   /** The first `rows` rows of t, sharing its storage. */
   view(t: Tensor, rows: number): Tensor;
+  /**
+   * Rows [row0, row0 + rows) of t, sharing its storage: batched decoding runs per-sequence ops (RoPE,
+   * KV write, attention) on single rows of a multi-row activation. Optional; without it a model runs
+   * sequences one forward at a time.
+   */
+  rowView?(t: Tensor, row0: number, rows: number): Tensor;
   /** A key/value cache for `layers` layers of `kvHeads` heads of `headDim`, for `capacity` positions. */
   kvCache(layers: number, kvHeads: number, headDim: number, capacity: number): KVCache;
 

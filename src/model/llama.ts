@@ -98,6 +98,8 @@ export class LlamaModel {
   private lastLogits?: Tensor;
   /** [rows, vocab] for scoring every position (perplexity); made on first use. */
   private allLogits?: Tensor;
+  /** [sequences, vocab] for batched decoding; made on first use. */
+  private batchLogits?: Tensor;
   private readonly rope: RopeTable;
 
   /** Longest context this instance serves: the model's, or less when the caller asked for less. */
@@ -234,6 +236,71 @@ export class LlamaModel {
     this.lastLogits ??= b.activation(1, c.vocabSize);
     b.matmul(this.lastLogits, last, w.lmHead);
     return this.lastLogits;
+  }
+  /** Whether forwardBatch runs several sequences in one pass (the backend has row views). */
+  get batches(): boolean {
+    return this.backend.rowView !== undefined;
+  }
+
+  /**
+   * One decode step of several independent sequences: row r is token tokens[r] at position positions[r]
+   * of caches[r]. The matmuls run once over all rows (weights are read once per step, not once per
+   * sequence); RoPE, the KV write and attention run per row against that row's own cache. Returns
+   * logits [sequences, vocab], row r for sequence r. Needs the backend's rowView.
+   */
+  forwardBatch(tokens: Int32Array, positions: readonly number[], caches: readonly KVCache[]): Tensor {
+    const n = tokens.length;
+    const b = this.backend;
+    if (!b.rowView) throw new Error(`the ${b.kind} backend has no row views; run sequences one forward at a time`);
+    if (n === 0) throw new Error("forwardBatch needs at least one token");
+    if (positions.length !== n || caches.length !== n) {
+      throw new Error(`forwardBatch: ${n} tokens, ${positions.length} positions, ${caches.length} caches`);
+    }
+    for (let r = 0; r < n; r++) {
+      if (positions[r]! + 1 > caches[r]!.capacity) throw new Error(`context full: ${positions[r]! + 1} positions > ${caches[r]!.capacity}`);
+    }
+    const c = this.config;
+    const w = this.weights;
+    const s = this.scratchFor(n);
+    const view = (t: Tensor) => (t.rows === n ? t : b.view(t, n));
+    const x = view(s.x), h = view(s.h), q = view(s.q), k = view(s.k), v = view(s.v);
+    const att = view(s.att), proj = view(s.proj), gate = view(s.gate), up = view(s.up);
+    const row = (t: Tensor, r: number) => b.rowView!(t, r, 1);
+
+    b.embed(x, w.embed, tokens);
+    for (let l = 0; l < c.numLayers; l++) {
+      const L = w.layers[l]!;
+      b.rmsnorm(h, x, L.inputNorm, c.rmsNormEps, c.hiddenSize);
+      b.matmul(q, h, L.q);
+      b.matmul(k, h, L.k);
+      b.matmul(v, h, L.v);
+      if (L.qBias) b.addBias(q, L.qBias);
+      if (L.kBias) b.addBias(k, L.kBias);
+      if (L.vBias) b.addBias(v, L.vBias);
+      if (L.qNorm) b.rmsnorm(q, q, L.qNorm, c.rmsNormEps, c.headDim);
+      if (L.kNorm) b.rmsnorm(k, k, L.kNorm, c.rmsNormEps, c.headDim);
+      for (let r = 0; r < n; r++) {
+        const qr = row(q, r), kr = row(k, r), pos = positions[r]!, cache = caches[r]!;
+        b.rope(qr, c.headDim, pos, this.rope);
+        b.rope(kr, c.headDim, pos, this.rope);
+        b.kvWrite(cache, l, kr, row(v, r), pos);
+        b.attention(row(att, r), qr, cache, l, pos, c.numHeads);
+      }
+      b.matmul(proj, att, L.o);
+      b.add(x, x, proj);
+
+      b.rmsnorm(h, x, L.postNorm, c.rmsNormEps, c.hiddenSize);
+      b.matmul(gate, h, L.gate);
+      b.matmul(up, h, L.up);
+      b.swiglu(gate, gate, up);
+      b.matmul(proj, gate, L.down);
+      b.add(x, x, proj);
+    }
+    b.rmsnorm(h, x, w.norm, c.rmsNormEps, c.hiddenSize);
+    if (!this.batchLogits || this.batchLogits.rows < n) this.batchLogits = b.activation(n, c.vocabSize);
+    const logits = b.view(this.batchLogits, n);
+    b.matmul(logits, h, w.lmHead);
+    return logits;
   }
 }
 

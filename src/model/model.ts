@@ -85,12 +85,22 @@ export class Model {
   /** Streams the assistant's reply to `messages` under the model's chat template. */
   async *chat(messages: readonly ChatMessage[], options: GenerateOptions = {}): AsyncGenerator<Piece> {
     this.ensureLive();
+    yield* this.generateFromTokens(this.chatPromptIds(messages, options.addBos), options);
+  }
+
+  /** The prompt token ids chat() conditions on: `messages` under the chat template, BOS added unless the template has it. */
+  chatPromptIds(messages: readonly ChatMessage[], addBos?: boolean): number[] {
     const text = renderChat(this.tokenizer, messages);
     let ids = this.tokenizer.encode(text, { addSpecialTokens: false });
     const bos = this.config.bosTokenId ?? this.tokenizer.bosTokenId;
-    const wantBos = options.addBos ?? !startsWithBos(this.tokenizer, text);
+    const wantBos = addBos ?? !startsWithBos(this.tokenizer, text);
     if (wantBos && bos !== undefined && ids[0] !== bos) ids = [bos, ...ids];
-    yield* this.generateFromTokens(ids, options);
+    return ids;
+  }
+
+  /** The set of token ids that end generation (config, tokenizer and generation_config). */
+  get eosTokenIds(): Set<number> {
+    return new Set([...this.config.eosTokenIds, ...this.tokenizer.eosTokenIds, ...(this.source.generation?.eosTokenIds ?? [])]);
   }
 
   /** Streams the continuation of already-tokenized input. */
@@ -104,7 +114,7 @@ export class Model {
       throw new RangeError(`the prompt has ${promptIds.length} tokens; the context holds ${capacity}`);
     }
     const sampler = new Sampler(options);
-    const eos = new Set([...this.config.eosTokenIds, ...this.tokenizer.eosTokenIds, ...(this.source.generation?.eosTokenIds ?? [])]);
+    const eos = this.eosTokenIds;
     const stopAtEos = options.stopAtEos ?? true;
     const stops = new StopMatcher(options.stop ?? []);
     const decoder = new StreamDecoder(this.tokenizer, promptIds);

@@ -112,6 +112,12 @@ export class CpuBackend implements Backend {
     return new CpuTensor(rows, ct.cols, ct.offset, ct.data.subarray(0, rows * ct.cols));
   }
 
+  rowView(t: Tensor, row0: number, rows: number): CpuTensor {
+    const ct = t as CpuTensor;
+    if (row0 < 0 || row0 + rows > ct.rows) throw new Error(`rows [${row0}, ${row0 + rows}) of a ${ct.rows}-row tensor`);
+    return new CpuTensor(rows, ct.cols, ct.offset + row0 * ct.cols * 4, ct.data.subarray(row0 * ct.cols, (row0 + rows) * ct.cols));
+  }
+
   kvCache(layers: number, kvHeads: number, headDim: number, capacity: number): CpuKVCache {
     const n = layers * capacity * kvHeads * headDim;
     const k = this.f32(this.arena.alloc(n * 4), n);
