@@ -1,20 +1,25 @@
-;; Matrix-multiply kernels of the CPU backend: out[r, o] = sum_i x[r, i] * W[o, i] for every weight format.
+;; Kernels of the CPU backend: matmul (out[r, o] = sum_i x[r, i] * W[o, i]) for every weight format,
+;; causal attention, and two elementwise ops (rmsnorm, silu * up).
 ;;
 ;; The module imports the arena's shared memory, so the main thread and every worker run these kernels over
 ;; the same bytes. A job is described in a small control block (layout: CTRL in worker-pool.ts); `run`
 ;; claims chunks of output features with an atomic counter until none are left, so threads that start late
 ;; (a worker waking up) simply take fewer chunks, and the caller never waits for a worker that took none.
 ;;
-;; Two activation paths:
+;; Two activation paths for q8_0/q4_0:
 ;;  - f32 ("exact"): activations stay f32; weights are decoded to f32 in registers. Differs from the
-;;    reference only by f32 summation order.
-;;  - int8 (kinds Q8_I8, Q4_I8): each 32-block of an activation row is quantized once per matmul to int8
+;;    reference only by f32 summation order. (f32, f16 and bf16 weights always take this path.)
+;;  - int8 (kinds 5, 6): each 32-block of an activation row is quantized once per matmul to int8
 ;;    (scale = amax / 127, as llama.cpp's q8_0) and dotted with the weight's integers by i32x4.dot_i16x8_s;
-;;    one f32 multiply per block applies both scales.
+;;    one f32 multiply per block applies both scales. About twice as fast; see wasm-matmul.ts.
 ;;
 ;; The block formats read activations in a per-block permuted order that matches how weight bytes unpack
 ;; from 16-bit lanes without byte shuffles: [x0 x2 .. x14 | x1 x3 .. x15 | x16 x18 .. x30 | x17 .. x31].
 ;; `prep_f32` and `quant_i8` write that order.
+;;
+;; Notes on V8 (TurboFan) that shaped the code: it does not inline calls in hot loops (they spill every
+;; vector register), it rebuilds v128 constants inside loops (hence masks passed as parameters), and it
+;; hoists every load of a long loop body to its top (hence short bodies: four rows of one block).
 (module
   (import "env" "memory" (memory 1 65536 shared))
 
@@ -26,6 +31,7 @@
   ;;   64 chunks done (atomic)   128 job tag << 12 | next chunk (atomic)
   ;;   192 kind   196 w   200 x   204 xs   208 out   212 inF   216 outF   220 rows   224 chunk   228 nChunks
   ;;   232 scratch (thread t's at scratch + t * stride)   236 stride   240 f16 -> f32 table (65536 f32)
+  ;;   attention: 256 pos0   260 heads   264 kvHeads   268 headDim   272 scale (f32)
 
   ;; f16 bits -> f32, exact for zeros, subnormals, normals, infinities and NaN.
   (func $h2f (param $h i32) (result f32)
