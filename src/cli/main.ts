@@ -13,6 +13,7 @@ import { DEFAULT_LAMBADA, evaluateLambada, readLambada } from "../eval/lambada.j
 import { matrixMarkdown, readMatrixConfig, runMatrix } from "../eval/matrix.js";
 import { describeModel } from "./info.js";
 import { profiledBackend } from "./profile.js";
+import { serve, SERVE_USAGE } from "../server/serve-command.js";
 
 const USAGE = `usage: frugal <command> [options]
 
@@ -22,6 +23,7 @@ commands:
                                             [--repetition-penalty R] [--seed S] [--stop STR]...
                                             [--device cpu|webgpu] [--threads N] [--stats] [--profile]
   chat       interactive chat, streaming  frugal chat [--model SRC] [--system TEXT] [sampling options]
+${SERVE_USAGE}
   info       what a model is              frugal info SRC
   eval ppl   perplexity of a text file    frugal eval ppl --model SRC --data FILE [--ctx N] [--chunks K] [--json]
   eval lambada  last-word accuracy        frugal eval lambada [--model SRC] [--data FILE] [--limit N] [--device D] [--json]
@@ -246,6 +248,8 @@ export async function main(args: string[]): Promise<number> {
       return info(rest);
     case "eval":
       return evaluate(rest);
+    case "serve":
+      return serve(rest);
     case undefined:
     case "help":
     case "--help":

@@ -1,0 +1,314 @@
+/**
+ * The one owner of the model while serving. Requests wait in a bounded queue; up to `maxBatch` of them
+ * are active at once, each with a KV cache of its own (taken from a pool: the CPU backend's memory is a
+ * bump allocator, so caches are reused rather than made per request). Every tick emits one token for
+ * every active sequence and then runs all their next positions together: as one forwardBatch (one
+ * multi-row matmul per weight) where the backend has row views, else one forward per sequence in turn.
+ */
+import type { KVCache, Tensor } from "../backend/backend.js";
+import { StreamDecoder } from "../io/tokenizer.js";
+import type { Model } from "../model/model.js";
+import { Sampler } from "../generate/sampler.js";
+import { StopMatcher } from "../generate/stop.js";
+import type { FinishReason, TokenLogprob } from "./wire.js";
+
+/** What the scheduler needs to run one request. */
+export interface Job {
+  promptIds: readonly number[];
+  maxTokens: number;
+  temperature: number;
+  topP: number;
+  seed?: number;
+  stop: readonly string[];
+  /** Alternatives per token to report; undefined: no logprobs. */
+  topLogprobs?: number;
+  /** Aborting it (client gone) ends the sequence and frees its cache at the next tick. */
+  signal?: AbortSignal;
+  /** Text completed by one step (may be empty), and the token's logprobs when asked for. */
+  onPiece(text: string, logprob?: TokenLogprob): void;
+  onDone(result: JobResult): void;
+  onError(e: Error): void;
+}
+
+export interface JobResult {
+  finishReason: FinishReason | "abort";
+  promptTokens: number;
+  completionTokens: number;
+  /** From submit to the first generated token. */
+  timeToFirstTokenMs?: number;
+}
+
+/** Raised by submit when the queue is full. */
+export class QueueFullError extends Error {}
+
+/** Raised by submit after shutdown began. */
+export class ShuttingDownError extends Error {}
+
+export interface SchedulerOptions {
+  /** Sequences decoded together. Default 8. */
+  maxBatch?: number;
+  /** Requests that may wait for a free slot; more are refused. Default 64. */
+  maxQueue?: number;
+  /** Told of every finished tick: tokens emitted and its duration. */
+  onTick?: (tokens: number, ms: number) => void;
+}
+
+interface Sequence {
+  job: Job;
+  cache: KVCache;
+  history: number[];
+  sampler: Sampler;
+  decoder: StreamDecoder;
+  stops: StopMatcher;
+  generated: number;
+  limit: number;
+  logits?: Float32Array;
+  submittedAt: number;
+  ttft?: number;
+}
+
+/** Runs requests against one model, several at a time. */
+export class Scheduler {
+  readonly maxBatch: number;
+  readonly maxQueue: number;
+  private readonly waiting: { job: Job; at: number }[] = [];
+  private readonly active: Sequence[] = [];
+  private readonly freeCaches: KVCache[] = [];
+  private readonly eos: Set<number>;
+  private running = false;
+  private closing = false;
+  private idle?: () => void;
+
+  constructor(readonly model: Model, private readonly options: SchedulerOptions = {}) {
+    this.maxBatch = options.maxBatch ?? 8;
+    this.maxQueue = options.maxQueue ?? 64;
+    if (!Number.isInteger(this.maxBatch) || this.maxBatch < 1) throw new RangeError(`maxBatch must be a positive integer, got ${this.maxBatch}`);
+    if (!Number.isInteger(this.maxQueue) || this.maxQueue < 0) throw new RangeError(`maxQueue must be a non-negative integer, got ${this.maxQueue}`);
+    this.eos = model.eosTokenIds;
+  }
+
+  /** Requests waiting for a slot. */
+  get queueDepth(): number {
+    return this.waiting.length;
+  }
+
+  /** Sequences being decoded. */
+  get activeSequences(): number {
+    return this.active.length;
+  }
+
+  /** Whether steps run as one batched forward (else one forward per sequence). */
+  get batched(): boolean {
+    return this.model.network.batches;
+  }
+
+  /** Queues a job; throws QueueFullError or ShuttingDownError instead of queueing past the limits. */
+  submit(job: Job): void {
+    if (this.closing) throw new ShuttingDownError("the server is shutting down");
+    const free = this.maxBatch - this.active.length;
+    if (this.waiting.length >= this.maxQueue + Math.max(0, free)) throw new QueueFullError(`the queue is full (${this.maxQueue} waiting)`);
+    const entry = { job, at: performance.now() };
+    this.waiting.push(entry);
+    job.signal?.addEventListener(
+      "abort",
+      () => {
+        // not started yet: leave the queue now
+        const i = this.waiting.indexOf(entry);
+        if (i >= 0) {
+          this.waiting.splice(i, 1);
+          job.onDone({ finishReason: "abort", promptTokens: job.promptIds.length, completionTokens: 0 });
+        }
+      },
+      { once: true },
+    );
+    this.kick();
+  }
+
+  /** Refuses new jobs; resolves once every queued and active one has finished. */
+  drain(): Promise<void> {
+    this.closing = true;
+    if (!this.running) return Promise.resolve();
+    return new Promise((resolve) => (this.idle = resolve));
+  }
+
+  /** Ends every queued and active job now (finish reason "abort"). */
+  abortAll(): void {
+    for (const { job } of this.waiting.splice(0)) job.onDone({ finishReason: "abort", promptTokens: job.promptIds.length, completionTokens: 0 });
+    for (const s of this.active.splice(0)) this.finish(s, "abort", false);
+  }
+
+  private kick(): void {
+    if (this.running) return;
+    this.running = true;
+    void this.loop();
+  }
+
+  private async loop(): Promise<void> {
+    try {
+      while (this.waiting.length > 0 || this.active.length > 0) {
+        const t0 = performance.now();
+        const emitted = await this.tick();
+        this.options.onTick?.(emitted, performance.now() - t0);
+        // the forward pass blocks this thread: let sockets, new requests and aborts in between ticks
+        await new Promise((r) => setImmediate(r));
+      }
+    } finally {
+      this.running = false;
+      const idle = this.idle;
+      this.idle = undefined;
+      idle?.();
+    }
+  }
+
+  private takeCache(): KVCache {
+    return this.freeCaches.pop() ?? this.model.network.newCache();
+  }
+
+  private async admit(): Promise<void> {
+    while (this.active.length < this.maxBatch && this.waiting.length > 0) {
+      const { job, at } = this.waiting.shift()!;
+      const cache = this.takeCache();
+      const seq: Sequence = {
+        job,
+        cache,
+        history: [...job.promptIds],
+        sampler: new Sampler({ temperature: job.temperature, topP: job.topP, seed: job.seed }),
+        decoder: new StreamDecoder(this.model.tokenizer, job.promptIds),
+        stops: new StopMatcher(job.stop),
+        generated: 0,
+        limit: Math.min(job.maxTokens, cache.capacity - job.promptIds.length),
+        submittedAt: at,
+      };
+      try {
+        if (seq.limit < 1) throw new RangeError(`the prompt has ${job.promptIds.length} tokens; the context holds ${cache.capacity}`);
+        seq.logits = await this.model.backend.read(this.model.prefill(job.promptIds, cache));
+      } catch (e) {
+        this.freeCaches.push(cache);
+        job.onError(e as Error);
+        continue;
+      }
+      this.active.push(seq);
+    }
+  }
+
+  /** One token for every active sequence, then their next forward; returns the tokens emitted. */
+  private async tick(): Promise<number> {
+    for (const s of [...this.active]) if (s.job.signal?.aborted) this.finish(s, "abort");
+    await this.admit();
+    let emitted = 0;
+    const stepping: Sequence[] = [];
+    for (const s of [...this.active]) {
+      emitted++;
+      if (this.step(s)) stepping.push(s);
+    }
+    if (stepping.length === 0) return emitted;
+    try {
+      await this.forward(stepping);
+    } catch (e) {
+      for (const s of stepping) {
+        this.remove(s);
+        s.job.onError(e as Error);
+      }
+    }
+    return emitted;
+  }
+
+  /** Samples and emits a sequence's next token; true when it goes on. */
+  private step(s: Sequence): boolean {
+    const logits = s.logits!;
+    s.logits = undefined;
+    const logprob = s.job.topLogprobs !== undefined ? this.logprobs(logits, s.job.topLogprobs) : undefined;
+    const id = s.sampler.sample(logits, s.history);
+    s.ttft ??= performance.now() - s.submittedAt;
+    if (this.eos.has(id)) {
+      this.finish(s, "stop");
+      return false;
+    }
+    const prev = s.history[s.history.length - 1];
+    s.generated++;
+    s.history.push(id);
+    const text = s.stops.push(s.decoder.push(id));
+    if (logprob) {
+      const chosen = logprob.top.find((t) => t.id === id);
+      s.job.onPiece(text, {
+        token: this.tokenText(id, prev),
+        logprob: chosen?.logprob ?? logprob.of(id),
+        top: logprob.top.slice(0, s.job.topLogprobs).map((t) => ({ token: this.tokenText(t.id, prev), logprob: t.logprob })),
+      });
+    } else if (text) s.job.onPiece(text);
+    if (s.stops.stopped) {
+      this.finish(s, "stop");
+      return false;
+    }
+    if (s.generated >= s.limit) {
+      this.finish(s, "length");
+      return false;
+    }
+    return true;
+  }
+
+  /** A token's text as it reads after `prev` (SentencePiece drops a leading space of a text's first token). */
+  private tokenText(id: number, prev: number | undefined): string {
+    const t = this.model.tokenizer;
+    if (prev === undefined) return t.decode([id], { keepSpecial: true });
+    return t.decode([prev, id], { keepSpecial: true }).slice(t.decode([prev], { keepSpecial: true }).length);
+  }
+
+  /** log-softmax of the raw logits: the chosen token's and the `k` best. */
+  private logprobs(logits: Float32Array, k: number) {
+    let max = -Infinity;
+    for (const v of logits) if (v > max) max = v;
+    let sum = 0;
+    for (const v of logits) sum += Math.exp(v - max);
+    const logZ = max + Math.log(sum);
+    const top: { id: number; logprob: number }[] = [];
+    if (k > 0) {
+      // partial selection: k is small, the vocabulary is not
+      for (let i = 0; i < logits.length; i++) {
+        const v = logits[i]!;
+        if (top.length < k || v > top[top.length - 1]!.logprob) {
+          top.push({ id: i, logprob: v });
+          top.sort((a, b) => b.logprob - a.logprob || a.id - b.id);
+          if (top.length > k) top.pop();
+        }
+      }
+      for (const t of top) t.logprob -= logZ;
+    }
+    const copy = Float32Array.from(logits);
+    return { top, of: (id: number) => copy[id]! - logZ };
+  }
+
+  private async forward(seqs: Sequence[]): Promise<void> {
+    const b = this.model.backend;
+    const net = this.model.network;
+    if (net.batches && seqs.length > 1) {
+      const tokens = Int32Array.from(seqs, (s) => s.history[s.history.length - 1]!);
+      const positions = seqs.map((s) => s.history.length - 1);
+      const logits: Tensor = net.forwardBatch(tokens, positions, seqs.map((s) => s.cache));
+      const all = await b.read(logits);
+      const vocab = logits.cols;
+      seqs.forEach((s, r) => (s.logits = all.slice(r * vocab, (r + 1) * vocab)));
+      return;
+    }
+    for (const s of seqs) {
+      const id = s.history[s.history.length - 1]!;
+      s.logits = await b.read(net.forward(Int32Array.of(id), s.history.length - 1, s.cache));
+    }
+  }
+
+  private remove(s: Sequence): void {
+    const i = this.active.indexOf(s);
+    if (i >= 0) this.active.splice(i, 1);
+    this.freeCaches.push(s.cache);
+  }
+
+  private finish(s: Sequence, reason: JobResult["finishReason"], removeFromActive = true): void {
+    if (removeFromActive) this.remove(s);
+    else this.freeCaches.push(s.cache);
+    if (reason !== "abort" && !s.stops.stopped) {
+      const rest = s.stops.push(s.decoder.flush()) + s.stops.flush();
+      if (rest) s.job.onPiece(rest);
+    }
+    s.job.onDone({ finishReason: reason, promptTokens: s.job.promptIds.length, completionTokens: s.generated, timeToFirstTokenMs: s.ttft });
+  }
+}
