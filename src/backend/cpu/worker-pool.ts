@@ -50,8 +50,9 @@ export interface SpinOptions {
   /** A worker that neither finishes nor makes progress for this long is reported as hung. */
   hangMs?: number;
   /**
-   * A job that waits longer than this (ms) for workers after the caller's share pauses the pool for 20 ms
-   * (default 1; Infinity never pauses, e.g. for tests that must exercise the workers).
+   * A job that waits longer than this (ms), plus twice the caller's time per chunk, for workers after the
+   * caller's share pauses the pool for 20 ms (default 1; Infinity never pauses, e.g. for tests that must
+   * exercise the workers).
    */
   stallMs?: number;
 }
@@ -122,7 +123,7 @@ export class WorkerPool {
   }
 
   /**
-   * False for a while after a job waited more than stallMs for a worker's chunk (the machine has more
+   * False for a while after a job waited too long for a worker's chunk (see stallMs; the machine has more
    * runnable threads than cores): callers then run jobs alone instead of queueing behind a preempted thread.
    */
   get available(): boolean {
@@ -132,8 +133,7 @@ export class WorkerPool {
   /**
    * Runs a job of `nChunks` chunks whose parameters the caller has written into the control block: opens
    * it, wakes the workers, runs the caller's share through `here(tag)` (the kernels' run(ctrl, tag), which
-   * returns how many chunks it ran), and
-   * returns when every chunk is done. A worker that is asleep or descheduled simply takes no chunk; the
+   * returns how many chunks it ran), and returns when every chunk is done. A worker that is asleep or descheduled simply takes no chunk; the
    * caller waits only for chunks a worker actually claimed.
    */
   run(nChunks: number, here: (tag: number) => number): void {
@@ -148,6 +148,7 @@ export class WorkerPool {
     if (Atomics.load(c, I(CTRL.sleepers)) > 0) Atomics.notify(c, I(CTRL.seq));
     let failure: unknown;
     let mine = 0;
+    const start = performance.now();
     try {
       mine = here(tag);
     } catch (e) {
@@ -156,8 +157,10 @@ export class WorkerPool {
     const waitFrom = performance.now();
     const workerFailed = failure === undefined && this.waitDone(nChunks);
     // a worker the OS descheduled in the middle of a chunk holds everyone up; on a machine that busy,
-    // the caller alone is faster for a while
-    if (performance.now() - waitFrom > this.stallMs) this.pausedUntil = performance.now() + PAUSE_MS;
+    // the caller alone is faster for a while. A worker that merely started its last chunk late may need
+    // up to a chunk's time (the caller's own time per chunk tells it) beyond that.
+    const chunkMs = (waitFrom - start) / Math.max(1, mine);
+    if (performance.now() - waitFrom > this.stallMs + 2 * chunkMs) this.pausedUntil = performance.now() + PAUSE_MS;
     // close the job: no thread can claim a chunk of it from now on
     const claimed = Math.min(Atomics.exchange(c, I(CTRL.next), (tag << 12) | 0xfff) & 0xfff, nChunks);
     this.workerChunks += claimed - mine;
