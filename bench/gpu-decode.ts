@@ -169,7 +169,10 @@ const ms = () => performance.now();
 async function frugal(file: string, contextSize: number, o: Settings): Promise<Omit<FrugalResult, "kvBytes" | "rooflineTokS" | "ofRoofline">> {
   const backend = await createWebGpuBackend();
   const t0 = ms();
-  const model = await loadModel(file, { backend, contextLength: contextSize });
+  const model = await loadModel(file, { backend, contextLength: contextSize }).catch((e: Error) => {
+    backend.dispose();
+    throw e;
+  });
   const loadS = (ms() - t0) / 1000;
   try {
     const net = model.network;
@@ -214,7 +217,10 @@ async function frugal(file: string, contextSize: number, o: Settings): Promise<O
 /** GPU time per kernel of one decode step at depth prompt+1, on a profiling backend (every dispatch timed). */
 async function frugalProfile(file: string, contextSize: number, o: Settings): Promise<{ kernels: KernelTime[]; totalMs: number }> {
   const backend = await createWebGpuBackend({ profile: true });
-  const model = await loadModel(file, { backend, contextLength: contextSize });
+  const model = await loadModel(file, { backend, contextLength: contextSize }).catch((e: Error) => {
+    backend.dispose();
+    throw e;
+  });
   try {
     const net = model.network;
     const ids = promptIds(model.config.vocabSize, o.prompt);
