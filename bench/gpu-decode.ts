@@ -8,7 +8,7 @@
  *        [--shape-custom dim,layers,ffn,heads,kvheads,vocab[,tied]] [--prompt 512] [--long-prompt 4096]
  *        [--decode 64] [--warmup 4] [--repeats 3] [--dir bench/.models] [--skip-anchor] [--flash-attn]
  *        [--anchor-gpu vulkan|cuda|false] [--anchor-timeout 600] [--profile] [--copy-mib 512] [--out FILE.json] [--md FILE.md] [--svg FILE.svg]
- *   node dist/bench/gpu-decode.js --from-json FILE.json [--md FILE.md] [--svg FILE.svg]   # render a saved run
+ *   node dist/bench/gpu-decode.js --from-json A.json[,B.json] [--md FILE.md] [--svg FILE.svg]   # render saved runs
  *
  * Decode: after a prefill of --prompt tokens, --warmup untimed greedy steps, then --decode timed ones
  * (KV depth prompt+warmup .. +decode); each step is one submission that brings back only the token id
@@ -368,13 +368,30 @@ function writeOutputs(rep: Report): void {
   if (a.svg) writeFileSync(a.svg, svg(rep));
 }
 
+/**
+ * Saved runs as one report (say one per shape, run as separate commands): their rows in order, the
+ * first run's settings and copy bandwidth (each row's roofline was computed with its own run's).
+ */
+function mergeReports(files: string[]): Report {
+  const reps = files.map((file) => {
+    const rep = JSON.parse(readFileSync(file, "utf8").trim().split("\n").pop()!) as Report;
+    if (rep.bench !== "gpu-decode") throw new Error(`${file}: not a gpu-decode result`);
+    return rep;
+  });
+  const first = reps[0]!;
+  const devices = [...new Set(reps.map((r) => r.device))];
+  if (devices.length > 1) console.warn(`warning: these runs come from different devices: ${devices.join(" | ")}`);
+  for (const r of reps) {
+    if (JSON.stringify(r.settings) !== JSON.stringify(first.settings)) console.warn("warning: these runs used different settings; the report shows the first run's");
+  }
+  return { ...first, device: devices.join(" | "), results: reps.flatMap((r) => r.results), complete: reps.every((r) => r.complete) };
+}
+
 // ---- main ----
 
 async function main(): Promise<void> {
   if (a["from-json"]) {
-    const text = readFileSync(a["from-json"], "utf8").trim().split("\n").pop()!;
-    const rep = JSON.parse(text) as Report;
-    if (rep.bench !== "gpu-decode") throw new Error(`${a["from-json"]}: not a gpu-decode result`);
+    const rep = mergeReports(a["from-json"].split(","));
     printTable(rep);
     writeOutputs(rep);
     return;
