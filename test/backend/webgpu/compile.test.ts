@@ -25,7 +25,7 @@ function allKernels(): Kernel[] {
   for (const f of FORMATS) {
     for (const mode of ["exact", "vec4", "scalar"] as XMode[]) for (const sg of [1, 4, 8, 32, 64]) for (const r of [1, 2, 4]) ks.push(gemvKernel(f, mode, sg, r));
     // tuning variants the bench sweeps: split (teams per row group) and unroll (loads in flight)
-    for (const sg of [1, 32]) for (const [r, s, u] of [[1, 2, 1], [2, 1, 4], [4, 4, 2], [3, 1, 3], [8, 8, 1]]) ks.push(gemvKernel(f, "exact", sg, r, s, u));
+    for (const sg of [1, 32]) for (const [r, s, u] of [[1, 2, 1], [2, 1, 4], [4, 4, 2], [3, 1, 3], [8, 8, 1]]) for (const pipe of [false, true]) ks.push(gemvKernel(f, "exact", sg, r, s, u, pipe));
     ks.push(gemmKernel(f), embedKernel(f));
   }
   for (const d of [6, 8, 64, 80, 128, 256]) ks.push(attentionPartialKernel(d), attentionCombineKernel(d));

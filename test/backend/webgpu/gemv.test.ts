@@ -95,11 +95,11 @@ test("tiles are 512 bytes of each format", () => {
 });
 
 /** Runs one GEMV variant directly (the backend runs its defaults) and returns the output row. */
-async function gemvVariant(g: WebGpuBackend, w: GpuWeight, x: GpuTensor, R: number, S: number, U: number): Promise<Float32Array> {
+async function gemvVariant(g: WebGpuBackend, w: GpuWeight, x: GpuTensor, R: number, S: number, U: number, pipeline: boolean): Promise<Float32Array> {
   const K = w.inFeatures;
   const sg = g.gpu.subgroupMinSize;
   const out = g.activation(1, w.outFeatures);
-  const k = gemvKernel(w.format, xMode(w.format, K), sg, R, S, U);
+  const k = gemvKernel(w.format, xMode(w.format, K), sg, R, S, U, pipeline);
   for (const part of w.parts) {
     const bufs = part.scales ? [x.buf, part.data, part.scales, out.buf] : [x.buf, part.data, out.buf];
     const params = [part.rows, K, Math.ceil(K / chunkElems(w.format)), part.rowStart, w.stride / 4, w.blocks];
@@ -108,12 +108,12 @@ async function gemvVariant(g: WebGpuBackend, w: GpuWeight, x: GpuTensor, R: numb
   return g.read(out);
 }
 
-test("GEMV: every variant (rows per team, split, unroll), with and without subgroups, equals the exact product", { skip: !gpu && reason }, async () => {
+test("GEMV: every variant (rows per team, split, unroll, pipelined or not), with and without subgroups, equals the exact product", { skip: !gpu && reason }, async () => {
   const rng = new Rng(22);
-  // (R, S, U) per backend; SwiftShader takes about a second to compile each, so each path is covered once
-  const variants = new Map<WebGpuBackend, [number, number, number][]>([
-    [gpu!, [[2, 2, 2], [3, 1, 2]]],
-    [plain.gpu!, [[1, 1, 1], [4, 4, 1]]],
+  // (R, S, U, pipeline) per backend; SwiftShader takes about a second to compile each, so each path is covered once
+  const variants = new Map<WebGpuBackend, [number, number, number, boolean][]>([
+    [gpu!, [[2, 2, 2, true], [3, 1, 2, false]]],
+    [plain.gpu!, [[1, 1, 1, false], [4, 4, 1, true]]],
   ]);
   for (const format of ["f32", "f16", "q8_0", "q4_0"] as DType[]) {
     for (const [N, K] of SHAPES[format].slice(0, 1)) {
@@ -123,8 +123,8 @@ test("GEMV: every variant (rows per team, split, unroll), with and without subgr
       for (const [g, list] of variants) {
         const wt = g.upload(raw);
         const x = tensorOf(g, 1, K, xs) as GpuTensor;
-        for (const [R, S, U] of list) {
-          assertProduct(await gemvVariant(g, wt, x, R, S, U), w, xs, 1, `${format} [${N}, ${K}] R=${R} S=${S} U=${U} sg=${g.gpu.subgroupMinSize}`);
+        for (const [R, S, U, pipe] of list) {
+          assertProduct(await gemvVariant(g, wt, x, R, S, U, pipe), w, xs, 1, `${format} [${N}, ${K}] R=${R} S=${S} U=${U} pipeline=${pipe} sg=${g.gpu.subgroupMinSize}`);
         }
       }
     }

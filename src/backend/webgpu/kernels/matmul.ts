@@ -29,10 +29,13 @@ export function gemvTeam(sg: number): number {
 }
 
 /** Rows each GEMV team computes by default, per format (the bench measures the alternatives). */
-export const GEMV_ROWS_PER_TEAM: Record<DType, number> = { f32: 1, f16: 1, bf16: 1, q8_0: 2, q4_0: 2 };
+export const GEMV_ROWS_PER_TEAM: Record<DType, number> = { f32: 2, f16: 1, bf16: 1, q8_0: 4, q4_0: 2 };
 
 /** 16-byte weight loads per lane and row that a GEMV team issues before it computes, per format. */
-export const GEMV_UNROLL: Record<DType, number> = { f32: 4, f16: 4, bf16: 4, q8_0: 2, q4_0: 2 };
+export const GEMV_UNROLL: Record<DType, number> = { f32: 2, f16: 2, bf16: 2, q8_0: 1, q4_0: 1 };
+
+/** Whether the GEMV loads the next step's weights before computing the current one, per format. */
+export const GEMV_PIPELINE: Record<DType, boolean> = { f32: true, f16: true, bf16: true, q8_0: true, q4_0: true };
 
 /**
  * Teams that split the K of one row group by default: the largest power of two dividing R (so R rows
@@ -169,6 +172,7 @@ export function gemvKernel(
   rowsPerTeam = GEMV_ROWS_PER_TEAM[format],
   split = gemvSplit(sg, rowsPerTeam),
   unroll = GEMV_UNROLL[format],
+  pipeline = GEMV_PIPELINE[format],
 ): Kernel {
   const team = gemvTeam(sg);
   const teams = GEMV_THREADS / team;
@@ -176,7 +180,7 @@ export function gemvKernel(
   const [R, S, U] = [rowsPerTeam, split, unroll];
   if (!(S >= 1 && (S & (S - 1)) === 0 && teams % S === 0)) throw new Error(`GEMV split ${S} must be a power of two dividing ${teams} teams`);
   if (!(R >= 1 && U >= 1)) throw new Error(`GEMV rows per team ${R} and unroll ${U} must be at least 1`);
-  return memoKernel(`gemv.${format}.${mode}.${team}.${+viaSubgroup}.${R}.${S}.${U}`, () => {
+  return memoKernel(`gemv.${format}.${mode}.${team}.${+viaSubgroup}.${R}.${S}.${U}.${+pipeline}`, () => {
     const f = gemvFormat(format);
     const block = isBlock(format);
     const rows = Array.from({ length: R }, (_, j) => j);
@@ -190,14 +194,34 @@ export function gemvKernel(
       Array.from({ length: f.xv }, (_, v) => `let x${v} = xload(b${v === 0 ? "" : ` + ${tile ? 32 * v : v}u`});`).join(" ");
     const hasRest = f.tileSlots !== f.slots;
     const tdot = (q: string, c: string) => (block ? `tdot(${q}, ${c}, ${xs})` : `tdot(${q}, ${xs})`);
-    const unrolled = `for (var st = kp; st < steps; st += S) {
-      let s = st * (TEAM * U) + lane;
-      ${loads.map((u) => each((j) => `let q${j}_${u} = w[w${j} + ${slot(u)}];`)).join("\n      ")}
-      ${block ? loads.map((u) => each((j) => `let c${j}_${u} = sc[c${j} + (${slot(u)} >> 3u)];`)).join("\n      ") : ""}
-      ${loads.map((u) => `{
+    const names = loads.flatMap((u) => rows.map((j) => `${j}_${u}`));
+    const fetch = (decl: string, base: string) =>
+      [
+        ...loads.flatMap((u) => rows.map((j) => `${decl}q${j}_${u} = w[w${j} + ${base}${u ? ` + ${u * team}u` : ""}];`)),
+        ...(block ? loads.flatMap((u) => rows.map((j) => `${decl}c${j}_${u} = sc[c${j} + ((${base}${u ? ` + ${u * team}u` : ""}) >> 3u)];`)) : []),
+      ].join("\n      ");
+    const compute = (q: string, c: string) =>
+      loads.map((u) => `{
         ${xLets(slot(u), true)}
-        ${each((j) => `acc${j} += ${tdot(`q${j}_${u}`, `c${j}_${u}`)};`, "\n        ")}
-      }`).join("\n      ")}
+        ${each((j) => `acc${j} += ${tdot(`${q}${j}_${u}`, `${c}${j}_${u}`)};`, "\n        ")}
+      }`).join("\n      ");
+    // pipelined: the next step's weights are loaded before this step's are used, so a team keeps a
+    // step of loads in flight while it computes (the last step reloads itself: a cache hit)
+    const unrolled = pipeline
+      ? `if (steps > kp) {
+      ${fetch("var ", "(kp * (TEAM * U) + lane)")}
+      for (var st = kp; st < steps; st += S) {
+        let s = st * (TEAM * U) + lane;
+        ${names.map((n) => `let pq${n} = q${n};${block ? ` let pc${n} = c${n};` : ""}`).join("\n        ")}
+        let n = min(st + S, steps - 1u) * (TEAM * U) + lane;
+        ${fetch("", "n")}
+        ${compute("pq", "pc")}
+      }
+    }`
+      : `for (var st = kp; st < steps; st += S) {
+      let s = st * (TEAM * U) + lane;
+      ${fetch("let ", "s")}
+      ${compute("q", "c")}
     }`;
     const tileOne = `${xLets("s", true)}
         ${each((j) => `acc${j} += ${tdot(`w[w${j} + s]`, `sc[c${j} + (s >> 3u)]`)};`, "\n        ")}`;
