@@ -276,7 +276,11 @@ export class FrugalServer {
     const usage = { promptTokens: result.promptTokens, completionTokens: result.completionTokens };
     if (result.finishReason === "abort") {
       // the client left (nobody to answer) or the server is stopping (end the stream cleanly)
-      if (res.destroyed || res.writableEnded) return this.metrics.request(endpoint, 499);
+      if (res.destroyed || res.writableEnded) {
+        // a stream was counted when it started; a request that never got an answer counts as 499
+        if (!res.headersSent) this.metrics.request(endpoint, 499);
+        return;
+      }
       return this.endStreamWithError(res, new ApiError(503, "generation was cut short: the server is shutting down", null, "shutting_down", "server_error"));
     }
     const finish: FinishReason = result.finishReason;
