@@ -62,35 +62,100 @@ export class Sampler {
     }
     const temperature = this.o.temperature ?? 0;
     if (temperature === 0) return argmax(logits);
-
-    let ids = Array.from(logits.keys());
-    ids.sort((a, b) => logits[b]! - logits[a]!);
-    const k = this.o.topK ?? 0;
-    if (k > 0 && k < ids.length) ids = ids.slice(0, k);
-    const max = logits[ids[0]!]! / temperature;
-    let probs = ids.map((id) => Math.exp(logits[id]! / temperature - max));
-    let sum = probs.reduce((a, b) => a + b, 0);
-    probs = probs.map((p) => p / sum);
-    const minP = this.o.minP ?? 0;
-    if (minP > 0) {
-      const keep = probs.filter((p) => p >= minP * probs[0]!).length;
-      ids = ids.slice(0, keep);
-      probs = probs.slice(0, keep);
-    }
-    const topP = this.o.topP ?? 1;
-    if (topP < 1) {
-      let acc = 0;
-      let keep = 0;
-      while (keep < probs.length && acc < topP) acc += probs[keep++]!;
-      ids = ids.slice(0, keep);
-      probs = probs.slice(0, keep);
-    }
-    sum = probs.reduce((a, b) => a + b, 0);
+    const { ids, w } = keptTokens(logits, this.o);
+    const sum = w.reduce((a, b) => a + b, 0);
     let r = this.rng.next() * sum;
     for (let i = 0; i < ids.length; i++) {
-      r -= probs[i]!;
+      r -= w[i]!;
       if (r <= 0) return ids[i]!;
     }
     return ids[ids.length - 1]!;
   }
+}
+
+/** The ids of the k largest logits (all ids when k is 0 or covers the vocabulary), in no particular order. */
+function candidates(logits: Float32Array, k: number): number[] {
+  const n = logits.length;
+  if (k <= 0 || k >= n) return Array.from({ length: n }, (_, i) => i);
+  const kth = kthLargest(Float32Array.from(logits), k);
+  const above: number[] = [];
+  const equal: number[] = [];
+  for (let i = 0; i < n; i++) {
+    if (logits[i]! > kth) above.push(i);
+    else if (logits[i] === kth) equal.push(i);
+  }
+  return above.concat(equal.slice(0, k - above.length));
+}
+
+/** The k-th largest value (k >= 1) by quickselect; reorders `v`. */
+function kthLargest(v: Float32Array, k: number): number {
+  let lo = 0;
+  let hi = v.length - 1;
+  const target = k - 1;
+  while (lo < hi) {
+    const pivot = v[(lo + hi) >>> 1]!;
+    let i = lo;
+    let j = hi;
+    while (i <= j) {
+      while (v[i]! > pivot) i++;
+      while (v[j]! < pivot) j--;
+      if (i <= j) {
+        const t = v[i]!;
+        v[i++] = v[j]!;
+        v[j--] = t;
+      }
+    }
+    if (target <= j) hi = j;
+    else if (target >= i) lo = i;
+    else return v[target]!;
+  }
+  return v[lo]!;
+}
+
+/**
+ * The smallest set of most likely tokens whose weights reach `mass`, most likely first. The nucleus
+ * is made of the largest weights, so it lies inside any set {w >= t} whose total reaches `mass`:
+ * only that set is sorted, and t is lowered until it is big enough.
+ */
+function nucleus(ids: number[], w: number[], mass: number): [number[], number[]] {
+  for (let t = Math.exp(-4); ; t = t * t) {
+    const pick = w.map((x, i) => i).filter((i) => w[i]! >= t || t < 1e-300);
+    let covered = 0;
+    for (const i of pick) covered += w[i]!;
+    if (covered < mass && t >= 1e-300) continue;
+    pick.sort((a, b) => w[b]! - w[a]! || ids[a]! - ids[b]!);
+    const keepIds: number[] = [];
+    const keepW: number[] = [];
+    let acc = 0;
+    for (const i of pick) {
+      if (acc >= mass) break;
+      keepIds.push(ids[i]!);
+      keepW.push(w[i]!);
+      acc += w[i]!;
+    }
+    return [keepIds, keepW];
+  }
+}
+
+/**
+ * The tokens temperature sampling may pick after top-k, min-p and top-p, with weights proportional to
+ * their probabilities (w = p / p_max). No full sort of the vocabulary: that cost ~3.6 ms a token at
+ * 8K entries and far more at 128K.
+ */
+export function keptTokens(logits: Float32Array, o: SamplingOptions): { ids: number[]; w: number[] } {
+  const temperature = o.temperature || 1;
+  let ids = candidates(logits, o.topK ?? 0);
+  let max = -Infinity;
+  for (const id of ids) max = Math.max(max, logits[id]!);
+  let w = ids.map((id) => Math.exp((logits[id]! - max) / temperature));
+  const total = w.reduce((a, b) => a + b, 0);
+  const minP = o.minP ?? 0;
+  if (minP > 0) {
+    const keep = w.map((x) => x >= minP);
+    ids = ids.filter((_, i) => keep[i]);
+    w = w.filter((_, i) => keep[i]);
+  }
+  const topP = o.topP ?? 1;
+  if (topP < 1) [ids, w] = nucleus(ids, w, topP * total);
+  return { ids, w };
 }

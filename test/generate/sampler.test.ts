@@ -55,3 +55,35 @@ test("out-of-range options are refused by name", () => {
   assert.throws(() => new Sampler({ temperature: -1 }), /temperature/);
   assert.throws(() => new Sampler({ repetitionPenalty: 0 }), /repetitionPenalty/);
 });
+
+test("the kept set equals a brute-force sort-and-cut on random logits (top-k, min-p, top-p, ties)", async () => {
+  const { keptTokens } = await import("../../src/generate/sampler.js");
+  let s = 12345;
+  const rand = () => ((s = (Math.imul(s, 1103515245) + 12345) >>> 0) / 2 ** 32);
+  for (let trial = 0; trial < 200; trial++) {
+    const n = 50 + Math.floor(rand() * 400);
+    // a coarse grid makes ties common
+    const logits = Float32Array.from({ length: n }, () => Math.round(rand() * 40) / 4 - 5);
+    const o = {
+      temperature: 0.5 + rand(),
+      topK: rand() < 0.5 ? Math.floor(rand() * n) : 0,
+      topP: rand() < 0.7 ? rand() : 1,
+      minP: rand() < 0.3 ? rand() * 0.2 : 0,
+    };
+    const order = Array.from(logits.keys()).sort((a, b) => logits[b]! - logits[a]! || a - b);
+    let ids = o.topK > 0 && o.topK < n ? order.slice(0, o.topK) : order;
+    const max = logits[ids[0]!]!;
+    let w = ids.map((id) => Math.exp((logits[id]! - max) / o.temperature));
+    const total = w.reduce((a, b) => a + b, 0);
+    ids = ids.filter((_, i) => w[i]! >= o.minP);
+    w = w.filter((x) => x >= o.minP);
+    if (o.topP < 1) {
+      let acc = 0;
+      let keep = 0;
+      while (keep < w.length && acc < o.topP * total) acc += w[keep++]!;
+      ids = ids.slice(0, keep);
+    }
+    const got = keptTokens(logits, o);
+    assert.deepEqual([...got.ids].sort((a, b) => a - b), [...ids].sort((a, b) => a - b), JSON.stringify(o));
+  }
+});
