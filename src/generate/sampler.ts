@@ -63,7 +63,8 @@ export class Sampler {
     const temperature = this.o.temperature ?? 0;
     if (temperature === 0) return argmax(logits);
     const { ids, w } = keptTokens(logits, this.o);
-    const sum = w.reduce((a, b) => a + b, 0);
+    let sum = 0;
+    for (const x of w) sum += x;
     let r = this.rng.next() * sum;
     for (let i = 0; i < ids.length; i++) {
       r -= w[i]!;
@@ -74,17 +75,19 @@ export class Sampler {
 }
 
 /** The ids of the k largest logits (all ids when k is 0 or covers the vocabulary), in no particular order. */
-function candidates(logits: Float32Array, k: number): number[] {
+function candidates(logits: Float32Array, k: number): Int32Array {
   const n = logits.length;
-  if (k <= 0 || k >= n) return Array.from({ length: n }, (_, i) => i);
-  const kth = kthLargest(Float32Array.from(logits), k);
-  const above: number[] = [];
-  const equal: number[] = [];
-  for (let i = 0; i < n; i++) {
-    if (logits[i]! > kth) above.push(i);
-    else if (logits[i] === kth) equal.push(i);
+  if (k <= 0 || k >= n) {
+    const all = new Int32Array(n);
+    for (let i = 0; i < n; i++) all[i] = i;
+    return all;
   }
-  return above.concat(equal.slice(0, k - above.length));
+  const kth = kthLargest(Float32Array.from(logits), k);
+  const out = new Int32Array(k);
+  let m = 0;
+  for (let i = 0; i < n; i++) if (logits[i]! > kth) out[m++] = i;
+  for (let i = 0; i < n && m < k; i++) if (logits[i] === kth) out[m++] = i;
+  return out;
 }
 
 /** The k-th largest value (k >= 1) by quickselect; reorders `v`. */
@@ -117,24 +120,24 @@ function kthLargest(v: Float32Array, k: number): number {
  * is made of the largest weights, so it lies inside any set {w >= t} whose total reaches `mass`:
  * only that set is sorted, and t is lowered until it is big enough.
  */
-function nucleus(ids: number[], w: number[], mass: number): [number[], number[]] {
-  for (let t = Math.exp(-4); ; t = t * t) {
-    const pick = w.map((x, i) => i).filter((i) => w[i]! >= t || t < 1e-300);
+function nucleus(ids: Int32Array, w: Float64Array, mass: number): [Int32Array, Float64Array] {
+  let t = Math.exp(-4);
+  for (;;) {
     let covered = 0;
-    for (const i of pick) covered += w[i]!;
-    if (covered < mass && t >= 1e-300) continue;
-    pick.sort((a, b) => w[b]! - w[a]! || ids[a]! - ids[b]!);
-    const keepIds: number[] = [];
-    const keepW: number[] = [];
-    let acc = 0;
-    for (const i of pick) {
-      if (acc >= mass) break;
-      keepIds.push(ids[i]!);
-      keepW.push(w[i]!);
-      acc += w[i]!;
-    }
-    return [keepIds, keepW];
+    let count = 0;
+    for (let i = 0; i < w.length; i++) if (w[i]! >= t) { covered += w[i]!; count++; }
+    if (covered >= mass || t === 0) break;
+    t = t * t < 1e-300 ? 0 : t * t;
   }
+  const pick = new Int32Array(w.length);
+  let m = 0;
+  for (let i = 0; i < w.length; i++) if (w[i]! >= t) pick[m++] = i;
+  const order = pick.subarray(0, m).sort((a, b) => w[b]! - w[a]! || ids[a]! - ids[b]!);
+  let acc = 0;
+  let keep = 0;
+  while (keep < order.length && acc < mass) acc += w[order[keep++]!]!;
+  const kept = order.subarray(0, keep);
+  return [Int32Array.from(kept, (i) => ids[i]!), Float64Array.from(kept, (i) => w[i]!)];
 }
 
 /**
@@ -142,18 +145,20 @@ function nucleus(ids: number[], w: number[], mass: number): [number[], number[]]
  * their probabilities (w = p / p_max). No full sort of the vocabulary: that cost ~3.6 ms a token at
  * 8K entries and far more at 128K.
  */
-export function keptTokens(logits: Float32Array, o: SamplingOptions): { ids: number[]; w: number[] } {
+export function keptTokens(logits: Float32Array, o: SamplingOptions): { ids: Int32Array; w: Float64Array } {
   const temperature = o.temperature || 1;
-  let ids = candidates(logits, o.topK ?? 0);
+  let ids: Int32Array = candidates(logits, o.topK ?? 0);
   let max = -Infinity;
-  for (const id of ids) max = Math.max(max, logits[id]!);
-  let w = ids.map((id) => Math.exp((logits[id]! - max) / temperature));
-  const total = w.reduce((a, b) => a + b, 0);
+  for (let i = 0; i < ids.length; i++) if (logits[ids[i]!]! > max) max = logits[ids[i]!]!;
+  let w: Float64Array = new Float64Array(ids.length);
+  let total = 0;
+  for (let i = 0; i < ids.length; i++) total += w[i] = Math.exp((logits[ids[i]!]! - max) / temperature);
   const minP = o.minP ?? 0;
   if (minP > 0) {
-    const keep = w.map((x) => x >= minP);
-    ids = ids.filter((_, i) => keep[i]);
-    w = w.filter((_, i) => keep[i]);
+    let m = 0;
+    for (let i = 0; i < w.length; i++) if (w[i]! >= minP) { ids[m] = ids[i]!; w[m++] = w[i]!; }
+    ids = ids.subarray(0, m);
+    w = w.subarray(0, m);
   }
   const topP = o.topP ?? 1;
   if (topP < 1) [ids, w] = nucleus(ids, w, topP * total);
