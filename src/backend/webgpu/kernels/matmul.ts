@@ -1,17 +1,18 @@
 /**
  * out[r, o] = sum_i x[r, i] * w[o, i] for every weight format.
  *
- * GEMV (one row, the decode step) is memory-bound, so it is written to keep enough weight loads in
- * flight to stream the weight at DRAM bandwidth, with every other cost below that:
+ * GEMV (one row, the decode step) should stream the weight once at DRAM bandwidth; what it does for that:
  * - A team of threads (32, or the subgroup if smaller) loads 16 bytes a lane, 512 contiguous bytes a load,
- *   U such loads per row before it computes (U = `unroll`), so a 4096-row matrix (4096 teams) still has
- *   enough bytes in flight; one load per lane at a time left those at a quarter of the bandwidth.
+ *   U such loads per row before it computes (U = `unroll`), and optionally the next step's loads before
+ *   it computes the current one (`pipeline`), to keep more bytes in flight per team.
  * - x is read in the tile order of weights.ts: lane l takes x vec4 l + 32v of the tile, so x loads are
- *   coalesced too (with the file's order, q4_0 needed 8 times the L1 wavefronts of its weight bytes).
+ *   512 contiguous bytes too (in the file's order a q4_0 lane's x is one 128-byte line per lane).
  * - R rows share each x load, and S teams split a row group's K (S = `split`), so sharing x does not cut
  *   the number of teams; their sums meet in workgroup memory.
  * - q8_0/q4_0 decode without int-to-float conversions (weights.ts, `nib4` / `i8f`).
- * Team sums: subgroup shuffles, or a workgroup-memory tree without subgroups.
+ * Team sums: subgroup shuffles, or a workgroup-memory tree without subgroups. Measured on an H200
+ * (docs/results/gpu-gemv-h200-after.txt): 8192x8192 f32 96%, f16 78%, q8_0 56%, q4_0 35% of copy
+ * bandwidth; the 14336-wide shapes stay far below that for reasons not yet found.
  *
  * GEMM (prefill) tiles 64 rows x 64 output features per workgroup, steps K by 32 through workgroup
  * memory, and each of 256 threads accumulates a 4 x 4 block. Weights are decoded to f32 in groups of 8
@@ -28,14 +29,21 @@ export function gemvTeam(sg: number): number {
   return sg > 1 ? Math.min(sg, 32) : 32;
 }
 
-/** Rows each GEMV team computes by default, per format (the bench measures the alternatives). */
-export const GEMV_ROWS_PER_TEAM: Record<DType, number> = { f32: 2, f16: 1, bf16: 1, q8_0: 4, q4_0: 2 };
+/**
+ * Rows each GEMV team computes by default, per format (the bench measures the alternatives). Defaults
+ * here (with GEMV_UNROLL and the split gemvSplit gives) are the variants with the least total time over
+ * 8192x8192, 4096x14336 and 14336x4096 on an H200 (docs/results/gpu-gemv-h200-after.txt).
+ */
+export const GEMV_ROWS_PER_TEAM: Record<DType, number> = { f32: 2, f16: 2, bf16: 2, q8_0: 4, q4_0: 2 };
 
 /** 16-byte weight loads per lane and row that a GEMV team issues before it computes, per format. */
 export const GEMV_UNROLL: Record<DType, number> = { f32: 2, f16: 2, bf16: 2, q8_0: 1, q4_0: 1 };
 
-/** Whether the GEMV loads the next step's weights before computing the current one, per format. */
-export const GEMV_PIPELINE: Record<DType, boolean> = { f32: true, f16: true, bf16: true, q8_0: true, q4_0: true };
+/**
+ * Whether the GEMV loads the next step's weights before computing the current one, per format. Off: the
+ * pipelined variant passes the tests but has not been timed on a GPU yet (bench it before turning it on).
+ */
+export const GEMV_PIPELINE: Record<DType, boolean> = { f32: false, f16: false, bf16: false, q8_0: false, q4_0: false };
 
 /**
  * Teams that split the K of one row group by default: the largest power of two dividing R (so R rows
