@@ -182,13 +182,15 @@ export class LlamaModel {
   }
 
   /**
-   * Runs `tokens` at positions pos0.. through the network, filling the cache, and returns the logits
-   * tensor: one row per token when `allLogits`, else one row for the last token.
+   * Embeds `tokens` and runs every layer over them; `attend` does the position-dependent part (RoPE,
+   * KV write, attention from q/k/v into att) for layer l. Returns the residual stream x, the scratch
+   * row h and the row-count view used.
    */
-  forward(tokens: Int32Array, pos0: number, cache: KVCache, allLogits = false): Tensor {
+  private layers(
+    tokens: Int32Array,
+    attend: (layer: number, q: Tensor, k: Tensor, v: Tensor, att: Tensor) => void,
+  ): { x: Tensor; h: Tensor; view: (t: Tensor) => Tensor } {
     const n = tokens.length;
-    if (n === 0) throw new Error("forward needs at least one token");
-    if (pos0 + n > cache.capacity) throw new Error(`context full: ${pos0 + n} positions > ${cache.capacity}`);
     const b = this.backend;
     const c = this.config;
     const w = this.weights;
@@ -209,10 +211,7 @@ export class LlamaModel {
       if (L.vBias) b.addBias(v, L.vBias);
       if (L.qNorm) b.rmsnorm(q, q, L.qNorm, c.rmsNormEps, c.headDim);
       if (L.kNorm) b.rmsnorm(k, k, L.kNorm, c.rmsNormEps, c.headDim);
-      b.rope(q, c.headDim, pos0, this.rope);
-      b.rope(k, c.headDim, pos0, this.rope);
-      b.kvWrite(cache, l, k, v, pos0);
-      b.attention(att, q, cache, l, pos0, c.numHeads);
+      attend(l, q, k, v, att);
       b.matmul(proj, att, L.o);
       b.add(x, x, proj);
 
@@ -223,6 +222,26 @@ export class LlamaModel {
       b.matmul(proj, gate, L.down);
       b.add(x, x, proj);
     }
+    return { x, h, view };
+  }
+
+  /**
+   * Runs `tokens` at positions pos0.. through the network, filling the cache, and returns the logits
+   * tensor: one row per token when `allLogits`, else one row for the last token.
+   */
+  forward(tokens: Int32Array, pos0: number, cache: KVCache, allLogits = false): Tensor {
+    const n = tokens.length;
+    if (n === 0) throw new Error("forward needs at least one token");
+    if (pos0 + n > cache.capacity) throw new Error(`context full: ${pos0 + n} positions > ${cache.capacity}`);
+    const b = this.backend;
+    const c = this.config;
+    const w = this.weights;
+    const { x, h, view } = this.layers(tokens, (l, q, k, v, att) => {
+      b.rope(q, c.headDim, pos0, this.rope);
+      b.rope(k, c.headDim, pos0, this.rope);
+      b.kvWrite(cache, l, k, v, pos0);
+      b.attention(att, q, cache, l, pos0, c.numHeads);
+    });
     if (allLogits) {
       b.rmsnorm(h, x, w.norm, c.rmsNormEps, c.hiddenSize);
       if (!this.allLogits || this.allLogits.rows < n) this.allLogits = b.activation(n, c.vocabSize);
@@ -231,7 +250,7 @@ export class LlamaModel {
       return logits;
     }
     // only the last row feeds the next-token distribution
-    const last = b.view(s.h, 1);
+    const last = b.view(h, 1);
     b.rmsnormRow(last, x, n - 1, w.norm, c.rmsNormEps);
     this.lastLogits ??= b.activation(1, c.vocabSize);
     b.matmul(this.lastLogits, last, w.lmHead);
@@ -261,24 +280,8 @@ export class LlamaModel {
     }
     const c = this.config;
     const w = this.weights;
-    const s = this.scratchFor(n);
-    const view = (t: Tensor) => (t.rows === n ? t : b.view(t, n));
-    const x = view(s.x), h = view(s.h), q = view(s.q), k = view(s.k), v = view(s.v);
-    const att = view(s.att), proj = view(s.proj), gate = view(s.gate), up = view(s.up);
     const row = (t: Tensor, r: number) => b.rowView!(t, r, 1);
-
-    b.embed(x, w.embed, tokens);
-    for (let l = 0; l < c.numLayers; l++) {
-      const L = w.layers[l]!;
-      b.rmsnorm(h, x, L.inputNorm, c.rmsNormEps, c.hiddenSize);
-      b.matmul(q, h, L.q);
-      b.matmul(k, h, L.k);
-      b.matmul(v, h, L.v);
-      if (L.qBias) b.addBias(q, L.qBias);
-      if (L.kBias) b.addBias(k, L.kBias);
-      if (L.vBias) b.addBias(v, L.vBias);
-      if (L.qNorm) b.rmsnorm(q, q, L.qNorm, c.rmsNormEps, c.headDim);
-      if (L.kNorm) b.rmsnorm(k, k, L.kNorm, c.rmsNormEps, c.headDim);
+    const { x, h } = this.layers(tokens, (l, q, k, v, att) => {
       for (let r = 0; r < n; r++) {
         const qr = row(q, r), kr = row(k, r), pos = positions[r]!, cache = caches[r]!;
         b.rope(qr, c.headDim, pos, this.rope);
@@ -286,16 +289,7 @@ export class LlamaModel {
         b.kvWrite(cache, l, kr, row(v, r), pos);
         b.attention(row(att, r), qr, cache, l, pos, c.numHeads);
       }
-      b.matmul(proj, att, L.o);
-      b.add(x, x, proj);
-
-      b.rmsnorm(h, x, L.postNorm, c.rmsNormEps, c.hiddenSize);
-      b.matmul(gate, h, L.gate);
-      b.matmul(up, h, L.up);
-      b.swiglu(gate, gate, up);
-      b.matmul(proj, gate, L.down);
-      b.add(x, x, proj);
-    }
+    });
     b.rmsnorm(h, x, w.norm, c.rmsNormEps, c.hiddenSize);
     if (!this.batchLogits || this.batchLogits.rows < n) this.batchLogits = b.activation(n, c.vocabSize);
     const logits = b.view(this.batchLogits, n);
