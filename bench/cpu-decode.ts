@@ -5,7 +5,7 @@
  *
  *   npm --prefix bench install          # once: the llama.cpp anchor
  *   node dist/bench/cpu-decode.js [--dim 1024 --layers 12 --hidden 2816 --heads 16 --kv-heads 4 --vocab 32000]
- *        [--types f16,q8_0,q4_0] [--threads 2] [--prompt 128] [--decode 64] [--profile]
+ *        [--types f16,q8_0,q4_0] [--threads 2] [--prompt 128] [--decode 64] [--profile] [--svg FILE]
  *
  * Prints a table and ends with one JSON line holding the ratios (Frugal / llama.cpp).
  */
@@ -18,6 +18,8 @@ import { loadModel } from "../src/load.js";
 import { createCpuBackend } from "../src/backend/cpu/cpu-backend.js";
 import { timeOps } from "../src/backend/op-timer.js";
 import { argmax } from "../src/generate/sampler.js";
+import { barChartSvg } from "../src/eval/plot.js";
+import { writeFileSync } from "node:fs";
 
 const ROOT = fileURLToPath(new URL("../../", import.meta.url));
 const { values: a } = parseArgs({
@@ -35,6 +37,7 @@ const { values: a } = parseArgs({
     dir: { type: "string", default: join(ROOT, "bench/.models") },
     profile: { type: "boolean", default: false },
     "skip-anchor": { type: "boolean", default: false },
+    svg: { type: "string" },
   },
 });
 const threads = Number(a.threads);
@@ -162,3 +165,17 @@ for (const [type, r] of Object.entries(rows)) {
   console.log(`${type.padEnd(6)} | ${fmt(r.frugal.prefill)} t/s | ${fmt(r.llamaCpp?.prefill)} t/s | ${rp?.toFixed(2) ?? "-"} | ${fmt(r.frugal.decode)} t/s | ${fmt(r.llamaCpp?.decode)} t/s | ${rd?.toFixed(2) ?? "-"}`);
 }
 console.log(JSON.stringify({ bench: "cpu-decode", threads, prompt: promptLen, decode: decodeLen, results: rows, ratios }));
+
+if (a.svg) {
+  const types = Object.keys(rows);
+  writeFileSync(a.svg, barChartSvg({
+    title: "CPU decode tokens/s, Frugal vs llama.cpp",
+    subtitle: `Llama dim ${a.dim}, ${a.layers} layers, vocab ${a.vocab}; ${threads} threads; prompt ${promptLen}, decode ${decodeLen}`,
+    yLabel: "tokens/s",
+    groups: types,
+    series: [
+      { name: "Frugal (WebAssembly SIMD)", values: types.map((t) => rows[t]!.frugal.decode) },
+      { name: "llama.cpp (node-llama-cpp, native build)", values: types.map((t) => rows[t]!.llamaCpp?.decode) },
+    ],
+  }));
+}
