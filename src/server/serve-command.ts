@@ -2,7 +2,7 @@
 import { parseArgs } from "node:util";
 import { loadModel, DEFAULT_MODEL } from "../load.js";
 import { FrugalServer } from "./server.js";
-import { pageFiles } from "./static.js";
+import { PAGE_DIR, pageBuilt, pageFiles } from "./static.js";
 
 export const SERVE_USAGE = `  serve      OpenAI-compatible server    frugal serve [--model SRC] [--host 127.0.0.1] [--port 8080] [--api-key KEY]
                                             [--device cpu|webgpu] [--threads N] [--max-queue N] [--max-batch N]
@@ -61,6 +61,10 @@ export async function serve(args: string[], log: (line: string) => void = (l) =>
         `(${model.backend.kind}, ${server.scheduler.batched ? "batched" : "round-robin"} decoding of up to ${server.scheduler.maxBatch} sequences` +
         `${apiKey ? ", API key required" : ""})`,
     );
+    // the page is built by Vite (npm run web:build), not by the TypeScript build, so it may be missing
+    if (!(await pageBuilt())) {
+      log(`frugal: no chat page at / (${PAGE_DIR} is not built): run \`npm run web:build\` in the Frugal repository for it; the API works without it`);
+    }
     await new Promise<void>((resolve) => {
       const stop = (signal: string) => {
         log(`frugal: ${signal}: finishing running requests, then exiting`);

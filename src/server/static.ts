@@ -16,7 +16,18 @@ const TYPES: Record<string, string> = {
   ".svg": "image/svg+xml",
 };
 
-/** A lookup of URL paths in `dir` (/ is index.html); paths outside it, and missing files, give undefined. */
+/** What / shows while the page is not built: how to build it (the API works without it). */
+const NOT_BUILT = new TextEncoder().encode(
+  `<!doctype html><meta charset="utf-8"><title>Frugal: the chat page is not built</title>
+<p>This is <code>frugal serve</code>: its API (<code>/v1/chat/completions</code>, <code>/v1/completions</code>,
+<code>/v1/models</code>) works, but the chat page is not built. Run <code>npm run web:build</code> in the Frugal
+repository (it writes <code>dist/web</code>) and reload.</p>\n`,
+);
+
+/**
+ * A lookup of URL paths in `dir` (/ is index.html); paths outside it, and missing files, give undefined,
+ * except / while the page is not built, which gives a page saying how to build it.
+ */
 export function pageFiles(dir: string = PAGE_DIR): (path: string) => Promise<{ body: Uint8Array; type: string } | undefined> {
   const root = resolve(dir);
   return async (path) => {
@@ -28,7 +39,9 @@ export function pageFiles(dir: string = PAGE_DIR): (path: string) => Promise<{ b
     }
     const file = resolve(root, "." + (rel.endsWith("/") ? rel + "index.html" : rel));
     if (!file.startsWith(root + sep)) return undefined;
-    if (!(await stat(file).catch(() => undefined))?.isFile()) return undefined;
+    if (!(await stat(file).catch(() => undefined))?.isFile()) {
+      return rel === "/" && !(await pageBuilt(dir)) ? { body: NOT_BUILT, type: TYPES[".html"]! } : undefined;
+    }
     return { body: await readFile(file), type: TYPES[extname(file)] ?? "application/octet-stream" };
   };
 }
