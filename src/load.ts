@@ -50,7 +50,8 @@ export async function readSource(source: string, options: LoadOptions = {}): Pro
     const onProgress = options.onProgress ?? new ProgressBar().update;
     return loadHfFolder(await resolveHub(source, { offline: options.offline, onProgress }), { name: source });
   }
-  throw new Error(`${source}: not a model this build can read (llama2.c .bin, Hugging Face folder, hub id org/name)`);
+  if (!info) throw new Error(`${source}: no such file or folder, and not a hub id (org/name)`);
+  throw new Error(`${source}: not a model this build can read (llama2.c .bin, .gguf, a Hugging Face folder with config.json, or a hub id org/name)`);
 }
 
 export async function createBackend(options: LoadOptions): Promise<Backend> {
