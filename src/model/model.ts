@@ -58,6 +58,22 @@ export class Model {
     return this.source.tokenizer;
   }
 
+  /** A KV cache kept from a finished generation: backends free memory only at dispose, so reuse it. */
+  private spareCache?: KVCache;
+
+  private acquireCache(capacity: number): KVCache {
+    const spare = this.spareCache;
+    if (spare && spare.capacity >= capacity) {
+      this.spareCache = undefined;
+      return spare;
+    }
+    return this.network.newCache(capacity);
+  }
+
+  private releaseCache(cache: KVCache): void {
+    if (!this.spareCache || cache.capacity > this.spareCache.capacity) this.spareCache = cache;
+  }
+
   private ensureLive(): void {
     if (this.disposed) throw new Error("this model was disposed");
   }
@@ -114,12 +130,22 @@ export class Model {
       throw new RangeError(`the prompt has ${promptIds.length} tokens; the context holds ${capacity}`);
     }
     const sampler = new Sampler(options);
+    const limit = Math.min(maxTokens, capacity - promptIds.length);
+    const cache = this.acquireCache(Math.min(capacity, promptIds.length + limit));
+    try {
+      yield* this.decodeLoop(promptIds, options, sampler, cache, limit);
+    } finally {
+      this.releaseCache(cache);
+    }
+  }
+
+  private async *decodeLoop(
+    promptIds: readonly number[], options: GenerateOptions, sampler: Sampler, cache: KVCache, limit: number,
+  ): AsyncGenerator<Piece> {
     const eos = this.eosTokenIds;
     const stopAtEos = options.stopAtEos ?? true;
     const stops = new StopMatcher(options.stop ?? []);
     const decoder = new StreamDecoder(this.tokenizer, promptIds);
-    const limit = Math.min(maxTokens, capacity - promptIds.length);
-    const cache = this.network.newCache(Math.min(capacity, promptIds.length + limit));
     const history = [...promptIds];
 
     // greedy without a penalty needs only the token id: the backend can pick it where the logits are

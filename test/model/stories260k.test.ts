@@ -50,3 +50,16 @@ test("greedy continuation of the first k greedy tokens is the rest of the greedy
     model.dispose();
   }
 });
+
+test("repeated generations reuse one KV cache instead of growing memory", async () => {
+  const model = await loadModel(STORIES);
+  try {
+    const first = await model.complete("Once upon a time", { temperature: 0, maxTokens: 30 });
+    const cpu = model.backend as unknown as { arena?: { used: number } };
+    const used = cpu.arena!.used;
+    for (let i = 0; i < 5; i++) assert.equal(await model.complete("Once upon a time", { temperature: 0, maxTokens: 30 }), first);
+    assert.equal(cpu.arena!.used, used);
+  } finally {
+    model.dispose();
+  }
+});
