@@ -61,8 +61,25 @@ export interface Backend {
    * row and take the argmax on the CPU.
    */
   argmax?(logits: Tensor): Promise<number>;
+  /**
+   * Temperature sampling of the last row of `logits`, after every recorded op: the token id drawn from
+   * the same kept set as the CPU's `keptTokens` (top-k, min-p, top-p; 0, 0, 1 disable them) by walking
+   * the kept tokens in ascending id order until the running weight reaches `uniform` times their total
+   * (`drawKept`). `uniform` in [0, 1) comes from the caller's seeded Rng, so both backends draw alike.
+   * Optional; without it, `read` the row and sample on the CPU. No repetition penalty here: with one
+   * the caller reads the logits.
+   */
+  sample?(logits: Tensor, params: SampleParams, uniform: number): Promise<number>;
   /** Frees every buffer this backend made. */
   dispose(): void;
+}
+
+/** What a backend's `sample` needs of the sampling options (temperature > 0). */
+export interface SampleParams {
+  temperature: number;
+  topK: number;
+  topP: number;
+  minP: number;
 }
 
 export interface Tensor {

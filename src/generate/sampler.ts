@@ -1,4 +1,5 @@
 /** Turning a row of logits into the next token id. */
+import type { SampleParams } from "../backend/backend.js";
 
 export interface SamplingOptions {
   /** 0 picks the most likely token (greedy). Defaults to 0.8 in generate, 0 in eval. */
@@ -63,15 +64,48 @@ export class Sampler {
     const temperature = this.o.temperature ?? 0;
     if (temperature === 0) return argmax(logits);
     const { ids, w } = keptTokens(logits, this.o);
-    let sum = 0;
-    for (const x of w) sum += x;
-    let r = this.rng.next() * sum;
-    for (let i = 0; i < ids.length; i++) {
-      r -= w[i]!;
-      if (r <= 0) return ids[i]!;
-    }
-    return ids[ids.length - 1]!;
+    return drawKept(ids, w, this.rng.next());
   }
+
+  /**
+   * What a backend's `sample` needs to draw where the logits are, or undefined when the draw needs the
+   * logits here (greedy, or a repetition penalty, which depends on the history).
+   */
+  get deviceParams(): SampleParams | undefined {
+    const temperature = this.o.temperature ?? 0;
+    if (temperature === 0 || (this.o.repetitionPenalty ?? 1) !== 1) return undefined;
+    return { temperature, topK: this.o.topK ?? 0, topP: this.o.topP ?? 1, minP: this.o.minP ?? 0 };
+  }
+
+  /** The next number of the seeded stream, for a draw made elsewhere: the same one `sample` would use. */
+  uniform(): number {
+    return this.rng.next();
+  }
+}
+
+/**
+ * Draws from a kept set: walks the tokens in ascending id order and returns the first at which the running
+ * weight reaches u * (total weight), u in [0, 1). Id order (not the order keptTokens returns) is what a
+ * GPU can walk with a prefix sum, so both backends pick the same token for the same u.
+ */
+export function drawKept(ids: Int32Array, w: Float64Array, u: number): number {
+  if (ids.length === 0) throw new RangeError("no token is left to sample from (top-p 0 keeps none)");
+  let order: ArrayLike<number> | undefined;
+  for (let i = 1; i < ids.length; i++) {
+    if (ids[i]! < ids[i - 1]!) {
+      order = Int32Array.from(ids.keys()).sort((a, b) => ids[a]! - ids[b]!);
+      break;
+    }
+  }
+  let sum = 0;
+  for (let i = 0; i < ids.length; i++) sum += w[order ? order[i]! : i]!;
+  let r = u * sum;
+  for (let i = 0; i < ids.length; i++) {
+    const j = order ? order[i]! : i;
+    r -= w[j]!;
+    if (r <= 0) return ids[j]!;
+  }
+  return ids[order ? order[ids.length - 1]! : ids.length - 1]!;
 }
 
 /** The ids of the k largest logits (all ids when k is 0 or covers the vocabulary), in no particular order. */

@@ -148,10 +148,14 @@ export class Model {
     const decoder = new StreamDecoder(this.tokenizer, promptIds);
     const history = [...promptIds];
 
-    // greedy without a penalty needs only the token id: the backend can pick it where the logits are
+    // without a penalty only the token id is needed: the backend can pick it where the logits are
     const argmaxOnDevice = sampler.greedy && this.backend.argmax !== undefined;
-    const pick = async (logits: Tensor): Promise<number> =>
-      argmaxOnDevice ? this.backend.argmax!(logits) : sampler.sample(await this.backend.read(logits), history);
+    const deviceParams = this.backend.sample ? sampler.deviceParams : undefined;
+    const pick = async (logits: Tensor): Promise<number> => {
+      if (argmaxOnDevice) return this.backend.argmax!(logits);
+      if (deviceParams) return this.backend.sample!(logits, deviceParams, sampler.uniform());
+      return sampler.sample(await this.backend.read(logits), history);
+    };
 
     const t0 = performance.now();
     let next = await pick(this.prefill(promptIds, cache));

@@ -3,7 +3,7 @@
  * so a decode step is one queue submission; see recorder.ts for how parameters and bind groups are
  * reused, weights.ts for the weight layouts and kernels/ for the WGSL.
  */
-import type { Backend, KVCache, RopeTable, Tensor, Weight } from "../backend.js";
+import type { Backend, KVCache, RopeTable, SampleParams, Tensor, Weight } from "../backend.js";
 import type { RawTensor } from "../../tensor/raw.js";
 import type { DType } from "../../tensor/dtype.js";
 import { openGpu, type GpuDevice, type GpuOptions } from "./device.js";
@@ -20,6 +20,7 @@ import { KV_GROUP, kvWriteKernel } from "./kernels/kv.js";
 import { attentionCombineKernel, attentionPartialKernel, attentionSplits, partialStride } from "./kernels/attention.js";
 import { EMBED_GROUP, EMBED_TOKENS, embedKernel } from "./kernels/embed.js";
 import { argmaxKernel } from "./kernels/argmax.js";
+import { sampleKernel } from "./kernels/sample.js";
 
 export class GpuTensor implements Tensor {
   constructor(
@@ -308,6 +309,45 @@ export class WebGpuBackend implements Backend {
     if (g.rows === 0 || g.cols === 0) throw new Error("argmax of an empty tensor");
     this.run(argmaxKernel(), [g.cols, (g.rows - 1) * g.cols], [this.result, g.buf], [1, 1]);
     return new Uint32Array(await this.recorder.read(this.result.buffer, 0, 4))[0]!;
+  }
+
+  async sample(logits: Tensor, params: SampleParams, uniform: number): Promise<number> {
+    this.dispatchSample(logits, params, uniform, this.result, 0);
+    return this.sampledToken(new Uint32Array(await this.recorder.read(this.result.buffer, 0, 4))[0]!);
+  }
+
+  /**
+   * `sample`, plus the kept set the kernel drew from (kept[i] is 1 when token i may be drawn): for tests
+   * that compare it with the CPU's `keptTokens`.
+   */
+  async sampleKept(logits: Tensor, params: SampleParams, uniform: number): Promise<{ token: number; kept: Uint32Array }> {
+    const n = (logits as GpuTensor).cols;
+    const out = this.pool.storage((n + 1) * 4, "sample kept mask");
+    try {
+      this.dispatchSample(logits, params, uniform, out, 1);
+      const words = new Uint32Array(await this.recorder.read(out.buffer, 0, (n + 1) * 4));
+      return { token: this.sampledToken(words[0]!), kept: words.subarray(1) };
+    } finally {
+      this.pool.destroy(out);
+    }
+  }
+
+  private dispatchSample(logits: Tensor, o: SampleParams, uniform: number, out: Buf, mode: number): void {
+    const g = logits as GpuTensor;
+    if (g.rows === 0 || g.cols === 0) throw new Error("sample of an empty tensor");
+    if (!(o.temperature > 0 && Number.isFinite(o.temperature))) throw new RangeError(`sample: temperature must be positive, got ${o.temperature}`);
+    if (!(Number.isInteger(o.topK) && o.topK >= 0)) throw new RangeError(`sample: topK must be a non-negative integer, got ${o.topK}`);
+    if (!(o.topP >= 0 && o.topP <= 1)) throw new RangeError(`sample: topP must be in [0, 1], got ${o.topP}`);
+    if (!(o.minP >= 0 && o.minP <= 1)) throw new RangeError(`sample: minP must be in [0, 1], got ${o.minP}`);
+    if (!(uniform >= 0 && uniform < 1)) throw new RangeError(`sample: uniform must be in [0, 1), got ${uniform}`);
+    const topK = Math.min(o.topK, g.cols);
+    const params = [g.cols, (g.rows - 1) * g.cols, topK, mode, f32bits(o.temperature), f32bits(o.topP), f32bits(o.minP), f32bits(uniform)];
+    this.run(sampleKernel(), params, [out, g.buf], [1, 1]);
+  }
+
+  private sampledToken(id: number): number {
+    if (id === 0xffffffff) throw new RangeError("no token is left to sample from (top-p 0 keeps none)");
+    return id;
   }
 
   /** GPU time per kernel since creation or the last `resetProfile` (needs `{ profile: true }`). */
