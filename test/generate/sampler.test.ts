@@ -87,3 +87,13 @@ test("the kept set equals a brute-force sort-and-cut on random logits (top-k, mi
     assert.deepEqual([...got.ids].sort((a, b) => a - b), [...ids].sort((a, b) => a - b), JSON.stringify(o));
   }
 });
+
+test("drawKept walks the kept tokens in ascending id order to u * total weight", async () => {
+  const { drawKept } = await import("../../src/generate/sampler.js");
+  // id order: 2 (w 2), 5 (w 1), 9 (w 1); total 4, so 2 owns u in [0, 0.5], 5 (0.5, 0.75], 9 (0.75, 1)
+  const ids = Int32Array.from([5, 2, 9]);
+  const w = Float64Array.from([1, 2, 1]);
+  const cases: [number, number][] = [[0, 2], [0.49, 2], [0.5, 2], [0.51, 5], [0.75, 5], [0.76, 9], [0.999, 9]];
+  for (const [u, id] of cases) assert.equal(drawKept(ids, w, u), id, `u = ${u}`);
+  assert.throws(() => drawKept(new Int32Array(0), new Float64Array(0), 0.5), /no token/);
+});
