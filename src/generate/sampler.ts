@@ -38,12 +38,16 @@ export function argmax(logits: Float32Array): number {
 
 export class Sampler {
   private readonly rng: Rng;
-  constructor(private readonly o: SamplingOptions = {}) {
+  private readonly o: SamplingOptions;
+  constructor(options: SamplingOptions = {}) {
+    const o = options;
     for (const [k, lo, hi] of [["temperature", 0, Infinity], ["topK", 0, Infinity], ["topP", 0, 1], ["minP", 0, 1], ["repetitionPenalty", 0, Infinity]] as const) {
       const v = o[k];
       if (v !== undefined && !(v >= lo && v <= hi)) throw new RangeError(`${k} must be in [${lo}, ${hi}], got ${v}`);
     }
     if (o.repetitionPenalty === 0) throw new RangeError("repetitionPenalty must be positive");
+    // top-p 0 would keep nothing; like transformers (min_tokens_to_keep = 1) it keeps the most likely token
+    this.o = o.topP === 0 ? { ...o, topK: 1, topP: 1 } : o;
     this.rng = new Rng(o.seed ?? (Math.random() * 2 ** 32) >>> 0);
   }
 

@@ -97,3 +97,7 @@ test("drawKept walks the kept tokens in ascending id order to u * total weight",
   for (const [u, id] of cases) assert.equal(drawKept(ids, w, u), id, `u = ${u}`);
   assert.throws(() => drawKept(new Int32Array(0), new Float64Array(0), 0.5), /no token/);
 });
+
+test("top-p 0 keeps only the most likely token (as transformers' min_tokens_to_keep = 1)", () => {
+  for (let seed = 0; seed < 20; seed++) assert.equal(new Sampler({ temperature: 1, topP: 0, seed }).sample(logits()), 1);
+});

@@ -15,6 +15,7 @@ import { ropeKernel } from "../../../src/backend/webgpu/kernels/rope.js";
 import { kvWriteKernel } from "../../../src/backend/webgpu/kernels/kv.js";
 import { embedKernel } from "../../../src/backend/webgpu/kernels/embed.js";
 import { argmaxKernel } from "../../../src/backend/webgpu/kernels/argmax.js";
+import { sampleKernel } from "../../../src/backend/webgpu/kernels/sample.js";
 import { copyKernel } from "../../../src/backend/webgpu/kernels/copy.js";
 import type { DType } from "../../../src/tensor/dtype.js";
 
@@ -31,7 +32,7 @@ function allKernels(): Kernel[] {
   for (const d of [6, 8, 64, 80, 128, 256]) ks.push(attentionPartialKernel(d), attentionCombineKernel(d));
   for (const [a, b] of [[false, false], [true, false], [false, true], [true, true]] as const) ks.push(addKernel(a, b), swigluKernel(a, b));
   for (const t of [64, 256]) ks.push(rmsnormKernel(t, false), rmsnormKernel(t, true));
-  ks.push(addBiasKernel(), ropeKernel(), kvWriteKernel(), argmaxKernel(), copyKernel());
+  ks.push(addBiasKernel(), ropeKernel(), kvWriteKernel(), argmaxKernel(), sampleKernel(), copyKernel());
   return ks;
 }
 
