@@ -37,7 +37,7 @@ export interface QuantFormat {
   readonly description: string;
   /** Weights per scale group along a row; 0 means one group per row (per-channel). */
   readonly groupSize: number;
-  /** Storage bits per weight, scales and per-tensor headers included, for a row of `cols` weights. */
+  /** Storage bits per weight for a row of `cols` weights, group scales included (per-tensor f32 headers left out). */
   bitsPerWeight(cols: number): number;
   /** Quantizes `w` ([rows][cols], row-major) into the format. */
   pack(w: Float32Array, rows: number, cols: number, options?: PackOptions): PackedTensor;

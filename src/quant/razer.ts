@@ -10,7 +10,7 @@
  * each code is the nearest level of w/s (exact midpoints to the lower level); err = Σ(q·s − w)² in f64.
  * The optional clipping search (PackOptions.clip) repeats this on the group clamped to ±max|w|·(1 − 0.05i).
  *
- * Layout (§3.2, 4.125 bits a weight at G = 128, plus a 32-bit header): codes as in Nibbles (rows padded to whole
+ * Layout (§3.2, 4.125 bits a weight at G = 128, plus a 32-bit tensor header): codes as in Nibbles (rows padded to whole
  * groups with code 0x8); scales one u16 LE word per (row, group), rows padded to an even number of groups (two
  * words per u32, even group in the low half): bit 15 = SV sign, bit 14 = SV magnitude (0 → 5, 1 → 8), bits
  * 0..13 = the f16 bits of |s| (so |s| < 2). tensorScale = scaleMul, a power of two chosen so that every |s|
@@ -63,7 +63,7 @@ export function razerFormat(g = 128): QuantFormat {
     name,
     description: `FP4 E2M1 with the −0 code remapped to a per-group special value (±5, ±8); f16 scale with 2 SV bits per ${g} weights`,
     groupSize: g,
-    bitsPerWeight: (cols) => (groupsPerRow(cols, g) * (4 * g + 16) + 32) / cols,
+    bitsPerWeight: (cols) => (groupsPerRow(cols, g) * (4 * g + 16)) / cols,
     pack: (w, rows, cols, options) => packRazer(name, g, w, rows, cols, options),
     unpack: (p) => unpackRazer(name, g, p),
   };
