@@ -281,3 +281,13 @@ test("bad input: wrong shapes, non-finite weights, foreign or truncated packed t
     assert.throws(() => f.unpack({ ...p, format: other.name }), /cannot unpack/);
   }
 });
+
+test("ties: fp4 midpoints go to the lower level, int4-asym rounds half to even", () => {
+  const fp4 = quantFormat("fp4");
+  const w = new Float32Array(128);
+  w.set([6, 0.25, 0.75, -0.75, 2.5, -2.5, 5, -5, 1.25]);
+  assert.deepEqual(Array.from(fp4.unpack(fp4.pack(w, 1, 128)).subarray(0, 9)), [6, 0, 0.5, -1, 2, -3, 4, -6, 1]);
+  const int4 = quantFormat("int4-asym");
+  w.fill(0).set([-8, 7, 0.5, 1.5, 2.5, -0.5, -1.5, 3.4]); // s = 15/15 = 1, z = 8
+  assert.deepEqual(Array.from(int4.unpack(int4.pack(w, 1, 128)).subarray(0, 8)), [-8, 7, 0, 2, 2, 0, -2, 3]);
+});

@@ -5,6 +5,7 @@ import type { PackedTensor } from "../../src/quant/format.js";
 import { nvfp4Format } from "../../src/quant/nvfp4.js";
 import { nvfp4RazerFormat } from "../../src/quant/nvfp4-razer.js";
 import { razerCodeValue, razerFormat } from "../../src/quant/razer.js";
+import { razerFromV1, razerFromV2, razerToV1, razerToV2 } from "../../src/quant/razer-encodings.js";
 
 /** Spec §2.1 with the RaZeR convention: 0x0 is the SV, 0x8 the zero. */
 const E2M1 = [NaN, 0.5, 1, 1.5, 2, 3, 4, 6, 0, -0.5, -1, -1.5, -2, -3, -4, -6];
@@ -99,5 +100,26 @@ test("razer dominates FP4 g128 on every one of 10^5 random groups, both scale ru
     let worse = 0;
     for (let i = 0; i < groups; i++) if (rz[i]! > fp4[i]!) worse++;
     assert.equal(worse, 0, `${scaleRule}: ${worse} groups where razer is worse than fp4`);
+  }
+});
+
+test("v1 and v2 encoding converters: all 16 codes × 4 SVs decode alike and round-trip (spec §8.1.5)", () => {
+  const V1_MAGNITUDES = [0.5, NaN, 1, 1.5, 2, 3, 4, 6]; // index 1 is ZERO: +ZERO the zero, −ZERO the SV
+  const v1Value = (c: number, sv: number) => ((c >> 1) === 1 ? (c & 1 ? sv : 0) : (c & 1 ? -1 : 1) * V1_MAGNITUDES[c >> 1]!);
+  // v2: scale negated for a negative SV, the sentinel decodes to |sv|, 0x8 to zero
+  const v2Value = (c: number, sv: number) => (sv < 0 ? -1 : 1) * (c === 0 ? Math.abs(sv) : c === 8 ? 0 : E2M1[c]!);
+  for (const [flags, sv] of FLAG_SV) {
+    const seen = new Set<number>();
+    for (let c = 0; c < 16; c++) {
+      const ours = razerCodeValue(flags, c);
+      const v1 = razerToV1(c);
+      seen.add(v1);
+      assert.equal(v1Value(v1, sv) + 0, ours + 0, `v1, sv ${sv}, code ${c}`);
+      assert.equal(razerFromV1(v1), c);
+      const v2 = razerToV2(c, sv < 0);
+      assert.equal(v2Value(v2, sv) + 0, ours + 0, `v2, sv ${sv}, code ${c}`);
+      assert.equal(razerFromV2(v2, sv < 0), c);
+    }
+    assert.equal(seen.size, 16, "the v1 map is a permutation");
   }
 });
