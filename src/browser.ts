@@ -6,8 +6,8 @@
  * left are dynamic, behind a Node check or inside file-path functions that browsers never call.
  */
 import type { Backend } from "./backend/backend.js";
-import { LlamaModel } from "./model/llama.js";
-import { Model } from "./model/model.js";
+import { assembleModel } from "./model/assemble.js";
+import type { Model } from "./model/model.js";
 import type { LoadedSource } from "./io/source.js";
 import { parseLlama2cCheckpoint, Llama2cTokenizer } from "./io/llama2c.js";
 import { ggufFromBytes } from "./io/load-gguf.js";
@@ -37,8 +37,6 @@ export interface BrowserLoadOptions {
   signal?: AbortSignal;
 }
 
-/** load.ts's DEFAULT_CONTEXT_CAP (load.ts itself reads files, so the browser cannot import it). */
-const DEFAULT_CONTEXT_CAP = 32768;
 
 /** Tokenizer file names looked for beside a llama2.c checkpoint URL, in order (as the Node loader does). */
 const TOKENIZER_NAMES = ["tokenizer.bin", "tok512.bin", "tok4096.bin"];
@@ -130,17 +128,7 @@ async function createBrowserBackend(device: BrowserDevice): Promise<Backend> {
 
 /** Puts a model read into memory onto the chosen device (as load.ts's loadModel does in Node). */
 export async function modelFromSource(loaded: LoadedSource, options: Pick<BrowserLoadOptions, "device" | "contextLength"> = {}): Promise<Model> {
-  const backend = await createBrowserBackend(options.device ?? "webgpu");
-  try {
-    const context = options.contextLength ?? Math.min(loaded.config.maxPositions, DEFAULT_CONTEXT_CAP);
-    const network = LlamaModel.create(loaded.config, loaded.tensors, backend, loaded.source, context);
-    // the backend holds its own copy now; dropping the file's (or views of the downloaded bytes) frees them
-    loaded.tensors.clear();
-    return new Model(loaded, backend, network);
-  } catch (e) {
-    backend.dispose();
-    throw e;
-  }
+  return assembleModel(loaded, await createBrowserBackend(options.device ?? "webgpu"), options.contextLength);
 }
 
 /**

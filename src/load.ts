@@ -2,14 +2,16 @@ import { stat } from "node:fs/promises";
 import { fileURLToPath } from "node:url";
 import type { Backend } from "./backend/backend.js";
 import { createCpuBackend } from "./backend/cpu/cpu-backend.js";
-import { LlamaModel } from "./model/llama.js";
-import { Model } from "./model/model.js";
+import type { Model } from "./model/model.js";
+import { assembleModel, DEFAULT_CONTEXT_CAP } from "./model/assemble.js";
 import type { LoadedSource } from "./io/source.js";
 import { loadLlama2c } from "./io/load-llama2c.js";
 import { loadGguf } from "./io/load-gguf.js";
 import { loadHfFolder } from "./io/load-hf.js";
 import { isHubId, resolveHub } from "./io/hub.js";
 import { ProgressBar } from "./cli/progress.js";
+
+export { DEFAULT_CONTEXT_CAP };
 
 export interface LoadOptions {
   /** Where the forward pass runs. Defaults to "cpu". */
@@ -32,8 +34,6 @@ export interface LoadOptions {
   /** Reports download/load progress (bytes done of total). */
   onProgress?: (what: string, done: number, total: number) => void;
 }
-
-export const DEFAULT_CONTEXT_CAP = 32768;
 
 /** The model used when none is named: stories260K, shipped in the repository. */
 export const DEFAULT_MODEL = fileURLToPath(new URL("../../models/stories260K/stories260K.bin", import.meta.url));
@@ -68,15 +68,5 @@ export async function createBackend(options: LoadOptions): Promise<Backend> {
 /** Loads a model from a path or hub id onto the chosen device. */
 export async function loadModel(source: string = DEFAULT_MODEL, options: LoadOptions = {}): Promise<Model> {
   const loaded = await readSource(source, options);
-  const backend = options.backend ?? (await createBackend(options));
-  try {
-    const context = options.contextLength ?? Math.min(loaded.config.maxPositions, DEFAULT_CONTEXT_CAP);
-    const network = LlamaModel.create(loaded.config, loaded.tensors, backend, loaded.source, context);
-    // the backend holds its own copy now; keeping the file's would double the resident weights
-    loaded.tensors.clear();
-    return new Model(loaded, backend, network);
-  } catch (e) {
-    backend.dispose();
-    throw e;
-  }
+  return assembleModel(loaded, options.backend ?? (await createBackend(options)), options.contextLength);
 }

@@ -73,3 +73,22 @@ export function ropeInverseFrequencies(rope: RopeConfig): Float64Array {
   }
   return inv;
 }
+
+/**
+ * cos and sin of every position's angle for each inverse frequency, [position][pair], as every backend's
+ * RoPE table holds them. The angle is formed in f32 before cos/sin, as transformers does, so that all
+ * backends rotate by the same values and agree with it to the last bits.
+ */
+export function ropeCosSin(inv: Float64Array, maxPositions: number): { cos: Float32Array; sin: Float32Array } {
+  const half = inv.length;
+  const cos = new Float32Array(maxPositions * half);
+  const sin = new Float32Array(maxPositions * half);
+  for (let p = 0; p < maxPositions; p++) {
+    for (let i = 0; i < half; i++) {
+      const angle = Math.fround(p * Math.fround(inv[i]!));
+      cos[p * half + i] = Math.cos(angle);
+      sin[p * half + i] = Math.sin(angle);
+    }
+  }
+  return { cos, sin };
+}

@@ -4,6 +4,7 @@ import type { DType } from "../../tensor/dtype.js";
 import { Arena } from "./arena.js";
 import { decodeRow, matmulRef } from "./reference.js";
 import { createWasmMatmul, type WasmMatmulOptions } from "./wasm-matmul.js";
+import { ropeCosSin } from "../../model/config.js";
 
 export class CpuTensor implements Tensor {
   constructor(
@@ -127,16 +128,7 @@ export class CpuBackend implements Backend {
 
   ropeTable(inv: Float64Array, maxPositions: number): CpuRopeTable {
     const half = inv.length;
-    const cos = new Float32Array(maxPositions * half);
-    const sin = new Float32Array(maxPositions * half);
-    for (let p = 0; p < maxPositions; p++) {
-      for (let i = 0; i < half; i++) {
-        // transformers forms the angle in f32 before cos/sin; so do we, to agree to the last bits
-        const angle = Math.fround(p * Math.fround(inv[i]!));
-        cos[p * half + i] = Math.cos(angle);
-        sin[p * half + i] = Math.sin(angle);
-      }
-    }
+    const { cos, sin } = ropeCosSin(inv, maxPositions);
     return new CpuRopeTable(maxPositions, half, cos, sin);
   }
 

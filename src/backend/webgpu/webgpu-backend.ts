@@ -21,6 +21,7 @@ import { attentionCombineKernel, attentionPartialKernel, attentionSplits, partia
 import { EMBED_GROUP, EMBED_TOKENS, embedKernel } from "./kernels/embed.js";
 import { argmaxKernel } from "./kernels/argmax.js";
 import { sampleKernel } from "./kernels/sample.js";
+import { ropeCosSin } from "../../model/config.js";
 
 export class GpuTensor implements Tensor {
   constructor(
@@ -129,16 +130,7 @@ export class WebGpuBackend implements Backend {
 
   ropeTable(inv: Float64Array, maxPositions: number): GpuRopeTable {
     const half = inv.length;
-    const cos = new Float32Array(maxPositions * half);
-    const sin = new Float32Array(maxPositions * half);
-    for (let p = 0; p < maxPositions; p++) {
-      for (let i = 0; i < half; i++) {
-        // the same f32 angle as the CPU backend, so both rotate by identical cos/sin
-        const angle = Math.fround(p * Math.fround(inv[i]!));
-        cos[p * half + i] = Math.cos(angle);
-        sin[p * half + i] = Math.sin(angle);
-      }
-    }
+    const { cos, sin } = ropeCosSin(inv, maxPositions);
     const up = (a: Float32Array, label: string) => this.pool.upload(new Uint8Array(a.buffer), label);
     return new GpuRopeTable(maxPositions, half, up(cos, "rope cos"), up(sin, "rope sin"));
   }
