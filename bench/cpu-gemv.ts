@@ -11,7 +11,7 @@
 import { Arena } from "../src/backend/cpu/arena.js";
 import { CpuBackend, CpuTensor, CpuWeight, referenceMatmul, type CpuMatmul } from "../src/backend/cpu/cpu-backend.js";
 import { createWasmMatmul, type ActivationPath } from "../src/backend/cpu/wasm-matmul.js";
-import { byteSize, type DType } from "../src/tensor/dtype.js";
+import { byteSize, type BlockDType as DType } from "../src/tensor/dtype.js";
 import { f32ToBf16, f32ToF16 } from "../src/tensor/half.js";
 
 const args = process.argv.slice(2);

@@ -31,7 +31,7 @@ import { fileURLToPath } from "node:url";
 import { loadModel } from "../src/load.js";
 import { createWebGpuBackend, type WebGpuBackend } from "../src/backend/webgpu/webgpu-backend.js";
 import type { KernelTime } from "../src/backend/webgpu/profiler.js";
-import { isDType, type DType } from "../src/tensor/dtype.js";
+import { isBlockDType as isDType, type BlockDType as DType } from "../src/tensor/dtype.js";
 import { copyBandwidth, type CopyBandwidth } from "./gpu-timing.js";
 import { decodeWeightBytes, kvReadBytes, rooflineTokensPerSecond } from "./roofline.js";
 import { type AnchorResult, type Spread, promptIds, spread } from "./llama-cpp-anchor.js";

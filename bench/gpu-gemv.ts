@@ -12,7 +12,7 @@
 import { createWebGpuBackend, type GpuTensor } from "../src/backend/webgpu/webgpu-backend.js";
 import type { GpuWeight } from "../src/backend/webgpu/weights.js";
 import { copyBandwidth, measure } from "./gpu-timing.js";
-import { byteSize, type DType } from "../src/tensor/dtype.js";
+import { byteSize, type BlockDType as DType } from "../src/tensor/dtype.js";
 
 const args = process.argv.slice(2);
 const opt = (name: string) => {

@@ -15,7 +15,7 @@ import { parseArgs } from "node:util";
 import { stat } from "node:fs/promises";
 import type { ModelConfig } from "../src/model/config.js";
 import { expectedShape, expectedTensorNames } from "../src/model/llama.js";
-import { isDType, type DType } from "../src/tensor/dtype.js";
+import { isBlockDType as isDType, type BlockDType as DType } from "../src/tensor/dtype.js";
 import {
   type HfF32Tensor, ggufModelMetadata, ggufModelTensors, spmVocabMetadata, syntheticSpmVocab, writeGguf,
   type GgufWriteTensor, encodeF32As,

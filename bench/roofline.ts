@@ -4,7 +4,7 @@
  * (q8_0/q4_0 blocks are split into quants and scales of the same total; vectors are f32 in both).
  */
 import type { ModelConfig } from "../src/model/config.js";
-import { byteSize, type DType } from "../src/tensor/dtype.js";
+import { byteSize, type BlockDType as DType } from "../src/tensor/dtype.js";
 
 /**
  * Weight bytes one decode step reads when every matrix is `dtype` and every vector f32: all layer

@@ -4,7 +4,7 @@
  * alignment. Used by tests and benchmarks to make model files, and by anything that exports models.
  */
 import { open } from "node:fs/promises";
-import { type DType, byteSize } from "../tensor/dtype.js";
+import { type BlockDType as DType, byteSize } from "../tensor/dtype.js";
 import { elementCount } from "../tensor/raw.js";
 import type { ModelConfig } from "../model/config.js";
 import { f32ToBf16, f32ToF16 } from "../tensor/half.js";

@@ -13,7 +13,7 @@
  */
 import type { FileHandle } from "node:fs/promises";
 import { GGMLQuantizationType } from "@huggingface/gguf";
-import { type DType, byteSize } from "../tensor/dtype.js";
+import { type BlockDType as DType, byteSize } from "../tensor/dtype.js";
 import { FormatError } from "./errors.js";
 
 export const GGUF_DEFAULT_ALIGNMENT = 32;

@@ -39,6 +39,8 @@ export interface QuantFormat {
   readonly groupSize: number;
   /** Storage bits per weight for a row of `cols` weights, group scales included (per-tensor f32 headers left out). */
   bitsPerWeight(cols: number): number;
+  /** Byte counts of `codes` and `scales` for a [rows, cols] tensor. */
+  layout(rows: number, cols: number): { codeBytes: number; scaleBytes: number };
   /** Quantizes `w` ([rows][cols], row-major) into the format. */
   pack(w: Float32Array, rows: number, cols: number, options?: PackOptions): PackedTensor;
   /** Decodes a packed tensor into f32 (the reference the kernels are checked against). */
@@ -79,6 +81,11 @@ export function absMax(w: Float32Array | Float64Array, start: number, end: numbe
  * in the low nibble of byte k/2 when k is even. Byte for byte this is the spec's u32 layout (nibble k mod 8 of
  * word k/8, low nibble first) read little-endian.
  */
+/** Bytes of 4-bit codes for [rows, cols] with groups of g (each row padded to whole groups). */
+export function nibbleBytes(rows: number, cols: number, g: number): number {
+  return (rows * groupsPerRow(cols, g) * g) / 2;
+}
+
 export class Nibbles {
   readonly bytesPerRow: number;
   readonly bytes: Uint8Array;

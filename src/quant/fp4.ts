@@ -7,7 +7,7 @@
  */
 import { f16Table, f32ToF16 } from "../tensor/half.js";
 import { makeCodebook, quantizeGroup } from "./codebook.js";
-import { CLIP_RATIOS, Nibbles, absMax, checkPacked, checkShape, groupsPerRow, type PackOptions, type PackedTensor, type QuantFormat } from "./format.js";
+import { CLIP_RATIOS, Nibbles, nibbleBytes, absMax, checkPacked, checkShape, groupsPerRow, type PackOptions, type PackedTensor, type QuantFormat } from "./format.js";
 import { e2m1Value } from "./minifloat.js";
 
 /** The 15 distinct E2M1 values with their codes (+0 stands for zero; −0 is never produced). */
@@ -21,6 +21,7 @@ export function fp4Format(g = 128): QuantFormat {
     description: `FP4 E2M1 codes, one f16 absmax scale per ${g} weights`,
     groupSize: g,
     bitsPerWeight: (cols) => (groupsPerRow(cols, g) * (4 * g + 16)) / cols,
+    layout: (rows, cols) => ({ codeBytes: nibbleBytes(rows, cols, g), scaleBytes: rows * groupsPerRow(cols, g) * 2 }),
     pack: (w, rows, cols, options) => packFp4(name, g, w, rows, cols, options),
     unpack: (p) => unpackFp4(name, g, p),
   };

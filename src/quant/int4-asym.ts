@@ -9,7 +9,7 @@
  */
 import { f16Table } from "../tensor/half.js";
 import { f16Bits } from "./fp4.js";
-import { CLIP_RATIOS, Nibbles, absMax, checkPacked, checkShape, groupsPerRow, type PackOptions, type PackedTensor, type QuantFormat } from "./format.js";
+import { CLIP_RATIOS, Nibbles, nibbleBytes, absMax, checkPacked, checkShape, groupsPerRow, type PackOptions, type PackedTensor, type QuantFormat } from "./format.js";
 
 /** Round half to even. */
 export function roundHalfEven(v: number): number {
@@ -25,6 +25,7 @@ export function int4AsymFormat(g = 128): QuantFormat {
     description: `4-bit unsigned codes, f16 scale and f16 zero point per ${g} weights`,
     groupSize: g,
     bitsPerWeight: (cols) => (groupsPerRow(cols, g) * (4 * g + 32)) / cols,
+    layout: (rows, cols) => ({ codeBytes: nibbleBytes(rows, cols, g), scaleBytes: rows * groupsPerRow(cols, g) * 4 }),
     pack: (w, rows, cols, options) => packInt4(name, g, w, rows, cols, options),
     unpack: (p) => unpackInt4(name, g, p),
   };

@@ -14,6 +14,7 @@ export const int8Format: QuantFormat = {
   description: "int8 codes, one f32 absmax scale per output channel (row)",
   groupSize: 0,
   bitsPerWeight: (cols) => 8 + 32 / cols,
+  layout: (rows, cols) => ({ codeBytes: rows * cols, scaleBytes: rows * 4 }),
   pack: packInt8,
   unpack: unpackInt8,
 };

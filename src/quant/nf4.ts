@@ -9,7 +9,7 @@
 import { f16Table } from "../tensor/half.js";
 import { makeCodebook, quantizeGroup } from "./codebook.js";
 import { f16Bits } from "./fp4.js";
-import { CLIP_RATIOS, Nibbles, absMax, checkPacked, checkShape, groupsPerRow, type PackOptions, type PackedTensor, type QuantFormat } from "./format.js";
+import { CLIP_RATIOS, Nibbles, nibbleBytes, absMax, checkPacked, checkShape, groupsPerRow, type PackOptions, type PackedTensor, type QuantFormat } from "./format.js";
 
 /** The standard NF4 levels by code (bitsandbytes / QLoRA, as listed in the spec §6), in f32. */
 export const NF4_LEVELS: Float32Array = Float32Array.from([
@@ -28,6 +28,7 @@ export function nf4Format(g = 64): QuantFormat {
     description: `NF4 codes (16 normal-quantile levels), one f16 absmax scale per ${g} weights`,
     groupSize: g,
     bitsPerWeight: (cols) => (groupsPerRow(cols, g) * (4 * g + 16)) / cols,
+    layout: (rows, cols) => ({ codeBytes: nibbleBytes(rows, cols, g), scaleBytes: rows * groupsPerRow(cols, g) * 2 }),
     pack: (w, rows, cols, options) => packNf4(name, g, w, rows, cols, options),
     unpack: (p) => unpackNf4(name, g, p),
   };

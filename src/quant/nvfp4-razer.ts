@@ -16,7 +16,7 @@
  * the exact f64 product rounded once to f32.
  */
 import { makeCodebook, quantizeGroup, type Codebook } from "./codebook.js";
-import { CLIP_RATIOS, Nibbles, absMax, checkPacked, checkShape, groupsPerRow, type PackOptions, type PackedTensor, type QuantFormat } from "./format.js";
+import { CLIP_RATIOS, Nibbles, nibbleBytes, absMax, checkPacked, checkShape, groupsPerRow, type PackOptions, type PackedTensor, type QuantFormat } from "./format.js";
 import { e2m1Value, e3m3Round, e3m3Value } from "./minifloat.js";
 import { RAZER_SENTINEL, RAZER_ZERO } from "./razer.js";
 
@@ -44,6 +44,7 @@ export function nvfp4RazerFormat(outlier = 8): QuantFormat {
     description: `FP4 E2M1 with the +0 code remapped to ±5 or ±${outlier} per 16 weights; 8-bit scale (2 SV bits + 6-bit E3M3) and an f32 tensor scale`,
     groupSize: G,
     bitsPerWeight: (cols) => (groupsPerRow(cols, G) * (4 * G + 8)) / cols,
+    layout: (rows, cols) => ({ codeBytes: nibbleBytes(rows, cols, G), scaleBytes: rows * groupsPerRow(cols, G) }),
     pack(w: Float32Array, rows: number, cols: number, options: PackOptions = {}): PackedTensor {
       checkShape(name, w, rows, cols);
       const ng = groupsPerRow(cols, G);

@@ -10,7 +10,7 @@
  */
 import type { Codebook } from "./codebook.js";
 import { FP4_CODEBOOK } from "./fp4.js";
-import { CLIP_RATIOS, Nibbles, absMax, checkPacked, checkShape, groupsPerRow, type PackOptions, type PackedTensor, type QuantFormat } from "./format.js";
+import { CLIP_RATIOS, Nibbles, nibbleBytes, absMax, checkPacked, checkShape, groupsPerRow, type PackOptions, type PackedTensor, type QuantFormat } from "./format.js";
 import { e2m1Value, e4m3Round, e4m3Value } from "./minifloat.js";
 
 const NAME = "nvfp4";
@@ -34,6 +34,7 @@ export const nvfp4Format: QuantFormat = {
   description: "FP4 E2M1 codes, an E4M3 scale per 16 weights and an f32 scale per tensor",
   groupSize: G,
   bitsPerWeight: (cols) => (groupsPerRow(cols, G) * (4 * G + 8)) / cols,
+  layout: (rows, cols) => ({ codeBytes: nibbleBytes(rows, cols, G), scaleBytes: rows * groupsPerRow(cols, G) }),
   pack: packNvfp4,
   unpack: unpackNvfp4,
 };

@@ -24,7 +24,7 @@
 import { f16Table } from "../tensor/half.js";
 import { makeCodebook, quantizeGroup, type Codebook } from "./codebook.js";
 import { f16Bits } from "./fp4.js";
-import { CLIP_RATIOS, Nibbles, absMax, checkPacked, checkShape, groupsPerRow, type PackOptions, type PackedTensor, type QuantFormat } from "./format.js";
+import { CLIP_RATIOS, Nibbles, nibbleBytes, absMax, checkPacked, checkShape, groupsPerRow, type PackOptions, type PackedTensor, type QuantFormat } from "./format.js";
 import { e2m1Value } from "./minifloat.js";
 
 /** The special-value candidates in index order: flags = index (bit 1 = sign, bit 0 = magnitude 8). */
@@ -64,6 +64,7 @@ export function razerFormat(g = 128): QuantFormat {
     description: `FP4 E2M1 with the −0 code remapped to a per-group special value (±5, ±8); f16 scale with 2 SV bits per ${g} weights`,
     groupSize: g,
     bitsPerWeight: (cols) => (groupsPerRow(cols, g) * (4 * g + 16)) / cols,
+    layout: (rows, cols) => ({ codeBytes: nibbleBytes(rows, cols, g), scaleBytes: rows * wordsPerRow(cols, g) * 2 }),
     pack: (w, rows, cols, options) => packRazer(name, g, w, rows, cols, options),
     unpack: (p) => unpackRazer(name, g, p),
   };

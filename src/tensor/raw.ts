@@ -1,4 +1,5 @@
-import { type DType, byteSize } from "./dtype.js";
+import type { DType } from "./dtype.js";
+import { tensorBytes } from "../quant/packed-raw.js";
 
 /**
  * A tensor as a file holds it, before any backend sees it: a name, a storage format, a shape in
@@ -17,7 +18,7 @@ export function elementCount(shape: readonly number[]): number {
 }
 
 export function rawTensor(name: string, dtype: DType, shape: readonly number[], data: Uint8Array): RawTensor {
-  const need = byteSize(dtype, elementCount(shape));
+  const need = tensorBytes(dtype, shape);
   if (data.byteLength !== need) {
     throw new Error(`tensor ${name}: ${dtype} [${shape.join(", ")}] needs ${need} bytes, got ${data.byteLength}`);
   }

@@ -15,7 +15,8 @@ import { CpuKVCache } from "../../src/backend/cpu/cpu-backend.js";
 import { readGgufHeader } from "../../src/io/gguf.js";
 import { ggufModelMetadata, spmVocabMetadata, syntheticSpmVocab, writeGguf } from "../../src/io/gguf-writer.js";
 import type { ModelConfig } from "../../src/model/config.js";
-import { byteSize, type DType } from "../../src/tensor/dtype.js";
+import { byteSize, type BlockDType as DType } from "../../src/tensor/dtype.js";
+import { tensorBytes } from "../../src/quant/packed-raw.js";
 import { elementCount } from "../../src/tensor/raw.js";
 import type { Weight } from "../../src/backend/backend.js";
 import { fastRandomTensors, randomLlamaConfig } from "../../bench/make-random-gguf.js";
@@ -69,7 +70,7 @@ for (const [name, config] of CONFIGS) {
         const shape = (c: ModelConfig) => [c.architecture, c.vocabSize, c.hiddenSize, c.intermediateSize, c.numLayers, c.numHeads, c.numKvHeads, c.headDim, c.tieEmbeddings, c.attentionBias, c.qkNorm];
         assert.deepEqual(shape(model.config), shape(config));
         const w = model.network.weights;
-        const size = (x: Weight) => byteSize(x.dtype, elementCount(x.shape));
+        const size = (x: Weight) => tensorBytes(x.dtype, x.shape);
         const layers = w.layers.flatMap((l) => Object.values(l).filter((x): x is Weight => x !== undefined));
         const loaded = layers.reduce((s, x) => s + size(x), 0) + size(w.norm) + size(w.lmHead) + size(w.embed) / w.embed.shape[0]!;
         assert.equal(loaded, expected);

@@ -9,7 +9,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type { ModelConfig } from "../../src/model/config.js";
 import { expectedShape, expectedTensorNames } from "../../src/model/llama.js";
-import type { DType } from "../../src/tensor/dtype.js";
+import type { BlockDType as DType } from "../../src/tensor/dtype.js";
 import { decodeRow } from "../../src/backend/cpu/reference.js";
 import { dtypeOfGgmlType, parseGgufHeader } from "../../src/io/gguf.js";
 import {

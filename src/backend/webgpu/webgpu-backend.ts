@@ -5,7 +5,7 @@
  */
 import type { Backend, KVCache, RopeTable, SampleParams, Tensor, Weight } from "../backend.js";
 import type { RawTensor } from "../../tensor/raw.js";
-import type { DType } from "../../tensor/dtype.js";
+import type { BlockDType, DType } from "../../tensor/dtype.js";
 import { openGpu, type GpuDevice, type GpuOptions } from "./device.js";
 import { BufferPool, type Buf } from "./buffers.js";
 import { Recorder } from "./recorder.js";
@@ -58,7 +58,7 @@ export interface WebGpuOptions extends GpuOptions {
   /** Cap on one weight binding (tests use a small one to exercise weights split into parts). */
   maxBindingBytes?: number;
   /** Weight rows each GEMV thread team computes, per format (benchmarks; defaults in kernels/matmul.ts). */
-  gemvRowsPerTeam?: Partial<Record<DType, number>>;
+  gemvRowsPerTeam?: Partial<Record<BlockDType, number>>;
 }
 
 /** Opens a device and returns a backend on it. */
@@ -73,7 +73,7 @@ export class WebGpuBackend implements Backend {
   readonly pool: BufferPool;
   private readonly maxBinding: number;
   /** Weight rows per GEMV thread team, per format; benchmarks change it between runs. */
-  readonly gemvRowsPerTeam: Record<DType, number>;
+  readonly gemvRowsPerTeam: Record<BlockDType, number>;
   private scratch?: Buf;
   private readonly result: Buf;
   private disposed = false;

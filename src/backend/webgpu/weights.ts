@@ -25,7 +25,7 @@
  * that reads weights runs once per part.
  */
 import type { Weight } from "../backend.js";
-import type { DType } from "../../tensor/dtype.js";
+import { type BlockDType as DType, isBlockDType } from "../../tensor/dtype.js";
 import type { RawTensor } from "../../tensor/raw.js";
 import { decodeRow } from "../cpu/reference.js";
 import type { Buf, BufferPool } from "./buffers.js";
@@ -75,7 +75,8 @@ export const scaleStride = (blocks: number) => roundUp(blocks, 8);
 export function uploadWeight(raw: RawTensor, pool: BufferPool, maxBinding: number): GpuWeight {
   const K = raw.shape[raw.shape.length - 1]!;
   const N = raw.shape.length === 1 ? 1 : raw.shape.slice(0, -1).reduce((a, b) => a * b, 1);
-  let format = raw.dtype;
+  if (!isBlockDType(raw.dtype)) throw new Error(`weight ${raw.name}: the WebGPU backend has no ${raw.dtype} kernels`);
+  let format: DType = raw.dtype;
   let bytes = raw.data;
   if (raw.shape.length === 1 && format !== "f32") {
     // norms and biases: tiny, and every kernel that reads them then needs only an f32 path
@@ -190,7 +191,7 @@ function uploadBlocks(raw: RawTensor, format: "q8_0" | "q4_0", N: number, K: num
     }
     parts.push({ rowStart: r0, rows, data: pool.upload(new Uint8Array(quants.buffer), raw.name), scales: pool.upload(new Uint8Array(scales.buffer), `${raw.name} scales`) });
   }
-  return new GpuWeight(raw.name, raw.dtype, raw.shape, format, 0, blocks, parts);
+  return new GpuWeight(raw.name, format, raw.shape, format, 0, blocks, parts);
 }
 
 /**

@@ -19,7 +19,7 @@ import { Arena } from "../../../src/backend/cpu/arena.js";
 import { CpuBackend, CpuTensor, CpuWeight, createCpuBackend } from "../../../src/backend/cpu/cpu-backend.js";
 import { decodeRow, matmulRef } from "../../../src/backend/cpu/reference.js";
 import { createWasmMatmul, WasmMatmul, type ActivationPath } from "../../../src/backend/cpu/wasm-matmul.js";
-import { byteSize, type DType } from "../../../src/tensor/dtype.js";
+import { byteSize, type BlockDType as DType } from "../../../src/tensor/dtype.js";
 import { f16Table, f32ToBf16, f32ToF16 } from "../../../src/tensor/half.js";
 
 const FORMATS: DType[] = ["f32", "f16", "bf16", "q8_0", "q4_0"];

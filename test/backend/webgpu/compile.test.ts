@@ -17,7 +17,7 @@ import { embedKernel } from "../../../src/backend/webgpu/kernels/embed.js";
 import { argmaxKernel } from "../../../src/backend/webgpu/kernels/argmax.js";
 import { sampleKernel } from "../../../src/backend/webgpu/kernels/sample.js";
 import { copyKernel } from "../../../src/backend/webgpu/kernels/copy.js";
-import type { DType } from "../../../src/tensor/dtype.js";
+import type { BlockDType as DType } from "../../../src/tensor/dtype.js";
 
 const FORMATS: DType[] = ["f32", "f16", "bf16", "q8_0", "q4_0"];
 

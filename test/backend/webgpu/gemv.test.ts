@@ -15,7 +15,7 @@ import type { GpuWeight } from "../../../src/backend/webgpu/weights.js";
 import { TILE_ELEMS } from "../../../src/backend/webgpu/weights.js";
 import { chunkElems, gemvKernel, gemvRows, xMode } from "../../../src/backend/webgpu/kernels/matmul.js";
 import { grid } from "../../../src/backend/webgpu/kernel.js";
-import type { DType } from "../../../src/tensor/dtype.js";
+import type { BlockDType as DType } from "../../../src/tensor/dtype.js";
 import type { RawTensor } from "../../../src/tensor/raw.js";
 import { Rng, openOrSkip, randomWeight, randoms, tensorOf } from "./helpers.js";
 import type { GpuTensor } from "../../../src/backend/webgpu/webgpu-backend.js";

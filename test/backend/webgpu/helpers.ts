@@ -3,7 +3,7 @@ import assert from "node:assert/strict";
 import type { Backend, Tensor } from "../../../src/backend/backend.js";
 import type { CpuTensor } from "../../../src/backend/cpu/cpu-backend.js";
 import { createWebGpuBackend, type GpuTensor, type WebGpuBackend, type WebGpuOptions } from "../../../src/backend/webgpu/webgpu-backend.js";
-import type { DType } from "../../../src/tensor/dtype.js";
+import type { BlockDType as DType } from "../../../src/tensor/dtype.js";
 import type { RawTensor } from "../../../src/tensor/raw.js";
 import { f32ToBf16, f32ToF16 } from "../../../src/tensor/half.js";
 import { Rng } from "../../../src/generate/sampler.js";

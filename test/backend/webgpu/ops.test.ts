@@ -8,7 +8,7 @@ import type { Backend, Tensor } from "../../../src/backend/backend.js";
 import { CpuBackend } from "../../../src/backend/cpu/cpu-backend.js";
 import type { WebGpuBackend } from "../../../src/backend/webgpu/webgpu-backend.js";
 import { ropeInverseFrequencies } from "../../../src/model/config.js";
-import type { DType } from "../../../src/tensor/dtype.js";
+import type { BlockDType as DType } from "../../../src/tensor/dtype.js";
 import type { RawTensor } from "../../../src/tensor/raw.js";
 import { Rng, assertClose, openOrSkip, randomWeight, randoms, tensorOf } from "./helpers.js";
 

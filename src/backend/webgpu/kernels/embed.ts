@@ -2,7 +2,7 @@
  * Token embedding: out[r] = table[tokens[r]], decoding any weight format. Token ids travel in the
  * parameter block (a storage binding, so it can hold an array), up to EMBED_TOKENS per dispatch.
  */
-import type { DType } from "../../../tensor/dtype.js";
+import type { BlockDType as DType } from "../../../tensor/dtype.js";
 import { ENTRY_ARGS, GROUP_INDEX, memoKernel, type Kernel } from "../kernel.js";
 import { DECODE_HELPERS, SCALE_FN, elementDecoder } from "../weights.js";
 

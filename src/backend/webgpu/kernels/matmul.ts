@@ -18,7 +18,7 @@
  * memory, and each of 256 threads accumulates a 4 x 4 block. Weights are decoded to f32 in groups of 8
  * while the tile is loaded, so quantized weights cost no extra passes.
  */
-import type { DType } from "../../../tensor/dtype.js";
+import type { BlockDType as DType } from "../../../tensor/dtype.js";
 import { ENTRY_ARGS, GROUP_INDEX, memoKernel, type Kernel } from "../kernel.js";
 import { DECODE_HELPERS, SCALE_FN, type GpuWeight } from "../weights.js";
 
