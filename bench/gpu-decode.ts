@@ -11,8 +11,9 @@
  *   node dist/bench/gpu-decode.js --from-json A.json[,B.json] [--md FILE.md] [--svg FILE.svg]   # render saved runs
  *
  * Decode: after a prefill of --prompt tokens, --warmup untimed greedy steps, then --decode timed ones
- * (KV depth prompt+warmup .. +decode); each step is one submission that brings back only the token id
- * (backend.argmax). Prefill: tokens/s of the whole prompt, at --prompt and --long-prompt tokens. Every
+ * (KV depth prompt+warmup .. +decode); each step is one submission that brings back only the token id,
+ * pipelined as generate() runs it (backend.pickAhead: step t + 1 is recorded while the GPU runs step t);
+ * the same steps with one wait per token (backend.argmax) are reported beside it. Prefill: tokens/s of the whole prompt, at --prompt and --long-prompt tokens. Every
  * figure is the median of --repeats runs (min and max kept), after one untimed warm-up run.
  * Roofline: a decode step must read every weight once (decodeWeightBytes) and the KV cache up to its
  * depth (Frugal keeps K/V in f32, llama.cpp in f16); at the copy kernel's bandwidth that takes
@@ -62,6 +63,8 @@ interface FrugalResult {
   prefill: Spread;
   prefillLong?: Spread;
   decode: Spread;
+  /** Decode with one submission and one wait per token (no pipelining), for comparison. */
+  decodeSync?: Spread;
   kvBytes: number;
   rooflineTokS: number;
   /** Median decode tokens/s over the roofline's. */
@@ -179,23 +182,41 @@ async function frugal(file: string, contextSize: number, o: Settings): Promise<O
     const ids = promptIds(model.config.vocabSize, o.prompt);
     const cache = net.newCache(contextSize);
     const step = (token: number, pos: number) => backend.argmax(net.forward(Int32Array.of(token), pos, cache));
+    // what generate() does: step t + 1 is recorded and submitted before step t's token id is read back
     const decodeRun = async (steps: number): Promise<[number, number]> => {
       const t0 = ms();
-      let token = await backend.argmax(model.prefill(ids, cache));
+      let pending = backend.pickAhead(model.prefill(ids, cache));
+      await pending.id;
       const t1 = ms();
+      let pos = ids.length;
+      let t2 = t1;
+      for (let i = 0; i < o.warmup + steps; i++) {
+        if (i === o.warmup) t2 = ms();
+        const next = backend.pickAhead(net.forward(pending, pos++, cache));
+        await pending.id;
+        pending = next;
+      }
+      await pending.id;
+      return [(ids.length / (t1 - t0)) * 1000, (steps / (ms() - t2)) * 1000];
+    };
+    // one submission and one wait per token, as before pipelining
+    const syncRun = async (steps: number): Promise<number> => {
+      let token = await backend.argmax(model.prefill(ids, cache));
       let pos = ids.length;
       for (let i = 0; i < o.warmup; i++) token = await step(token, pos++);
       const t2 = ms();
       for (let i = 0; i < steps; i++) token = await step(token, pos++);
-      return [(ids.length / (t1 - t0)) * 1000, (steps / (ms() - t2)) * 1000];
+      return (steps / (ms() - t2)) * 1000;
     };
     await decodeRun(Math.min(8, o.decode)); // warm-up: pipelines compile, buffers settle
     const prefill: number[] = [];
     const decode: number[] = [];
+    const decodeSync: number[] = [];
     for (let r = 0; r < o.repeats; r++) {
       const [p, d] = await decodeRun(o.decode);
       prefill.push(p);
       decode.push(d);
+      decodeSync.push(await syncRun(o.decode));
     }
     let prefillLong: Spread | undefined;
     if (o.longPrompt) {
@@ -208,7 +229,7 @@ async function frugal(file: string, contextSize: number, o: Settings): Promise<O
       }
       prefillLong = spread(runs);
     }
-    return { loadS, prefill: spread(prefill), decode: spread(decode), ...(prefillLong ? { prefillLong } : {}) };
+    return { loadS, prefill: spread(prefill), decode: spread(decode), decodeSync: spread(decodeSync), ...(prefillLong ? { prefillLong } : {}) };
   } finally {
     model.dispose();
   }
@@ -438,7 +459,7 @@ async function main(): Promise<void> {
         const rooflineTokS = rooflineTokensPerSecond(row.weightBytes + kvBytes, copy.gbs);
         row.frugal = { ...f, kvBytes, rooflineTokS, ofRoofline: f.decode.median / rooflineTokS };
         console.log(
-          `  Frugal: load ${f.loadS.toFixed(1)} s; decode ${f1(f.decode.median)} t/s (${f1(f.decode.min)}-${f1(f.decode.max)}), ${pct(row.frugal.ofRoofline)} of roofline ${f1(rooflineTokS)}; ` +
+          `  Frugal: load ${f.loadS.toFixed(1)} s; decode ${f1(f.decode.median)} t/s (${f1(f.decode.min)}-${f1(f.decode.max)}; one wait per token: ${f1(f.decodeSync?.median)}), ${pct(row.frugal.ofRoofline)} of roofline ${f1(rooflineTokS)}; ` +
           `prefill ${o.prompt}: ${f1(f.prefill.median)} t/s${f.prefillLong ? `, ${o.longPrompt}: ${f1(f.prefillLong.median)} t/s` : ""}`,
         );
         if (a.profile) {

@@ -70,8 +70,23 @@ export interface Backend {
    * the caller reads the logits.
    */
   sample?(logits: Tensor, params: SampleParams, uniform: number): Promise<number>;
+  /**
+   * Pipelined decoding: picks the next token from the last row of `logits` on the device (argmax, or
+   * `sample` as above when given) into a device-side slot, submits what is recorded, and returns at
+   * once. The next step's `embedPicked` reads the slot on the device, so the host records step t + 1
+   * while the device still runs step t; `id` resolves when the token id reaches the host. Optional, and
+   * only together with `embedPicked`.
+   */
+  pickAhead?(logits: Tensor, sample?: { params: SampleParams; uniform: number }): PickedToken;
+  /** out[0] = table[token] where token is a `pickAhead` result still on the device. */
+  embedPicked?(out: Tensor, table: Weight, token: PickedToken): void;
   /** Frees every buffer this backend made. */
   dispose(): void;
+}
+
+/** A token chosen on the device by `pickAhead`; `id` brings it to the host. */
+export interface PickedToken {
+  readonly id: Promise<number>;
 }
 
 /** What a backend's `sample` needs of the sampling options (temperature > 0). */

@@ -4,7 +4,7 @@
  * every loader translates its own names to these, and q/k rows are in Hugging Face's half-split RoPE
  * order (loaders of interleaved-order files permute them back).
  */
-import type { Backend, KVCache, RopeTable, Tensor, Weight } from "../backend/backend.js";
+import type { Backend, KVCache, PickedToken, RopeTable, Tensor, Weight } from "../backend/backend.js";
 import type { RawTensor, TensorMap } from "../tensor/raw.js";
 import { type ModelConfig, ropeInverseFrequencies } from "./config.js";
 
@@ -187,10 +187,10 @@ export class LlamaModel {
    * row h and the row-count view used.
    */
   private layers(
-    tokens: Int32Array,
+    tokens: Int32Array | PickedToken,
     attend: (layer: number, q: Tensor, k: Tensor, v: Tensor, att: Tensor) => void,
   ): { x: Tensor; h: Tensor; view: (t: Tensor) => Tensor } {
-    const n = tokens.length;
+    const n = tokenCount(tokens);
     const b = this.backend;
     const c = this.config;
     const w = this.weights;
@@ -199,7 +199,8 @@ export class LlamaModel {
     const x = view(s.x), h = view(s.h), q = view(s.q), k = view(s.k), v = view(s.v);
     const att = view(s.att), proj = view(s.proj), gate = view(s.gate), up = view(s.up);
 
-    b.embed(x, w.embed, tokens);
+    if (tokens instanceof Int32Array) b.embed(x, w.embed, tokens);
+    else b.embedPicked!(x, w.embed, tokens);
     for (let l = 0; l < c.numLayers; l++) {
       const L = w.layers[l]!;
       b.rmsnorm(h, x, L.inputNorm, c.rmsNormEps, c.hiddenSize);
@@ -227,10 +228,12 @@ export class LlamaModel {
 
   /**
    * Runs `tokens` at positions pos0.. through the network, filling the cache, and returns the logits
-   * tensor: one row per token when `allLogits`, else one row for the last token.
+   * tensor: one row per token when `allLogits`, else one row for the last token. A PickedToken (one
+   * token still on the device, from the backend's pickAhead) needs the backend's embedPicked.
    */
-  forward(tokens: Int32Array, pos0: number, cache: KVCache, allLogits = false): Tensor {
-    const n = tokens.length;
+  forward(tokens: Int32Array | PickedToken, pos0: number, cache: KVCache, allLogits = false): Tensor {
+    const n = tokenCount(tokens);
+    if (!(tokens instanceof Int32Array) && !this.backend.embedPicked) throw new Error(`the ${this.backend.kind} backend cannot embed a token picked on the device`);
     if (n === 0) throw new Error("forward needs at least one token");
     if (pos0 + n > cache.capacity) throw new Error(`context full: ${pos0 + n} positions > ${cache.capacity}`);
     const b = this.backend;
@@ -296,6 +299,10 @@ export class LlamaModel {
     b.matmul(logits, h, w.lmHead);
     return logits;
   }
+}
+
+function tokenCount(tokens: Int32Array | PickedToken): number {
+  return tokens instanceof Int32Array ? tokens.length : 1;
 }
 
 function checkShape(t: RawTensor, want: number[], source: string): void {

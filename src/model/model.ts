@@ -1,4 +1,4 @@
-import type { Backend, KVCache, Tensor } from "../backend/backend.js";
+import type { Backend, KVCache, PickedToken, Tensor } from "../backend/backend.js";
 import type { Tokenizer } from "../io/tokenizer.js";
 import { StreamDecoder } from "../io/tokenizer.js";
 import type { LoadedSource } from "../io/source.js";
@@ -149,16 +149,25 @@ export class Model {
     const history = [...promptIds];
 
     // without a penalty only the token id is needed: the backend can pick it where the logits are
-    const argmaxOnDevice = sampler.greedy && this.backend.argmax !== undefined;
-    const deviceParams = this.backend.sample ? sampler.deviceParams : undefined;
+    const b = this.backend;
+    const argmaxOnDevice = sampler.greedy && b.argmax !== undefined;
+    const deviceParams = b.sample ? sampler.deviceParams : undefined;
+    // and where it can also embed it there, the next step is recorded before this one's id is back
+    const pipelined = b.pickAhead !== undefined && b.embedPicked !== undefined && (sampler.greedy || sampler.deviceParams !== undefined);
+    const pickAhead = (logits: Tensor): PickedToken =>
+      b.pickAhead!(logits, sampler.greedy ? undefined : { params: sampler.deviceParams!, uniform: sampler.uniform() });
     const pick = async (logits: Tensor): Promise<number> => {
-      if (argmaxOnDevice) return this.backend.argmax!(logits);
-      if (deviceParams) return this.backend.sample!(logits, deviceParams, sampler.uniform());
-      return sampler.sample(await this.backend.read(logits), history);
+      if (argmaxOnDevice) return b.argmax!(logits);
+      if (deviceParams) return b.sample!(logits, deviceParams, sampler.uniform());
+      return sampler.sample(await b.read(logits), history);
     };
 
     const t0 = performance.now();
-    let next = await pick(this.prefill(promptIds, cache));
+    const first = this.prefill(promptIds, cache);
+    let pending: PickedToken | undefined;
+    let next = 0;
+    if (pipelined) pending = pickAhead(first);
+    else next = await pick(first);
     const t1 = performance.now();
     let generated = 0;
     let finish: GenerationStats["finishReason"] = "length";
@@ -166,6 +175,13 @@ export class Model {
       if (options.signal?.aborted) {
         finish = "abort";
         break;
+      }
+      // token `generated` sits at position promptIds.length + generated; its step yields the next token
+      const pos = promptIds.length + generated;
+      let upcoming: PickedToken | undefined;
+      if (pending) {
+        if (generated + 1 < limit) upcoming = pickAhead(this.network.forward(pending, pos, cache));
+        next = await pending.id;
       }
       const id = next;
       generated++;
@@ -180,7 +196,8 @@ export class Model {
         finish = "stop";
         break;
       }
-      if (generated < limit) next = await pick(this.network.forward(Int32Array.of(id), history.length - 1, cache));
+      if (pending) pending = upcoming;
+      else if (generated < limit) next = await pick(this.network.forward(Int32Array.of(id), pos, cache));
     }
     if (!stops.stopped) {
       const rest = stops.push(decoder.flush()) + stops.flush();

@@ -3,7 +3,7 @@
  * so a decode step is one queue submission; see recorder.ts for how parameters and bind groups are
  * reused, weights.ts for the weight layouts and kernels/ for the WGSL.
  */
-import type { Backend, KVCache, RopeTable, SampleParams, Tensor, Weight } from "../backend.js";
+import type { Backend, KVCache, RopeTable, PickedToken, SampleParams, Tensor, Weight } from "../backend.js";
 import type { RawTensor } from "../../tensor/raw.js";
 import type { BlockDType, DType } from "../../tensor/dtype.js";
 import { openGpu, type GpuDevice, type GpuOptions } from "./device.js";
@@ -297,10 +297,38 @@ export class WebGpuBackend implements Backend {
   }
 
   async argmax(logits: Tensor): Promise<number> {
+    this.dispatchArgmax(logits);
+    return new Uint32Array(await this.recorder.read(this.result.buffer, 0, 4))[0]!;
+  }
+
+  private dispatchArgmax(logits: Tensor): void {
     const g = logits as GpuTensor;
     if (g.rows === 0 || g.cols === 0) throw new Error("argmax of an empty tensor");
     this.run(argmaxKernel(), [g.cols, (g.rows - 1) * g.cols], [this.result, g.buf], [1, 1]);
-    return new Uint32Array(await this.recorder.read(this.result.buffer, 0, 4))[0]!;
+  }
+
+  pickAhead(logits: Tensor, sample?: { params: SampleParams; uniform: number }): PickedToken {
+    // one slot suffices: step t + 1's embed reads it, and its own pick overwrites it, after the copy
+    // that brings step t's id back, in queue order
+    if (sample) this.dispatchSample(logits, sample.params, sample.uniform, this.result, 0);
+    else this.dispatchArgmax(logits);
+    const id = this.recorder.read(this.result.buffer, 0, 4).then((b) => this.sampledToken(new Uint32Array(b)[0]!));
+    // a step picked ahead of a stop is never awaited; its failure surfaces at the next read instead
+    id.catch(() => {});
+    return { id };
+  }
+
+  embedPicked(out: Tensor, table: Weight, _token: PickedToken): void {
+    const o = out as GpuTensor;
+    const w = table as GpuWeight;
+    const cols = w.inFeatures;
+    if (o.cols !== cols || o.rows < 1) throw new Error(`embed ${w.name}: a token of width ${cols} does not fit [${o.rows}, ${o.cols}]`);
+    const k = embedKernel(w.format, true);
+    for (const part of w.parts) {
+      const params = [1, cols, part.rowStart, part.rowStart + part.rows, w.stride, w.blocks, 0, 0];
+      const bufs = part.scales ? [o.buf, part.data, part.scales, this.result] : [o.buf, part.data, this.result];
+      this.run(k, params, bufs, grid(Math.ceil(cols / EMBED_GROUP)));
+    }
   }
 
   async sample(logits: Tensor, params: SampleParams, uniform: number): Promise<number> {

@@ -35,6 +35,28 @@ test("greedy generation: the same 200 tokens as the CPU backend", { skip }, asyn
   assert.deepEqual(got, want);
 });
 
+test("pipelined decoding: every step is picked ahead on the device; stops, EOS and a reused cache agree with the CPU", { skip }, async () => {
+  let picks = 0;
+  const pickAhead = gpu!.backend.pickAhead!.bind(gpu!.backend);
+  gpu!.backend.pickAhead = (logits, sample) => {
+    picks++;
+    return pickAhead(logits, sample);
+  };
+  try {
+    const texts = async (m: Model) => [
+      await m.complete("Once upon a time", { temperature: 0, maxTokens: 300 }),
+      await m.complete("The cat sat", { temperature: 0, maxTokens: 60, stop: ["."] }),
+      await m.complete("Lily", { temperature: 0, maxTokens: 1 }),
+    ];
+    const want = await texts(cpu);
+    assert.deepEqual(await texts(gpu!), want);
+    assert.ok(picks > 0, "generation went through pickAhead");
+    assert.equal(cpu.lastStats!.generatedTokens, gpu!.lastStats!.generatedTokens);
+  } finally {
+    gpu!.backend.pickAhead = pickAhead;
+  }
+});
+
 test("argmax on the device: decoding that reads back only token ids agrees with the CPU", { skip }, async () => {
   const prompt = cpu.tokenizer.encode("The little dog", { addSpecialTokens: true });
   const run = async (m: Model) => {

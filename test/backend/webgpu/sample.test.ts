@@ -122,10 +122,11 @@ test("stories260K: seeded generation (temperature 0.8, top-p 0.9, seed 7) gives 
   const web = await loadModel(undefined, { device: "webgpu" });
   try {
     let gpuDraws = 0;
-    const sample = web.backend.sample!.bind(web.backend);
-    web.backend.sample = (logits, params, u) => {
-      gpuDraws++;
-      return sample(logits, params, u);
+    // decoding is pipelined on WebGPU: each token is drawn by pickAhead with sampling parameters
+    const pickAhead = web.backend.pickAhead!.bind(web.backend);
+    web.backend.pickAhead = (logits, sample) => {
+      if (sample) gpuDraws++;
+      return pickAhead(logits, sample);
     };
     const run = async (m: Model) => {
       const ids: number[] = [];
