@@ -221,9 +221,21 @@ for (const key of keys) {
   md += `\n![${title}: perplexity vs KV compression](${svg.replace(/^docs\//, "")})\n`;
   process.stdout.write(`\n${title}\n${table(results)}`);
 }
-// the tables go between the markers of the doc (or into --md FILE when it has none)
-const mdFile = arg("--md", "docs/kv-cache.md");
-const BEGIN = "<!-- kv-eval:begin -->", END = "<!-- kv-eval:end -->";
-const doc = existsSync(mdFile) ? readFileSync(mdFile, "utf8") : "";
-writeFileSync(mdFile, doc.includes(BEGIN) && doc.includes(END) ? doc.slice(0, doc.indexOf(BEGIN) + BEGIN.length) + "\n" + md + doc.slice(doc.indexOf(END)) : md);
+/** Puts `text` between the begin/end markers of `file` (or makes `file` of it when it has none). */
+function fillSection(file: string, marker: string, text: string): void {
+  const begin = `<!-- ${marker}:begin -->`, end = `<!-- ${marker}:end -->`;
+  const doc = existsSync(file) ? readFileSync(file, "utf8") : "";
+  writeFileSync(file, doc.includes(begin) && doc.includes(end) ? doc.slice(0, doc.indexOf(begin) + begin.length) + "\n" + text + doc.slice(doc.indexOf(end)) : text);
+}
+
+fillSection(arg("--md", "docs/kv-cache.md"), "kv-eval", md);
+// the KV-format rows also go to the quantization doc's KV section
+const formats = all.filter((r) => r.family === "kv-format" || r.label === "dense");
+if (formats.length > 1 && !args.includes("--md")) {
+  const rows = formats.map((r) => {
+    const dense = all.find((x) => x.model === r.model && x.label === "dense")!;
+    return [r.model, r.format, Math.round(r.bytesPerToken), `${r.ratio.toFixed(2)}×`, r.ppl.toFixed(3), `${r.ppl >= dense.ppl ? "+" : ""}${((100 * (r.ppl - dense.ppl)) / dense.ppl).toFixed(2)}%`];
+  });
+  fillSection("docs/quantization.md", "kv-formats", `\n${markdownTable(["model", "--kv-format", "KV bytes/token", "vs f32", "ppl", "Δppl vs f32 KV"], rows, [false, false, true, true, true, true])}`);
+}
 if (args.includes("--json")) writeFileSync(arg("--json", "kv-eval.json"), JSON.stringify(all, null, 1));
