@@ -24,6 +24,8 @@ export interface Backend {
    * sequences one forward at a time.
    */
   rowView?(t: Tensor, row0: number, rows: number): Tensor;
+  /** Byte alignment a row view's start needs (WebGPU binds storage at multiples of it); 1 when absent. */
+  readonly rowViewAlign?: number;
   /**
    * Synchronous access to t's storage, for backends whose tensors live in host memory (the CPU's): KV
    * methods that compute on the host (src/kv/host-store.ts) read q and write attention outputs through it.

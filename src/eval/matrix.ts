@@ -32,6 +32,8 @@ import { FormatError } from "../io/errors.js";
 import { evaluatePerplexity } from "./perplexity.js";
 import { DEFAULT_LAMBADA, evaluateLambada, readLambada, type LambadaExample } from "./lambada.js";
 import { barChartSvg, markdownTable } from "./plot.js";
+import { parseKvSpec } from "../kv/spec.js";
+import { checkKvFormat } from "../kv/format.js";
 
 export type MatrixTask =
   | { readonly kind: "ppl"; readonly data: string; readonly ctx?: number; readonly chunks?: number }
@@ -82,9 +84,22 @@ const KNOWN_OPTIONS: Record<string, (v: unknown) => string | undefined> = {
   tokenizer: (v) => (typeof v === "string" && v !== "" ? undefined : "must be a file path"),
   offline: (v) => (typeof v === "boolean" ? undefined : "must be true or false"),
   profile: (v) => (typeof v === "boolean" ? undefined : "must be true or false"),
+  kv: (v) => checked(() => parseKvSpec(v as string), v),
+  kvFormat: (v) => checked(() => checkKvFormat(v as string), v),
   backend: () => "cannot be given in a config file (it is a live object)",
   onProgress: () => "cannot be given in a config file (it is a function)",
 };
+
+/** The error message of a parser's check, if it throws (or if v is not a string). */
+function checked(check: () => unknown, v: unknown): string | undefined {
+  if (typeof v !== "string") return "must be a string";
+  try {
+    check();
+    return undefined;
+  } catch (e) {
+    return (e as Error).message;
+  }
+}
 
 const isObject = (v: unknown): v is Record<string, unknown> => typeof v === "object" && v !== null && !Array.isArray(v);
 

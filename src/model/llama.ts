@@ -300,7 +300,11 @@ export class LlamaModel {
   }
   /** Whether forwardBatch runs several sequences in one pass (the backend has row views). */
   get batches(): boolean {
-    return this.backend.rowView !== undefined && this.kvBatchable;
+    const c = this.config;
+    const align = this.backend.rowViewAlign ?? 1;
+    // every row of q, k, v and att must start where the backend can view it
+    const rowsAligned = [c.numHeads * c.headDim, c.numKvHeads * c.headDim].every((cols) => (cols * 4) % align === 0);
+    return this.backend.rowView !== undefined && rowsAligned && this.kvBatchable;
   }
 
   /**

@@ -8,12 +8,15 @@ export interface Buf {
   readonly id: number;
   readonly buffer: GPUBuffer;
   readonly size: number;
+  /** Where a binding of this Buf starts in `buffer` (a sub-range: a row view); whole buffer when absent. */
+  readonly offset?: number;
 }
 
 export class BufferPool {
   private nextId = 1;
   private readonly live = new Set<GPUBuffer>();
   private readonly staging = new Map<number, GPUBuffer[]>();
+  private readonly ranges = new Map<string, Buf>();
 
   constructor(private readonly device: GPUDevice, private readonly maxBufferBytes: number) {}
 
@@ -39,6 +42,23 @@ export class BufferPool {
       const tail = new Uint8Array(4);
       tail.set(data.subarray(whole));
       this.device.queue.writeBuffer(b.buffer, whole, tail);
+    }
+    return b;
+  }
+
+  /**
+   * Bytes [offset, offset + size) of `parent` as a Buf of its own, the same one each time it is asked
+   * for (so bind groups over it are cached too). `offset` must be a multiple of the device's storage
+   * offset alignment.
+   */
+  subrange(parent: Buf, offset: number, size: number): Buf {
+    const start = (parent.offset ?? 0) + offset;
+    if (offset < 0 || offset + size > parent.size) throw new Error(`sub-range [${offset}, ${offset + size}) of a ${parent.size}-byte buffer`);
+    const key = `${parent.buffer.label}|${parent.id}|${start}|${size}`;
+    let b = this.ranges.get(key);
+    if (!b) {
+      b = { id: this.nextId++, buffer: parent.buffer, size, offset: start };
+      this.ranges.set(key, b);
     }
     return b;
   }
@@ -77,5 +97,6 @@ export class BufferPool {
     for (const b of this.live) b.destroy();
     this.live.clear();
     this.staging.clear();
+    this.ranges.clear();
   }
 }

@@ -105,7 +105,7 @@ export class Recorder {
         layout,
         entries: [
           { binding: 0, resource: { buffer: this.ring.buffer, offset: 0, size: paramBytes } },
-          ...bufs.map((b, i) => ({ binding: i + 1, resource: { buffer: b.buffer } })),
+          ...bufs.map((b, i) => ({ binding: i + 1, resource: b.offset === undefined ? { buffer: b.buffer } : { buffer: b.buffer, offset: b.offset, size: b.size } })),
         ],
       });
       this.bindGroups.set(key, g);

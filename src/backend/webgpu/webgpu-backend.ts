@@ -120,6 +120,25 @@ export class WebGpuBackend implements Backend {
 
   readonly kvFormats: readonly string[] = ["int8"];
 
+  /**
+   * A row view binds a sub-range of the tensor's buffer, so every kernel works on it unchanged; WebGPU
+   * binds storage only at multiples of `rowViewAlign` bytes, which rows of most widths are (a width of
+   * 64 f32 values is 256 bytes).
+   */
+  rowView(t: Tensor, row0: number, rows: number): GpuTensor {
+    const g = t as GpuTensor;
+    if (!(Number.isInteger(row0) && Number.isInteger(rows) && row0 >= 0 && rows > 0 && row0 + rows <= g.rows)) {
+      throw new Error(`rows [${row0}, ${row0 + rows}) of a ${g.rows}-row tensor`);
+    }
+    const offset = row0 * g.cols * 4;
+    if (offset % this.rowViewAlign !== 0) throw new Error(`a row view at byte ${offset} is not a multiple of this GPU's storage alignment (${this.rowViewAlign})`);
+    return new GpuTensor(rows, g.cols, this.pool.subrange(g.buf, offset, rows * g.cols * 4));
+  }
+
+  get rowViewAlign(): number {
+    return this.gpu.device.limits.minStorageBufferOffsetAlignment;
+  }
+
   kvCache(layers: number, kvHeads: number, headDim: number, capacity: number, format = "f32"): GpuKVCache {
     if (format !== "f32" && format !== "int8") throw new Error(`the webgpu backend stores KV caches as f32 or int8, not "${format}"`);
     if (format === "int8") kvWriteInt8Kernel(headDim); // checks the head dim
@@ -315,7 +334,7 @@ export class WebGpuBackend implements Backend {
       throw new Error(`read rows [${row}, ${row + rows}) of a ${g.rows}-row tensor`);
     }
     if (rows === 0) return new Float32Array(0);
-    return new Float32Array(await this.recorder.read(g.buf.buffer, row * g.cols * 4, rows * g.cols * 4));
+    return new Float32Array(await this.recorder.read(g.buf.buffer, (g.buf.offset ?? 0) + row * g.cols * 4, rows * g.cols * 4));
   }
 
   async argmax(logits: Tensor): Promise<number> {
