@@ -54,6 +54,12 @@ function words(b: Uint8Array): Uint32Array {
   return new Uint32Array(a.buffer, a.byteOffset, a.byteLength / 4);
 }
 
+/** The 16-bit halves of `b` (copied when misaligned). */
+function halves(b: Uint8Array): Uint16Array {
+  const a = b.byteOffset % 2 === 0 ? b : Uint8Array.from(b);
+  return new Uint16Array(a.buffer, a.byteOffset, a.byteLength >> 1);
+}
+
 /** Repacks a packed-dtype tensor into the layout above and uploads it, in parts of at most `maxBinding` bytes. */
 export function uploadPacked(raw: RawTensor, pool: BufferPool, maxBinding: number): GpuWeight {
   const format = raw.dtype as PackedDType;
@@ -70,14 +76,14 @@ export function uploadPacked(raw: RawTensor, pool: BufferPool, maxBinding: numbe
   const mul = d.group === 0 ? 1 : p.tensorScale / (d.unit * d.scaleUnit);
   if (!Number.isFinite(mul)) throw new Error(`weight ${raw.name}: tensor scale ${p.tensorScale} is not finite`);
   const srcScales = words(p.scales);
-  const codes = d.codeBits === 4 ? words(p.codes) : undefined;
+  const codes = d.codeBits === 4 ? halves(p.codes) : undefined;
   const parts: WeightPart[] = [];
   for (let r0 = 0; r0 < N; r0 += rowsPerPart) {
     const rows = Math.min(rowsPerPart, N - r0);
     const q = new Uint32Array(rows * codeWords);
     const s = new Uint32Array(rows * scaleWords);
     for (let r = 0; r < rows; r++) {
-      if (codes) tileNibbleRow(codes, r0 + r, K, d.group, q.subarray(r * codeWords, (r + 1) * codeWords));
+      if (codes) tileNibbleRow(codes, r0 + r, K, d.group, new Uint16Array(q.buffer, r * codeWords * 4, codeWords * 2));
       else tileByteRow(p.codes.subarray((r0 + r) * K, (r0 + r + 1) * K), q.subarray(r * codeWords, (r + 1) * codeWords));
       if (d.group === 0) s[r] = srcScales[r0 + r]!;
       else tileScaleRow(format, p.scales, r0 + r, K, s.subarray(r * scaleWords, (r + 1) * scaleWords));
@@ -92,32 +98,43 @@ export function uploadPacked(raw: RawTensor, pool: BufferPool, maxBinding: numbe
   return new GpuWeight(raw.name, format, raw.shape, format, codeWords, T, parts, mul);
 }
 
+/**
+ * Where each 16-bit half of a tile's 128 source words goes: source half 2i (weights 8i..8i+3) to lane
+ * 2(i mod 16), half 2i + 1 to lane 2(i mod 16) + 1, in word v >> 1, half v & 1 (v = i >> 4). Halves, not
+ * nibbles, move: a permutation of u16s (little-endian, as WebGPU buffers are).
+ */
+const NIBBLE_TILE_PERM = Uint16Array.from({ length: 256 }, (_, h) => {
+  const i = h >> 1;
+  const v = (i >> 4) & 7;
+  const lane = 2 * (i & 15) + (h & 1);
+  return 2 * (4 * lane + (v >> 1)) + (v & 1);
+});
+
 /** One row of 4-bit codes (the formats' rows are padded to whole groups) into tile order. */
-function tileNibbleRow(src: Uint32Array, row: number, K: number, g: number, dst: Uint32Array): void {
-  const n = (groupsPerRow(K, g) * g) / 8; // source words a row
+function tileNibbleRow(src: Uint16Array, row: number, K: number, g: number, dst: Uint16Array): void {
+  const n = (groupsPerRow(K, g) * g) / 4; // source halves a row
   const base = row * n;
-  for (let i = 0; i < n; i++) {
-    const u = src[base + i]!;
-    const k = 8 * i;
-    const t = k >> 10;
-    const v = (k >> 7) & 7;
-    const l = 2 * (i & 15);
-    const at = t * 128 + 4 * l + (v >> 1);
-    const sh = 16 * (v & 1);
-    dst[at] = (dst[at]! | ((u & 0xffff) << sh)) >>> 0;
-    dst[at + 4] = (dst[at + 4]! | ((u >>> 16) << sh)) >>> 0;
+  const whole = n - (n % 256);
+  for (let t = 0; t < whole; t += 256) {
+    const s = base + t;
+    for (let h = 0; h < 256; h++) dst[t + NIBBLE_TILE_PERM[h]!] = src[s + h]!;
   }
+  for (let h = whole; h < n; h++) dst[whole + NIBBLE_TILE_PERM[h - whole]!] = src[base + h]!;
 }
 
-/** One row of int8 codes into tile order (lane l's word v = weights 4l + 128v + 0..3 of a 512-weight tile). */
+/** Where each source word (4 weights) of a 512-weight int8 tile goes: lane l's word v = weights 4l + 128v + 0..3. */
+const BYTE_TILE_PERM = Uint8Array.from({ length: 128 }, (_, i) => 4 * (i & 31) + (i >> 5));
+
+/** One row of int8 codes into tile order. */
 function tileByteRow(src: Uint8Array, dst: Uint32Array): void {
-  const padded = new Uint8Array(dst.length * 4);
-  padded.set(src);
-  const w = new Uint32Array(padded.buffer);
-  for (let i = 0; i < w.length; i++) {
-    const k = 4 * i;
-    dst[(k >> 9) * 128 + 4 * ((k >> 2) & 31) + ((k >> 7) & 3)] = w[i]!;
+  let w: Uint32Array;
+  if (src.byteOffset % 4 === 0 && src.byteLength % 4 === 0) w = new Uint32Array(src.buffer, src.byteOffset, src.byteLength / 4);
+  else {
+    const padded = new Uint8Array(Math.ceil(src.byteLength / 4) * 4);
+    padded.set(src);
+    w = new Uint32Array(padded.buffer);
   }
+  for (let i = 0; i < w.length; i++) dst[(i & ~127) + BYTE_TILE_PERM[i & 127]!] = w[i]!;
 }
 
 /** One row of scales into the tile-class order of the header. */
