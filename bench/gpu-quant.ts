@@ -25,6 +25,8 @@ import { mkdirSync, readFileSync, writeFileSync, existsSync } from "node:fs";
 import { join } from "node:path";
 import { createWebGpuBackend, type GpuTensor, type WebGpuBackend } from "../src/backend/webgpu/webgpu-backend.js";
 import type { GpuWeight } from "../src/backend/webgpu/weights.js";
+import { chunkElems, gemvKernel, gemvRows, gemvSplit, xMode } from "../src/backend/webgpu/kernels/matmul.js";
+import { f32bits, grid } from "../src/backend/webgpu/kernel.js";
 import { LlamaModel, expectedShape, expectedTensorNames } from "../src/model/llama.js";
 import type { ModelConfig } from "../src/model/config.js";
 import { quantFormat } from "../src/quant/formats.js";
@@ -45,6 +47,8 @@ const MODELS: Record<string, { dim: number; layers: number; ffn: number; heads: 
 };
 
 interface GemvRow { shape: string; out: number; in: number; format: DType; bitsPerWeight: number; mib: number; us: number; timed: "timestamps" | "wall"; gbs: number; ofCopy: number; vsF16?: number }
+/** One GEMV tuning variant: rows per team R, split S, unroll U, pipelined loads. */
+interface TuneRow { shape: string; format: DType; R: number; S: number; U: number; pipeline: boolean; us: number; ofCopy: number; isDefault: boolean }
 interface DecodeRow { model: string; format: DType; head: string; weightGB: number; tokS: Spread; prefillTokS: Spread; rooflineTokS: number; ofRoofline: number; vsQ4_0?: number; vsF16?: number }
 interface Report {
   bench: "gpu-quant";
@@ -54,6 +58,7 @@ interface Report {
   settings: Record<string, string | number | boolean>;
   copy: CopyBandwidth;
   gemv: GemvRow[];
+  tune?: TuneRow[];
   decode: DecodeRow[];
 }
 
@@ -69,6 +74,8 @@ const { values: a } = parseArgs({
     prompt: { type: "string", default: "64" },
     head: { type: "string", default: "same" },
     "no-gemv": { type: "boolean", default: false },
+    tune: { type: "string", default: "q4_0,razer,nvfp4-razer,int4-asym" },
+    "tune-shapes": { type: "string", default: "8192x8192,4096x14336" },
     "no-decode": { type: "boolean", default: false },
     smoke: { type: "boolean", default: false },
     "from-json": { type: "string" },
@@ -87,11 +94,7 @@ const formats = a.formats!.split(",").map((f) => {
   return f;
 });
 if (!formats.includes("f16")) formats.unshift("f16"); // the anchor of every speedup
-const shapes = (smoke ? "64x1024,96x2048" : a.shapes!).split(",").map((s) => {
-  const m = /^(\d+)x(\d+)$/.exec(s);
-  if (!m) throw new Error(`--shapes: "${s}" is not OUTxIN`);
-  return [Number(m[1]), Number(m[2])] as [number, number];
-});
+const shapes = parseShapes(smoke ? "64x1024,96x2048" : a.shapes!, "--shapes");
 const models = (smoke ? "smoke" : a.models!).split(",").filter((m) => m).map((m) => {
   if (!MODELS[m]) throw new Error(`--models: unknown "${m}" (known: ${Object.keys(MODELS).join(", ")})`);
   return m;
@@ -179,6 +182,59 @@ function bitsPerWeight(format: DType, cols: number): number {
 
 const gpuBytes = (w: GpuWeight) => w.parts.reduce((s, p) => s + p.data.size + (p.scales?.size ?? 0), 0);
 const log = (s: string) => process.stderr.write(`${s}\n`);
+
+/** (R, U, pipeline) variants the tuning table measures; S is the default split for R. */
+const TUNE_VARIANTS: [number, number, boolean][] = [[1, 1, false], [2, 1, false], [4, 1, false], [8, 1, false], [2, 2, false], [4, 2, false], [2, 1, true], [4, 1, true]];
+
+function parseShapes(list: string, flag: string): [number, number][] {
+  return list.split(",").filter((s) => s).map((s) => {
+    const m = /^(\d+)x(\d+)$/.exec(s);
+    if (!m) throw new Error(`${flag}: "${s}" is not OUTxIN`);
+    return [Number(m[1]), Number(m[2])] as [number, number];
+  });
+}
+
+/**
+ * GEMV variants (rows per team, unroll, pipelined loads) of a few formats: the defaults of kernels/matmul.ts
+ * for the packed formats are q4_0's, not yet timed on a GPU; this table is what to set them from.
+ */
+async function tuneSection(b: WebGpuBackend, copy: CopyBandwidth): Promise<TuneRow[]> {
+  const rows: TuneRow[] = [];
+  const list = a.tune!.split(",").filter((f) => f) as DType[];
+  for (const f of list) if (!isDType(f)) throw new Error(`--tune: "${f}" is not a format`);
+  for (const [outF, inF] of smoke ? shapes.slice(0, 1) : parseShapes(a["tune-shapes"]!, "--tune-shapes")) {
+    for (const format of list) {
+      const one = randomWeight("w", format, [outF, inF], 1);
+      const copies = Math.max(1, Math.ceil(COLD_BYTES / one.data.length));
+      const ws: GpuWeight[] = [];
+      for (let c = 0; c < copies; c++) ws.push(b.upload(c === 0 ? one : randomWeight(`w${c}`, format, [outF, inF], c + 1)));
+      const x = b.activation(1, inF) as GpuTensor;
+      b.gpu.device.queue.writeBuffer(x.buf.buffer, 0, new Float32Array(inF).fill(0.01));
+      const out = b.activation(1, outF) as GpuTensor;
+      const sg = b.gpu.subgroupMinSize;
+      const bytes = gpuBytes(ws[0]!) + (inF + outF) * 4;
+      for (const [R, U, pipeline] of smoke ? TUNE_VARIANTS.slice(0, 2) : TUNE_VARIANTS) {
+        const S = gemvSplit(sg, R);
+        const k = gemvKernel(format, xMode(format, inF), sg, R, S, U, pipeline);
+        const t = await measure(b, `matmul.gemv.${format}`, ITERS, (i) => {
+          const w = ws[i % copies]!;
+          for (const part of w.parts) {
+            const bufs = part.scales ? [x.buf, part.data, part.scales, out.buf] : [x.buf, part.data, out.buf];
+            b.recorder.dispatch(k, [part.rows, inF, Math.ceil(inF / chunkElems(format)), part.rowStart, w.stride / 4, w.blocks, f32bits(w.mul)], bufs, grid(Math.ceil(part.rows / gemvRows(sg, R, S))));
+          }
+        });
+        const ms = Number.isFinite(t.gpu) ? t.gpu : t.wall;
+        const isDefault = R === b.gemvRowsPerTeam[format] && U === 1 && !pipeline;
+        rows.push({ shape: `${outF}x${inF}`, format, R, S, U, pipeline, us: ms * 1e3, ofCopy: bytes / ms / 1e6 / copy.gbs, isDefault });
+        log(`tune ${outF}x${inF} ${format.padEnd(12)} R=${R} S=${S} U=${U} pipeline=${pipeline ? 1 : 0}: ${(ms * 1e3).toFixed(1)} us, ${((bytes / ms / 1e6 / copy.gbs) * 100).toFixed(0)}% of copy`);
+      }
+      for (const w of ws) for (const p of w.parts) { b.pool.destroy(p.data); if (p.scales) b.pool.destroy(p.scales); }
+      b.pool.destroy(x.buf);
+      b.pool.destroy(out.buf);
+    }
+  }
+  return rows;
+}
 
 async function gemvSection(b: WebGpuBackend, copy: CopyBandwidth): Promise<GemvRow[]> {
   const rows: GemvRow[] = [];
@@ -309,6 +365,14 @@ function markdown(rep: Report): string {
       [false, false, true, true, true, true, true, true],
     ));
   }
+  if (rep.tune?.length) {
+    parts.push(`\nGEMV tuning variants (same timing): R = weight rows per 32-lane team, S = teams splitting a row's K, U = 16-byte loads in flight per lane and row, pipelined = next step's loads issued before this step's math; * = the backend's default.\n`);
+    parts.push(markdownTable(
+      ["shape", "format", "R", "S", "U", "pipelined", "µs", "of copy"],
+      rep.tune.map((r) => [r.shape, r.format, `${r.R}${r.isDefault ? "*" : ""}`, r.S, r.U, r.pipeline ? "yes" : "no", r.us.toFixed(1), pct(r.ofCopy)]),
+      [false, false, true, true, true, false, true, true],
+    ));
+  }
   if (rep.decode.length) {
     parts.push(`\nDecode, batch 1, random weights (every matrix in the format; head and embedding: ${rep.settings.head === "f16" ? "f16" : "the same format"}), ${rep.settings.prompt}-token prefill, ${rep.settings.decode} timed greedy steps, median (min–max) of ${rep.settings.repeats}. Roofline = (weights + f32 KV read) / copy bandwidth.\n`);
     parts.push(markdownTable(
@@ -408,17 +472,19 @@ async function main(): Promise<void> {
   log(`WebGPU ${device} (${features})`);
   let copy: CopyBandwidth;
   let gemv: GemvRow[] = [];
+  let tune: TuneRow[] = [];
   try {
     copy = await copyBandwidth(b, COPY_BYTES, ITERS);
     log(`copy ${COPY_BYTES >> 20} MiB: ${copy.gbs.toPrecision(4)} GB/s (${copy.timed})`);
     if (!a["no-gemv"]) gemv = await gemvSection(b, copy);
+    if (!a["no-gemv"] && a.tune) tune = await tuneSection(b, copy);
   } finally {
     b.dispose();
   }
   const rep: Report = {
     bench: "gpu-quant", device, features, date: new Date().toISOString().slice(0, 10),
     settings: { iters: ITERS, decode: DECODE, repeats: REPEATS, prompt: PROMPT, head: a.head!, smoke },
-    copy, gemv, decode: [],
+    copy, gemv, tune, decode: [],
   };
   writeOutputs(rep, a.out); // a run cut short keeps the GEMV table
   if (!a["no-decode"]) rep.decode = await decodeSection(copy);
