@@ -436,6 +436,7 @@ export function gpuSpeedSection(rep: Report, svgDir: string): string {
 }
 
 function writeDoc(rep: Report, path: string): void {
+  if (!existsSync(path)) throw new Error(`--write-doc: ${path} does not exist (it updates the GPU speed section of an existing doc)`);
   const doc = readFileSync(path, "utf8");
   const section = gpuSpeedSection(rep, "");
   const i = doc.indexOf(START);
