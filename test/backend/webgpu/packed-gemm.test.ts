@@ -12,7 +12,12 @@ import { Rng, openOrSkip, randoms, tensorOf } from "./helpers.js";
 import { SHAPES, assertProduct, packedWeight } from "./packed-helpers.js";
 
 const { gpu, reason } = await openOrSkip();
-after(() => gpu?.dispose());
+// weights split by rows into parts of 2 rows (the part-local row and scale indexing)
+const split = gpu ? await openOrSkip({ maxBindingBytes: 2 * 1536 }) : { gpu: undefined, reason };
+after(() => {
+  gpu?.dispose();
+  split.gpu?.dispose();
+});
 
 test("every packed format's GPU layout decodes to the reference's unpacked weights (embed)", { skip: !gpu && reason }, async () => {
   const rng = new Rng(31);
@@ -30,6 +35,26 @@ test("every packed format's GPU layout decodes to the reference's unpacked weigh
         }
       }
     }
+  }
+});
+
+test("weights split into parts: embed and GEMM (RaZeR, NVFP4-RaZeR)", { skip: !gpu && reason }, async () => {
+  const rng = new Rng(35);
+  const g = split.gpu!;
+  const [N, K] = SHAPES[0]!;
+  for (const format of ["razer", "nvfp4-razer"] as const) {
+    const { raw, w } = packedWeight(format, N, K, rng);
+    const wt = g.upload(raw);
+    assert.ok(wt.parts.length > 2, `${format}: ${wt.parts.length} parts`);
+    const tokens = Int32Array.from({ length: N }, (_, i) => (5 * i) % N);
+    const emb = g.activation(N, K);
+    g.embed(emb, wt, tokens);
+    const got = await g.read(emb);
+    for (let r = 0; r < N; r++) for (let i = 0; i < K; i++) if (got[r * K + i] !== w[tokens[r]! * K + i]) assert.fail(`${format} row ${tokens[r]} element ${i}`);
+    const xs = randoms(3 * K, rng);
+    const out = g.activation(3, N);
+    g.matmul(out, tensorOf(g, 3, K, xs), wt);
+    assertProduct(await g.read(out), w, xs, 3, N, K, `${format} GEMM in parts`);
   }
 });
 
