@@ -176,7 +176,7 @@ export class WebGpuBackend implements Backend {
         const chunks = Math.ceil(K / chunkElems(wt.format));
         this.run(k, [part.rows, K, chunks, part.rowStart, wt.stride / 4, wt.blocks, f32bits(wt.mul)], bufs, grid(Math.ceil(part.rows / gemvRows(sg, R))));
       } else {
-        const groups = wt.isBlock && !wt.isPacked ? K / 8 : Math.ceil(K / 8);
+        const groups = wt.isBlock ? K / 8 : Math.ceil(K / 8);
         const tiles = Math.ceil(part.rows / GEMM_TILE);
         const rowTiles = Math.ceil(n / GEMM_TILE);
         if (tiles > 65535 || rowTiles > 65535) throw new Error(`matmul ${wt.name}: too large for one dispatch`);
