@@ -6,7 +6,7 @@
  *
  *   node dist/bench/gpu-quant.js --out DIR [--formats f16,q8_0,q4_0,int8,...] [--shapes 8192x8192,4096x14336]
  *        [--models llama-3.2-1b,llama-3.1-8b] [--iters 50] [--decode 32] [--repeats 3] [--prompt 64]
- *        [--head same|f16] [--no-gemv] [--no-decode] [--smoke]
+ *        [--head same|f16] [--tune q4_0,fp4,razer,...] [--tune-shapes 8192x8192] [--no-gemv] [--no-decode] [--smoke]
  *   node dist/bench/gpu-quant.js --from-json DIR/gpu-quant.json --write-doc docs/quantization.md [--out DIR]
  *
  * GEMV: `out x in` shapes; each format's weight is cycled through enough copies (>= 192 MiB) that every call
@@ -74,7 +74,7 @@ const { values: a } = parseArgs({
     prompt: { type: "string", default: "64" },
     head: { type: "string", default: "same" },
     "no-gemv": { type: "boolean", default: false },
-    tune: { type: "string", default: "q4_0,razer,nvfp4-razer,int4-asym" },
+    tune: { type: "string", default: "q4_0,fp4,razer,nvfp4-razer,int4-asym" },
     "tune-shapes": { type: "string", default: "8192x8192,4096x14336" },
     "no-decode": { type: "boolean", default: false },
     smoke: { type: "boolean", default: false },
