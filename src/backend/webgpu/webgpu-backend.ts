@@ -5,13 +5,13 @@
  */
 import type { Backend, KVCache, RopeTable, PickedToken, SampleParams, Tensor, Weight } from "../backend.js";
 import type { RawTensor } from "../../tensor/raw.js";
-import type { BlockDType, DType } from "../../tensor/dtype.js";
+import { PACKED_DTYPES, type DType } from "../../tensor/dtype.js";
 import { openGpu, type GpuDevice, type GpuOptions } from "./device.js";
 import { BufferPool, type Buf } from "./buffers.js";
 import { Recorder } from "./recorder.js";
 import { f32bits, grid, type Kernel } from "./kernel.js";
 import type { KernelTime } from "./profiler.js";
-import { GpuWeight, uploadWeight } from "./weights.js";
+import { GpuWeight, uploadWeight, type GpuFormat } from "./weights.js";
 import { GEMM_TILE, GEMV_ROWS_PER_TEAM, chunkElems, gemvRows, gemmKernel, gemvKernel, xMode } from "./kernels/matmul.js";
 import { ELEMENTWISE_GROUP, addBiasKernel, addKernel, swigluKernel } from "./kernels/elementwise.js";
 import { normThreads, rmsnormKernel } from "./kernels/norm.js";
@@ -62,7 +62,7 @@ export interface WebGpuOptions extends GpuOptions {
   /** Cap on one weight binding (tests use a small one to exercise weights split into parts). */
   maxBindingBytes?: number;
   /** Weight rows each GEMV thread team computes, per format (benchmarks; defaults in kernels/matmul.ts). */
-  gemvRowsPerTeam?: Partial<Record<BlockDType, number>>;
+  gemvRowsPerTeam?: Partial<Record<GpuFormat, number>>;
 }
 
 /** Opens a device and returns a backend on it. */
@@ -72,12 +72,12 @@ export async function createWebGpuBackend(options: WebGpuOptions = {}): Promise<
 
 export class WebGpuBackend implements Backend {
   readonly kind = "webgpu" as const;
-  readonly formats: readonly DType[] = ["f32", "f16", "bf16", "q8_0", "q4_0"];
+  readonly formats: readonly DType[] = ["f32", "f16", "bf16", "q8_0", "q4_0", ...PACKED_DTYPES];
   readonly recorder: Recorder;
   readonly pool: BufferPool;
   private readonly maxBinding: number;
   /** Weight rows per GEMV thread team, per format; benchmarks change it between runs. */
-  readonly gemvRowsPerTeam: Record<BlockDType, number>;
+  readonly gemvRowsPerTeam: Record<GpuFormat, number>;
   private scratch?: Buf;
   private readonly result: Buf;
   private disposed = false;
@@ -181,7 +181,7 @@ export class WebGpuBackend implements Backend {
       const ids = tokens.subarray(r0, r0 + EMBED_TOKENS);
       for (const part of w.parts) {
         const params = new Uint32Array(8 + ids.length);
-        params.set([ids.length, cols, part.rowStart, part.rowStart + part.rows, w.stride, w.blocks, r0, 0]);
+        params.set([ids.length, cols, part.rowStart, part.rowStart + part.rows, w.stride, w.blocks, r0, f32bits(w.mul)]);
         params.set(ids, 8);
         const bufs = part.scales ? [o.buf, part.data, part.scales] : [o.buf, part.data];
         this.run(k, params, bufs, grid(Math.ceil((ids.length * cols) / EMBED_GROUP)));
@@ -207,13 +207,13 @@ export class WebGpuBackend implements Backend {
         const R = this.gemvRowsPerTeam[wt.format];
         const k = gemvKernel(wt.format, xMode(wt.format, K), sg, R);
         const chunks = Math.ceil(K / chunkElems(wt.format));
-        this.run(k, [part.rows, K, chunks, part.rowStart, wt.stride / 4, wt.blocks], bufs, grid(Math.ceil(part.rows / gemvRows(sg, R))));
+        this.run(k, [part.rows, K, chunks, part.rowStart, wt.stride / 4, wt.blocks, f32bits(wt.mul)], bufs, grid(Math.ceil(part.rows / gemvRows(sg, R))));
       } else {
         const groups = wt.isBlock ? K / 8 : Math.ceil(K / 8);
         const tiles = Math.ceil(part.rows / GEMM_TILE);
         const rowTiles = Math.ceil(n / GEMM_TILE);
         if (tiles > 65535 || rowTiles > 65535) throw new Error(`matmul ${wt.name}: too large for one dispatch`);
-        this.run(gemmKernel(wt.format), [n, part.rows, K, groups, part.rowStart, o.cols, wt.stride / 4, wt.blocks], bufs, [tiles, rowTiles]);
+        this.run(gemmKernel(wt.format), [n, part.rows, K, groups, part.rowStart, o.cols, wt.stride / 4, wt.blocks, f32bits(wt.mul)], bufs, [tiles, rowTiles]);
       }
     }
   }
@@ -366,7 +366,7 @@ export class WebGpuBackend implements Backend {
     if (o.cols !== cols || o.rows < 1) throw new Error(`embed ${w.name}: a token of width ${cols} does not fit [${o.rows}, ${o.cols}]`);
     const k = embedKernel(w.format, true);
     for (const part of w.parts) {
-      const params = [1, cols, part.rowStart, part.rowStart + part.rows, w.stride, w.blocks, 0, 0];
+      const params = [1, cols, part.rowStart, part.rowStart + part.rows, w.stride, w.blocks, 0, f32bits(w.mul)];
       const bufs = part.scales ? [o.buf, part.data, part.scales, this.result] : [o.buf, part.data, this.result];
       this.run(k, params, bufs, grid(Math.ceil(cols / EMBED_GROUP)));
     }

@@ -25,10 +25,16 @@
  * that reads weights runs once per part.
  */
 import type { Weight } from "../backend.js";
-import { type BlockDType as DType, isBlockDType } from "../../tensor/dtype.js";
+import { type BlockDType as DType, type PackedDType, isBlockDType, isPackedDType } from "../../tensor/dtype.js";
 import type { RawTensor } from "../../tensor/raw.js";
 import { decodeRow } from "../cpu/reference.js";
 import type { Buf, BufferPool } from "./buffers.js";
+import { quantFormat } from "../../quant/formats.js";
+import { rawToPacked } from "../../quant/packed-raw.js";
+import { uploadPacked } from "./packed-weights.js";
+
+/** A weight's layout on the GPU: a block format (this file) or a packed format (packed-weights.ts). */
+export type GpuFormat = DType | PackedDType;
 
 export interface WeightPart {
   readonly rowStart: number;
@@ -42,15 +48,17 @@ export interface WeightPart {
 export class GpuWeight implements Weight {
   constructor(
     readonly name: string,
-    readonly dtype: DType,
+    readonly dtype: GpuFormat,
     readonly shape: readonly number[],
     /** The layout on the GPU: 1-D weights (norms, biases) are widened to f32. */
-    readonly format: DType,
-    /** Words per row (plain formats). */
+    readonly format: GpuFormat,
+    /** Words per row (plain and packed formats). */
     readonly stride: number,
-    /** Blocks per row (block formats). */
+    /** Blocks per row (block formats); tiles per row (packed formats). */
     readonly blocks: number,
     readonly parts: readonly WeightPart[],
+    /** Packed formats: the f32 factor every row sum is multiplied by (packed-weights.ts). */
+    readonly mul = 1,
   ) {}
   get outFeatures(): number {
     return this.shape.length === 1 ? 1 : this.shape.slice(0, -1).reduce((a, b) => a * b, 1);
@@ -60,6 +68,9 @@ export class GpuWeight implements Weight {
   }
   get isBlock(): boolean {
     return this.format === "q8_0" || this.format === "q4_0";
+  }
+  get isPacked(): boolean {
+    return isPackedDType(this.format);
   }
 }
 
@@ -75,6 +86,12 @@ export const scaleStride = (blocks: number) => roundUp(blocks, 8);
 export function uploadWeight(raw: RawTensor, pool: BufferPool, maxBinding: number): GpuWeight {
   const K = raw.shape[raw.shape.length - 1]!;
   const N = raw.shape.length === 1 ? 1 : raw.shape.slice(0, -1).reduce((a, b) => a * b, 1);
+  if (isPackedDType(raw.dtype)) {
+    if (raw.shape.length > 1) return uploadPacked(raw, pool, maxBinding);
+    // a packed 1-D weight (a norm) is decoded to f32 like the block formats' ones below
+    const f = quantFormat(raw.dtype).unpack(rawToPacked(raw));
+    return uploadWeight({ name: raw.name, dtype: "f32", shape: raw.shape, data: new Uint8Array(f.buffer) }, pool, maxBinding);
+  }
   if (!isBlockDType(raw.dtype)) throw new Error(`weight ${raw.name}: the WebGPU backend has no ${raw.dtype} kernels`);
   let format: DType = raw.dtype;
   let bytes = raw.data;

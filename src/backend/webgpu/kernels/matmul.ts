@@ -18,9 +18,11 @@
  * memory, and each of 256 threads accumulates a 4 x 4 block. Weights are decoded to f32 in groups of 8
  * while the tile is loaded, so quantized weights cost no extra passes.
  */
-import type { BlockDType as DType } from "../../../tensor/dtype.js";
+import { isPackedDType } from "../../../tensor/dtype.js";
 import { ENTRY_ARGS, GROUP_INDEX, memoKernel, type Kernel } from "../kernel.js";
-import { DECODE_HELPERS, SCALE_FN, type GpuWeight } from "../weights.js";
+import { DECODE_HELPERS, SCALE_FN, type GpuFormat as DType, type GpuWeight } from "../weights.js";
+import { packedTile } from "../packed-weights.js";
+import { packedGemv, packedGroupLoader } from "./packed.js";
 
 const GEMV_THREADS = 256;
 
@@ -34,16 +36,26 @@ export function gemvTeam(sg: number): number {
  * here (with GEMV_UNROLL and the split gemvSplit gives) are the variants with the least total time over
  * 8192x8192, 4096x14336 and 14336x4096 on an H200 (docs/results/gpu-gemv-h200-after.txt).
  */
-export const GEMV_ROWS_PER_TEAM: Record<DType, number> = { f32: 2, f16: 2, bf16: 2, q8_0: 4, q4_0: 2 };
+export const GEMV_ROWS_PER_TEAM: Record<DType, number> = {
+  f32: 2, f16: 2, bf16: 2, q8_0: 4, q4_0: 2,
+  // packed formats (not yet timed on a GPU): as q4_0 for the 4-bit ones, as q8_0 for int8
+  int8: 4, "int4-asym": 2, fp4: 2, nf4: 2, razer: 2, nvfp4: 2, "nvfp4-razer": 2,
+};
 
 /** 16-byte weight loads per lane and row that a GEMV team issues before it computes, per format. */
-export const GEMV_UNROLL: Record<DType, number> = { f32: 2, f16: 2, bf16: 2, q8_0: 1, q4_0: 1 };
+export const GEMV_UNROLL: Record<DType, number> = {
+  f32: 2, f16: 2, bf16: 2, q8_0: 1, q4_0: 1,
+  int8: 1, "int4-asym": 1, fp4: 1, nf4: 1, razer: 1, nvfp4: 1, "nvfp4-razer": 1,
+};
 
 /**
  * Whether the GEMV loads the next step's weights before computing the current one, per format. Off: the
  * pipelined variant passes the tests but has not been timed on a GPU yet (bench it before turning it on).
  */
-export const GEMV_PIPELINE: Record<DType, boolean> = { f32: false, f16: false, bf16: false, q8_0: false, q4_0: false };
+export const GEMV_PIPELINE: Record<DType, boolean> = {
+  f32: false, f16: false, bf16: false, q8_0: false, q4_0: false,
+  int8: false, "int4-asym": false, fp4: false, nf4: false, razer: false, nvfp4: false, "nvfp4-razer": false,
+};
 
 /**
  * Teams that split the K of one row group by default: the largest power of two dividing R (so R rows
@@ -63,6 +75,7 @@ export function gemvRows(sg: number, rowsPerTeam: number, split = gemvSplit(sg, 
 
 /** Weights one 16-byte load covers. */
 export function chunkElems(format: DType): number {
+  if (isPackedDType(format)) return packedTile(format) === 1024 ? 32 : 16;
   return { f32: 4, f16: 8, bf16: 8, q8_0: 16, q4_0: 32 }[format];
 }
 
@@ -70,7 +83,8 @@ export function chunkElems(format: DType): number {
 export type XMode = "exact" | "vec4" | "scalar";
 
 export function xMode(format: DType, K: number): XMode {
-  if (K % chunkElems(format) === 0) return "exact";
+  // packed rows are padded to whole tiles, and x past K must read as 0 there
+  if (K % (isPackedDType(format) ? packedTile(format) : chunkElems(format)) === 0) return "exact";
   return K % 4 === 0 ? "vec4" : "scalar";
 }
 
@@ -82,6 +96,8 @@ fn xload(j: u32) -> vec4<f32> { let i = 4u * j; return vec4<f32>(xs(i), xs(i + 1
 }
 
 const isBlock = (f: DType) => f === "q8_0" || f === "q4_0";
+/** Formats whose weights come with a scale binding. */
+const hasScales = (f: DType) => isBlock(f) || isPackedDType(f);
 
 /**
  * How the GEMV walks one format's rows. A slot is one 16-byte load of a lane; slots of whole tiles use
@@ -97,11 +113,16 @@ interface GemvFormat {
   scaleType?: string;
   scaleRow?: string;
   restBlock?: string;
+  /** WGSL of slot `slot`'s scales for the row whose scales start at `c` (default: element slot / 8). */
+  scaleAt?: (c: string, slot: string) => string;
+  /** WGSL of the output from row sum `acc` of part row `row` (default: acc). */
+  post?: (acc: string, row: string) => string;
   /** `fn tdot(q, [c,] x0..) -> f32` (a tile slot), `fn rdot(q, [scale,] x0..) -> f32` (a rest slot), `fn rscale(e) -> f32`. */
   fns: string;
 }
 
 function gemvFormat(format: DType): GemvFormat {
+  if (isPackedDType(format)) return packedGemv(format);
   const xc = (n: number) => Array.from({ length: n }, (_, v) => `x${v}: vec4<f32>`).join(", ");
   switch (format) {
     case "f32":
@@ -190,7 +211,10 @@ export function gemvKernel(
   if (!(R >= 1 && U >= 1)) throw new Error(`GEMV rows per team ${R} and unroll ${U} must be at least 1`);
   return memoKernel(`gemv.${format}.${mode}.${team}.${+viaSubgroup}.${R}.${S}.${U}.${+pipeline}`, () => {
     const f = gemvFormat(format);
-    const block = isBlock(format);
+    // per-load scales (block and 4-bit packed formats); a scale binding (those, and int8's row scales)
+    const block = isBlock(format) || f.scaleAt !== undefined;
+    const scaled = block || f.post !== undefined && f.scaleType !== undefined;
+    const scaleAt = f.scaleAt ?? ((c: string, sl: string) => `sc[${c} + ((${sl}) >> 3u)]`);
     const rows = Array.from({ length: R }, (_, j) => j);
     const loads = Array.from({ length: U }, (_, u) => u);
     const each = (fn: (j: number) => string, sep = "\n      ") => rows.map(fn).join(sep);
@@ -206,7 +230,7 @@ export function gemvKernel(
     const fetch = (decl: string, base: string) =>
       [
         ...loads.flatMap((u) => rows.map((j) => `${decl}q${j}_${u} = w[w${j} + ${base}${u ? ` + ${u * team}u` : ""}];`)),
-        ...(block ? loads.flatMap((u) => rows.map((j) => `${decl}c${j}_${u} = sc[c${j} + ((${base}${u ? ` + ${u * team}u` : ""}) >> 3u)];`)) : []),
+        ...(block ? loads.flatMap((u) => rows.map((j) => `${decl}c${j}_${u} = ${scaleAt(`c${j}`, `${base}${u ? ` + ${u * team}u` : ""}`)};`)) : []),
       ].join("\n      ");
     const compute = (q: string, c: string) =>
       loads.map((u) => `{
@@ -232,7 +256,7 @@ export function gemvKernel(
       ${compute("q", "c")}
     }`;
     const tileOne = `${xLets("s", true)}
-        ${each((j) => `acc${j} += ${tdot(`w[w${j} + s]`, `sc[c${j} + (s >> 3u)]`)};`, "\n        ")}`;
+        ${each((j) => `acc${j} += ${tdot(`w[w${j} + s]`, scaleAt(`c${j}`, "s"))};`, "\n        ")}`;
     const restOne = block
       ? `${xLets("s", false)}
         ${each((j) => `acc${j} += rdot(w[w${j} + s], rscale(o${j} * SCALES + ${f.restBlock}), ${xs});`, "\n        ")}`
@@ -278,12 +302,12 @@ export function gemvKernel(
   ${each((j) => `acc${j} = red[lid * R + ${j}u];`, "\n  ")}`;
     }
     const code = /* wgsl */ `${viaSubgroup ? "enable subgroups;" : ""}
-struct P { n: u32, k: u32, chunks: u32, o0: u32, stride4: u32, blocks: u32 }
+struct P { n: u32, k: u32, chunks: u32, o0: u32, stride4: u32, blocks: u32, mul: f32 }
 @group(0) @binding(0) var<uniform> p: P;
 @group(0) @binding(1) var<storage, read> x: array<${mode === "scalar" ? "f32" : "vec4<f32>"}>;
 @group(0) @binding(2) var<storage, read> w: array<vec4<u32>>;
-${block ? `@group(0) @binding(3) var<storage, read> sc: array<${f.scaleType}>;` : ""}
-@group(0) @binding(${block ? 4 : 3}) var<storage, read_write> out: array<f32>;
+${scaled ? `@group(0) @binding(3) var<storage, read> sc: array<${f.scaleType}>;` : ""}
+@group(0) @binding(${scaled ? 4 : 3}) var<storage, read_write> out: array<f32>;
 ${DECODE_HELPERS}
 ${xLoader(mode)}
 ${f.fns}
@@ -316,19 +340,20 @@ fn main(${ENTRY_ARGS}) {
   }
   ${reduce}
   if (lane == 0u && kp == 0u) {
-    ${each((j) => `if (row0 + ${j}u < p.n) { out[p.o0 + row0 + ${j}u] = acc${j}; }`, "\n    ")}
+    ${each((j) => `if (row0 + ${j}u < p.n) { out[p.o0 + row0 + ${j}u] = ${f.post ? f.post(`acc${j}`, `(row0 + ${j}u)`) : `acc${j}`}; }`, "\n    ")}
   }
 }`.replace(/SCALES/g, "((p.blocks + 7u) & ~7u)");
     return {
       name: `matmul.gemv.${format}`,
       code,
-      bindings: block ? ["read", "read", "read", "write"] : ["read", "read", "write"],
+      bindings: scaled ? ["read", "read", "read", "write"] : ["read", "read", "write"],
     };
   });
 }
 
 /** WGSL `fn load8(o, g) -> array<vec4<f32>, 2>`: weights 8g..8g+7 of row o, decoded (weights.ts layout). */
 function groupLoader(format: DType): string {
+  if (isPackedDType(format)) return packedGroupLoader(format);
   switch (format) {
     case "f32":
       return `fn load8(o: u32, g: u32) -> array<vec4<f32>, 2> {
@@ -402,7 +427,8 @@ function groupLoader(format: DType): string {
 /** GEMM weight bindings: quants as vec4s, scales as f16 pairs. */
 function weightBindings(format: DType, first: number): string {
   let s = `@group(0) @binding(${first}) var<storage, read> w: array<vec4<u32>>;\n`;
-  if (isBlock(format)) s += `@group(0) @binding(${first + 1}) var<storage, read> sc: array<u32>;\n${SCALE_FN}`;
+  if (isPackedDType(format)) s += `@group(0) @binding(${first + 1}) var<storage, read> sc: array<u32>;\n`;
+  else if (isBlock(format)) s += `@group(0) @binding(${first + 1}) var<storage, read> sc: array<u32>;\n${SCALE_FN}`;
   return s;
 }
 
@@ -416,11 +442,11 @@ export const GEMM_TILE = 64;
 export function gemmKernel(format: DType): Kernel {
   return memoKernel(`gemm.${format}`, () => {
     const code = /* wgsl */ `
-struct P { rows: u32, n: u32, k: u32, groups: u32, o0: u32, outCols: u32, stride4: u32, blocks: u32 }
+struct P { rows: u32, n: u32, k: u32, groups: u32, o0: u32, outCols: u32, stride4: u32, blocks: u32, mul: f32 }
 @group(0) @binding(0) var<uniform> p: P;
 @group(0) @binding(1) var<storage, read> x: array<f32>;
 ${weightBindings(format, 2)}
-@group(0) @binding(${isBlock(format) ? 4 : 3}) var<storage, read_write> out: array<f32>;
+@group(0) @binding(${hasScales(format) ? 4 : 3}) var<storage, read_write> out: array<f32>;
 ${DECODE_HELPERS}
 ${groupLoader(format)}
 // [k][row / 4] and [k][feature / 4]: the inner loop reads one vec4 of each
@@ -475,7 +501,7 @@ fn main(${ENTRY_ARGS}) {
     return {
       name: `matmul.gemm.${format}`,
       code,
-      bindings: isBlock(format) ? ["read", "read", "read", "write"] : ["read", "read", "write"],
+      bindings: hasScales(format) ? ["read", "read", "read", "write"] : ["read", "read", "write"],
     };
   });
 }

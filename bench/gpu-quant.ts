@@ -1,0 +1,498 @@
+/**
+ * WebGPU speed of every weight format (issue #5): batch-1 GEMV against the device's copy bandwidth and
+ * dense f16 measured in the same run, then batch-1 decode tokens/s of Llama-shaped models with random
+ * weights, per format. Writes JSON, a markdown table and SVG charts under --out, and (--write-doc) the
+ * "GPU speed" section of docs/quantization.md from that JSON.
+ *
+ *   node dist/bench/gpu-quant.js --out DIR [--formats f16,q8_0,q4_0,int8,...] [--shapes 8192x8192,4096x14336]
+ *        [--models llama-3.2-1b,llama-3.1-8b] [--iters 50] [--decode 32] [--repeats 3] [--prompt 64]
+ *        [--head same|f16] [--tune q4_0,fp4,razer,...] [--tune-shapes 8192x8192] [--no-gemv] [--no-decode] [--smoke]
+ *   node dist/bench/gpu-quant.js --from-json DIR/gpu-quant.json --write-doc docs/quantization.md [--out DIR]
+ *
+ * GEMV: `out x in` shapes; each format's weight is cycled through enough copies (>= 192 MiB) that every call
+ * reads DRAM, not L2; the time per call is from timestamp queries (wall time over many calls in one
+ * submission when the adapter has none). Bytes = the weight as the GPU holds it (codes, scales, tile padding)
+ * + x + out; "of copy" is those bytes per second over the copy kernel's (read + write) bandwidth.
+ * Decode: every matrix of the model (layers, embedding, output head; --head f16 keeps the head and the
+ * embedding f16) in the format, random but valid codes and scales made directly in the packed layout
+ * (tiled from one random block: speed does not depend on values); a --prompt-token prefill, 4 untimed
+ * steps, then --decode timed greedy steps (each one submission returning the token id); median of
+ * --repeats runs. Roofline = (weights + KV cache read) / copy bandwidth.
+ * --smoke: tiny shapes and iterations, to check the whole path on any adapter (SwiftShader included).
+ */
+import { parseArgs } from "node:util";
+import { mkdirSync, readFileSync, writeFileSync, existsSync } from "node:fs";
+import { join } from "node:path";
+import { createWebGpuBackend, type GpuTensor, type WebGpuBackend } from "../src/backend/webgpu/webgpu-backend.js";
+import type { GpuWeight } from "../src/backend/webgpu/weights.js";
+import { chunkElems, gemvKernel, gemvRows, gemvSplit, xMode } from "../src/backend/webgpu/kernels/matmul.js";
+import { f32bits, grid } from "../src/backend/webgpu/kernel.js";
+import { LlamaModel, expectedShape, expectedTensorNames } from "../src/model/llama.js";
+import type { ModelConfig } from "../src/model/config.js";
+import { quantFormat } from "../src/quant/formats.js";
+import { tensorBytes } from "../src/quant/packed-raw.js";
+import { PACKED_DTYPES, isDType, isPackedDType, type DType } from "../src/tensor/dtype.js";
+import type { RawTensor } from "../src/tensor/raw.js";
+import { f32ToF16 } from "../src/tensor/half.js";
+import { barChartSvg, markdownTable } from "../src/eval/plot.js";
+import { copyBandwidth, measure, type CopyBandwidth } from "./gpu-timing.js";
+import { kvReadBytes } from "./roofline.js";
+import { randomLlamaConfig } from "./make-random-gguf.js";
+import { promptIds, spread, type Spread } from "./llama-cpp-anchor.js";
+
+const MODELS: Record<string, { dim: number; layers: number; ffn: number; heads: number; kvHeads: number; vocab: number; tied: boolean }> = {
+  "llama-3.2-1b": { dim: 2048, layers: 16, ffn: 8192, heads: 32, kvHeads: 8, vocab: 128256, tied: true },
+  "llama-3.1-8b": { dim: 4096, layers: 32, ffn: 14336, heads: 32, kvHeads: 8, vocab: 128256, tied: false },
+  smoke: { dim: 256, layers: 2, ffn: 640, heads: 4, kvHeads: 2, vocab: 1000, tied: false },
+};
+
+interface GemvRow { shape: string; out: number; in: number; format: DType; bitsPerWeight: number; mib: number; us: number; timed: "timestamps" | "wall"; gbs: number; ofCopy: number; vsF16?: number }
+/** One GEMV tuning variant: rows per team R, split S, unroll U, pipelined loads. */
+interface TuneRow { shape: string; format: DType; R: number; S: number; U: number; pipeline: boolean; us: number; ofCopy: number; isDefault: boolean }
+interface DecodeRow { model: string; format: DType; head: string; weightGB: number; tokS: Spread; prefillTokS: Spread; rooflineTokS: number; ofRoofline: number; vsQ4_0?: number; vsF16?: number }
+interface Report {
+  bench: "gpu-quant";
+  device: string;
+  features: string;
+  date: string;
+  settings: Record<string, string | number | boolean>;
+  copy: CopyBandwidth;
+  gemv: GemvRow[];
+  tune?: TuneRow[];
+  decode: DecodeRow[];
+}
+
+const { values: a } = parseArgs({
+  options: {
+    out: { type: "string" },
+    formats: { type: "string", default: ["f16", "q8_0", "q4_0", ...PACKED_DTYPES].join(",") },
+    shapes: { type: "string", default: "8192x8192,4096x14336,14336x4096" },
+    models: { type: "string", default: "llama-3.2-1b,llama-3.1-8b" },
+    iters: { type: "string", default: "50" },
+    decode: { type: "string", default: "32" },
+    repeats: { type: "string", default: "3" },
+    prompt: { type: "string", default: "64" },
+    head: { type: "string", default: "same" },
+    "no-gemv": { type: "boolean", default: false },
+    tune: { type: "string", default: "q4_0,fp4,razer,nvfp4-razer,int4-asym" },
+    "tune-shapes": { type: "string", default: "8192x8192,4096x14336" },
+    "no-decode": { type: "boolean", default: false },
+    smoke: { type: "boolean", default: false },
+    "from-json": { type: "string" },
+    "write-doc": { type: "string" },
+  },
+});
+
+const smoke = a.smoke!;
+const int = (name: keyof typeof a, v: string) => {
+  const n = Number(v);
+  if (!Number.isInteger(n) || n < 1) throw new Error(`--${name}: ${v} is not a positive integer`);
+  return n;
+};
+const formats = a.formats!.split(",").map((f) => {
+  if (!isDType(f) || f === "f32" || f === "bf16") throw new Error(`--formats: "${f}" is not one of f16, q8_0, q4_0, ${PACKED_DTYPES.join(", ")}`);
+  return f;
+});
+if (!formats.includes("f16")) formats.unshift("f16"); // the anchor of every speedup
+const shapes = parseShapes(smoke ? "64x1024,96x2048" : a.shapes!, "--shapes");
+const models = (smoke ? "smoke" : a.models!).split(",").filter((m) => m).map((m) => {
+  if (!MODELS[m]) throw new Error(`--models: unknown "${m}" (known: ${Object.keys(MODELS).join(", ")})`);
+  return m;
+});
+if (a.head !== "same" && a.head !== "f16") throw new Error(`--head: "${a.head}" is not same or f16`);
+const ITERS = smoke ? 3 : int("iters", a.iters!);
+const DECODE = smoke ? 4 : int("decode", a.decode!);
+const REPEATS = smoke ? 1 : int("repeats", a.repeats!);
+const PROMPT = smoke ? 8 : int("prompt", a.prompt!);
+const COLD_BYTES = smoke ? 1 << 20 : 192 << 20;
+const COPY_BYTES = smoke ? 4 << 20 : 512 << 20;
+
+/** xorshift32 bytes. */
+function randomBytes(n: number, seed: number): Uint8Array {
+  const out = new Uint8Array(n);
+  const u = new Uint32Array(out.buffer, 0, n >> 2);
+  let s = (seed * 2654435761) >>> 0 || 1;
+  for (let i = 0; i < u.length; i++) {
+    s ^= s << 13; s ^= s >>> 17; s ^= s << 5;
+    u[i] = s >>> 0;
+  }
+  return out;
+}
+
+/** `n` bytes repeating a random block of `block` bytes (speed does not depend on values; making GBs does). */
+function tiled(n: number, block: number, seed: number, fix?: (b: Uint8Array) => void): Uint8Array {
+  const b = randomBytes(Math.min(n, block), seed);
+  fix?.(b);
+  const out = new Uint8Array(n);
+  for (let o = 0; o < n; o += b.length) out.set(b.subarray(0, Math.min(b.length, n - o)), o);
+  return out;
+}
+
+const F16_ZEROS = Array.from({ length: 16 }, (_, z) => f32ToF16(z));
+
+/** Valid random scales of a packed format (finite, in a sensible range), written in place over random bytes. */
+function fixScales(format: string, s: Uint8Array): void {
+  const h = new Uint16Array(s.buffer, s.byteOffset, s.byteLength >> 1);
+  switch (format) {
+    case "fp4": case "nf4": case "razer":
+      // f16 scales in [2^-8, 2^-6); razer keeps its two random SV flag bits
+      for (let i = 0; i < h.length; i++) h[i] = (h[i]! & (format === "razer" ? 0xc000 : 0)) | 0x1c00 | (h[i]! & 0x07ff);
+      return;
+    case "int4-asym":
+      for (let i = 0; i < h.length; i += 2) { h[i] = 0x1c00 | (h[i]! & 0x07ff); h[i + 1] = F16_ZEROS[h[i + 1]! & 15]!; }
+      return;
+    case "int8": {
+      const f = new Float32Array(s.buffer, s.byteOffset, s.byteLength >> 2);
+      f.fill(1 / 4096);
+      return;
+    }
+    case "nvfp4":
+      for (let i = 0; i < s.length; i++) s[i] = 0x28 + (s[i]! & 0x1f); // E4M3 in [2^-2, 2^2)
+      return;
+    case "nvfp4-razer":
+      for (let i = 0; i < s.length; i++) s[i] = (s[i]! & 0xc0) | (0x10 + (s[i]! & 0x1f)); // flags + payload in [1/4, 4)
+      return;
+  }
+}
+
+/** A random [rows, cols] (or 1-D) weight in `dtype`, values of roughly unit-or-smaller scale. */
+function randomWeight(name: string, dtype: DType, shape: readonly number[], seed: number): RawTensor {
+  if (shape.length === 1) return { name, dtype: "f32", shape, data: new Uint8Array(Float32Array.from({ length: shape[0]! }, () => 1).buffer) };
+  const [rows, cols] = shape as [number, number];
+  const BLOCK = 1 << 20;
+  if (isPackedDType(dtype)) {
+    const { codeBytes, scaleBytes } = quantFormat(dtype).layout(rows, cols);
+    const data = new Uint8Array(tensorBytes(dtype, shape));
+    data.set(tiled(codeBytes, BLOCK, seed), 0);
+    // scale rows of odd lengths: whole 4-byte multiples tile safely (every format's scale unit divides 4)
+    data.set(tiled(scaleBytes, BLOCK, seed + 1, (b) => fixScales(dtype, b)), codeBytes);
+    new DataView(data.buffer).setFloat32(data.length - 4, dtype === "nvfp4" || dtype === "nvfp4-razer" ? 1 / 256 : 1, true);
+    return { name, dtype, shape, data };
+  }
+  if (dtype === "f16") return { name, dtype, shape, data: tiled(rows * cols * 2, BLOCK, seed, (b) => { const u = new Uint32Array(b.buffer); for (let i = 0; i < u.length; i++) u[i] = u[i]! & 0x83ff83ff | 0x1c001c00; }) };
+  const bb = dtype === "q8_0" ? 34 : 18;
+  const n = (rows * cols) / 32;
+  return { name, dtype, shape, data: tiled(n * bb, bb * 32768, seed, (b) => { for (let p = 0; p + 1 < b.length; p += bb) { b[p] = 0x00; b[p + 1] = 0x1c; } }) };
+}
+
+function bitsPerWeight(format: DType, cols: number): number {
+  if (isPackedDType(format)) return quantFormat(format).bitsPerWeight(cols);
+  return { f16: 16, q8_0: 8.5, q4_0: 4.5 }[format as "f16"]!;
+}
+
+const gpuBytes = (w: GpuWeight) => w.parts.reduce((s, p) => s + p.data.size + (p.scales?.size ?? 0), 0);
+const log = (s: string) => process.stderr.write(`${s}\n`);
+
+/** (R, U, pipeline) variants the tuning table measures; S is the default split for R. */
+const TUNE_VARIANTS: [number, number, boolean][] = [[1, 1, false], [2, 1, false], [4, 1, false], [8, 1, false], [2, 2, false], [4, 2, false], [2, 1, true], [4, 1, true]];
+
+function parseShapes(list: string, flag: string): [number, number][] {
+  return list.split(",").filter((s) => s).map((s) => {
+    const m = /^(\d+)x(\d+)$/.exec(s);
+    if (!m) throw new Error(`${flag}: "${s}" is not OUTxIN`);
+    return [Number(m[1]), Number(m[2])] as [number, number];
+  });
+}
+
+/**
+ * GEMV variants (rows per team, unroll, pipelined loads) of a few formats: the defaults of kernels/matmul.ts
+ * for the packed formats are q4_0's, not yet timed on a GPU; this table is what to set them from.
+ */
+async function tuneSection(b: WebGpuBackend, copy: CopyBandwidth): Promise<TuneRow[]> {
+  const rows: TuneRow[] = [];
+  const list = a.tune!.split(",").filter((f) => f) as DType[];
+  for (const f of list) if (!isDType(f)) throw new Error(`--tune: "${f}" is not a format`);
+  for (const [outF, inF] of smoke ? shapes.slice(0, 1) : parseShapes(a["tune-shapes"]!, "--tune-shapes")) {
+    for (const format of list) {
+      const one = randomWeight("w", format, [outF, inF], 1);
+      const copies = Math.max(1, Math.ceil(COLD_BYTES / one.data.length));
+      const ws: GpuWeight[] = [];
+      for (let c = 0; c < copies; c++) ws.push(b.upload(c === 0 ? one : randomWeight(`w${c}`, format, [outF, inF], c + 1)));
+      const x = b.activation(1, inF) as GpuTensor;
+      b.gpu.device.queue.writeBuffer(x.buf.buffer, 0, new Float32Array(inF).fill(0.01));
+      const out = b.activation(1, outF) as GpuTensor;
+      const sg = b.gpu.subgroupMinSize;
+      const bytes = gpuBytes(ws[0]!) + (inF + outF) * 4;
+      for (const [R, U, pipeline] of smoke ? TUNE_VARIANTS.slice(0, 2) : TUNE_VARIANTS) {
+        const S = gemvSplit(sg, R);
+        const k = gemvKernel(format, xMode(format, inF), sg, R, S, U, pipeline);
+        const t = await measure(b, `matmul.gemv.${format}`, ITERS, (i) => {
+          const w = ws[i % copies]!;
+          for (const part of w.parts) {
+            const bufs = part.scales ? [x.buf, part.data, part.scales, out.buf] : [x.buf, part.data, out.buf];
+            b.recorder.dispatch(k, [part.rows, inF, Math.ceil(inF / chunkElems(format)), part.rowStart, w.stride / 4, w.blocks, f32bits(w.mul)], bufs, grid(Math.ceil(part.rows / gemvRows(sg, R, S))));
+          }
+        });
+        const ms = Number.isFinite(t.gpu) ? t.gpu : t.wall;
+        const isDefault = R === b.gemvRowsPerTeam[format] && U === 1 && !pipeline;
+        rows.push({ shape: `${outF}x${inF}`, format, R, S, U, pipeline, us: ms * 1e3, ofCopy: bytes / ms / 1e6 / copy.gbs, isDefault });
+        log(`tune ${outF}x${inF} ${format.padEnd(12)} R=${R} S=${S} U=${U} pipeline=${pipeline ? 1 : 0}: ${(ms * 1e3).toFixed(1)} us, ${((bytes / ms / 1e6 / copy.gbs) * 100).toFixed(0)}% of copy`);
+      }
+      for (const w of ws) for (const p of w.parts) { b.pool.destroy(p.data); if (p.scales) b.pool.destroy(p.scales); }
+      b.pool.destroy(x.buf);
+      b.pool.destroy(out.buf);
+    }
+  }
+  return rows;
+}
+
+async function gemvSection(b: WebGpuBackend, copy: CopyBandwidth): Promise<GemvRow[]> {
+  const rows: GemvRow[] = [];
+  for (const [outF, inF] of shapes) {
+    let f16Us = NaN;
+    for (const format of formats) {
+      const one = randomWeight("w", format, [outF, inF], 1);
+      const copies = Math.max(1, Math.ceil(COLD_BYTES / one.data.length));
+      const ws: GpuWeight[] = [];
+      for (let c = 0; c < copies; c++) ws.push(b.upload(c === 0 ? one : randomWeight(`w${c}`, format, [outF, inF], c + 1)));
+      const x = b.activation(1, inF) as GpuTensor;
+      b.gpu.device.queue.writeBuffer(x.buf.buffer, 0, new Float32Array(inF).fill(0.01));
+      const out = b.activation(1, outF);
+      const t = await measure(b, `matmul.gemv.${format}`, ITERS, (i) => b.matmul(out, x, ws[i % copies]!));
+      const timed = Number.isFinite(t.gpu) ? "timestamps" : "wall";
+      const ms = timed === "timestamps" ? t.gpu : t.wall;
+      const bytes = gpuBytes(ws[0]!) + (inF + outF) * 4;
+      const gbs = bytes / ms / 1e6;
+      if (format === "f16") f16Us = ms * 1e3;
+      const row: GemvRow = { shape: `${outF}x${inF}`, out: outF, in: inF, format, bitsPerWeight: bitsPerWeight(format, inF), mib: bytes / 2 ** 20, us: ms * 1e3, timed, gbs, ofCopy: gbs / copy.gbs, vsF16: f16Us / (ms * 1e3) };
+      rows.push(row);
+      log(`gemv ${row.shape.padEnd(11)} ${format.padEnd(12)} ${row.us.toFixed(1).padStart(8)} us ${gbs.toPrecision(3).padStart(6)} GB/s ${(row.ofCopy * 100).toFixed(0).padStart(3)}% of copy ${row.vsF16!.toFixed(2)}x f16`);
+      for (const w of ws) for (const p of w.parts) { b.pool.destroy(p.data); if (p.scales) b.pool.destroy(p.scales); }
+      b.pool.destroy(x.buf);
+      b.pool.destroy((out as GpuTensor).buf);
+    }
+  }
+  return rows;
+}
+
+/** The model's tensors, made on demand (only `get`/`has` are used), so a whole 8B model never sits in memory. */
+class RandomTensors extends Map<string, RawTensor> {
+  constructor(private readonly config: ModelConfig, private readonly format: DType, private readonly headFormat: DType) {
+    super();
+    this.names = new Set(expectedTensorNames(config));
+  }
+  private readonly names: Set<string>;
+  bytes = 0;
+  override has(name: string): boolean {
+    return this.names.has(name);
+  }
+  override get(name: string): RawTensor | undefined {
+    if (!this.names.has(name)) return undefined;
+    const head = name === "lm_head.weight" || name === "model.embed_tokens.weight";
+    const t = randomWeight(name, head ? this.headFormat : this.format, expectedShape(this.config, name), this.bytes + 7);
+    this.bytes += t.data.length;
+    return t;
+  }
+}
+
+/** Weight bytes one decode step reads: every matrix but the embedding (one row of it), plus the f32 vectors. */
+function stepBytes(c: ModelConfig, format: DType, head: DType): number {
+  let total = 0;
+  for (const n of expectedTensorNames(c)) {
+    const shape = expectedShape(c, n);
+    const isHead = n === "lm_head.weight" || n === "model.embed_tokens.weight";
+    const bytes = shape.length === 1 ? 4 * shape[0]! : tensorBytes(isHead ? head : format, shape);
+    if (n === "model.embed_tokens.weight" && !c.tieEmbeddings) total += bytes / shape[0]!;
+    else total += bytes;
+  }
+  return total;
+}
+
+async function decodeSection(copy: CopyBandwidth): Promise<DecodeRow[]> {
+  const rows: DecodeRow[] = [];
+  for (const name of models) {
+    const s = MODELS[name]!;
+    const config = randomLlamaConfig({ ...s, hidden: s.ffn, ctx: 2048 });
+    for (const format of formats) {
+      const head: DType = a.head === "f16" ? "f16" : format;
+      const b = await createWebGpuBackend();
+      try {
+        const t0 = performance.now();
+        const tensors = new RandomTensors(config, format, head);
+        const context = PROMPT + DECODE + 16;
+        const net = LlamaModel.create(config, tensors, b, `random ${name}`, context);
+        await b.finish();
+        const loadS = (performance.now() - t0) / 1000;
+        const ids = Int32Array.from(promptIds(config.vocabSize, PROMPT));
+        const cache = net.newCache(context);
+        const run = async (): Promise<[number, number]> => {
+          const p0 = performance.now();
+          let token = await b.argmax(net.forward(ids, 0, cache));
+          const p1 = performance.now();
+          let pos = ids.length;
+          for (let i = 0; i < 4; i++) token = await b.argmax(net.forward(Int32Array.of(token), pos++, cache));
+          const d0 = performance.now();
+          for (let i = 0; i < DECODE; i++) token = await b.argmax(net.forward(Int32Array.of(token), pos++, cache));
+          return [(ids.length / (p1 - p0)) * 1000, (DECODE / (performance.now() - d0)) * 1000];
+        };
+        await run(); // pipelines compile, buffers settle
+        const pre: number[] = [], dec: number[] = [];
+        for (let r = 0; r < REPEATS; r++) {
+          const [p, d] = await run();
+          pre.push(p);
+          dec.push(d);
+        }
+        const weightBytes = stepBytes(config, format, head);
+        const kv = kvReadBytes(config, PROMPT + 4 + DECODE / 2, 4);
+        const rooflineTokS = (copy.gbs * 1e9) / (weightBytes + kv);
+        const tokS = spread(dec);
+        rows.push({ model: name, format, head, weightGB: weightBytes / 1e9, tokS, prefillTokS: spread(pre), rooflineTokS, ofRoofline: tokS.median / rooflineTokS });
+        log(`decode ${name} ${format.padEnd(12)} load ${loadS.toFixed(1)} s, ${tokS.median.toFixed(1)} tok/s (${((tokS.median / rooflineTokS) * 100).toFixed(0)}% of roofline), prefill ${spread(pre).median.toFixed(0)} tok/s`);
+      } finally {
+        b.dispose();
+      }
+    }
+    const base = (f: DType) => rows.find((r) => r.model === name && r.format === f)?.tokS.median;
+    for (const r of rows.filter((r) => r.model === name)) {
+      const q4 = base("q4_0"), f16 = base("f16");
+      if (q4) r.vsQ4_0 = r.tokS.median / q4;
+      if (f16) r.vsF16 = r.tokS.median / f16;
+    }
+  }
+  return rows;
+}
+
+const pct = (v: number) => `${(v * 100).toFixed(0)}%`;
+
+function markdown(rep: Report): string {
+  const parts: string[] = [];
+  parts.push(`Device: ${rep.device} (${rep.features}); copy bandwidth ${rep.copy.gbs.toPrecision(4)} GB/s (read + write, ${rep.copy.timed}), measured in the same run. ${rep.date}.\n`);
+  if (rep.gemv.length) {
+    parts.push(`GEMV, batch 1 (out x in), median-of-3 rounds of ${rep.settings.iters} calls, weights cycled through >= 192 MiB of copies; time ${rep.gemv[0]!.timed === "timestamps" ? "from GPU timestamps" : "wall clock"}. Ideal 4-bit speedup over f16 = 16 / bits per weight (3.9x at 4.125).\n`);
+    parts.push(markdownTable(
+      ["shape", "format", "bits/w", "MiB read", "µs", "GB/s", "of copy", "vs f16"],
+      rep.gemv.map((r) => [r.shape, r.format, r.bitsPerWeight.toFixed(3), r.mib.toFixed(1), r.us.toFixed(1), r.gbs.toFixed(0), pct(r.ofCopy), r.vsF16 ? `${r.vsF16.toFixed(2)}x` : ""]),
+      [false, false, true, true, true, true, true, true],
+    ));
+  }
+  if (rep.tune?.length) {
+    parts.push(`\nGEMV tuning variants (same timing): R = weight rows per 32-lane team, S = teams splitting a row's K, U = 16-byte loads in flight per lane and row, pipelined = next step's loads issued before this step's math; * = the backend's default.\n`);
+    parts.push(markdownTable(
+      ["shape", "format", "R", "S", "U", "pipelined", "µs", "of copy"],
+      rep.tune.map((r) => [r.shape, r.format, `${r.R}${r.isDefault ? "*" : ""}`, r.S, r.U, r.pipeline ? "yes" : "no", r.us.toFixed(1), pct(r.ofCopy)]),
+      [false, false, true, true, true, false, true, true],
+    ));
+  }
+  if (rep.decode.length) {
+    parts.push(`\nDecode, batch 1, random weights (every matrix in the format; head and embedding: ${rep.settings.head === "f16" ? "f16" : "the same format"}), ${rep.settings.prompt}-token prefill, ${rep.settings.decode} timed greedy steps, median (min–max) of ${rep.settings.repeats}. Roofline = (weights + f32 KV read) / copy bandwidth.\n`);
+    parts.push(markdownTable(
+      ["model", "format", "weights GB/step", "tokens/s", "of roofline", "vs q4_0", "vs f16", "prefill tok/s"],
+      rep.decode.map((r) => [r.model, r.format, r.weightGB.toFixed(2), `${r.tokS.median.toFixed(1)} (${r.tokS.min.toFixed(1)}–${r.tokS.max.toFixed(1)})`, pct(r.ofRoofline), r.vsQ4_0 ? `${r.vsQ4_0.toFixed(3)}` : "", r.vsF16 ? `${r.vsF16.toFixed(2)}x` : "", r.prefillTokS.median.toFixed(0)]),
+      [false, false, true, true, true, true, true, true],
+    ));
+  }
+  return parts.join("\n");
+}
+
+function gemvSvg(rep: Report): string {
+  const groups = [...new Set(rep.gemv.map((r) => r.shape))];
+  const fs = [...new Set(rep.gemv.map((r) => r.format))].filter((f) => f !== "f16");
+  return barChartSvg({
+    title: "WebGPU GEMV speedup over f16 (batch 1)",
+    subtitle: `${rep.device}; ideal for 4-bit ≈ 3.9x`,
+    yLabel: "x f16",
+    groups,
+    series: fs.map((f) => ({ name: f, values: groups.map((g) => rep.gemv.find((r) => r.shape === g && r.format === f)?.vsF16) })),
+    width: 900,
+  });
+}
+
+function decodeSvg(rep: Report): string {
+  const groups = [...new Set(rep.decode.map((r) => r.model))];
+  const fs = [...new Set(rep.decode.map((r) => r.format))];
+  return barChartSvg({
+    title: "WebGPU decode tokens/s per weight format (batch 1, random weights)",
+    subtitle: rep.device,
+    yLabel: "tokens/s",
+    groups,
+    series: fs.map((f) => ({ name: f, values: groups.map((g) => rep.decode.find((r) => r.model === g && r.format === f)?.tokS.median) })),
+    width: 900,
+  });
+}
+
+const START = "<!-- gpu-speed:start -->";
+const END = "<!-- gpu-speed:end -->";
+
+/** Replaces (or appends) the "GPU speed" section of `doc` with the report's tables. */
+export function gpuSpeedSection(rep: Report, svgDir: string): string {
+  return [
+    START,
+    "## GPU speed",
+    "",
+    "Regenerate on the GPU machine, then write this section from its JSON:",
+    "",
+    "```",
+    "node scripts/build.mjs",
+    "node dist/bench/gpu-quant.js --out OUT",
+    "node dist/bench/gpu-quant.js --from-json OUT/gpu-quant.json --write-doc docs/quantization.md --out docs",
+    "```",
+    "",
+    markdown(rep),
+    "",
+    ...(rep.gemv.length ? [`![GEMV speedup over f16](${svgDir}gpu-quant-gemv.svg)`, ""] : []),
+    ...(rep.decode.length ? [`![decode tokens/s](${svgDir}gpu-quant-decode.svg)`, ""] : []),
+    END,
+  ].join("\n");
+}
+
+function writeDoc(rep: Report, path: string): void {
+  if (!existsSync(path)) throw new Error(`--write-doc: ${path} does not exist (it updates the GPU speed section of an existing doc)`);
+  const doc = readFileSync(path, "utf8");
+  const section = gpuSpeedSection(rep, "");
+  const i = doc.indexOf(START);
+  const j = doc.indexOf(END);
+  const next = i >= 0 && j > i ? doc.slice(0, i) + section + doc.slice(j + END.length) : `${doc.trimEnd()}\n\n${section}\n`;
+  writeFileSync(path, next);
+  log(`wrote the GPU speed section of ${path}`);
+}
+
+function writeOutputs(rep: Report, dir: string): void {
+  mkdirSync(dir, { recursive: true });
+  writeFileSync(join(dir, "gpu-quant.json"), JSON.stringify(rep, null, 1));
+  writeFileSync(join(dir, "gpu-quant.md"), markdown(rep));
+  if (rep.gemv.length) writeFileSync(join(dir, "gpu-quant-gemv.svg"), gemvSvg(rep));
+  if (rep.decode.length) writeFileSync(join(dir, "gpu-quant-decode.svg"), decodeSvg(rep));
+  log(`wrote ${dir}/gpu-quant.{json,md} and the SVG charts`);
+}
+
+async function main(): Promise<void> {
+  if (a["from-json"]) {
+    if (!existsSync(a["from-json"])) throw new Error(`--from-json: ${a["from-json"]} does not exist`);
+    const rep = JSON.parse(readFileSync(a["from-json"], "utf8")) as Report;
+    if (rep.bench !== "gpu-quant") throw new Error(`--from-json: ${a["from-json"]} is not a gpu-quant report`);
+    if (a.out) writeOutputs(rep, a.out);
+    if (a["write-doc"]) writeDoc(rep, a["write-doc"]);
+    process.stdout.write(markdown(rep));
+    return;
+  }
+  if (!a.out) throw new Error("--out DIR is required (JSON, markdown and SVG go there)");
+  const t0 = performance.now();
+  const b = await createWebGpuBackend({ profile: true });
+  const device = b.description;
+  const features = `subgroups ${b.gpu.subgroups ? `min ${b.gpu.subgroupMinSize}` : "off"}, timestamps ${b.gpu.timestamps ? "on" : "off"}, no shader-f16 used`;
+  log(`WebGPU ${device} (${features})`);
+  let copy: CopyBandwidth;
+  let gemv: GemvRow[] = [];
+  let tune: TuneRow[] = [];
+  try {
+    copy = await copyBandwidth(b, COPY_BYTES, ITERS);
+    log(`copy ${COPY_BYTES >> 20} MiB: ${copy.gbs.toPrecision(4)} GB/s (${copy.timed})`);
+    if (!a["no-gemv"]) gemv = await gemvSection(b, copy);
+    if (!a["no-gemv"] && a.tune) tune = await tuneSection(b, copy);
+  } finally {
+    b.dispose();
+  }
+  const rep: Report = {
+    bench: "gpu-quant", device, features, date: new Date().toISOString().slice(0, 10),
+    settings: { iters: ITERS, decode: DECODE, repeats: REPEATS, prompt: PROMPT, head: a.head!, smoke },
+    copy, gemv, tune, decode: [],
+  };
+  writeOutputs(rep, a.out); // a run cut short keeps the GEMV table
+  if (!a["no-decode"]) rep.decode = await decodeSection(copy);
+  writeOutputs(rep, a.out);
+  if (a["write-doc"]) writeDoc(rep, a["write-doc"]);
+  process.stdout.write(markdown(rep));
+  log(`done in ${((performance.now() - t0) / 1000).toFixed(0)} s`);
+}
+
+await main();
