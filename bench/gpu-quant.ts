@@ -16,7 +16,8 @@
  * Decode: every matrix of the model (layers, embedding, output head; --head f16 keeps the head and the
  * embedding f16) in the format, random but valid codes and scales made directly in the packed layout
  * (tiled from one random block: speed does not depend on values); a --prompt-token prefill, 4 untimed
- * steps, then --decode timed greedy steps (each one submission returning the token id); median of
+ * steps, then --decode timed greedy steps (pipelined as generate() runs them: each step one submission,
+ * recorded while the GPU runs the previous one, returning the token id); median of
  * --repeats runs. Roofline = (weights + KV cache read) / copy bandwidth.
  * --smoke: tiny shapes and iterations, to check the whole path on any adapter (SwiftShader included).
  */
@@ -316,13 +317,20 @@ async function decodeSection(copy: CopyBandwidth): Promise<DecodeRow[]> {
         const ids = Int32Array.from(promptIds(config.vocabSize, PROMPT));
         const cache = net.newCache(context);
         const run = async (): Promise<[number, number]> => {
+          // decoding as generate() runs it: step t + 1 recorded while the GPU runs step t (pickAhead)
           const p0 = performance.now();
-          let token = await b.argmax(net.forward(ids, 0, cache));
+          let pending = b.pickAhead(net.forward(ids, 0, cache));
+          await pending.id;
           const p1 = performance.now();
           let pos = ids.length;
-          for (let i = 0; i < 4; i++) token = await b.argmax(net.forward(Int32Array.of(token), pos++, cache));
-          const d0 = performance.now();
-          for (let i = 0; i < DECODE; i++) token = await b.argmax(net.forward(Int32Array.of(token), pos++, cache));
+          let d0 = p1;
+          for (let i = 0; i < 4 + DECODE; i++) {
+            if (i === 4) d0 = performance.now();
+            const next = b.pickAhead(net.forward(pending, pos++, cache));
+            await pending.id;
+            pending = next;
+          }
+          await pending.id;
           return [(ids.length / (p1 - p0)) * 1000, (DECODE / (performance.now() - d0)) * 1000];
         };
         await run(); // pipelines compile, buffers settle
