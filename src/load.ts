@@ -10,6 +10,8 @@ import { loadGguf } from "./io/load-gguf.js";
 import { loadHfFolder } from "./io/load-hf.js";
 import { isHubId, resolveHub } from "./io/hub.js";
 import { ProgressBar } from "./cli/progress.js";
+import { loadPrunedFolder, readManifest } from "./sparse/source.js";
+import { applySparse, type SparseLoadOptions } from "./sparse/load-sparse.js";
 
 export { DEFAULT_CONTEXT_CAP };
 
@@ -31,6 +33,8 @@ export interface LoadOptions {
   profile?: boolean;
   /** A backend to run on instead of creating one from `device` (benchmarks wrap one in an op timer). */
   backend?: Backend;
+  /** Pruning at load and sparse kernels (src/sparse); a pruned folder turns the kernels on by itself. */
+  sparse?: SparseLoadOptions;
   /** Reports download/load progress (bytes done of total). */
   onProgress?: (what: string, done: number, total: number) => void;
 }
@@ -45,6 +49,8 @@ export async function readSource(source: string, options: LoadOptions = {}): Pro
     if (source.endsWith(".bin")) return loadLlama2c(source, options.tokenizer);
     if (source.endsWith(".gguf")) return loadGguf(source);
   }
+  const manifest = info?.isDirectory() ? await readManifest(source) : undefined;
+  if (manifest) return loadPrunedFolder(source, manifest, (s) => readSource(s, options));
   if (info?.isDirectory() && (await stat(`${source}/config.json`).catch(() => undefined))) return loadHfFolder(source);
   if (!info && isHubId(source)) {
     const onProgress = options.onProgress ?? new ProgressBar().update;
@@ -67,6 +73,7 @@ export async function createBackend(options: LoadOptions): Promise<Backend> {
 
 /** Loads a model from a path or hub id onto the chosen device. */
 export async function loadModel(source: string = DEFAULT_MODEL, options: LoadOptions = {}): Promise<Model> {
-  const loaded = await readSource(source, options);
+  const read = await readSource(source, options);
+  const loaded = await applySparse(read, options.sparse, (await readManifest(source).catch(() => undefined)) !== undefined);
   return assembleModel(loaded, options.backend ?? (await createBackend(options)), options.contextLength);
 }
