@@ -14,6 +14,7 @@ import { matrixMarkdown, readMatrixConfig, runMatrix } from "../eval/matrix.js";
 import { describeModel } from "./info.js";
 import { profiledBackend } from "./profile.js";
 import { serve, SERVE_USAGE } from "../server/serve-command.js";
+import { pruneCommand, PRUNE_USAGE, sparseCliOptions, sparseLoadOptions } from "../sparse/prune-command.js";
 
 const USAGE = `usage: frugal <command> [options]
 
@@ -27,10 +28,13 @@ ${SERVE_USAGE}
   info       what a model is              frugal info SRC
   eval ppl   perplexity of a text file    frugal eval ppl --model SRC --data FILE [--ctx N] [--chunks K] [--json]
   eval lambada  last-word accuracy        frugal eval lambada [--model SRC] [--data FILE] [--limit N] [--device D] [--json]
+${PRUNE_USAGE}
   eval matrix   one task, many options    frugal eval matrix --config FILE.json --out DIR
                                             (writes DIR/results.json, results.md, plot.svg; see src/eval/matrix.ts)
 
-SRC is a llama2.c .bin file, a .gguf file, a Hugging Face folder, or a hub id (org/name).
+SRC is a llama2.c .bin file, a .gguf file, a Hugging Face folder, a pruned folder, or a hub id (org/name).
+Sparsity on any command: --sparsity F [--prune-method magnitude|wanda] [--calib FILE] prunes at load;
+pruned weights run on the sparse kernels unless --dense-kernels.
 Without --model the embedded default model (stories260K) is used.`;
 
 const common = {
@@ -41,6 +45,7 @@ const common = {
   offline: { type: "boolean" },
   profile: { type: "boolean" },
   help: { type: "boolean", short: "h" },
+  ...sparseCliOptions,
 } as const satisfies ParseArgsConfig["options"];
 
 const sampling = {
@@ -64,7 +69,7 @@ function number(name: string, v: string | undefined, integer = false): number | 
   return n;
 }
 
-function loadOptions(v: { device?: string; threads?: string; tokenizer?: string; offline?: boolean }): LoadOptions {
+function loadOptions(v: { device?: string; threads?: string; tokenizer?: string; offline?: boolean } & Parameters<typeof sparseLoadOptions>[0]): LoadOptions {
   if (v.device !== undefined && v.device !== "cpu" && v.device !== "webgpu") {
     throw new Error(`--device must be cpu or webgpu, got "${v.device}"`);
   }
@@ -73,6 +78,7 @@ function loadOptions(v: { device?: string; threads?: string; tokenizer?: string;
     threads: number("threads", v.threads, true),
     tokenizer: v.tokenizer,
     offline: v.offline,
+    sparse: sparseLoadOptions(v),
   };
 }
 
@@ -250,6 +256,8 @@ export async function main(args: string[]): Promise<number> {
       return evaluate(rest);
     case "serve":
       return serve(rest);
+    case "prune":
+      return pruneCommand(rest);
     case undefined:
     case "help":
     case "--help":

@@ -202,3 +202,4 @@ export function sparseViewOf(dtype: SparseDType, data: Uint8Array, name = "tenso
   const dv = new DataView(data.buffer, data.byteOffset, HEADER_BYTES);
   return sparseView(dtype, [dv.getUint32(4, true), dv.getUint32(8, true)], data, name);
 }
+
