@@ -10,6 +10,7 @@
  * of docs/sparsity.md (between <!-- gpu-sparse:begin --> and <!-- gpu-sparse:end -->).
  *
  *   node dist/bench/gpu-sparse.js --out DIR [--smoke] [--iters N] [--values f16,f32] [--shapes 4096x14336,8192x8192]
+ *                                 [--no-subgroups]   (the workgroup-memory scan even where subgroups exist)
  *   node dist/bench/gpu-sparse.js --from DIR/gpu-sparse.json --doc docs/sparsity.md --svg docs/sparsity-gpu.svg
  */
 import { mkdir, readFile, writeFile } from "node:fs/promises";
@@ -122,7 +123,7 @@ async function run(): Promise<GpuSparseReport> {
   const shapes = (opt("--shapes") ?? (smoke ? "40x300" : "4096x14336,8192x8192")).split(",").map((s) => s.split("x").map(Number) as [number, number]);
   const sparsities = smoke ? [0, 0.5, 0.9] : [0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95];
   const coldBytes = smoke ? 1 << 20 : 192 << 20;
-  const b: WebGpuBackend = await createWebGpuBackend({ profile: true });
+  const b: WebGpuBackend = await createWebGpuBackend({ profile: true, subgroups: !args.includes("--no-subgroups") });
   const subgroups = b.gpu.subgroups && b.gpu.subgroupMinSize === 32 ? "subgroup scan" : "workgroup-memory scan";
   console.log(`WebGPU sparse GEMV on ${b.description} (${subgroups}; subgroups ${b.gpu.subgroups ? `min ${b.gpu.subgroupMinSize}` : "off"}, timestamps ${b.gpu.timestamps})`);
   const copy = await copyBandwidth(b, smoke ? 4 << 20 : 512 << 20, smoke ? 3 : 50);
