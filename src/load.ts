@@ -12,6 +12,8 @@ import { isHubId, resolveHub } from "./io/hub.js";
 import { ProgressBar } from "./cli/progress.js";
 import { loadPrunedFolder, readManifest } from "./sparse/source.js";
 import { applySparse, type SparseLoadOptions } from "./sparse/load-sparse.js";
+import { parseKvSpec } from "./kv/spec.js";
+import { checkKvFormat } from "./kv/format.js";
 
 export { DEFAULT_CONTEXT_CAP };
 
@@ -35,6 +37,13 @@ export interface LoadOptions {
   backend?: Backend;
   /** Pruning at load and sparse kernels (src/sparse); a pruned folder turns the kernels on by itself. */
   sparse?: SparseLoadOptions;
+  /**
+   * KV-cache method, `--kv SPEC` (src/kv/spec.ts: dense, h2o:keep=F, ...). Per model: every cache the model
+   * makes uses it; `Model.setKv` changes it between generations. Default dense.
+   */
+  kv?: string;
+  /** KV-cache number format, `--kv-format` (src/kv/format.ts: f32, int8, int4, razer, nvfp4). Default f32. */
+  kvFormat?: string;
   /** Reports download/load progress (bytes done of total). */
   onProgress?: (what: string, done: number, total: number) => void;
 }
@@ -73,7 +82,12 @@ export async function createBackend(options: LoadOptions): Promise<Backend> {
 
 /** Loads a model from a path or hub id onto the chosen device. */
 export async function loadModel(source: string = DEFAULT_MODEL, options: LoadOptions = {}): Promise<Model> {
+  // a bad --kv / --kv-format fails before any loading
+  if (options.kv !== undefined) parseKvSpec(options.kv);
+  if (options.kvFormat !== undefined) checkKvFormat(options.kvFormat);
   const read = await readSource(source, options);
   const loaded = await applySparse(read, options.sparse, (await readManifest(source).catch(() => undefined)) !== undefined);
-  return assembleModel(loaded, options.backend ?? (await createBackend(options)), options.contextLength);
+  const model = assembleModel(loaded, options.backend ?? (await createBackend(options)), options.contextLength);
+  if (options.kv !== undefined || options.kvFormat !== undefined) model.setKv(options.kv, options.kvFormat);
+  return model;
 }
