@@ -11,6 +11,7 @@ import type { LoadedSource } from "../io/source.js";
 import type { TensorMap } from "../tensor/raw.js";
 import { perplexityOfTokens } from "../eval/perplexity.js";
 import { isPrunableLinear, pruneTensor } from "./prune.js";
+import { encodeLines } from "./tokens.js";
 
 export interface CalibrationOptions {
   /** Tokens per calibration sequence (default 128, capped at the model's context). */
@@ -49,8 +50,8 @@ class NormRecorder implements CpuMatmul {
  * source's own). Returns only the pruned tensors, under their names.
  */
 export async function wandaPrune(loaded: LoadedSource, sparsity: number, calibText: string, options: CalibrationOptions = {}): Promise<TensorMap> {
-  const ids = loaded.tokenizer.encode(calibText, { addSpecialTokens: false });
   const seqLen = Math.min(options.seqLen ?? 128, loaded.config.maxPositions);
+  const ids = encodeLines(loaded.tokenizer, calibText, (options.sequences ?? 16) * seqLen);
   const sequences = Math.min(options.sequences ?? 16, Math.floor(ids.length / seqLen));
   if (sequences < 1) throw new Error(`calibration text has ${ids.length} tokens: fewer than one sequence of ${seqLen}`);
   const backend: CpuBackend = await createCpuBackend({ threads: options.threads, activations: "f32" });
