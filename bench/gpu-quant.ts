@@ -25,14 +25,14 @@ import { parseArgs } from "node:util";
 import { mkdirSync, readFileSync, writeFileSync, existsSync } from "node:fs";
 import { join } from "node:path";
 import { createWebGpuBackend, type GpuTensor, type WebGpuBackend } from "../src/backend/webgpu/webgpu-backend.js";
-import type { GpuWeight } from "../src/backend/webgpu/weights.js";
+import type { GpuFormat, GpuWeight } from "../src/backend/webgpu/weights.js";
 import { chunkElems, gemvKernel, gemvRows, gemvSplit, xMode } from "../src/backend/webgpu/kernels/matmul.js";
 import { f32bits, grid } from "../src/backend/webgpu/kernel.js";
 import { LlamaModel, expectedShape, expectedTensorNames } from "../src/model/llama.js";
 import type { ModelConfig } from "../src/model/config.js";
 import { quantFormat } from "../src/quant/formats.js";
 import { tensorBytes } from "../src/quant/packed-raw.js";
-import { PACKED_DTYPES, isDType, isPackedDType, type DType } from "../src/tensor/dtype.js";
+import { PACKED_DTYPES, isDType, isPackedDType, isSparseDType, type DType } from "../src/tensor/dtype.js";
 import type { RawTensor } from "../src/tensor/raw.js";
 import { f32ToF16 } from "../src/tensor/half.js";
 import { barChartSvg, markdownTable } from "../src/eval/plot.js";
@@ -201,8 +201,8 @@ function parseShapes(list: string, flag: string): [number, number][] {
  */
 async function tuneSection(b: WebGpuBackend, copy: CopyBandwidth): Promise<TuneRow[]> {
   const rows: TuneRow[] = [];
-  const list = a.tune!.split(",").filter((f) => f) as DType[];
-  for (const f of list) if (!isDType(f)) throw new Error(`--tune: "${f}" is not a format`);
+  const list = a.tune!.split(",").filter((f) => f) as GpuFormat[];
+  for (const f of list) if (!isDType(f) || isSparseDType(f)) throw new Error(`--tune: "${f}" is not a dense weight format`);
   for (const [outF, inF] of smoke ? shapes.slice(0, 1) : parseShapes(a["tune-shapes"]!, "--tune-shapes")) {
     for (const format of list) {
       const one = randomWeight("w", format, [outF, inF], 1);

@@ -10,6 +10,8 @@ import { loadGguf } from "./io/load-gguf.js";
 import { loadHfFolder } from "./io/load-hf.js";
 import { isHubId, resolveHub } from "./io/hub.js";
 import { ProgressBar } from "./cli/progress.js";
+import { loadPrunedFolder, readManifest } from "./sparse/source.js";
+import { applySparse, type SparseLoadOptions } from "./sparse/load-sparse.js";
 import { parseKvSpec } from "./kv/spec.js";
 import { checkKvFormat } from "./kv/format.js";
 
@@ -33,6 +35,8 @@ export interface LoadOptions {
   profile?: boolean;
   /** A backend to run on instead of creating one from `device` (benchmarks wrap one in an op timer). */
   backend?: Backend;
+  /** Pruning at load and sparse kernels (src/sparse); a pruned folder turns the kernels on by itself. */
+  sparse?: SparseLoadOptions;
   /**
    * KV-cache method, `--kv SPEC` (src/kv/spec.ts: dense, h2o:keep=F, ...). Per model: every cache the model
    * makes uses it; `Model.setKv` changes it between generations. Default dense.
@@ -54,6 +58,8 @@ export async function readSource(source: string, options: LoadOptions = {}): Pro
     if (source.endsWith(".bin")) return loadLlama2c(source, options.tokenizer);
     if (source.endsWith(".gguf")) return loadGguf(source);
   }
+  const manifest = info?.isDirectory() ? await readManifest(source) : undefined;
+  if (manifest) return loadPrunedFolder(source, manifest, (s) => readSource(s, options));
   if (info?.isDirectory() && (await stat(`${source}/config.json`).catch(() => undefined))) return loadHfFolder(source);
   if (!info && isHubId(source)) {
     const onProgress = options.onProgress ?? new ProgressBar().update;
@@ -79,7 +85,8 @@ export async function loadModel(source: string = DEFAULT_MODEL, options: LoadOpt
   // a bad --kv / --kv-format fails before any loading
   if (options.kv !== undefined) parseKvSpec(options.kv);
   if (options.kvFormat !== undefined) checkKvFormat(options.kvFormat);
-  const loaded = await readSource(source, options);
+  const read = await readSource(source, options);
+  const loaded = await applySparse(read, options.sparse, (await readManifest(source).catch(() => undefined)) !== undefined);
   const model = assembleModel(loaded, options.backend ?? (await createBackend(options)), options.contextLength);
   if (options.kv !== undefined || options.kvFormat !== undefined) model.setKv(options.kv, options.kvFormat);
   return model;

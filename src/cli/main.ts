@@ -14,6 +14,7 @@ import { matrixMarkdown, readMatrixConfig, runMatrix } from "../eval/matrix.js";
 import { describeModel } from "./info.js";
 import { profiledBackend } from "./profile.js";
 import { serve, SERVE_USAGE } from "../server/serve-command.js";
+import { pruneCommand, PRUNE_USAGE, sparseCliOptions, sparseLoadOptions } from "../sparse/prune-command.js";
 import { kvMethodsHelp } from "../kv/spec.js";
 
 const USAGE = `usage: frugal <command> [options]
@@ -28,6 +29,7 @@ ${SERVE_USAGE}
   info       what a model is              frugal info SRC
   eval ppl   perplexity of a text file    frugal eval ppl --model SRC --data FILE [--ctx N] [--chunks K] [--json]
   eval lambada  last-word accuracy        frugal eval lambada [--model SRC] [--data FILE] [--limit N] [--device D] [--json]
+${PRUNE_USAGE}
   eval matrix   one task, many options    frugal eval matrix --config FILE.json --out DIR
                                             (writes DIR/results.json, results.md, plot.svg; see src/eval/matrix.ts)
 
@@ -36,7 +38,9 @@ eval ppl --decode-from N scores tokens after the first N of each window one deco
 methods act on decode steps only; default ctx/8 when --kv is not dense). Methods:
 ${kvMethodsHelp().join("\n")}
 
-SRC is a llama2.c .bin file, a .gguf file, a Hugging Face folder, or a hub id (org/name).
+SRC is a llama2.c .bin file, a .gguf file, a Hugging Face folder, a pruned folder, or a hub id (org/name).
+Sparsity on any command: --sparsity F [--prune-method magnitude|wanda] [--calib FILE] prunes at load;
+pruned weights run on the sparse kernels unless --dense-kernels.
 Without --model the embedded default model (stories260K) is used.`;
 
 const common = {
@@ -49,6 +53,7 @@ const common = {
   kv: { type: "string" },
   "kv-format": { type: "string" },
   help: { type: "boolean", short: "h" },
+  ...sparseCliOptions,
 } as const satisfies ParseArgsConfig["options"];
 
 const sampling = {
@@ -72,7 +77,7 @@ function number(name: string, v: string | undefined, integer = false): number | 
   return n;
 }
 
-function loadOptions(v: { device?: string; threads?: string; tokenizer?: string; offline?: boolean; kv?: string; "kv-format"?: string }): LoadOptions {
+function loadOptions(v: { device?: string; threads?: string; tokenizer?: string; offline?: boolean; kv?: string; "kv-format"?: string } & Parameters<typeof sparseLoadOptions>[0]): LoadOptions {
   if (v.device !== undefined && v.device !== "cpu" && v.device !== "webgpu") {
     throw new Error(`--device must be cpu or webgpu, got "${v.device}"`);
   }
@@ -83,6 +88,7 @@ function loadOptions(v: { device?: string; threads?: string; tokenizer?: string;
     offline: v.offline,
     kv: v.kv,
     kvFormat: v["kv-format"],
+    sparse: sparseLoadOptions(v),
   };
 }
 
@@ -263,6 +269,8 @@ export async function main(args: string[]): Promise<number> {
       return evaluate(rest);
     case "serve":
       return serve(rest);
+    case "prune":
+      return pruneCommand(rest);
     case undefined:
     case "help":
     case "--help":

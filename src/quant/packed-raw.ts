@@ -4,7 +4,8 @@
  * buffer and a dtype naming the format describe it completely. Shapes are [rows, cols] (a 1-D tensor is
  * one row).
  */
-import { BLOCK, type DType, type PackedDType, byteSize, isPackedDType } from "../tensor/dtype.js";
+import { BLOCK, type DType, type PackedDType, byteSize, isPackedDType, isSparseDType } from "../tensor/dtype.js";
+import { sparseBytes } from "../sparse/bitmap.js";
 import type { RawTensor } from "../tensor/raw.js";
 import type { PackedTensor } from "./format.js";
 import { quantFormat } from "./formats.js";
@@ -15,8 +16,9 @@ function rowsCols(shape: readonly number[]): [number, number] {
   return [rows, cols];
 }
 
-/** Bytes a tensor of `dtype` and `shape` occupies in a RawTensor. */
-export function tensorBytes(dtype: DType, shape: readonly number[]): number {
+/** Bytes a tensor of `dtype` and `shape` occupies in a RawTensor (sparse ones read their header in `data`). */
+export function tensorBytes(dtype: DType, shape: readonly number[], data?: Uint8Array): number {
+  if (isSparseDType(dtype)) return sparseBytes(dtype, shape, data);
   if (!isPackedDType(dtype)) return byteSize(dtype, shape.reduce((a, b) => a * b, 1));
   const [rows, cols] = rowsCols(shape);
   const { codeBytes, scaleBytes } = quantFormat(dtype).layout(rows, cols);
@@ -25,6 +27,7 @@ export function tensorBytes(dtype: DType, shape: readonly number[]): number {
 
 /** Elements per block for block formats; packed formats have no fixed block (they group along rows). */
 export function blockElems(dtype: DType): number {
+  if (isSparseDType(dtype)) return 1;
   return isPackedDType(dtype) ? quantFormat(dtype).groupSize || 1 : BLOCK[dtype].elems;
 }
 

@@ -12,8 +12,15 @@ export type BlockDType = (typeof BLOCK_DTYPES)[number];
 export const PACKED_DTYPES = ["int8", "int4-asym", "fp4", "nf4", "razer", "nvfp4", "nvfp4-razer"] as const;
 export type PackedDType = (typeof PACKED_DTYPES)[number];
 
-export const DTYPES = [...BLOCK_DTYPES, ...PACKED_DTYPES] as const;
-export type DType = BlockDType | PackedDType;
+/**
+ * Unstructured-sparse weights (src/sparse/bitmap.ts): a bitmap plus packed non-zeros of the named value
+ * type. Their size depends on the non-zero count in the tensor's header (`tensorBytes` reads it).
+ */
+export const SPARSE_DTYPES = ["sparse-f32", "sparse-f16", "sparse-bf16"] as const;
+export type SparseDType = (typeof SPARSE_DTYPES)[number];
+
+export const DTYPES = [...BLOCK_DTYPES, ...PACKED_DTYPES, ...SPARSE_DTYPES] as const;
+export type DType = BlockDType | PackedDType | SparseDType;
 
 /** Elements per block and bytes per block; plain formats are blocks of one element. */
 export const BLOCK: Record<BlockDType, { elems: number; bytes: number }> = {
@@ -30,6 +37,10 @@ export function isDType(s: string): s is DType {
 
 export function isBlockDType(s: string): s is BlockDType {
   return (BLOCK_DTYPES as readonly string[]).includes(s);
+}
+
+export function isSparseDType(s: string): s is SparseDType {
+  return (SPARSE_DTYPES as readonly string[]).includes(s);
 }
 
 export function isPackedDType(s: string): s is PackedDType {

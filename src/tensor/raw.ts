@@ -18,7 +18,12 @@ export function elementCount(shape: readonly number[]): number {
 }
 
 export function rawTensor(name: string, dtype: DType, shape: readonly number[], data: Uint8Array): RawTensor {
-  const need = tensorBytes(dtype, shape);
+  let need: number;
+  try {
+    need = tensorBytes(dtype, shape, data);
+  } catch (e) {
+    throw new Error(`tensor ${name}: ${(e as Error).message}`);
+  }
   if (data.byteLength !== need) {
     throw new Error(`tensor ${name}: ${dtype} [${shape.join(", ")}] needs ${need} bytes, got ${data.byteLength}`);
   }

@@ -73,7 +73,7 @@ export const referenceMatmul: CpuMatmul = {
 
 export class CpuBackend implements Backend {
   readonly kind = "cpu" as const;
-  readonly formats: readonly DType[] = ["f32", "f16", "bf16", "q8_0", "q4_0"];
+  readonly formats: readonly DType[] = ["f32", "f16", "bf16", "q8_0", "q4_0", "sparse-f32", "sparse-f16", "sparse-bf16"];
   readonly arena: Arena;
   private engine: CpuMatmul;
 

@@ -24,7 +24,8 @@
   (import "env" "memory" (memory 1 65536 shared))
 
   ;; kinds
-  ;; 0 f32, 1 f16, 2 bf16, 3 q8_0 (f32 x), 4 q4_0 (f32 x), 5 q8_0 (int8 x), 6 q4_0 (int8 x), 7 attention
+  ;; 0 f32, 1 f16, 2 bf16, 3 q8_0 (f32 x), 4 q4_0 (f32 x), 5 q8_0 (int8 x), 6 q4_0 (int8 x), 7 attention,
+  ;; 8 sparse-f32, 9 sparse-f16, 10 sparse-bf16
   ;; (for attention, outF is the item count rows * heads; see $attend)
 
   ;; control block byte offsets (CTRL in worker-pool.ts)
@@ -32,6 +33,7 @@
   ;;   192 kind   196 w   200 x   204 xs   208 out   212 inF   216 outF   220 rows   224 chunk   228 nChunks
   ;;   232 scratch (thread t's at scratch + t * stride)   236 stride   240 f16 -> f32 table (65536 f32)
   ;;   attention: 256 pos0   260 heads   264 kvHeads   268 headDim   272 scale (f32)
+  ;;   sparse (kinds 8..10): 276 swizzle pattern table
 
   ;; f16 bits -> f32, exact for zeros, subnormals, normals, infinities and NaN.
   (func $h2f (param $h i32) (result f32)
@@ -972,6 +974,172 @@
         (br $gl))))
 
   ;; Claims chunks of output features of the job tagged $tag until none are left; returns how many it ran.
+  ;; ---------------------------------------------------------------------------------------------
+  ;; Sparse-bitmap weights (kinds 8 f32, 9 f16, 10 bf16 values; layout in src/sparse/bitmap.ts): per row,
+  ;; one mask bit per weight and the non-zeros packed in order. Each mask byte covers 8 weights: a
+  ;; 16-byte swizzle pattern looked up by that byte (table at CTRL 276: 256 patterns for 16-bit values,
+  ;; then 16 per-nibble patterns for f32 values) moves value #rank to lane i when bit i is set and zeroes
+  ;; the other lanes (index 0x80), so the expansion costs one load and one swizzle per 8 weights; the value
+  ;; pointer then advances by popcount(byte). Activations are padded with zeros to whole 32-chunks.
+
+  ;; f16 values, one activation row: the dense f16 conversion after the expansion.
+  (func $sgemv_f16 (param $mp i32) (param $mEnd i32) (param $p i32) (param $x i32) (param $table i32) (result f32)
+    (local $a0 v128) (local $a1 v128) (local $b i32) (local $v v128) (local $hi v128) (local $lo v128)
+    (local $kSignExp v128) (local $kExp v128) (local $kInf v128) (local $k112 v128)
+    (local.set $kSignExp (v128.const i16x8 0x8fff 0x8fff 0x8fff 0x8fff 0x8fff 0x8fff 0x8fff 0x8fff))
+    (local.set $kExp (v128.const i16x8 0x7c00 0x7c00 0x7c00 0x7c00 0x7c00 0x7c00 0x7c00 0x7c00))
+    (local.set $kInf (v128.const i16x8 0x7f80 0x7f80 0x7f80 0x7f80 0x7f80 0x7f80 0x7f80 0x7f80))
+    (local.set $k112 (v128.const f32x4 0x1p112 0x1p112 0x1p112 0x1p112))
+    (block $done
+      (loop $l
+        (br_if $done (i32.ge_u (local.get $mp) (local.get $mEnd)))
+        (local.set $b (i32.load8_u (local.get $mp)))
+        (local.set $v (i8x16.swizzle (v128.load (local.get $p))
+          (v128.load (i32.add (local.get $table) (i32.shl (local.get $b) (i32.const 4))))))
+        (local.set $p (i32.add (local.get $p) (i32.shl (i32.popcnt (local.get $b)) (i32.const 1))))
+        (local.set $hi (v128.or
+          (v128.and (i16x8.shr_s (local.get $v) (i32.const 3)) (local.get $kSignExp))
+          (v128.and (i16x8.eq (v128.and (local.get $v) (local.get $kExp)) (local.get $kExp)) (local.get $kInf))))
+        (local.set $lo (i16x8.shl (local.get $v) (i32.const 13)))
+        (local.set $a0 (f32x4.add (local.get $a0) (f32x4.mul
+          (f32x4.mul (i8x16.shuffle 0 1 16 17 2 3 18 19 4 5 20 21 6 7 22 23 (local.get $lo) (local.get $hi)) (local.get $k112))
+          (v128.load (local.get $x)))))
+        (local.set $a1 (f32x4.add (local.get $a1) (f32x4.mul
+          (f32x4.mul (i8x16.shuffle 8 9 24 25 10 11 26 27 12 13 28 29 14 15 30 31 (local.get $lo) (local.get $hi)) (local.get $k112))
+          (v128.load offset=16 (local.get $x)))))
+        (local.set $x (i32.add (local.get $x) (i32.const 32)))
+        (local.set $mp (i32.add (local.get $mp) (i32.const 1)))
+        (br $l)))
+    (call $hsum (f32x4.add (local.get $a0) (local.get $a1))))
+
+  ;; bf16 values, one activation row: bf16 is the top half of an f32.
+  (func $sgemv_bf16 (param $mp i32) (param $mEnd i32) (param $p i32) (param $x i32) (param $table i32) (result f32)
+    (local $a0 v128) (local $a1 v128) (local $b i32) (local $v v128) (local $zero v128)
+    (block $done
+      (loop $l
+        (br_if $done (i32.ge_u (local.get $mp) (local.get $mEnd)))
+        (local.set $b (i32.load8_u (local.get $mp)))
+        (local.set $v (i8x16.swizzle (v128.load (local.get $p))
+          (v128.load (i32.add (local.get $table) (i32.shl (local.get $b) (i32.const 4))))))
+        (local.set $p (i32.add (local.get $p) (i32.shl (i32.popcnt (local.get $b)) (i32.const 1))))
+        (local.set $a0 (f32x4.add (local.get $a0) (f32x4.mul
+          (i8x16.shuffle 0 1 16 17 2 3 18 19 4 5 20 21 6 7 22 23 (local.get $zero) (local.get $v))
+          (v128.load (local.get $x)))))
+        (local.set $a1 (f32x4.add (local.get $a1) (f32x4.mul
+          (i8x16.shuffle 8 9 24 25 10 11 26 27 12 13 28 29 14 15 30 31 (local.get $zero) (local.get $v))
+          (v128.load offset=16 (local.get $x)))))
+        (local.set $x (i32.add (local.get $x) (i32.const 32)))
+        (local.set $mp (i32.add (local.get $mp) (i32.const 1)))
+        (br $l)))
+    (call $hsum (f32x4.add (local.get $a0) (local.get $a1))))
+
+  ;; f32 values, one activation row: one nibble (4 lanes) per swizzle.
+  (func $sgemv_f32 (param $mp i32) (param $mEnd i32) (param $p i32) (param $x i32) (param $table i32) (result f32)
+    (local $a0 v128) (local $a1 v128) (local $b i32) (local $n i32)
+    (local.set $table (i32.add (local.get $table) (i32.const 4096)))
+    (block $done
+      (loop $l
+        (br_if $done (i32.ge_u (local.get $mp) (local.get $mEnd)))
+        (local.set $b (i32.load8_u (local.get $mp)))
+        (local.set $n (i32.and (local.get $b) (i32.const 15)))
+        (local.set $a0 (f32x4.add (local.get $a0) (f32x4.mul
+          (i8x16.swizzle (v128.load (local.get $p)) (v128.load (i32.add (local.get $table) (i32.shl (local.get $n) (i32.const 4)))))
+          (v128.load (local.get $x)))))
+        (local.set $p (i32.add (local.get $p) (i32.shl (i32.popcnt (local.get $n)) (i32.const 2))))
+        (local.set $n (i32.shr_u (local.get $b) (i32.const 4)))
+        (local.set $a1 (f32x4.add (local.get $a1) (f32x4.mul
+          (i8x16.swizzle (v128.load (local.get $p)) (v128.load (i32.add (local.get $table) (i32.shl (local.get $n) (i32.const 4)))))
+          (v128.load offset=16 (local.get $x)))))
+        (local.set $p (i32.add (local.get $p) (i32.shl (i32.popcnt (local.get $n)) (i32.const 2))))
+        (local.set $x (i32.add (local.get $x) (i32.const 32)))
+        (local.set $mp (i32.add (local.get $mp) (i32.const 1)))
+        (br $l)))
+    (call $hsum (f32x4.add (local.get $a0) (local.get $a1))))
+
+  ;; One weight row expanded to f32 at dst (several activation rows then reuse it: prefill).
+  (func $sexpand (param $kind i32) (param $mp i32) (param $mEnd i32) (param $p i32) (param $dst i32) (param $table i32) (param $f16 i32)
+    (local $b i32) (local $v v128) (local $zero v128)
+    (block $done
+      (loop $l
+        (br_if $done (i32.ge_u (local.get $mp) (local.get $mEnd)))
+        (local.set $b (i32.load8_u (local.get $mp)))
+        (if (i32.eq (local.get $kind) (i32.const 8))
+          (then
+            (v128.store (local.get $dst) (i8x16.swizzle (v128.load (local.get $p))
+              (v128.load offset=4096 (i32.add (local.get $table) (i32.shl (i32.and (local.get $b) (i32.const 15)) (i32.const 4))))))
+            (local.set $p (i32.add (local.get $p) (i32.shl (i32.popcnt (i32.and (local.get $b) (i32.const 15))) (i32.const 2))))
+            (v128.store offset=16 (local.get $dst) (i8x16.swizzle (v128.load (local.get $p))
+              (v128.load offset=4096 (i32.add (local.get $table) (i32.shl (i32.shr_u (local.get $b) (i32.const 4)) (i32.const 4))))))
+            (local.set $p (i32.add (local.get $p) (i32.shl (i32.popcnt (i32.shr_u (local.get $b) (i32.const 4))) (i32.const 2)))))
+          (else
+            (local.set $v (i8x16.swizzle (v128.load (local.get $p))
+              (v128.load (i32.add (local.get $table) (i32.shl (local.get $b) (i32.const 4))))))
+            (local.set $p (i32.add (local.get $p) (i32.shl (i32.popcnt (local.get $b)) (i32.const 1))))
+            (if (i32.eq (local.get $kind) (i32.const 10))
+              (then
+                (v128.store (local.get $dst) (i8x16.shuffle 0 1 16 17 2 3 18 19 4 5 20 21 6 7 22 23 (local.get $zero) (local.get $v)))
+                (v128.store offset=16 (local.get $dst) (i8x16.shuffle 8 9 24 25 10 11 26 27 12 13 28 29 14 15 30 31 (local.get $zero) (local.get $v))))
+              (else
+                ;; f16: the exact table lookup (prefill converts each weight once per row, not per token)
+                (v128.store (local.get $dst) (local.get $v))
+                (call $f16x8_to_f32 (local.get $dst) (local.get $f16))))))
+        (local.set $dst (i32.add (local.get $dst) (i32.const 32)))
+        (local.set $mp (i32.add (local.get $mp) (i32.const 1)))
+        (br $l))))
+
+  ;; 8 f16 halves at dst (16 bytes) -> 8 f32 at dst (32 bytes), through the f16 table; in place, last first.
+  (func $f16x8_to_f32 (param $dst i32) (param $f16 i32)
+    (local $i i32)
+    (local.set $i (i32.const 7))
+    (loop $l
+      (f32.store (i32.add (local.get $dst) (i32.shl (local.get $i) (i32.const 2)))
+        (f32.load (i32.add (local.get $f16) (i32.shl (i32.load16_u (i32.add (local.get $dst) (i32.shl (local.get $i) (i32.const 1)))) (i32.const 2)))))
+      (local.set $i (i32.sub (local.get $i) (i32.const 1)))
+      (br_if $l (i32.ge_s (local.get $i) (i32.const 0)))))
+
+  ;; out[r, o] for o in [o0, o1) over a sparse weight at w (header, masks, rowPtr, values).
+  (func $sparse_tile (param $kind i32) (param $w i32) (param $x i32) (param $out i32) (param $inF i32) (param $outF i32)
+                     (param $rows i32) (param $o0 i32) (param $o1 i32) (param $table i32) (param $scratch i32) (param $f16 i32)
+    (local $nChunks i32) (local $masks i32) (local $rowPtr i32) (local $vals i32) (local $shift i32) (local $xstride i32)
+    (local $o i32) (local $mp i32) (local $mEnd i32) (local $p i32) (local $r i32) (local $v f32)
+    (local.set $nChunks (i32.shr_u (i32.add (local.get $inF) (i32.const 31)) (i32.const 5)))
+    (local.set $masks (i32.add (local.get $w) (i32.const 16)))
+    (local.set $rowPtr (i32.add (local.get $masks) (i32.shl (i32.mul (local.get $outF) (local.get $nChunks)) (i32.const 2))))
+    (local.set $vals (i32.add (local.get $rowPtr) (i32.shl (i32.add (local.get $outF) (i32.const 1)) (i32.const 2))))
+    (local.set $shift (select (i32.const 2) (i32.const 1) (i32.eq (local.get $kind) (i32.const 8))))
+    (local.set $xstride (i32.shl (local.get $nChunks) (i32.const 7)))
+    (local.set $o (local.get $o0))
+    (block $odone
+      (loop $ol
+        (br_if $odone (i32.ge_u (local.get $o) (local.get $o1)))
+        (local.set $mp (i32.add (local.get $masks) (i32.shl (i32.mul (local.get $o) (local.get $nChunks)) (i32.const 2))))
+        (local.set $mEnd (i32.add (local.get $mp) (i32.shl (local.get $nChunks) (i32.const 2))))
+        (local.set $p (i32.add (local.get $vals)
+          (i32.shl (i32.load (i32.add (local.get $rowPtr) (i32.shl (local.get $o) (i32.const 2)))) (local.get $shift))))
+        (if (i32.eq (local.get $rows) (i32.const 1))
+          (then
+            (block $got
+              (if (i32.eq (local.get $kind) (i32.const 9))
+                (then (local.set $v (call $sgemv_f16 (local.get $mp) (local.get $mEnd) (local.get $p) (local.get $x) (local.get $table))) (br $got)))
+              (if (i32.eq (local.get $kind) (i32.const 10))
+                (then (local.set $v (call $sgemv_bf16 (local.get $mp) (local.get $mEnd) (local.get $p) (local.get $x) (local.get $table))) (br $got)))
+              (local.set $v (call $sgemv_f32 (local.get $mp) (local.get $mEnd) (local.get $p) (local.get $x) (local.get $table))))
+            (f32.store (i32.add (local.get $out) (i32.shl (local.get $o) (i32.const 2))) (local.get $v)))
+          (else
+            (call $sexpand (local.get $kind) (local.get $mp) (local.get $mEnd) (local.get $p) (local.get $scratch) (local.get $table) (local.get $f16))
+            (local.set $r (i32.const 0))
+            (block $rdone
+              (loop $rl
+                (br_if $rdone (i32.ge_u (local.get $r) (local.get $rows)))
+                (f32.store
+                  (i32.add (local.get $out) (i32.shl (i32.add (i32.mul (local.get $r) (local.get $outF)) (local.get $o)) (i32.const 2)))
+                  (call $dot_f32 (local.get $scratch) (i32.add (local.get $x) (i32.mul (local.get $r) (local.get $xstride)))
+                    (i32.shl (local.get $nChunks) (i32.const 5))))
+                (local.set $r (i32.add (local.get $r) (i32.const 1)))
+                (br $rl)))))
+        (local.set $o (i32.add (local.get $o) (i32.const 1)))
+        (br $ol))))
+
   ;; `next` packs the job's tag (20 bits) over the next chunk index (12 bits). A claim is a compare-exchange
   ;; that fails once the caller has moved on to another job (or closed this one with index 0xfff), so a
   ;; worker that wakes late can never run a chunk with the parameters of a different job. Every finished
@@ -993,7 +1161,14 @@
         (local.set $o0 (i32.mul (local.get $i) (local.get $chunk)))
         (local.set $o1 (i32.add (local.get $o0) (local.get $chunk)))
         (if (i32.gt_u (local.get $o1) (local.get $outF)) (then (local.set $o1 (local.get $outF))))
-        (if (i32.eq (i32.load offset=192 (local.get $c)) (i32.const 7))
+        (if (i32.ge_u (i32.load offset=192 (local.get $c)) (i32.const 8))
+          (then (call $sparse_tile
+            (i32.load offset=192 (local.get $c)) (i32.load offset=196 (local.get $c)) (i32.load offset=200 (local.get $c))
+            (i32.load offset=208 (local.get $c)) (i32.load offset=212 (local.get $c)) (local.get $outF)
+            (i32.load offset=220 (local.get $c)) (local.get $o0) (local.get $o1) (i32.load offset=276 (local.get $c))
+            (i32.add (i32.load offset=232 (local.get $c)) (i32.mul (local.get $tid) (i32.load offset=236 (local.get $c))))
+            (i32.load offset=240 (local.get $c))))
+        (else (if (i32.eq (i32.load offset=192 (local.get $c)) (i32.const 7))
           (then (call $attend (local.get $c) (local.get $o0) (local.get $o1)
             (i32.add (i32.load offset=232 (local.get $c)) (i32.mul (local.get $tid) (i32.load offset=236 (local.get $c))))))
         (else (if (i32.ge_u (i32.load offset=192 (local.get $c)) (i32.const 5))
@@ -1004,7 +1179,7 @@
           (else (call $tile
             (i32.load offset=192 (local.get $c)) (i32.load offset=196 (local.get $c)) (i32.load offset=200 (local.get $c))
             (i32.load offset=208 (local.get $c)) (i32.load offset=212 (local.get $c))
-            (local.get $outF) (i32.load offset=220 (local.get $c)) (local.get $o0) (local.get $o1))))))
+            (local.get $outF) (i32.load offset=220 (local.get $c)) (local.get $o0) (local.get $o1))))))))
         (drop (i32.atomic.rmw.add offset=64 (local.get $c) (i32.const 1)))
         (local.set $ran (i32.add (local.get $ran) (i32.const 1)))
         (br $l)))

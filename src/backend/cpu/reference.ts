@@ -2,11 +2,13 @@
  * Plain TypeScript kernels: the readable oracle the WebAssembly kernels are tested against, and the
  * fallback where WebAssembly SIMD is missing. `w` is the weight's bytes; rows of w are output features.
  */
-import type { DType } from "../../tensor/dtype.js";
+import { isSparseDType, type DType } from "../../tensor/dtype.js";
 import { f16Table, bf16ToF32 } from "../../tensor/half.js";
+import { decodeSparseRow, sparseViewOf } from "../../sparse/bitmap.js";
 
 /** Decodes row `o` of a [outF, inF] weight into `dst` (length inF). */
 export function decodeRow(dtype: DType, w: Uint8Array, o: number, inF: number, dst: Float32Array): void {
+  if (isSparseDType(dtype)) return decodeSparseRow(sparseViewOf(dtype, w), o, dst);
   const dv = new DataView(w.buffer, w.byteOffset, w.byteLength);
   switch (dtype) {
     case "f32": {

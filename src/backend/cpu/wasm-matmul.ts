@@ -8,6 +8,7 @@ import type { CpuKVCache, CpuMatmul, CpuTensor, CpuWeight } from "./cpu-backend.
 import type { DType } from "../../tensor/dtype.js";
 import { f16Table } from "../../tensor/half.js";
 import { CTRL, CTRL_BYTES, MAX_CHUNKS, WorkerPool, type SpinOptions } from "./worker-pool.js";
+import { SPARSE_TABLE_BYTES, sparseSwizzleTable } from "../../sparse/cpu-table.js";
 
 /**
  * How q8_0/q4_0 matmuls treat activations: "f32" keeps them exact (the result differs from the reference
@@ -40,6 +41,7 @@ interface Kernels {
 
 const KIND_F32 = 0, KIND_F16 = 1, KIND_BF16 = 2, KIND_Q8_F32 = 3, KIND_Q4_F32 = 4, KIND_Q8_I8 = 5, KIND_Q4_I8 = 6;
 const KIND_ATTENTION = 7;
+const KIND_SPARSE_F32 = 8, KIND_SPARSE_F16 = 9, KIND_SPARSE_BF16 = 10;
 /** Output-feature chunks per thread: enough that a late-waking worker does not hold up the others. */
 const CHUNKS_PER_THREAD = 4;
 
@@ -116,6 +118,9 @@ export class WasmMatmul implements CpuMatmul {
     this.ctl = new Int32Array(arena.memory.buffer, ctrl, CTRL_BYTES / 4);
     this.ctlF32 = new Float32Array(arena.memory.buffer, ctrl, CTRL_BYTES / 4);
     this.ctl[CTRL.f16Table >> 2] = f16TableIn(arena);
+    const table = arena.alloc(SPARSE_TABLE_BYTES);
+    new Uint8Array(arena.memory.buffer, table, SPARSE_TABLE_BYTES).set(sparseSwizzleTable());
+    this.ctl[CTRL.sparseTable >> 2] = table;
   }
 
   /** Chunks of work the worker threads have run (0 without workers): tests check that they take part. */
@@ -136,7 +141,19 @@ export class WasmMatmul implements CpuMatmul {
     const kind = this.kindOf(w.dtype, w.name);
     let xp = x.offset;
     let xs = 0;
-    if (kind >= KIND_Q8_F32) {
+    if (kind >= KIND_SPARSE_F32) {
+      // activations padded with zeros to whole 32-chunks; prefill expands each weight row into the thread's scratch
+      const padded = Math.ceil(inF / 32) * 32;
+      if (padded !== inF) {
+        xp = this.scratchFor(rows * padded * 4);
+        const dst = new Float32Array(this.arena.memory.buffer, xp, rows * padded);
+        for (let r = 0; r < rows; r++) {
+          dst.set(x.data.subarray(r * inF, (r + 1) * inF), r * padded);
+          dst.fill(0, r * padded + inF, (r + 1) * padded);
+        }
+      }
+      if (rows > 1) this.threadScratchFor(padded * 4);
+    } else if (kind >= KIND_Q8_F32) {
       if (inF % 32 !== 0) throw new Error(`matmul ${w.name}: ${w.dtype} needs in-features divisible by 32, got ${inF}`);
       const count = rows * inF;
       if (kind >= KIND_Q8_I8) {
@@ -170,7 +187,7 @@ export class WasmMatmul implements CpuMatmul {
     c[CTRL.out >> 2] = out.offset;
     c[CTRL.inF >> 2] = inF;
     c[CTRL.rows >> 2] = rows;
-    this.runJob(outF, inF * outF * rows >= this.parallelMin && outF > 1, kind >= KIND_Q8_I8 ? 4 : 1);
+    this.runJob(outF, inF * outF * rows >= this.parallelMin && outF > 1, kind >= KIND_Q8_I8 && kind <= KIND_Q4_I8 ? 4 : 1);
   }
 
   /**
@@ -247,6 +264,9 @@ export class WasmMatmul implements CpuMatmul {
       case "bf16": return KIND_BF16;
       case "q8_0": return this.activations === "int8" ? KIND_Q8_I8 : KIND_Q8_F32;
       case "q4_0": return this.activations === "int8" ? KIND_Q4_I8 : KIND_Q4_F32;
+      case "sparse-f32": return KIND_SPARSE_F32;
+      case "sparse-f16": return KIND_SPARSE_F16;
+      case "sparse-bf16": return KIND_SPARSE_BF16;
       default: throw new Error(`matmul ${name}: no WebAssembly kernel for ${String(dtype)}`);
     }
   }

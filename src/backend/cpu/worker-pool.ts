@@ -31,6 +31,8 @@ export const CTRL = {
   f16Table: 240,
   /** attention jobs (kind 7): first query position, heads, kv heads, head width, score scale (f32) */
   pos0: 256, heads: 260, kvHeads: 264, headDim: 268, scale: 272,
+  /** sparse-bitmap jobs (kinds 8..10): the swizzle pattern table (src/sparse/cpu-table.ts) */
+  sparseTable: 276,
 } as const;
 export const CTRL_BYTES = 320;
 /** How long the pool sits out after a stalled job (see SpinOptions.stallMs). */

@@ -12,6 +12,8 @@ import { Recorder } from "./recorder.js";
 import { f32bits, grid, type Kernel } from "./kernel.js";
 import type { KernelTime } from "./profiler.js";
 import { GpuWeight, uploadWeight, type GpuFormat } from "./weights.js";
+import { GpuSparseWeight, recordSparseMatmul, uploadSparse } from "./sparse-weight.js";
+import { isSparseDType, type SparseDType } from "../../tensor/dtype.js";
 import { GEMM_TILE, GEMV_ROWS_PER_TEAM, chunkElems, gemvRows, gemmKernel, gemvKernel, xMode } from "./kernels/matmul.js";
 import { ELEMENTWISE_GROUP, addBiasKernel, addKernel, swigluKernel } from "./kernels/elementwise.js";
 import { normThreads, rmsnormKernel } from "./kernels/norm.js";
@@ -72,7 +74,7 @@ export async function createWebGpuBackend(options: WebGpuOptions = {}): Promise<
 
 export class WebGpuBackend implements Backend {
   readonly kind = "webgpu" as const;
-  readonly formats: readonly DType[] = ["f32", "f16", "bf16", "q8_0", "q4_0", ...PACKED_DTYPES];
+  readonly formats: readonly DType[] = ["f32", "f16", "bf16", "q8_0", "q4_0", ...PACKED_DTYPES, "sparse-f32", "sparse-f16", "sparse-bf16"];
   readonly recorder: Recorder;
   readonly pool: BufferPool;
   private readonly maxBinding: number;
@@ -100,7 +102,11 @@ export class WebGpuBackend implements Backend {
     this.recorder.dispatch(k, params, bufs, groups);
   }
 
-  upload(raw: RawTensor): GpuWeight {
+  /** Dense formats give a GpuWeight; sparse-bitmap tensors a GpuSparseWeight (only matmul takes one). */
+  upload(raw: RawTensor & { dtype: SparseDType }): GpuSparseWeight;
+  upload(raw: RawTensor): GpuWeight;
+  upload(raw: RawTensor): GpuWeight | GpuSparseWeight {
+    if (isSparseDType(raw.dtype)) return uploadSparse(raw, this.pool, this.maxBinding);
     return uploadWeight(raw, this.pool, this.maxBinding);
   }
 
@@ -192,6 +198,13 @@ export class WebGpuBackend implements Backend {
   matmul(out: Tensor, x: Tensor, w: Weight, rows?: number): void {
     const o = out as GpuTensor;
     const xt = x as GpuTensor;
+    if (w instanceof GpuSparseWeight) {
+      if (this.disposed) throw new Error("this WebGPU backend was disposed");
+      const n = rows ?? xt.rows;
+      if (xt.cols !== w.inFeatures || o.cols !== w.outFeatures || n > xt.rows || n > o.rows) throw new Error(`matmul ${w.name}: x [${xt.rows}, ${xt.cols}] · [${w.shape.join(", ")}]ᵀ -> [${o.rows}, ${o.cols}] do not fit`);
+      if (n > 0) recordSparseMatmul(this.recorder, w, xt.buf, o.buf, n, o.cols, this.gpu.subgroups && this.gpu.subgroupMinSize === 32);
+      return;
+    }
     const wt = w as GpuWeight;
     const n = rows ?? xt.rows;
     if (xt.cols !== wt.inFeatures || o.cols !== wt.outFeatures || n > xt.rows || n > o.rows) {

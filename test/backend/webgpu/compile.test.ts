@@ -17,6 +17,7 @@ import { embedKernel } from "../../../src/backend/webgpu/kernels/embed.js";
 import { argmaxKernel } from "../../../src/backend/webgpu/kernels/argmax.js";
 import { sampleKernel } from "../../../src/backend/webgpu/kernels/sample.js";
 import { copyKernel } from "../../../src/backend/webgpu/kernels/copy.js";
+import { sparseGemvKernel } from "../../../src/backend/webgpu/kernels/sparse-gemv.js";
 import type { BlockDType as DType } from "../../../src/tensor/dtype.js";
 
 const FORMATS: DType[] = ["f32", "f16", "bf16", "q8_0", "q4_0"];
@@ -32,6 +33,7 @@ function allKernels(): Kernel[] {
   for (const d of [6, 8, 64, 80, 128, 256]) ks.push(attentionPartialKernel(d), attentionCombineKernel(d));
   for (const [a, b] of [[false, false], [true, false], [false, true], [true, true]] as const) ks.push(addKernel(a, b), swigluKernel(a, b));
   for (const t of [64, 256]) ks.push(rmsnormKernel(t, false), rmsnormKernel(t, true));
+  for (const v of ["f32", "f16", "bf16"] as const) for (const sg of [false, true]) ks.push(sparseGemvKernel(v, sg));
   ks.push(addBiasKernel(), ropeKernel(), kvWriteKernel(), argmaxKernel(), sampleKernel(), copyKernel());
   return ks;
 }
