@@ -40,6 +40,12 @@ export interface Backend {
    */
   kvCache(layers: number, kvHeads: number, headDim: number, capacity: number, format?: string): KVCache;
   /** KV formats other than f32 that kvCache stores natively (WebGPU: int8). */
+  /**
+   * StreamingLLM attention of ONE query row at position `pos` over positions [0, sinks) and the last
+   * `window` ([pos + 1 - window, pos]), every head alike; sinks + window < pos + 1. Optional: a backend
+   * without host views (WebGPU) runs `--kv streaming` with it.
+   */
+  attentionWindow?(out: Tensor, q: Tensor, cache: KVCache, layer: number, pos: number, heads: number, sinks: number, window: number): void;
   readonly kvFormats?: readonly string[];
 
   /** out[r] = table[tokens[r]] (table [vocab, cols], any format). */

@@ -17,7 +17,7 @@
  * `task` is { "kind": "ppl", "data", "ctx"?, "chunks"? } (as `frugal eval ppl`) or
  * { "kind": "lambada", "data"?, "limit"? } (as `frugal eval lambada`). Each set's options are the
  * top-level `options` overlaid with its own, and go to loadModel as they are: the fields the runner knows
- * (LoadOptions: device, threads, contextLength, tokenizer, offline, profile) are checked, any other field
+ * (LoadOptions: device, threads, contextLength, tokenizer, offline, profile, kv, kvFormat) are checked, any other field
  * (a weight format, a KV strategy, ... that a later loadModel understands) is passed through unchecked and
  * marked as such in the outputs. Relative paths (model, data, tokenizer) are relative to the config file's
  * folder; a model that is not a path there and looks like org/name is a hub id. The first set is the
@@ -30,10 +30,10 @@ import { loadModel, type LoadOptions } from "../load.js";
 import { isHubId } from "../io/hub.js";
 import { FormatError } from "../io/errors.js";
 import { evaluatePerplexity } from "./perplexity.js";
-import { DEFAULT_LAMBADA, evaluateLambada, readLambada, type LambadaExample } from "./lambada.js";
-import { barChartSvg, markdownTable } from "./plot.js";
 import { parseKvSpec } from "../kv/spec.js";
 import { checkKvFormat } from "../kv/format.js";
+import { DEFAULT_LAMBADA, evaluateLambada, readLambada, type LambadaExample } from "./lambada.js";
+import { barChartSvg, markdownTable } from "./plot.js";
 
 export type MatrixTask =
   | { readonly kind: "ppl"; readonly data: string; readonly ctx?: number; readonly chunks?: number }
@@ -84,17 +84,17 @@ const KNOWN_OPTIONS: Record<string, (v: unknown) => string | undefined> = {
   tokenizer: (v) => (typeof v === "string" && v !== "" ? undefined : "must be a file path"),
   offline: (v) => (typeof v === "boolean" ? undefined : "must be true or false"),
   profile: (v) => (typeof v === "boolean" ? undefined : "must be true or false"),
-  kv: (v) => checked(() => parseKvSpec(v as string), v),
-  kvFormat: (v) => checked(() => checkKvFormat(v as string), v),
+  kv: (v) => checkWith(v, parseKvSpec),
+  kvFormat: (v) => checkWith(v, checkKvFormat),
   backend: () => "cannot be given in a config file (it is a live object)",
   onProgress: () => "cannot be given in a config file (it is a function)",
 };
 
-/** The error message of a parser's check, if it throws (or if v is not a string). */
-function checked(check: () => unknown, v: unknown): string | undefined {
+/** The message of what `check` throws for v (a string), or of v not being a string. */
+function checkWith(v: unknown, check: (s: string) => unknown): string | undefined {
   if (typeof v !== "string") return "must be a string";
   try {
-    check();
+    check(v);
     return undefined;
   } catch (e) {
     return (e as Error).message;

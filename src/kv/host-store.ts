@@ -19,6 +19,11 @@ export interface SelectionPolicy {
   /** A new sequence starts (position 0 is being written). */
   reset(): void;
   /**
+   * Every step, before attention: the layer's normed input rows (host f32 [rows, hidden]) at positions
+   * pos0.. (TokenButler's predictor reads layer 0's).
+   */
+  input?(layer: number, pos0: number, rows: number, h: Float32Array): void;
+  /**
    * After the exact attention of prefill rows pos0 .. pos0 + rows - 1 of `layer` (q: those rows' queries,
    * host f32 [rows, heads * headDim]); kv holds positions up to pos0 + rows - 1.
    */
@@ -105,6 +110,7 @@ export class HostStore implements KvStore {
       this.resident.fill(-1);
     }
     if (s.pos0 !== this.written && s.layer === 0) throw new Error(`--kv ${this.spec}: write at position ${s.pos0} but ${this.written} are cached (positions must follow on)`);
+    this.policy?.input?.(s.layer, s.pos0, s.rows, b.hostView(s.h));
     s.rope(s.k);
     const len = s.pos0 + s.rows;
     if (this.backendCache) b.kvWrite(this.backendCache, s.layer, s.k, s.v, s.pos0);

@@ -8,6 +8,7 @@
 import type { KvContext, KvMethod, KvParam } from "./store.js";
 import { createHostStore, type SelectionPolicy } from "./host-store.js";
 import { headScores, type LayerKv } from "./host-attention.js";
+import { WindowStore, streamingRecent } from "./window-store.js";
 import { KvSelection, SINKS, keepBudget, markScratch, selectTopK, writeMarked } from "./selection.js";
 
 /** Priority of the observation window and generated positions: above any pooled score (a sum of at most
@@ -57,7 +58,7 @@ class StreamingPolicy implements SelectionPolicy {
   select(_layer: number, pos: number, _q: Float32Array, _kv: LayerKv, sel: KvSelection): boolean {
     const n = pos + 1;
     // keep > 0: the budget rule; else the fixed sink + window of the spec's parameters
-    const recent = this.keep > 0 ? Math.max(0, keepBudget(n, this.keep) - this.sinks) : this.window;
+    const recent = streamingRecent(n, this.keep, this.sinks, this.window);
     if (this.sinks + recent >= n) return false;
     const mark = markScratch(n);
     for (let t = 0; t < Math.min(this.sinks, n); t++) mark[t] = 1;
@@ -323,6 +324,7 @@ export const streamingMethod: KvMethod = {
   ],
   create(p, spec) {
     if ((p.keep! > 0) === (p.window! > 0)) throw new Error(`--kv ${spec}: streaming needs exactly one of keep=F or window=W`);
-    return (ctx) => createHostStore(ctx, spec, new StreamingPolicy(p.keep!, p.sink!, p.window!));
+    // on a device-memory backend the position-only rule runs as the backend's windowed attention
+    return (ctx) => (ctx.backend.hostView ? createHostStore(ctx, spec, new StreamingPolicy(p.keep!, p.sink!, p.window!)) : new WindowStore(ctx, spec, p.keep!, p.sink!, p.window!));
   },
 };

@@ -28,9 +28,16 @@
  *    on the CPU it reads the backend's cache rows through `backend.kvView` and the query/output through
  *    `backend.hostView` (both synchronous views of host memory). The WebGPU backend has neither: tensors
  *    live on the GPU and reading them back is asynchronous while `forward` records synchronously, so a
- *    store that needs host data throws a clear error on WebGPU (see docs/kv-cache.md, "Backends").
+ *    store that needs host data throws a clear error on WebGPU (see docs/kv-cache.md, "Backends"), except
+ *    position-only selections: StreamingLLM runs the backend's `attentionWindow` (window-store.ts). A
+ *    selection method implements `SelectionPolicy` (host-store.ts: select, optional prefill/observe/input
+ *    hooks) and inherits exact prefill, quantized formats, bytes() and the keep = 1 identity.
+ *    Quantized formats (`ctx.format`): a backend listing the format in `kvFormats` stores it natively
+ *    (`backend.kvCache(..., format)`, WebGPU int8); otherwise codes live on the host (src/kv/format.ts).
  * 6. Everything is per sequence: stores share nothing, so the server's per-sequence fallback is always
- *    correct. `forwardBatch` (batched decode) accepts only stores whose `batchable` is true (dense).
+ *    correct. `forwardBatch` (batched decode) accepts only stores whose `batchable` is true (dense in a
+ *    backend-native format); it drives their `backendCache` directly, so their `length`/`bytes()` are not
+ *    updated by batched steps.
  */
 import type { Backend, KVCache, RopeTable, Tensor } from "../backend/backend.js";
 

@@ -51,14 +51,14 @@ test("two thread counts give the same perplexity; results.json, results.md and p
       task: { kind: "ppl", data: "text.txt", ctx: CTX, chunks: CHUNKS },
       optionSets: [
         { name: "1 thread", options: { threads: 1 } },
-        { name: "2 threads", options: { threads: 2, draftModel: "future" } },
+        { name: "2 threads", options: { threads: 2, futureOption: "future" } },
       ],
     }),
   );
   const out = join(dir, "out");
   const progress: string[] = [];
   const config = await readMatrixConfig(configFile);
-  assert.deepEqual(config.optionSets[1]!.unchecked, ["draftModel"]);
+  assert.deepEqual(config.optionSets[1]!.unchecked, ["futureOption"]);
   await runMatrix(config, out, { onProgress: (t) => progress.push(t) });
 
   const results = JSON.parse(readFileSync(join(out, "results.json"), "utf8")) as MatrixResults;
@@ -71,7 +71,7 @@ test("two thread counts give the same perplexity; results.json, results.md and p
   assert.ok(Math.abs(a!["ppl"]! - b!["ppl"]!) <= 1e-9 * a!["ppl"]!);
   assert.ok(Math.abs(results.rows[1]!.delta!["ppl"]!) <= 1e-9 * a!["ppl"]!);
   assert.equal(results.rows[0]!.delta, undefined);
-  assert.deepEqual(results.rows[1]!.options, { threads: 2, draftModel: "future" });
+  assert.deepEqual(results.rows[1]!.options, { threads: 2, futureOption: "future" });
   assert.ok(results.rows.every((r) => r.error === undefined && r.evalSeconds! > 0 && r.loadSeconds! >= 0));
 
   // the runner evaluates what `frugal eval ppl` evaluates with the same ctx and chunks
@@ -97,7 +97,7 @@ test("two thread counts give the same perplexity; results.json, results.md and p
   assert.equal(row2[0], "2 threads");
   assert.equal(Number(row2[2]), Number(a!["ppl"]!.toFixed(4)));
   assert.equal(Number(row2[header.indexOf("Δ ppl")]), 0);
-  assert.match(row2[1]!, /draftModel=future†/);
+  assert.match(row2[1]!, /futureOption=future†/);
 
   const svg = readFileSync(join(out, "plot.svg"), "utf8");
   assertWellFormedSvg(svg);

@@ -100,6 +100,20 @@ test("WebGPU: dense through the KV interface is bit-identical to the plain cache
       cpu.dispose();
     }
     assert.throws(() => net.forward(Int32Array.of(1), 0, kvStoreFactory("h2o:keep=0.5")(net.kvContext(32))), /computes on the host and the webgpu backend/);
+    // StreamingLLM: the GPU's windowed attention against the CPU's host selection, f32 and int8
+    for (const format of ["f32", "int8"]) {
+      const gpuRows = await run(kvStoreFactory("streaming:keep=0.25")(net.kvContext(32, format)));
+      const cpu = await loadModel(STORIES, { kv: "streaming:keep=0.25", kvFormat: format });
+      try {
+        const cache = cpu.network.newCache(32);
+        const cpuRows = [await cpu.backend.read(cpu.network.forward(Int32Array.from(ids.slice(0, 4)), 0, cache))];
+        for (let t = 4; t < ids.length; t++) cpuRows.push(await cpu.backend.read(cpu.network.forward(Int32Array.of(ids[t]!), t, cache)));
+        for (let r = 0; r < cpuRows.length; r++) assertClose(gpuRows[r]!, cpuRows[r]!, `streaming ${format} step ${r}`, 1e-2, 1e-2);
+      } finally {
+        cpu.dispose();
+      }
+      if (format === "f32") assert.ok(gpuRows.some((row, r) => row.some((x, i) => Math.abs(x - plain[r]![i]!) > 1e-3)), "the window changes later logits");
+    }
   } finally {
     model.dispose();
   }

@@ -289,7 +289,7 @@ export class WebGpuBackend implements Backend {
     this.run(kvWriteKernel(), [n, pos0 * width], [c.k[layer]!, c.v[layer]!, kt.buf, (v as GpuTensor).buf], grid(Math.ceil(n / KV_GROUP)));
   }
 
-  attention(out: Tensor, q: Tensor, cache: KVCache, layer: number, pos0: number, heads: number): void {
+  attention(out: Tensor, q: Tensor, cache: KVCache, layer: number, pos0: number, heads: number, window?: { sinks: number; shift: number }): void {
     const c = cache as GpuKVCache;
     const qt = q as GpuTensor;
     const o = out as GpuTensor;
@@ -306,13 +306,21 @@ export class WebGpuBackend implements Backend {
     const partial = this.scratchFor(rows * heads * splits * partialStride(d) * 4);
     const items = rows * heads * splits;
     const kv = c.format === "int8" ? [c.k[layer]!, c.kScales[layer]!, c.v[layer]!, c.vScales[layer]!] : [c.k[layer]!, c.v[layer]!];
+    const extra = window ? [window.sinks, window.shift] : [];
     this.run(
-      attentionPartialKernel(d, c.format),
-      [rows, heads, heads / c.kvHeads, c.kvHeads * d, qt.cols, pos0, splits, span, f32bits(1 / Math.sqrt(d))],
+      attentionPartialKernel(d, c.format, window !== undefined),
+      [rows, heads, heads / c.kvHeads, c.kvHeads * d, qt.cols, pos0, splits, span, f32bits(1 / Math.sqrt(d)), ...extra],
       [partial, qt.buf, ...kv],
       grid(items),
     );
     this.run(attentionCombineKernel(d), [rows, heads, splits, o.cols], [o.buf, partial], grid(rows * heads));
+  }
+
+  attentionWindow(out: Tensor, q: Tensor, cache: KVCache, layer: number, pos: number, heads: number, sinks: number, window: number): void {
+    if ((q as GpuTensor).rows !== 1) throw new Error(`attentionWindow: one query row, got ${(q as GpuTensor).rows}`);
+    if (!(sinks >= 0 && window >= 1 && sinks + window < pos + 1)) throw new Error(`attentionWindow: sinks ${sinks} + window ${window} must be fewer than the ${pos + 1} positions`);
+    // the kernel walks a list of sinks + window entries as if they were positions 0..; entry j >= sinks maps to j + shift
+    this.attention(out, q, cache, layer, sinks + window - 1, heads, { sinks, shift: pos + 1 - window - sinks });
   }
 
   /** The attention split buffer, grown as needed (old ones stay until dispose: pending work may use them). */

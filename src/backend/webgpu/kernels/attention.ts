@@ -31,16 +31,19 @@ export const partialStride = (headDim: number) => headDim + 2;
  * head), and dequantizes each value (code × scale, f32) before it is used: it computes the f32 kernel's
  * arithmetic over the dequantized cache.
  */
-export function attentionPartialKernel(headDim: number, kvFormat: "f32" | "int8" = "f32"): Kernel {
+export function attentionPartialKernel(headDim: number, kvFormat: "f32" | "int8" = "f32", windowed = false): Kernel {
   const int8 = kvFormat === "int8";
   if (int8 && headDim % 4 !== 0) throw new Error(`int8 KV attention: head dim ${headDim} must be a multiple of 4`);
-  return memoKernel(`attention.partial.${headDim}${int8 ? ".int8" : ""}`, () => {
+  // windowed (StreamingLLM): list entry j is position j below `sinks`, else j + shift; pos0 + 1 = list length
+  const at = (e: string) => (windowed ? `at(${e})` : e);
+  return memoKernel(`attention.partial.${headDim}${int8 ? ".int8" : ""}${windowed ? ".window" : ""}`, () => {
     const V4 = headDim % 4 === 0;
     const T = V4 ? "vec4<f32>" : "f32";
     const QN = V4 ? headDim / 4 : headDim;
     const DPT = Math.ceil(headDim / TILE);
     const code = /* wgsl */ `
-struct P { rows: u32, heads: u32, group: u32, width: u32, qCols: u32, pos0: u32, splits: u32, span: u32, scale: f32 }
+struct P { rows: u32, heads: u32, group: u32, width: u32, qCols: u32, pos0: u32, splits: u32, span: u32, scale: f32${windowed ? ", sinks: u32, shift: u32" : ""} }
+${windowed ? "fn at(j: u32) -> u32 { return select(j + p.shift, j, j < p.sinks); }" : ""}
 @group(0) @binding(0) var<uniform> p: P;
 @group(0) @binding(1) var<storage, read_write> partial: array<f32>;
 @group(0) @binding(2) var<storage, read> q: array<f32>;
@@ -82,9 +85,9 @@ fn main(${ENTRY_ARGS}) {
     let t = t0 + lid;
     var s = ${NEG};
     if (t < end) {
-      let kb = ${V4 ? "(t * p.width + kvBase) / 4u" : "t * p.width + kvBase"};
+      let kb = ${V4 ? `(${at("t")} * p.width + kvBase) / 4u` : `${at("t")} * p.width + kvBase`};
       var d = 0.0;
-      ${int8 ? `let sk = ks[t * p.width / D + kvBase / D];
+      ${int8 ? `let sk = ks[${at("t")} * p.width / D + kvBase / D];
       for (var i = 0u; i < ${QN}u; i++) { d += dot(qs[i], kAt(kb + i, sk)); }` : `for (var i = 0u; i < ${QN}u; i++) { d += ${V4 ? "dot(qs[i], kc[kb + i])" : "qs[i] * kc[kb + i]"}; }`}
       s = d * p.scale;
     }
@@ -105,7 +108,7 @@ fn main(${ENTRY_ARGS}) {
       let i = lid + j * WG;
       if (i < D) {
         var a = acc[j] * corr;
-        for (var u = 0u; u < count; u++) { a += probs[u] * ${int8 ? "vAt((t0 + u) * p.width + kvBase + i, (t0 + u) * p.width / D + kvBase / D)" : "vc[(t0 + u) * p.width + kvBase + i]"}; }
+        for (var u = 0u; u < count; u++) { a += probs[u] * ${int8 ? `vAt(${at("(t0 + u)")} * p.width + kvBase + i, ${at("(t0 + u)")} * p.width / D + kvBase / D)` : `vc[${at("(t0 + u)")} * p.width + kvBase + i]`}; }
         acc[j] = a;
       }
     }
