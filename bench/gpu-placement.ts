@@ -5,7 +5,9 @@
  * timestamps, --iters calls each), and prints every buffer's time, so a placement effect shows as a
  * spread between buffers, not between runs. Run it once per Dawn feature set to test a hypothesis:
  *
- *   node dist/bench/gpu-placement.js [--shape 4096x14336] [--buffers 12] [--iters 50] [--dawn enable-dawn-features=disable_resource_suballocation]
+ *   node dist/bench/gpu-placement.js [--shape 4096x14336] [--buffers 12] [--iters 50] [--cycle] [--dawn enable-dawn-features=disable_resource_suballocation]
+ *
+ * --cycle times calls that go round the buffers (call i reads buffer i mod N) instead of one at a time.
  *
  * Prints one JSON line at the end (per-buffer us, min, max, the device, the flags).
  */
@@ -20,6 +22,7 @@ const { values: a } = parseArgs({
     buffers: { type: "string", default: "12" },
     iters: { type: "string", default: "50" },
     dawn: { type: "string", multiple: true, default: [] },
+    cycle: { type: "boolean", default: false },
   },
 });
 const [outF, inF] = a.shape!.split("x").map(Number) as [number, number];
@@ -38,7 +41,14 @@ const x = b.activation(1, inF) as GpuTensor;
 b.gpu.device.queue.writeBuffer(x.buf.buffer, 0, new Float32Array(inF).fill(0.01));
 const out = b.activation(1, outF);
 const us: number[] = [];
-for (const [i, w] of weights.entries()) {
+if (a.cycle) {
+  // call i reads buffer i mod N, as a decode step reads each weight once: nothing stays warm
+  const t = await measure(b, "matmul.gemv.f16", iters * count, (i) => b.matmul(out, x, weights[i % count]!));
+  const ms = Number.isFinite(t.gpu) ? t.gpu : t.wall;
+  us.push(ms * 1e3);
+  console.log(`cycling ${count} buffers: ${(ms * 1e3).toFixed(1)} us a call, ${((outF * inF * 2) / ms / 1e6).toFixed(0)} GB/s of weights`);
+}
+for (const [i, w] of a.cycle ? [] : weights.entries()) {
   const t = await measure(b, "matmul.gemv.f16", iters, () => b.matmul(out, x, w));
   const ms = Number.isFinite(t.gpu) ? t.gpu : t.wall;
   us.push(ms * 1e3);
