@@ -10,6 +10,8 @@ import { loadGguf } from "./io/load-gguf.js";
 import { loadHfFolder } from "./io/load-hf.js";
 import { isHubId, resolveHub } from "./io/hub.js";
 import { ProgressBar } from "./cli/progress.js";
+import { parseKvSpec } from "./kv/spec.js";
+import { checkKvFormat } from "./kv/format.js";
 
 export { DEFAULT_CONTEXT_CAP };
 
@@ -31,6 +33,13 @@ export interface LoadOptions {
   profile?: boolean;
   /** A backend to run on instead of creating one from `device` (benchmarks wrap one in an op timer). */
   backend?: Backend;
+  /**
+   * KV-cache method, `--kv SPEC` (src/kv/spec.ts: dense, h2o:keep=F, ...). Per model: every cache the model
+   * makes uses it; `Model.setKv` changes it between generations. Default dense.
+   */
+  kv?: string;
+  /** KV-cache number format, `--kv-format` (src/kv/format.ts: f32, int8, int4, razer, nvfp4). Default f32. */
+  kvFormat?: string;
   /** Reports download/load progress (bytes done of total). */
   onProgress?: (what: string, done: number, total: number) => void;
 }
@@ -67,6 +76,11 @@ export async function createBackend(options: LoadOptions): Promise<Backend> {
 
 /** Loads a model from a path or hub id onto the chosen device. */
 export async function loadModel(source: string = DEFAULT_MODEL, options: LoadOptions = {}): Promise<Model> {
+  // a bad --kv / --kv-format fails before any loading
+  if (options.kv !== undefined) parseKvSpec(options.kv);
+  if (options.kvFormat !== undefined) checkKvFormat(options.kvFormat);
   const loaded = await readSource(source, options);
-  return assembleModel(loaded, options.backend ?? (await createBackend(options)), options.contextLength);
+  const model = assembleModel(loaded, options.backend ?? (await createBackend(options)), options.contextLength);
+  if (options.kv !== undefined || options.kvFormat !== undefined) model.setKv(options.kv, options.kvFormat);
+  return model;
 }

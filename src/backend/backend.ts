@@ -24,6 +24,13 @@ export interface Backend {
    * sequences one forward at a time.
    */
   rowView?(t: Tensor, row0: number, rows: number): Tensor;
+  /**
+   * Synchronous access to t's storage, for backends whose tensors live in host memory (the CPU's): KV
+   * methods that compute on the host (src/kv/host-store.ts) read q and write attention outputs through it.
+   */
+  hostView?(t: Tensor): Float32Array;
+  /** Layer `layer` of a cache as host arrays [position][kvHeads * headDim] (host-memory backends only). */
+  kvView?(cache: KVCache, layer: number): { k: Float32Array; v: Float32Array };
   /** A key/value cache for `layers` layers of `kvHeads` heads of `headDim`, for `capacity` positions. */
   kvCache(layers: number, kvHeads: number, headDim: number, capacity: number): KVCache;
 

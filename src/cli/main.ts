@@ -14,6 +14,7 @@ import { matrixMarkdown, readMatrixConfig, runMatrix } from "../eval/matrix.js";
 import { describeModel } from "./info.js";
 import { profiledBackend } from "./profile.js";
 import { serve, SERVE_USAGE } from "../server/serve-command.js";
+import { kvMethodsHelp } from "../kv/spec.js";
 
 const USAGE = `usage: frugal <command> [options]
 
@@ -30,6 +31,11 @@ ${SERVE_USAGE}
   eval matrix   one task, many options    frugal eval matrix --config FILE.json --out DIR
                                             (writes DIR/results.json, results.md, plot.svg; see src/eval/matrix.ts)
 
+KV cache (generate, chat, eval, serve): --kv SPEC (default dense) and --kv-format f32|int8|int4|razer|nvfp4;
+eval ppl --decode-from N scores tokens after the first N of each window one decode step at a time (selection
+methods act on decode steps only; default ctx/8 when --kv is not dense). Methods:
+${kvMethodsHelp().join("\n")}
+
 SRC is a llama2.c .bin file, a .gguf file, a Hugging Face folder, or a hub id (org/name).
 Without --model the embedded default model (stories260K) is used.`;
 
@@ -40,6 +46,8 @@ const common = {
   threads: { type: "string" },
   offline: { type: "boolean" },
   profile: { type: "boolean" },
+  kv: { type: "string" },
+  "kv-format": { type: "string" },
   help: { type: "boolean", short: "h" },
 } as const satisfies ParseArgsConfig["options"];
 
@@ -64,7 +72,7 @@ function number(name: string, v: string | undefined, integer = false): number | 
   return n;
 }
 
-function loadOptions(v: { device?: string; threads?: string; tokenizer?: string; offline?: boolean }): LoadOptions {
+function loadOptions(v: { device?: string; threads?: string; tokenizer?: string; offline?: boolean; kv?: string; "kv-format"?: string }): LoadOptions {
   if (v.device !== undefined && v.device !== "cpu" && v.device !== "webgpu") {
     throw new Error(`--device must be cpu or webgpu, got "${v.device}"`);
   }
@@ -73,6 +81,8 @@ function loadOptions(v: { device?: string; threads?: string; tokenizer?: string;
     threads: number("threads", v.threads, true),
     tokenizer: v.tokenizer,
     offline: v.offline,
+    kv: v.kv,
+    kvFormat: v["kv-format"],
   };
 }
 
@@ -168,7 +178,7 @@ async function evaluate(args: string[]): Promise<number> {
   if (task !== "ppl") throw new Error(`unknown eval task "${task ?? ""}"; available: ppl, lambada, matrix`);
   const { values } = parseArgs({
     args: rest,
-    options: { ...common, data: { type: "string" }, ctx: { type: "string" }, chunks: { type: "string" }, json: { type: "boolean" } },
+    options: { ...common, data: { type: "string" }, ctx: { type: "string" }, chunks: { type: "string" }, "decode-from": { type: "string" }, json: { type: "boolean" } },
     strict: true,
   });
   if (values.help) return usage();
@@ -176,8 +186,11 @@ async function evaluate(args: string[]): Promise<number> {
   const text = await readFile(values.data, "utf8");
   const model = await loadModel(values.model ?? DEFAULT_MODEL, loadOptions(values));
   try {
+    const ctx = number("ctx", values.ctx, true);
+    const selecting = values.kv !== undefined && values.kv.trim() !== "dense";
     const result = await evaluatePerplexity(model, text, {
-      ctx: number("ctx", values.ctx, true),
+      ctx,
+      decodeFrom: number("decode-from", values["decode-from"], true) ?? (selecting ? Math.floor((ctx ?? Math.min(512, model.network.contextLength)) / 8) : undefined),
       chunks: number("chunks", values.chunks, true),
       onProgress: (done, total) => process.stderr.write(`\rwindow ${done}/${total}${done === total ? "\n" : ""}`),
     });

@@ -1,10 +1,17 @@
 import type { Model } from "../model/model.js";
+import type { KVCache } from "../backend/backend.js";
 
 export interface PerplexityOptions {
   /** Tokens per window. Defaults to 512 (or the model's context if shorter). */
   ctx?: number;
   /** Evaluate only the first `chunks` windows. */
   chunks?: number;
+  /**
+   * Score tokens after the first `decodeFrom` of each window one decode step at a time (a prefill of the
+   * first decodeFrom tokens, then teacher-forced single-token forwards), so KV methods that act on decode
+   * steps (src/kv) are measured; undefined: one forward a window.
+   */
+  decodeFrom?: number;
   /** Called after each window with (windows done, windows total). */
   onProgress?: (done: number, total: number) => void;
 }
@@ -44,8 +51,7 @@ export async function perplexityOfTokens(model: Model, ids: readonly number[], o
   let count = 0;
   const cache = model.network.newCache(ctx);
   for (const [wi, w] of windows.entries()) {
-    const out = model.network.forward(Int32Array.from(w), 0, cache, true);
-    const logits = await model.backend.read(out);
+    const logits = await windowLogits(model, w, cache, options.decodeFrom);
     const vocab = model.config.vocabSize;
     for (let t = 0; t + 1 < w.length; t++) {
       const row = logits.subarray(t * vocab, (t + 1) * vocab);
@@ -59,5 +65,18 @@ export async function perplexityOfTokens(model: Model, ids: readonly number[], o
     options.onProgress?.(wi + 1, windows.length);
   }
   const nll = total / count;
+
   return { tokens: count, nll, ppl: Math.exp(nll) };
+}
+
+/** Logits [window length, vocab]: one forward, or a prefill of `decodeFrom` tokens then one forward a token. */
+async function windowLogits(model: Model, w: readonly number[], cache: KVCache, decodeFrom: number | undefined): Promise<Float32Array> {
+  const net = model.network;
+  if (decodeFrom === undefined || decodeFrom >= w.length) return model.backend.read(net.forward(Int32Array.from(w), 0, cache, true));
+  if (!Number.isInteger(decodeFrom) || decodeFrom < 1) throw new RangeError(`decodeFrom must be an integer >= 1, got ${decodeFrom}`);
+  const vocab = model.config.vocabSize;
+  const out = new Float32Array(w.length * vocab);
+  out.set(await model.backend.read(net.forward(Int32Array.from(w.slice(0, decodeFrom)), 0, cache, true)));
+  for (let t = decodeFrom; t < w.length; t++) out.set(await model.backend.read(net.forward(Int32Array.of(w[t]!), t, cache)), t * vocab);
+  return out;
 }

@@ -7,6 +7,9 @@
 import type { Backend, KVCache, RopeTable, Tensor, Weight } from "../backend/backend.js";
 import type { RawTensor, TensorMap } from "../tensor/raw.js";
 import { type ModelConfig, ropeInverseFrequencies } from "./config.js";
+import { isKvStore, type KvContext, type KvStore } from "../kv/store.js";
+import { parseKvSpec } from "../kv/spec.js";
+import { checkKvFormat } from "../kv/format.js";
 
 interface LayerWeights {
   inputNorm: Weight; // [hidden]
@@ -101,6 +104,11 @@ export class LlamaModel {
   /** [sequences, vocab] for batched decoding; made on first use. */
   private batchLogits?: Tensor;
   private readonly rope: RopeTable;
+  /** Makes each new cache (`--kv`, `--kv-format`); undefined: the backend's plain cache. */
+  private kvFactory?: (ctx: KvContext) => KvStore;
+  private kvFormat = "f32";
+  /** Whether the configured stores run in forwardBatch (dense, f32). */
+  private kvBatchable = true;
 
   /** Longest context this instance serves: the model's, or less when the caller asked for less. */
   readonly contextLength: number;
@@ -153,10 +161,34 @@ export class LlamaModel {
     return new LlamaModel(config, backend, { embed, layers, norm: get("model.norm.weight"), lmHead }, context);
   }
 
+  /**
+   * Chooses the KV method (`--kv` spec, src/kv/spec.ts) and number format (`--kv-format`, src/kv/format.ts)
+   * of every cache made from now on; "dense" and "f32" restore the backend's plain cache. Bad specs throw here.
+   */
+  setKv(spec = "dense", format = "f32"): void {
+    checkKvFormat(format);
+    const parsed = parseKvSpec(spec);
+    const plain = parsed.method.name === "dense" && format === "f32";
+    this.kvFactory = plain ? undefined : parsed.method.create(parsed.params, parsed.canonical);
+    this.kvFormat = format;
+    this.kvBatchable = plain;
+  }
+
   /** A fresh KV cache for up to `capacity` positions. */
   newCache(capacity = this.contextLength): KVCache {
     const c = this.config;
-    return this.backend.kvCache(c.numLayers, c.numKvHeads, c.headDim, Math.min(capacity, this.contextLength));
+    const cap = Math.min(capacity, this.contextLength);
+    if (!this.kvFactory) return this.backend.kvCache(c.numLayers, c.numKvHeads, c.headDim, cap);
+    return this.kvFactory(this.kvContext(cap, this.kvFormat));
+  }
+
+  /** What a KV store for this model needs (src/kv/store.ts); for tests and tools that make stores directly. */
+  kvContext(capacity = this.contextLength, format = "f32"): KvContext {
+    const c = this.config;
+    return {
+      backend: this.backend, layers: c.numLayers, heads: c.numHeads, kvHeads: c.numKvHeads, headDim: c.headDim,
+      capacity: Math.min(capacity, this.contextLength), rope: this.rope, format,
+    };
   }
 
   private scratchFor(rows: number): Scratch {
@@ -188,7 +220,7 @@ export class LlamaModel {
    */
   private layers(
     tokens: Int32Array,
-    attend: (layer: number, q: Tensor, k: Tensor, v: Tensor, att: Tensor) => void,
+    attend: (layer: number, q: Tensor, k: Tensor, v: Tensor, att: Tensor, h: Tensor) => void,
   ): { x: Tensor; h: Tensor; view: (t: Tensor) => Tensor } {
     const n = tokens.length;
     const b = this.backend;
@@ -211,7 +243,7 @@ export class LlamaModel {
       if (L.vBias) b.addBias(v, L.vBias);
       if (L.qNorm) b.rmsnorm(q, q, L.qNorm, c.rmsNormEps, c.headDim);
       if (L.kNorm) b.rmsnorm(k, k, L.kNorm, c.rmsNormEps, c.headDim);
-      attend(l, q, k, v, att);
+      attend(l, q, k, v, att, h);
       b.matmul(proj, att, L.o);
       b.add(x, x, proj);
 
@@ -236,8 +268,14 @@ export class LlamaModel {
     const b = this.backend;
     const c = this.config;
     const w = this.weights;
-    const { x, h, view } = this.layers(tokens, (l, q, k, v, att) => {
+    const store = isKvStore(cache) ? cache : undefined;
+    const rope = (t: Tensor) => b.rope(t, c.headDim, pos0, this.rope);
+    const { x, h, view } = this.layers(tokens, (l, q, k, v, att, hn) => {
       b.rope(q, c.headDim, pos0, this.rope);
+      if (store) {
+        store.step({ layer: l, pos0, rows: n, heads: c.numHeads, h: hn, q, k, v, att, rope });
+        return;
+      }
       b.rope(k, c.headDim, pos0, this.rope);
       b.kvWrite(cache, l, k, v, pos0);
       b.attention(att, q, cache, l, pos0, c.numHeads);
@@ -258,7 +296,7 @@ export class LlamaModel {
   }
   /** Whether forwardBatch runs several sequences in one pass (the backend has row views). */
   get batches(): boolean {
-    return this.backend.rowView !== undefined;
+    return this.backend.rowView !== undefined && this.kvBatchable;
   }
 
   /**
@@ -275,6 +313,11 @@ export class LlamaModel {
     if (positions.length !== n || caches.length !== n) {
       throw new Error(`forwardBatch: ${n} tokens, ${positions.length} positions, ${caches.length} caches`);
     }
+    const plain = caches.map((cache) => {
+      if (!isKvStore(cache)) return cache;
+      if (!cache.batchable || !cache.backendCache) throw new Error(`forwardBatch: --kv ${cache.spec} runs one sequence at a time (use forward)`);
+      return cache.backendCache;
+    });
     for (let r = 0; r < n; r++) {
       if (positions[r]! + 1 > caches[r]!.capacity) throw new Error(`context full: ${positions[r]! + 1} positions > ${caches[r]!.capacity}`);
     }
@@ -283,7 +326,7 @@ export class LlamaModel {
     const row = (t: Tensor, r: number) => b.rowView!(t, r, 1);
     const { x, h } = this.layers(tokens, (l, q, k, v, att) => {
       for (let r = 0; r < n; r++) {
-        const qr = row(q, r), kr = row(k, r), pos = positions[r]!, cache = caches[r]!;
+        const qr = row(q, r), kr = row(k, r), pos = positions[r]!, cache = plain[r]!;
         b.rope(qr, c.headDim, pos, this.rope);
         b.rope(kr, c.headDim, pos, this.rope);
         b.kvWrite(cache, l, kr, row(v, r), pos);

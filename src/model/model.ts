@@ -61,6 +61,15 @@ export class Model {
   /** A KV cache kept from a finished generation: backends free memory only at dispose, so reuse it. */
   private spareCache?: KVCache;
 
+  /**
+   * The KV method (`--kv` spec) and number format (`--kv-format`) of the caches of later generations
+   * (src/kv). Dense f32 batches in the server; other methods run one sequence per forward.
+   */
+  setKv(spec = "dense", format = "f32"): void {
+    this.network.setKv(spec, format);
+    this.spareCache = undefined;
+  }
+
   private acquireCache(capacity: number): KVCache {
     const spare = this.spareCache;
     if (spare && spare.capacity >= capacity) {

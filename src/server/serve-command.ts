@@ -6,7 +6,7 @@ import { PAGE_DIR, pageBuilt, pageFiles } from "./static.js";
 
 export const SERVE_USAGE = `  serve      OpenAI-compatible server    frugal serve [--model SRC] [--host 127.0.0.1] [--port 8080] [--api-key KEY]
                                             [--device cpu|webgpu] [--threads N] [--max-queue N] [--max-batch N]
-                                            [--max-body BYTES] (see docs/server.md)`;
+                                            [--max-body BYTES] [--kv SPEC] [--kv-format F] (see docs/server.md)`;
 
 function integer(name: string, v: string | undefined, min: number): number | undefined {
   if (v === undefined) return undefined;
@@ -31,6 +31,8 @@ export async function serve(args: string[], log: (line: string) => void = (l) =>
       "max-batch": { type: "string" },
       "max-body": { type: "string" },
       offline: { type: "boolean" },
+      kv: { type: "string" },
+      "kv-format": { type: "string" },
     },
     strict: true,
   });
@@ -46,6 +48,8 @@ export async function serve(args: string[], log: (line: string) => void = (l) =>
     threads: integer("threads", values.threads, 1),
     tokenizer: values.tokenizer,
     offline: values.offline,
+    kv: values.kv,
+    kvFormat: values["kv-format"],
   });
   const server = new FrugalServer(model, {
     apiKey,

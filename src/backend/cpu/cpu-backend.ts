@@ -126,6 +126,16 @@ export class CpuBackend implements Backend {
     return new CpuKVCache(layers, kvHeads, headDim, capacity, k, v);
   }
 
+  hostView(t: Tensor): Float32Array {
+    return (t as CpuTensor).data;
+  }
+
+  kvView(cache: KVCache, layer: number): { k: Float32Array; v: Float32Array } {
+    const c = cache as CpuKVCache;
+    const n = c.capacity * c.kvHeads * c.headDim;
+    return { k: c.k.subarray(layer * n, (layer + 1) * n), v: c.v.subarray(layer * n, (layer + 1) * n) };
+  }
+
   ropeTable(inv: Float64Array, maxPositions: number): CpuRopeTable {
     const half = inv.length;
     const { cos, sin } = ropeCosSin(inv, maxPositions);

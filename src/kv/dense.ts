@@ -1,0 +1,49 @@
+/**
+ * The dense cache through the KV interface: exactly the backend's rope, kvWrite and attention ops in the
+ * order forward used to call them, so it is bit-identical to the pre-interface path on every backend.
+ */
+import type { KVCache } from "../backend/backend.js";
+import type { KvContext, KvMethod, KvStep, KvStore } from "./store.js";
+import { createHostStore } from "./host-store.js";
+
+export class DenseStore implements KvStore {
+  readonly batchable = true;
+  readonly backendCache: KVCache;
+  readonly layers: number;
+  readonly kvHeads: number;
+  readonly headDim: number;
+  readonly capacity: number;
+  private written = 0;
+
+  constructor(private readonly ctx: KvContext, readonly spec = "dense") {
+    this.backendCache = ctx.backend.kvCache(ctx.layers, ctx.kvHeads, ctx.headDim, ctx.capacity);
+    this.layers = ctx.layers;
+    this.kvHeads = ctx.kvHeads;
+    this.headDim = ctx.headDim;
+    this.capacity = ctx.capacity;
+  }
+
+  get length(): number {
+    return this.written;
+  }
+
+  step(s: KvStep): void {
+    const b = this.ctx.backend;
+    s.rope(s.k);
+    b.kvWrite(this.backendCache, s.layer, s.k, s.v, s.pos0);
+    b.attention(s.att, s.q, this.backendCache, s.layer, s.pos0, s.heads);
+    if (s.layer === this.layers - 1) this.written = s.pos0 + s.rows;
+  }
+
+  /** Resident bytes: the positions written so far, f32 keys and values. */
+  bytes(): number {
+    return this.written * this.layers * 2 * this.kvHeads * this.headDim * 4;
+  }
+}
+
+export const denseMethod: KvMethod = {
+  name: "dense",
+  summary: "the full cache (with --kv-format other than f32: quantized, every position kept)",
+  params: [],
+  create: (_params, spec) => (ctx) => (ctx.format === "f32" ? new DenseStore(ctx, spec) : createHostStore(ctx, spec, undefined)),
+};

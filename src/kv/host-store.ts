@@ -1,0 +1,204 @@
+/**
+ * A cache whose attention runs on the host (CPU backend): the f32 cache stays the backend's own (written
+ * with kvWrite, read through backend.kvView) while a quantized cache keeps codes here and dequantizes the
+ * rows attention reads, per step, into a transient per-layer scratch. An optional selection policy
+ * chooses, at each decode step of layers >= 1, which positions each query head attends to.
+ *
+ * Exactness: prefill rows (a multi-row step), layer 0, and decode steps whose selection is every position
+ * run the dense attention (the backend's op over f32; the host loop over dequantized rows), so keep = 1 is
+ * bit-identical to dense and the first generated token is dense's at any budget.
+ */
+import type { KVCache } from "../backend/backend.js";
+import type { KvContext, KvStep, KvStore } from "./store.js";
+import { type KvFormat, kvFormat } from "./format.js";
+import { attendRow, type LayerKv } from "./host-attention.js";
+import { KvSelection } from "./selection.js";
+
+/** What a selection policy sees and decides; one instance per sequence. */
+export interface SelectionPolicy {
+  /** A new sequence starts (position 0 is being written). */
+  reset(): void;
+  /**
+   * After the exact attention of prefill rows pos0 .. pos0 + rows - 1 of `layer` (q: those rows' queries,
+   * host f32 [rows, heads * headDim]); kv holds positions up to pos0 + rows - 1.
+   */
+  prefill?(layer: number, pos0: number, rows: number, q: Float32Array, kv: LayerKv): void;
+  /**
+   * Chooses head h's positions for the decode query at `pos` of `layer` (>= 1) into sel (ascending).
+   * Returns false when every head attends to every position (the dense path runs).
+   */
+  select(layer: number, pos: number, q: Float32Array, kv: LayerKv, sel: KvSelection): boolean;
+  /** Whether `observe` wants the attention probabilities of the selected positions. */
+  readonly wantsProbs: boolean;
+  /** After a selected decode attention: probs[h * sel.stride + j] for sel's j-th position of head h. */
+  observe?(layer: number, pos: number, sel: KvSelection, probs: Float32Array): void;
+  /**
+   * Whether dropped positions never return (H2O, SnapKV, StreamingLLM): then only the union, per kv head, of
+   * the last selection is resident and bytes() counts that; otherwise the whole cache stays resident.
+   */
+  readonly evicts: boolean;
+  /** Extra bytes of method metadata (Quest's page bounds). */
+  metadataBytes?(): number;
+}
+
+export function createHostStore(ctx: KvContext, spec: string, policy: SelectionPolicy | undefined): HostStore {
+  return new HostStore(ctx, spec, policy);
+}
+
+export class HostStore implements KvStore {
+  readonly batchable = false;
+  readonly layers: number;
+  readonly kvHeads: number;
+  readonly headDim: number;
+  readonly capacity: number;
+  /** The backend's cache (f32 format only). */
+  readonly backendCache?: KVCache;
+  private readonly codec?: KvFormat;
+  private readonly headBytes: number;
+  /** Quantized rows [layer][position][K heads, V heads] (quantized formats only). */
+  private readonly codes?: Uint8Array;
+  private scratchK?: Float32Array;
+  private scratchV?: Float32Array;
+  private readonly sel: KvSelection;
+  private readonly probs: Float32Array;
+  private written = 0;
+  /** Per layer: (position, kv head) rows an evicting policy's last selection keeps; -1 before any. */
+  private readonly resident: Int32Array;
+  /** Decode steps whose attention used a strict subset, and positions attended over all heads and layers. */
+  readonly usage = { selectedSteps: 0, attended: 0, visible: 0 };
+
+  constructor(private readonly ctx: KvContext, readonly spec: string, private readonly policy: SelectionPolicy | undefined) {
+    this.layers = ctx.layers;
+    this.kvHeads = ctx.kvHeads;
+    this.headDim = ctx.headDim;
+    this.capacity = ctx.capacity;
+    if (ctx.format === "f32") {
+      this.backendCache = ctx.backend.kvCache(ctx.layers, ctx.kvHeads, ctx.headDim, ctx.capacity);
+      this.headBytes = ctx.headDim * 4;
+    } else {
+      this.codec = kvFormat(ctx.format);
+      this.headBytes = this.codec.headBytes(ctx.headDim);
+      this.codes = new Uint8Array(ctx.layers * ctx.capacity * 2 * ctx.kvHeads * this.headBytes);
+    }
+    this.sel = new KvSelection(ctx.heads, ctx.capacity);
+    this.probs = new Float32Array(ctx.heads * ctx.capacity);
+    this.resident = new Int32Array(ctx.layers).fill(-1);
+  }
+
+  get length(): number {
+    return this.written;
+  }
+
+  step(s: KvStep): void {
+    const b = this.ctx.backend;
+    if (!b.hostView || !b.kvView) {
+      throw new Error(`--kv ${this.spec} --kv-format ${this.ctx.format}: this store computes on the host and the ${b.kind} backend keeps tensors on the device; it runs only --kv dense --kv-format f32 (see docs/kv-cache.md)`);
+    }
+    if (s.pos0 === 0 && s.layer === 0) {
+      this.policy?.reset();
+      this.written = 0;
+      this.resident.fill(-1);
+    }
+    if (s.pos0 !== this.written && s.layer === 0) throw new Error(`--kv ${this.spec}: write at position ${s.pos0} but ${this.written} are cached (positions must follow on)`);
+    s.rope(s.k);
+    const len = s.pos0 + s.rows;
+    if (this.backendCache) b.kvWrite(this.backendCache, s.layer, s.k, s.v, s.pos0);
+    else this.writeCodes(s.layer, s.pos0, s.rows, b.hostView(s.k), b.hostView(s.v));
+    const kv = this.layerKv(s.layer, len);
+    const q = b.hostView(s.q);
+    const decode = s.rows === 1 && s.layer > 0 && this.policy !== undefined;
+    if (decode && this.policy!.select(s.layer, s.pos0, q, kv, this.sel)) {
+      const out = b.hostView(s.att);
+      const probs = this.policy!.wantsProbs ? this.probs : undefined;
+      attendRow(q, 0, kv, s.heads, len, out, 0, this.sel, probs, this.sel.stride);
+      if (probs) this.policy!.observe?.(s.layer, s.pos0, this.sel, probs);
+      if (this.policy!.evicts) this.resident[s.layer] = this.unionRows(s.heads, len);
+      this.usage.selectedSteps++;
+      for (let h = 0; h < s.heads; h++) this.usage.attended += this.sel.counts[h]!;
+    } else {
+      this.attendDense(s, q, kv);
+      if (decode) this.usage.attended += s.heads * len;
+    }
+    if (decode) this.usage.visible += s.heads * len;
+    if (s.rows > 1 && this.policy?.prefill) this.policy.prefill(s.layer, s.pos0, s.rows, q, kv);
+    if (s.layer === this.layers - 1) this.written = len;
+  }
+
+  private attendDense(s: KvStep, q: Float32Array, kv: LayerKv): void {
+    const b = this.ctx.backend;
+    if (this.backendCache) {
+      b.attention(s.att, s.q, this.backendCache, s.layer, s.pos0, s.heads);
+      return;
+    }
+    const out = b.hostView!(s.att);
+    const cols = s.heads * this.headDim;
+    for (let r = 0; r < s.rows; r++) attendRow(q, r * cols, kv, s.heads, s.pos0 + r + 1, out, r * cols);
+  }
+
+  /** K/V of `layer` for positions [0, len): the backend's rows, or the codes dequantized into scratch. */
+  private layerKv(layer: number, len: number): LayerKv {
+    const width = this.kvHeads * this.headDim;
+    if (this.backendCache) {
+      const { k, v } = this.ctx.backend.kvView!(this.backendCache, layer);
+      return { k, v, width, headDim: this.headDim };
+    }
+    if (!this.scratchK || this.scratchK.length < this.capacity * width) {
+      this.scratchK = new Float32Array(this.capacity * width);
+      this.scratchV = new Float32Array(this.capacity * width);
+    }
+    const K = this.scratchK, V = this.scratchV!;
+    const codec = this.codec!;
+    const d = this.headDim, hb = this.headBytes, H = this.kvHeads;
+    for (let t = 0; t < len; t++) {
+      const base = this.rowOffset(layer, t);
+      for (let g = 0; g < H; g++) {
+        codec.decode(this.codes!, base + g * hb, d, K, t * width + g * d);
+        codec.decode(this.codes!, base + (H + g) * hb, d, V, t * width + g * d);
+      }
+    }
+    return { k: K, v: V, width, headDim: d };
+  }
+
+  private rowOffset(layer: number, pos: number): number {
+    return (layer * this.capacity + pos) * 2 * this.kvHeads * this.headBytes;
+  }
+
+  private writeCodes(layer: number, pos0: number, rows: number, k: Float32Array, v: Float32Array): void {
+    if (pos0 + rows > this.capacity) throw new Error(`KV cache full: ${pos0 + rows} positions > capacity ${this.capacity}`);
+    const d = this.headDim, hb = this.headBytes, H = this.kvHeads, width = H * d;
+    for (let r = 0; r < rows; r++) {
+      const base = this.rowOffset(layer, pos0 + r);
+      for (let g = 0; g < H; g++) {
+        this.codec!.encode(k, r * width + g * d, d, this.codes!, base + g * hb);
+        this.codec!.encode(v, r * width + g * d, d, this.codes!, base + (H + g) * hb);
+      }
+    }
+  }
+
+  /** Rows the selection touches: per kv head the union of its query heads' lists. */
+  private unionRows(heads: number, len: number): number {
+    const group = heads / this.kvHeads;
+    const mark = new Uint8Array(len);
+    let rows = 0;
+    for (let g = 0; g < this.kvHeads; g++) {
+      mark.fill(0);
+      for (let h = g * group; h < (g + 1) * group; h++) {
+        const lo = h * this.sel.stride;
+        for (let j = 0; j < this.sel.counts[h]!; j++) mark[this.sel.positions[lo + j]!] = 1;
+      }
+      for (let t = 0; t < len; t++) rows += mark[t]!;
+    }
+    return rows;
+  }
+
+  /** Resident K/V bytes: per layer the positions kept (all, or what an evicting policy keeps) times a row's bytes. */
+  bytes(): number {
+    const rowBytes = 2 * this.headBytes;
+    let total = 0;
+    for (let l = 0; l < this.layers; l++) {
+      const kept = this.resident[l]!;
+      total += (kept >= 0 ? kept : this.written * this.kvHeads) * rowBytes;
+    }
+    return total + (this.policy?.metadataBytes?.() ?? 0);
+  }
+}

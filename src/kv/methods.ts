@@ -1,0 +1,16 @@
+/**
+ * Every KV method `--kv` accepts, in the order tables list them. A method plugs in with its own file and
+ * one line here (see src/kv/store.ts for the interface).
+ */
+import type { KvMethod } from "./store.js";
+import { denseMethod } from "./dense.js";
+import { h2oMethod, oracleMethod, questMethod, snapkvMethod, streamingMethod } from "./policies.js";
+
+export const KV_METHODS: readonly KvMethod[] = [
+  denseMethod,
+  oracleMethod,
+  h2oMethod,
+  snapkvMethod,
+  questMethod,
+  streamingMethod,
+];

@@ -1,0 +1,58 @@
+/**
+ * Per-query-head token selection: which cached positions each query head attends to at one decode step.
+ * Lists are ascending (attention sums in position order, like the dense loop).
+ */
+
+/** Sink tokens every selection policy keeps (TokenButler spec §5: "same 4 sinks"). */
+export const SINKS = 4;
+
+export class KvSelection {
+  /** [heads][stride] positions, the first counts[h] of each head's row in use. */
+  readonly positions: Int32Array;
+  readonly counts: Int32Array;
+  constructor(readonly heads: number, readonly stride: number) {
+    this.positions = new Int32Array(heads * stride);
+    this.counts = new Int32Array(heads);
+  }
+}
+
+/**
+ * K_i, the positions a head keeps when n are visible (TokenButler spec §3.2, the same rule for every method):
+ * min(ceil(fround(fround(n)·fround(keep))), n). The f32 product is the reference's.
+ */
+export function keepBudget(n: number, keep: number): number {
+  return Math.min(Math.ceil(Math.fround(Math.fround(n) * Math.fround(keep))), n);
+}
+
+/**
+ * Fills head h's list with the sinks plus the `k` positions of [0, n) with the highest score (ties go to the
+ * lower position), ascending. `order` is scratch of length >= n.
+ */
+export function selectTopK(sel: KvSelection, h: number, score: Float64Array | Float32Array, n: number, k: number, order: Int32Array): void {
+  const mark = markScratch(n);
+  for (let t = 0; t < Math.min(SINKS, n); t++) mark[t] = 1;
+  if (k > 0) {
+    for (let t = 0; t < n; t++) order[t] = t;
+    const ord = order.subarray(0, n);
+    ord.sort((a, b) => score[b]! - score[a]! || a - b);
+    for (let j = 0; j < k; j++) mark[ord[j]!] = 1;
+  }
+  writeMarked(sel, h, mark, n);
+}
+
+let markBuf = new Uint8Array(0);
+/** A zeroed mark array of n entries (one shared scratch: selection runs on one thread). */
+export function markScratch(n: number): Uint8Array {
+  if (markBuf.length < n) markBuf = new Uint8Array(Math.max(n, 2 * markBuf.length));
+  const m = markBuf.subarray(0, n);
+  m.fill(0);
+  return m;
+}
+
+/** Writes the marked positions of [0, n) as head h's ascending list. */
+export function writeMarked(sel: KvSelection, h: number, mark: Uint8Array, n: number): void {
+  let c = 0;
+  const row = h * sel.stride;
+  for (let t = 0; t < n; t++) if (mark[t]) sel.positions[row + c++] = t;
+  sel.counts[h] = c;
+}

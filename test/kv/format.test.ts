@@ -1,0 +1,55 @@
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import { CpuBackend, type CpuTensor } from "../../src/backend/cpu/cpu-backend.js";
+import type { KvContext, KvStore } from "../../src/kv/store.js";
+import { kvStoreFactory } from "../../src/kv/spec.js";
+import { KV_FORMATS, kvFormat } from "../../src/kv/format.js";
+
+const LAYERS = 2, HEADS = 4, KV_HEADS = 2, D = 64, CAP = 16;
+
+function rng(seed: number): () => number {
+  let s = seed >>> 0;
+  return () => ((s = (Math.imul(s, 1664525) + 1013904223) >>> 0) / 2 ** 32) * 2 - 1;
+}
+
+function filled(b: CpuBackend, rows: number, cols: number, r: () => number): CpuTensor {
+  const t = b.activation(rows, cols);
+  for (let i = 0; i < t.data.length; i++) t.data[i] = r() * (i % 7 === 0 ? 4 : 1);
+  return t;
+}
+
+test("each quantized KV format's attention equals the dense attention over its dequantized K/V, bit for bit", () => {
+  for (const format of KV_FORMATS.filter((f) => f !== "f32")) {
+    const b = new CpuBackend(); // reference engine: its attention is the plain TypeScript loop
+    const ctx: KvContext = { backend: b, layers: LAYERS, heads: HEADS, kvHeads: KV_HEADS, headDim: D, capacity: CAP, rope: b.ropeTable(new Float64Array(D / 2), CAP), format };
+    const store: KvStore = kvStoreFactory("dense")(ctx);
+    const ref = b.kvCache(LAYERS, KV_HEADS, D, CAP);
+    const codec = kvFormat(format);
+    const r = rng(7);
+    let pos = 0;
+    for (const rows of [5, 1, 1]) {
+      for (let layer = 0; layer < LAYERS; layer++) {
+        const q = filled(b, rows, HEADS * D, r), k = filled(b, rows, KV_HEADS * D, r), v = filled(b, rows, KV_HEADS * D, r);
+        const att = b.activation(rows, HEADS * D), want = b.activation(rows, HEADS * D);
+        // the reference cache gets the codec's round trip of every (token, head) row
+        const kq = b.activation(rows, KV_HEADS * D), vq = b.activation(rows, KV_HEADS * D);
+        const bytes = new Uint8Array(codec.headBytes(D));
+        for (let i = 0; i < rows * KV_HEADS; i++) {
+          codec.encode(k.data, i * D, D, bytes, 0);
+          codec.decode(bytes, 0, D, kq.data, i * D);
+          codec.encode(v.data, i * D, D, bytes, 0);
+          codec.decode(bytes, 0, D, vq.data, i * D);
+        }
+        b.kvWrite(ref, layer, kq, vq, pos);
+        b.attention(want, q, ref, layer, pos, HEADS);
+        store.step({ layer, pos0: pos, rows, heads: HEADS, h: q, q, k, v, att, rope: () => {} });
+        assert.deepEqual(att.data, want.data, `${format}: layer ${layer}, rows at ${pos}`);
+        assert.ok(kq.data.some((x, i) => x !== k.data[i]), `${format} actually quantizes`);
+      }
+      pos += rows;
+    }
+    const perToken = LAYERS * 2 * KV_HEADS * codec.headBytes(D);
+    assert.equal(store.bytes(), pos * perToken, `${format} bytes`);
+    assert.ok(perToken < LAYERS * 2 * KV_HEADS * D * 4, `${format} is smaller than f32`);
+  }
+});
