@@ -5,6 +5,7 @@
 import type { KvMethod } from "./store.js";
 import { denseMethod } from "./dense.js";
 import { h2oMethod, oracleMethod, questMethod, snapkvMethod, streamingMethod } from "./policies.js";
+import { svdMethod, xkvMethod } from "./xkv/xkv-store.js";
 
 export const KV_METHODS: readonly KvMethod[] = [
   denseMethod,
@@ -13,4 +14,6 @@ export const KV_METHODS: readonly KvMethod[] = [
   snapkvMethod,
   questMethod,
   streamingMethod,
+  svdMethod,
+  xkvMethod,
 ];
