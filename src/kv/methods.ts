@@ -6,6 +6,7 @@ import type { KvMethod } from "./store.js";
 import { denseMethod } from "./dense.js";
 import { h2oMethod, oracleMethod, questMethod, snapkvMethod, streamingMethod } from "./policies.js";
 import { svdMethod, xkvMethod } from "./xkv/xkv-store.js";
+import { tokenbutlerMethod } from "./tokenbutler/tokenbutler-store.js";
 
 export const KV_METHODS: readonly KvMethod[] = [
   denseMethod,
@@ -16,4 +17,5 @@ export const KV_METHODS: readonly KvMethod[] = [
   streamingMethod,
   svdMethod,
   xkvMethod,
+  tokenbutlerMethod,
 ];
