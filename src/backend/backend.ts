@@ -31,8 +31,14 @@ export interface Backend {
   hostView?(t: Tensor): Float32Array;
   /** Layer `layer` of a cache as host arrays [position][kvHeads * headDim] (host-memory backends only). */
   kvView?(cache: KVCache, layer: number): { k: Float32Array; v: Float32Array };
-  /** A key/value cache for `layers` layers of `kvHeads` heads of `headDim`, for `capacity` positions. */
-  kvCache(layers: number, kvHeads: number, headDim: number, capacity: number): KVCache;
+  /**
+   * A key/value cache for `layers` layers of `kvHeads` heads of `headDim`, for `capacity` positions, stored
+   * in `format` (default "f32"; others only where `kvFormats` lists them: kvWrite quantizes, attention
+   * dequantizes, src/kv/format.ts defines the numbers).
+   */
+  kvCache(layers: number, kvHeads: number, headDim: number, capacity: number, format?: string): KVCache;
+  /** KV formats other than f32 that kvCache stores natively (WebGPU: int8). */
+  readonly kvFormats?: readonly string[];
 
   /** out[r] = table[tokens[r]] (table [vocab, cols], any format). */
   embed(out: Tensor, table: Weight, tokens: Int32Array): void;

@@ -5,6 +5,7 @@
 import type { KVCache } from "../backend/backend.js";
 import type { KvContext, KvMethod, KvStep, KvStore } from "./store.js";
 import { createHostStore } from "./host-store.js";
+import { kvFormat } from "./format.js";
 
 export class DenseStore implements KvStore {
   readonly batchable = true;
@@ -15,8 +16,14 @@ export class DenseStore implements KvStore {
   readonly capacity: number;
   private written = 0;
 
+  /** Bytes of one (position, kv head) row of K or V in the cache's format. */
+  private readonly headBytes: number;
+
   constructor(private readonly ctx: KvContext, readonly spec = "dense") {
-    this.backendCache = ctx.backend.kvCache(ctx.layers, ctx.kvHeads, ctx.headDim, ctx.capacity);
+    this.backendCache = ctx.format === "f32"
+      ? ctx.backend.kvCache(ctx.layers, ctx.kvHeads, ctx.headDim, ctx.capacity)
+      : ctx.backend.kvCache(ctx.layers, ctx.kvHeads, ctx.headDim, ctx.capacity, ctx.format);
+    this.headBytes = ctx.format === "f32" ? ctx.headDim * 4 : kvFormat(ctx.format).headBytes(ctx.headDim);
     this.layers = ctx.layers;
     this.kvHeads = ctx.kvHeads;
     this.headDim = ctx.headDim;
@@ -35,9 +42,9 @@ export class DenseStore implements KvStore {
     if (s.layer === this.layers - 1) this.written = s.pos0 + s.rows;
   }
 
-  /** Resident bytes: the positions written so far, f32 keys and values. */
+  /** Resident bytes: the positions written so far, keys and values in the cache's format. */
   bytes(): number {
-    return this.written * this.layers * 2 * this.kvHeads * this.headDim * 4;
+    return this.written * this.layers * 2 * this.kvHeads * this.headBytes;
   }
 }
 
@@ -45,5 +52,7 @@ export const denseMethod: KvMethod = {
   name: "dense",
   summary: "the full cache (with --kv-format other than f32: quantized, every position kept)",
   params: [],
-  create: (_params, spec) => (ctx) => (ctx.format === "f32" ? new DenseStore(ctx, spec) : createHostStore(ctx, spec, undefined)),
+  // a quantized format the backend stores natively (WebGPU int8) stays on the backend; the rest run on the host
+  create: (_params, spec) => (ctx) =>
+    ctx.format === "f32" || ctx.backend.kvFormats?.includes(ctx.format) ? new DenseStore(ctx, spec) : createHostStore(ctx, spec, undefined),
 };

@@ -1,14 +1,15 @@
 /**
  * KV-cache number formats (`--kv-format`): each position's K row and V row are quantized per (token, kv head)
  * along head_dim with a src/quant codec, so the groups never straddle heads or tokens and a new token is
- * quantized once, when written. Bytes per (token, head): the codec's codes ++ scales ++ an f32 per-head
- * tensor scale (RaZeR/NVFP4's g; 1 and still stored for the others, so every format has one layout).
+ * quantized once, when written. Bytes per (token, head): the codec's codes ++ scales (++ an f32 per-head
+ * tensor scale g for RaZeR/NVFP4, whose block scales are relative to it).
  */
 import type { QuantFormat } from "../quant/format.js";
 import { int8Format } from "../quant/int8.js";
 import { int4AsymFormat } from "../quant/int4-asym.js";
 import { nvfp4RazerFormat } from "../quant/nvfp4-razer.js";
 import { nvfp4Format } from "../quant/nvfp4.js";
+import { f16Table } from "../tensor/half.js";
 
 export interface KvFormat {
   readonly name: string;
@@ -21,27 +22,56 @@ export interface KvFormat {
   decode(src: Uint8Array, sOff: number, headDim: number, out: Float32Array, oOff: number): void;
 }
 
-function fromQuant(name: string, description: string, q: QuantFormat): KvFormat {
+/**
+ * A KV format from a weight codec packing one head row as a [1, headDim] tensor. `tensorScale`: the codec
+ * has a per-tensor scale worth storing (4 bytes a head row). `fast`: a decoder of the same bytes that skips
+ * the generic unpack's allocations (tested equal to it in test/kv/format.test.ts).
+ */
+function fromQuant(name: string, description: string, q: QuantFormat, tensorScale: boolean, fast?: FastDecode): KvFormat {
+  const layoutOf = (d: number) => q.layout(1, d);
   return {
     name,
     description,
     headBytes(d) {
-      const l = q.layout(1, d);
-      return l.codeBytes + l.scaleBytes + 4;
+      const l = layoutOf(d);
+      return l.codeBytes + l.scaleBytes + (tensorScale ? 4 : 0);
     },
     encode(row, off, d, dst, dOff) {
       const p = q.pack(row.slice(off, off + d), 1, d);
       dst.set(p.codes, dOff);
       dst.set(p.scales, dOff + p.codes.byteLength);
-      new DataView(dst.buffer, dst.byteOffset).setFloat32(dOff + p.codes.byteLength + p.scales.byteLength, p.tensorScale, true);
+      if (tensorScale) new DataView(dst.buffer, dst.byteOffset).setFloat32(dOff + p.codes.byteLength + p.scales.byteLength, p.tensorScale, true);
     },
     decode(src, sOff, d, out, oOff) {
-      const { codeBytes, scaleBytes } = q.layout(1, d);
-      const tensorScale = new DataView(src.buffer, src.byteOffset).getFloat32(sOff + codeBytes + scaleBytes, true);
+      const { codeBytes, scaleBytes } = layoutOf(d);
+      if (fast) return fast(src, sOff, codeBytes, d, out, oOff);
+      const ts = tensorScale ? new DataView(src.buffer, src.byteOffset).getFloat32(sOff + codeBytes + scaleBytes, true) : 1;
       const codes = src.subarray(sOff, sOff + codeBytes);
       const scales = src.subarray(sOff + codeBytes, sOff + codeBytes + scaleBytes);
-      out.set(q.unpack({ format: q.name, rows: 1, cols: d, groupSize: q.groupSize, codes, scales, tensorScale }), oOff);
+      out.set(q.unpack({ format: q.name, rows: 1, cols: d, groupSize: q.groupSize, codes, scales, tensorScale: ts }), oOff);
     },
+  };
+}
+
+type FastDecode = (src: Uint8Array, sOff: number, codeBytes: number, d: number, out: Float32Array, oOff: number) => void;
+
+/** int8: code × f32 scale, as src/quant/int8.ts unpacks. */
+const int8Decode: FastDecode = (src, sOff, codeBytes, d, out, oOff) => {
+  const scale = new DataView(src.buffer, src.byteOffset).getFloat32(sOff + codeBytes, true);
+  for (let k = 0; k < d; k++) out[oOff + k] = ((src[sOff + k]! << 24) >> 24) * scale;
+};
+
+/** int4-asym with groups of g: (nibble − f16 zero) × f16 scale, as src/quant/int4-asym.ts unpacks. */
+function int4Decode(g: number): FastDecode {
+  const f16 = f16Table();
+  return (src, sOff, codeBytes, d, out, oOff) => {
+    const view = new DataView(src.buffer, src.byteOffset);
+    for (let k = 0; k < d; k++) {
+      const b = src[sOff + (k >> 1)]!;
+      const c = k & 1 ? b >> 4 : b & 15;
+      const so = sOff + codeBytes + 4 * Math.floor(k / g);
+      out[oOff + k] = (c - f16[view.getUint16(so + 2, true)]!) * f16[view.getUint16(so, true)]!;
+    }
   };
 }
 
@@ -49,10 +79,10 @@ function fromQuant(name: string, description: string, q: QuantFormat): KvFormat 
 export const KV_FORMATS: readonly string[] = ["f32", "int8", "int4", "razer", "nvfp4"];
 
 const CODECS: Record<string, () => KvFormat> = {
-  int8: () => fromQuant("int8", "int8 symmetric, one f32 scale per (token, head)", int8Format),
-  int4: () => fromQuant("int4", "int4 asymmetric, groups of 32 along head_dim (f16 scale and zero)", int4AsymFormat(32)),
-  razer: () => fromQuant("razer", "NVFP4-RaZeR (E2M1, ±5/±8 special value, blocks of 16), g per (token, head)", nvfp4RazerFormat(8)),
-  nvfp4: () => fromQuant("nvfp4", "NVFP4 (E2M1, E4M3 scale per 16), g per (token, head)", nvfp4Format),
+  int8: () => fromQuant("int8", "int8 symmetric, one f32 scale per (token, head)", int8Format, false, int8Decode),
+  int4: () => fromQuant("int4", "int4 asymmetric, groups of 32 along head_dim (f16 scale and zero)", int4AsymFormat(32), false, int4Decode(32)),
+  razer: () => fromQuant("razer", "NVFP4-RaZeR (E2M1, ±5/±8 special value, blocks of 16), f32 g per (token, head)", nvfp4RazerFormat(8), true),
+  nvfp4: () => fromQuant("nvfp4", "NVFP4 (E2M1, E4M3 scale per 16), f32 g per (token, head)", nvfp4Format, true),
 };
 
 /** The codec of a quantized KV format; throws for unknown names (and for "f32", which has none). */

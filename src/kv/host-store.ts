@@ -89,6 +89,11 @@ export class HostStore implements KvStore {
     return this.written;
   }
 
+  /** The last decode step's selection (valid after a step whose attention used one; tests and tools). */
+  get selection(): KvSelection {
+    return this.sel;
+  }
+
   step(s: KvStep): void {
     const b = this.ctx.backend;
     if (!b.hostView || !b.kvView) {

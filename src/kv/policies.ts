@@ -10,6 +10,10 @@ import { createHostStore, type SelectionPolicy } from "./host-store.js";
 import { headScores, type LayerKv } from "./host-attention.js";
 import { KvSelection, SINKS, keepBudget, markScratch, selectTopK, writeMarked } from "./selection.js";
 
+/** Priority of the observation window and generated positions: above any pooled score (a sum of at most
+ * `window` probabilities), most recent first; small enough that RECENT + t stays exact in f64. */
+const RECENT = 1e6;
+
 const KEEP: KvParam = { name: "keep", summary: "fraction of visible positions each head attends to, (0, 1]", kind: "fraction" };
 
 function selectionMethod(name: string, summary: string, params: readonly KvParam[], policy: (p: Readonly<Record<string, number>>, ctx: KvContext) => SelectionPolicy): KvMethod {
@@ -182,7 +186,7 @@ class SnapKvPolicy implements SelectionPolicy {
       for (let t = 0; t < T; t++) {
         let m = -Infinity;
         for (let u = Math.max(0, t - half); u <= Math.min(T - 1, t + half); u++) m = Math.max(m, this.sum[u]!);
-        this.score[base + t] = t >= firstWindow ? 1e30 + t : m;
+        this.score[base + t] = t >= firstWindow ? RECENT + t : m;
       }
     }
   }
@@ -194,7 +198,7 @@ class SnapKvPolicy implements SelectionPolicy {
     for (let h = 0; h < H; h++) {
       const base = (layer * H + h) * this.ctx.capacity;
       const s = this.score.subarray(base, base + n);
-      for (let t = Math.max(this.prompt, 0); t < n; t++) s[t] = 1e30 + t;
+      for (let t = Math.max(this.prompt, 0); t < n; t++) s[t] = RECENT + t;
       selectTopK(sel, h, s, n, k, this.order);
     }
     return true;

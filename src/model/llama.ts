@@ -171,7 +171,8 @@ export class LlamaModel {
     const plain = parsed.method.name === "dense" && format === "f32";
     this.kvFactory = plain ? undefined : parsed.method.create(parsed.params, parsed.canonical);
     this.kvFormat = format;
-    this.kvBatchable = plain;
+    // dense in a format the backend stores itself still runs per-row ops on the backend's cache
+    this.kvBatchable = parsed.method.name === "dense" && (format === "f32" || this.backend.kvFormats?.includes(format) === true);
   }
 
   /** A fresh KV cache for up to `capacity` positions. */

@@ -4,6 +4,10 @@ import { CpuBackend, type CpuTensor } from "../../src/backend/cpu/cpu-backend.js
 import type { KvContext, KvStore } from "../../src/kv/store.js";
 import { kvStoreFactory } from "../../src/kv/spec.js";
 import { KV_FORMATS, kvFormat } from "../../src/kv/format.js";
+import { int8Format } from "../../src/quant/int8.js";
+import { int4AsymFormat } from "../../src/quant/int4-asym.js";
+import { nvfp4RazerFormat } from "../../src/quant/nvfp4-razer.js";
+import { nvfp4Format } from "../../src/quant/nvfp4.js";
 
 const LAYERS = 2, HEADS = 4, KV_HEADS = 2, D = 64, CAP = 16;
 
@@ -51,5 +55,22 @@ test("each quantized KV format's attention equals the dense attention over its d
     const perToken = LAYERS * 2 * KV_HEADS * codec.headBytes(D);
     assert.equal(store.bytes(), pos * perToken, `${format} bytes`);
     assert.ok(perToken < LAYERS * 2 * KV_HEADS * D * 4, `${format} is smaller than f32`);
+  }
+});
+
+test("each KV format's head-row round trip is its weight codec's pack and unpack of a [1, headDim] row", () => {
+  const codecs = { int8: int8Format, int4: int4AsymFormat(32), razer: nvfp4RazerFormat(8), nvfp4: nvfp4Format };
+  const r = rng(11);
+  for (const [name, q] of Object.entries(codecs)) {
+    const f = kvFormat(name);
+    for (const d of [64, 8, 40]) {
+      const row = Float32Array.from({ length: 3 * d }, () => r() * 3);
+      const bytes = new Uint8Array(f.headBytes(d) + 5);
+      const got = new Float32Array(d + 2);
+      f.encode(row, d, d, bytes, 5);
+      f.decode(bytes, 5, d, got, 2);
+      const want = q.unpack(q.pack(row.slice(d, 2 * d), 1, d));
+      assert.deepEqual(got.subarray(2), want, `${name}, headDim ${d}`);
+    }
   }
 });

@@ -16,7 +16,7 @@ import { GEMM_TILE, GEMV_ROWS_PER_TEAM, chunkElems, gemvRows, gemmKernel, gemvKe
 import { ELEMENTWISE_GROUP, addBiasKernel, addKernel, swigluKernel } from "./kernels/elementwise.js";
 import { normThreads, rmsnormKernel } from "./kernels/norm.js";
 import { ROPE_GROUP, ropeKernel } from "./kernels/rope.js";
-import { KV_GROUP, kvWriteKernel } from "./kernels/kv.js";
+import { KV_GROUP, kvWriteInt8Kernel, kvWriteKernel } from "./kernels/kv.js";
 import { attentionCombineKernel, attentionPartialKernel, attentionSplits, partialStride } from "./kernels/attention.js";
 import { EMBED_GROUP, EMBED_TOKENS, embedKernel } from "./kernels/embed.js";
 import { argmaxKernel } from "./kernels/argmax.js";
@@ -37,9 +37,13 @@ export class GpuKVCache implements KVCache {
     readonly kvHeads: number,
     readonly headDim: number,
     readonly capacity: number,
-    /** One buffer per layer: [position][kvHeads * headDim]. */
+    /** One buffer per layer: [position][kvHeads * headDim] (int8: codes packed four to a u32). */
     readonly k: readonly Buf[],
     readonly v: readonly Buf[],
+    readonly format: "f32" | "int8" = "f32",
+    /** int8: one buffer per layer of f32 scales [position][kvHeads]. */
+    readonly kScales: readonly Buf[] = [],
+    readonly vScales: readonly Buf[] = [],
   ) {}
 }
 
@@ -114,18 +118,28 @@ export class WebGpuBackend implements Backend {
     return new GpuTensor(rows, g.cols, g.buf);
   }
 
-  kvCache(layers: number, kvHeads: number, headDim: number, capacity: number): GpuKVCache {
-    const bytes = capacity * kvHeads * headDim * 4;
+  readonly kvFormats: readonly string[] = ["int8"];
+
+  kvCache(layers: number, kvHeads: number, headDim: number, capacity: number, format = "f32"): GpuKVCache {
+    if (format !== "f32" && format !== "int8") throw new Error(`the webgpu backend stores KV caches as f32 or int8, not "${format}"`);
+    if (format === "int8") kvWriteInt8Kernel(headDim); // checks the head dim
+    const bytes = capacity * kvHeads * headDim * (format === "int8" ? 1 : 4);
     if (bytes > this.gpu.maxBindingBytes) {
       throw new Error(`KV cache of ${capacity} positions needs ${bytes} bytes a layer, more than this GPU binds at once (${this.gpu.maxBindingBytes})`);
     }
     const k: Buf[] = [];
     const v: Buf[] = [];
+    const ks: Buf[] = [];
+    const vs: Buf[] = [];
     for (let l = 0; l < layers; l++) {
       k.push(this.pool.storage(bytes, `k cache ${l}`));
       v.push(this.pool.storage(bytes, `v cache ${l}`));
+      if (format === "int8") {
+        ks.push(this.pool.storage(capacity * kvHeads * 4, `k scales ${l}`));
+        vs.push(this.pool.storage(capacity * kvHeads * 4, `v scales ${l}`));
+      }
     }
-    return new GpuKVCache(layers, kvHeads, headDim, capacity, k, v);
+    return new GpuKVCache(layers, kvHeads, headDim, capacity, k, v, format, ks, vs);
   }
 
   ropeTable(inv: Float64Array, maxPositions: number): GpuRopeTable {
@@ -233,6 +247,13 @@ export class WebGpuBackend implements Backend {
     if (pos0 + kt.rows > c.capacity) throw new Error(`KV cache full: ${pos0 + kt.rows} positions > capacity ${c.capacity}`);
     if (kt.cols !== width || (v as GpuTensor).cols !== width) throw new Error(`kvWrite: rows of ${kt.cols} do not fit the cache's ${width}`);
     const n = kt.rows * width;
+    if (c.format === "int8") {
+      const items = kt.rows * c.kvHeads;
+      const kernel = kvWriteInt8Kernel(c.headDim);
+      this.run(kernel, [c.kvHeads, pos0, items], [c.k[layer]!, c.kScales[layer]!, kt.buf], grid(items));
+      this.run(kernel, [c.kvHeads, pos0, items], [c.v[layer]!, c.vScales[layer]!, (v as GpuTensor).buf], grid(items));
+      return;
+    }
     this.run(kvWriteKernel(), [n, pos0 * width], [c.k[layer]!, c.v[layer]!, kt.buf, (v as GpuTensor).buf], grid(Math.ceil(n / KV_GROUP)));
   }
 
@@ -252,10 +273,11 @@ export class WebGpuBackend implements Backend {
     const span = Math.ceil(maxLen / splits);
     const partial = this.scratchFor(rows * heads * splits * partialStride(d) * 4);
     const items = rows * heads * splits;
+    const kv = c.format === "int8" ? [c.k[layer]!, c.kScales[layer]!, c.v[layer]!, c.vScales[layer]!] : [c.k[layer]!, c.v[layer]!];
     this.run(
-      attentionPartialKernel(d),
+      attentionPartialKernel(d, c.format),
       [rows, heads, heads / c.kvHeads, c.kvHeads * d, qt.cols, pos0, splits, span, f32bits(1 / Math.sqrt(d))],
-      [partial, qt.buf, c.k[layer]!, c.v[layer]!],
+      [partial, qt.buf, ...kv],
       grid(items),
     );
     this.run(attentionCombineKernel(d), [rows, heads, splits, o.cols], [o.buf, partial], grid(rows * heads));

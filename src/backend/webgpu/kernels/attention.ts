@@ -25,11 +25,16 @@ export function attentionSplits(rows: number, heads: number, maxLen: number): nu
 export const partialStride = (headDim: number) => headDim + 2;
 
 /**
- * Bindings: partial, q, kCache, vCache. Params: rows, heads, group (query heads a kv head), width
- * (kv values a position), qCols, pos0, splits, span (positions a split), scale.
+ * Bindings: partial, q, kCache, vCache (int8: partial, q, kCodes, kScales, vCodes, vScales). Params: rows,
+ * heads, group (query heads a kv head), width (kv values a position), qCols, pos0, splits, span (positions
+ * a split), scale. The int8 variant reads codes packed four to a u32 and one f32 scale per (position, kv
+ * head), and dequantizes each value (code × scale, f32) before it is used: it computes the f32 kernel's
+ * arithmetic over the dequantized cache.
  */
-export function attentionPartialKernel(headDim: number): Kernel {
-  return memoKernel(`attention.partial.${headDim}`, () => {
+export function attentionPartialKernel(headDim: number, kvFormat: "f32" | "int8" = "f32"): Kernel {
+  const int8 = kvFormat === "int8";
+  if (int8 && headDim % 4 !== 0) throw new Error(`int8 KV attention: head dim ${headDim} must be a multiple of 4`);
+  return memoKernel(`attention.partial.${headDim}${int8 ? ".int8" : ""}`, () => {
     const V4 = headDim % 4 === 0;
     const T = V4 ? "vec4<f32>" : "f32";
     const QN = V4 ? headDim / 4 : headDim;
@@ -39,8 +44,14 @@ struct P { rows: u32, heads: u32, group: u32, width: u32, qCols: u32, pos0: u32,
 @group(0) @binding(0) var<uniform> p: P;
 @group(0) @binding(1) var<storage, read_write> partial: array<f32>;
 @group(0) @binding(2) var<storage, read> q: array<f32>;
-@group(0) @binding(3) var<storage, read> kc: array<${T}>;
-@group(0) @binding(4) var<storage, read> vc: array<f32>;
+${int8 ? `@group(0) @binding(3) var<storage, read> kq: array<u32>;
+@group(0) @binding(4) var<storage, read> ks: array<f32>;
+@group(0) @binding(5) var<storage, read> vq: array<u32>;
+@group(0) @binding(6) var<storage, read> vs: array<f32>;
+fn i8(w: u32, b: u32) -> f32 { return f32(bitcast<i32>(w << (24u - 8u * b)) >> 24u); }
+fn kAt(i: u32, s: f32) -> vec4<f32> { let w = kq[i]; return vec4<f32>(i8(w, 0u) * s, i8(w, 1u) * s, i8(w, 2u) * s, i8(w, 3u) * s); }
+fn vAt(i: u32, kvh: u32) -> f32 { return i8(vq[i / 4u], i % 4u) * vs[kvh]; }` : `@group(0) @binding(3) var<storage, read> kc: array<${T}>;
+@group(0) @binding(4) var<storage, read> vc: array<f32>;`}
 const D = ${headDim}u;
 const WG = ${TILE}u;
 var<workgroup> qs: array<${T}, ${QN}>;
@@ -73,7 +84,8 @@ fn main(${ENTRY_ARGS}) {
     if (t < end) {
       let kb = ${V4 ? "(t * p.width + kvBase) / 4u" : "t * p.width + kvBase"};
       var d = 0.0;
-      for (var i = 0u; i < ${QN}u; i++) { d += ${V4 ? "dot(qs[i], kc[kb + i])" : "qs[i] * kc[kb + i]"}; }
+      ${int8 ? `let sk = ks[t * p.width / D + kvBase / D];
+      for (var i = 0u; i < ${QN}u; i++) { d += dot(qs[i], kAt(kb + i, sk)); }` : `for (var i = 0u; i < ${QN}u; i++) { d += ${V4 ? "dot(qs[i], kc[kb + i])" : "qs[i] * kc[kb + i]"}; }`}
       s = d * p.scale;
     }
     red[lid] = s;
@@ -93,7 +105,7 @@ fn main(${ENTRY_ARGS}) {
       let i = lid + j * WG;
       if (i < D) {
         var a = acc[j] * corr;
-        for (var u = 0u; u < count; u++) { a += probs[u] * vc[(t0 + u) * p.width + kvBase + i]; }
+        for (var u = 0u; u < count; u++) { a += probs[u] * ${int8 ? "vAt((t0 + u) * p.width + kvBase + i, (t0 + u) * p.width / D + kvBase / D)" : "vc[(t0 + u) * p.width + kvBase + i]"}; }
         acc[j] = a;
       }
     }
@@ -112,7 +124,7 @@ fn main(${ENTRY_ARGS}) {
     if (i < D) { partial[out + 2u + i] = acc[j]; }
   }
 }`;
-    return { name: "attention.partial", code, bindings: ["write", "read", "read", "read"] };
+    return { name: "attention.partial", code, bindings: int8 ? ["write", "read", "read", "read", "read", "read"] : ["write", "read", "read", "read"] };
   });
 }
 

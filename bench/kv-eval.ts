@@ -1,0 +1,241 @@
+/**
+ * KV-cache methods and formats: perplexity against KV compression on frugal-ar-base and stories260K
+ * (models/corpus-val.txt), resident KV bytes per token, the share of visible positions attended, and CPU
+ * decode speed as a ratio to dense measured in the same run (interleaved, median of repetitions).
+ *
+ * Protocol: `--windows` consecutive windows of `--ctx` tokens from the start of the text; each window
+ * prefills its first `--prefill` tokens exactly, then scores the rest one teacher-forced decode step at a
+ * time (selection methods act on decode steps; the prefill is always exact). The same tokens for every row.
+ *
+ *   node dist/bench/kv-eval.js [--models base,stories] [--windows 4] [--ctx 256] [--prefill 32]
+ *        [--speed-reps 3] [--md docs/kv-cache-results.md] [--svg docs/kv-cache.svg] [--json FILE]
+ *
+ * A method is one line in ROWS below: a label, the `--kv` spec, the `--kv-format`, and its family (the
+ * plot's series). `ratio` is the KV compression the row is plotted at: the nominal 1/keep for selection
+ * methods (positions attended), measured f32-dense bytes / resident bytes for everything else.
+ */
+import { existsSync, readFileSync, writeFileSync } from "node:fs";
+import { loadModel } from "../src/load.js";
+import type { Model } from "../src/model/model.js";
+import { isKvStore } from "../src/kv/store.js";
+import type { KVCache } from "../src/backend/backend.js";
+import { lineChartSvg, markdownTable } from "../src/eval/plot.js";
+import { ProgressBar } from "../src/cli/progress.js";
+
+interface Row {
+  readonly label: string;
+  readonly kv: string;
+  readonly format?: string;
+  /** The plot series this row belongs to. */
+  readonly family: string;
+  /** Selection methods: the fraction kept (plotted at 1/keep). */
+  readonly keep?: number;
+}
+
+const KEEPS = [0.5, 0.25, 0.125];
+const sel = (name: string, extra = "") => KEEPS.map((k): Row => ({ label: `${name} keep=${k}`, kv: `${name}:keep=${k}${extra}`, family: name, keep: k }));
+
+/** Every row of the tables, in order. One line a method. */
+const ROWS: Row[] = [
+  { label: "dense", kv: "dense", family: "dense" },
+  ...sel("oracle"),
+  ...sel("h2o"),
+  ...sel("snapkv"),
+  ...sel("quest"),
+  ...sel("streaming"),
+  { label: "int8 KV", kv: "dense", format: "int8", family: "kv-format" },
+  { label: "int4 KV", kv: "dense", format: "int4", family: "kv-format" },
+  { label: "razer KV", kv: "dense", format: "razer", family: "kv-format" },
+  { label: "nvfp4 KV", kv: "dense", format: "nvfp4", family: "kv-format" },
+];
+
+const MODELS: Record<string, { path: string; title: string }> = {
+  base: { path: "models/frugal-ar-base", title: "frugal-ar-base" },
+  stories: { path: "models/stories260K/stories260K.bin", title: "stories260K" },
+};
+
+const args = process.argv.slice(2);
+const arg = (name: string, fallback: string) => (args.includes(name) ? args[args.indexOf(name) + 1]! : fallback);
+const WINDOWS = Number(arg("--windows", "3"));
+const CTX = Number(arg("--ctx", "256"));
+const PREFILL = Number(arg("--prefill", "128"));
+const SPEED_REPS = Number(arg("--speed-reps", "3"));
+const SPEED_STEPS = Number(arg("--speed-steps", "32"));
+const ONLY = arg("--only", "");
+
+interface Result {
+  model: string;
+  label: string;
+  kv: string;
+  format: string;
+  family: string;
+  ppl: number;
+  /** Resident KV bytes per cached position (all layers), averaged over the windows' ends. */
+  bytesPerToken: number;
+  /** Positions attended / positions visible over decode steps (1 for methods that attend to all). */
+  attended: number;
+  ratio: number;
+  decodeRatio?: number;
+}
+
+function softmaxNll(row: Float32Array, target: number): number {
+  let max = -Infinity;
+  for (const x of row) if (x > max) max = x;
+  let sum = 0;
+  for (const x of row) sum += Math.exp(x - max);
+  return max + Math.log(sum) - row[target]!;
+}
+
+async function perplexity(model: Model, windows: number[][], row: Row, onStep: () => void): Promise<{ ppl: number; bytes: number; attended: number }> {
+  const net = model.network;
+  model.setKv(row.kv, row.format ?? "f32");
+  const cache: KVCache = net.newCache(CTX);
+  let nll = 0, count = 0, bytes = 0;
+  for (const w of windows) {
+    // a format-only row attends to every position over the same dequantized rows in prefill and decode,
+    // so one forward scores the window exactly as decode steps would (and far faster on the host path)
+    const prefill = row.keep === undefined && row.format !== undefined ? w.length : PREFILL;
+    let logits = await model.backend.read(net.forward(Int32Array.from(w.slice(0, prefill)), 0, cache, true));
+    const vocab = model.config.vocabSize;
+    // only the decoded part is scored (positions PREFILL.. as targets): the prefill is exact for every row
+    for (let t = PREFILL - 1; t + 1 < prefill; t++) (nll += softmaxNll(logits.subarray(t * vocab, (t + 1) * vocab), w[t + 1]!)), count++;
+    let last = logits.subarray((prefill - 1) * vocab, prefill * vocab);
+    for (let t = prefill; t < w.length; t++) {
+      nll += softmaxNll(last, w[t]!);
+      count++;
+      if (t + 1 < w.length) last = (logits = await model.backend.read(net.forward(Int32Array.of(w[t]!), t, cache)));
+      onStep();
+    }
+    if (prefill === w.length) for (let t = PREFILL; t < w.length; t++) onStep();
+    bytes += isKvStore(cache) ? cache.bytes() / cache.length : denseBytes(model);
+  }
+  const usage = (cache as { usage?: { attended: number; visible: number } }).usage;
+  const attended = usage && usage.visible > 0 ? usage.attended / usage.visible : 1;
+  return { ppl: Math.exp(nll / count), bytes: bytes / windows.length, attended };
+}
+
+function denseBytes(model: Model): number {
+  const c = model.config;
+  return c.numLayers * 2 * c.numKvHeads * c.headDim * 4;
+}
+
+/** Decode tokens/s of a row over `steps` steps after a prompt of `prompt` tokens (greedy). */
+async function decodeSpeed(model: Model, row: Row, ids: number[], steps: number): Promise<number> {
+  const net = model.network;
+  model.setKv(row.kv, row.format ?? "f32");
+  const cache = net.newCache(ids.length + steps + 1);
+  await model.backend.read(net.forward(Int32Array.from(ids), 0, cache));
+  const t0 = performance.now();
+  for (let i = 0; i < steps; i++) await model.backend.read(net.forward(Int32Array.of(ids[i % ids.length]!), ids.length + i, cache));
+  return (steps / (performance.now() - t0)) * 1000;
+}
+
+const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
+
+async function evalModel(key: string): Promise<Result[]> {
+  const spec = MODELS[key];
+  if (!spec) throw new Error(`--models: unknown model "${key}" (known: ${Object.keys(MODELS).join(", ")})`);
+  const model = await loadModel(spec.path, { contextLength: CTX + 8 });
+  try {
+    // only as much text as the windows need (the llama2.c tokenizer is quadratic in the text length)
+    const text = readFileSync("models/corpus-val.txt", "utf8");
+    let ids: number[] = [];
+    for (let chars = WINDOWS * CTX; ids.length < WINDOWS * CTX && chars < 4 * text.length; chars *= 2) {
+      ids = model.tokenizer.encode(text.slice(0, chars), { addSpecialTokens: false });
+    }
+    if (ids.length < WINDOWS * CTX) throw new Error(`corpus-val.txt gives ${ids.length} tokens, fewer than ${WINDOWS} windows of ${CTX}`);
+    const windows = Array.from({ length: WINDOWS }, (_, i) => ids.slice(i * CTX, (i + 1) * CTX));
+    const rows = ROWS.filter((r) => !ONLY || r.family === "dense" || ONLY.split(",").includes(r.family));
+    const bar = new ProgressBar();
+    const total = rows.length * WINDOWS * (CTX - PREFILL);
+    let done = 0;
+    const results: Result[] = [];
+    for (const row of rows) {
+      const m = await perplexity(model, windows, row, () => bar.update(`${spec.title} ${row.label}`, ++done, total));
+      results.push({ model: spec.title, label: row.label, kv: row.kv, format: row.format ?? "f32", family: row.family, ppl: m.ppl, bytesPerToken: m.bytes, attended: m.attended, ratio: 0 });
+    }
+    const dense = results[0]!;
+    for (const r of results) {
+      const row = rows.find((x) => x.label === r.label)!;
+      r.ratio = row.keep !== undefined ? 1 / row.keep : dense.bytesPerToken / r.bytesPerToken;
+    }
+    // decode speed: every row interleaved with dense, median over repetitions, after a warm-up
+    const prompt = windows[0]!.slice(0, CTX - SPEED_STEPS - 8);
+    await decodeSpeed(model, rows[0]!, prompt, 8);
+    for (const [i, row] of rows.entries()) {
+      if (i === 0) continue;
+      const ratios: number[] = [];
+      for (let rep = 0; rep < SPEED_REPS; rep++) {
+        const d = await decodeSpeed(model, rows[0]!, prompt, SPEED_STEPS);
+        const x = await decodeSpeed(model, row, prompt, SPEED_STEPS);
+        ratios.push(x / d);
+      }
+      results[i]!.decodeRatio = median(ratios);
+    }
+    results[0]!.decodeRatio = 1;
+    process.stderr.write("\n");
+    return results;
+  } finally {
+    model.dispose();
+  }
+}
+
+function table(results: Result[]): string {
+  const dense = results.find((r) => r.label === "dense")!;
+  return markdownTable(
+    ["method", "--kv", "--kv-format", "compression ×", "KV bytes/token", "attended %", "ppl", "Δppl vs dense", "decode speed vs dense"],
+    results.map((r) => [
+      r.label, r.kv, r.format, r.ratio.toFixed(2), Math.round(r.bytesPerToken), (100 * r.attended).toFixed(1), r.ppl.toFixed(3),
+      `${r.ppl >= dense.ppl ? "+" : ""}${((100 * (r.ppl - dense.ppl)) / dense.ppl).toFixed(2)}%`, `${r.decodeRatio!.toFixed(2)}×`,
+    ]),
+    [false, false, false, true, true, true, true, true, true],
+  );
+}
+
+function chart(results: Result[], title: string): string {
+  const dense = results.find((r) => r.label === "dense")!;
+  const families = [...new Set(results.map((r) => r.family))].filter((f) => f !== "dense");
+  return lineChartSvg({
+    title: `${title}: perplexity vs KV compression`,
+    subtitle: `${WINDOWS} windows of ${CTX} tokens: exact prefill of ${PREFILL}, the rest scored by teacher-forced decode; dense ppl ${dense.ppl.toFixed(2)}`,
+    xLabel: "KV compression (×; selection: 1/keep)",
+    yLabel: "perplexity increase over dense (%)",
+    series: families.map((f) => ({
+      name: f,
+      points: results.filter((r) => r.family === f).map((r) => ({ x: r.ratio, y: (100 * (r.ppl - dense.ppl)) / dense.ppl })).sort((a, b) => a.x - b.x),
+    })),
+  });
+}
+
+const keys = arg("--models", "base,stories").split(",");
+const all: Result[] = [];
+let md = `Generated by \`node dist/bench/kv-eval.js${args.length ? " " + args.join(" ") : ""}\` (${new Date().toISOString().slice(0, 10)}, CPU, ${WINDOWS} windows × ${CTX} tokens, ` +
+  `prefill ${PREFILL}, perplexity of the ${WINDOWS * (CTX - PREFILL)} decoded tokens; decode speed: median of ${SPEED_REPS} interleaved runs of ${SPEED_STEPS} steps).\n`;
+for (const key of keys) {
+  const results = await evalModel(key);
+  all.push(...results);
+  const title = MODELS[key]!.title;
+  md += `\n### ${title}\n\n${table(results)}`;
+  const svg = arg("--svg", "docs/kv-cache.svg").replace(/\.svg$/, `-${key}.svg`);
+  writeFileSync(svg, chart(results, title));
+  md += `\n![${title}: perplexity vs KV compression](${svg.replace(/^docs\//, "")})\n`;
+  process.stdout.write(`\n${title}\n${table(results)}`);
+}
+/** Puts `text` between the begin/end markers of `file` (or makes `file` of it when it has none). */
+function fillSection(file: string, marker: string, text: string): void {
+  const begin = `<!-- ${marker}:begin -->`, end = `<!-- ${marker}:end -->`;
+  const doc = existsSync(file) ? readFileSync(file, "utf8") : "";
+  writeFileSync(file, doc.includes(begin) && doc.includes(end) ? doc.slice(0, doc.indexOf(begin) + begin.length) + "\n" + text + doc.slice(doc.indexOf(end)) : text);
+}
+
+fillSection(arg("--md", "docs/kv-cache.md"), "kv-eval", md);
+// the KV-format rows also go to the quantization doc's KV section
+const formats = all.filter((r) => r.family === "kv-format" || r.label === "dense");
+if (formats.length > 1 && !args.includes("--md")) {
+  const rows = formats.map((r) => {
+    const dense = all.find((x) => x.model === r.model && x.label === "dense")!;
+    return [r.model, r.format, Math.round(r.bytesPerToken), `${r.ratio.toFixed(2)}×`, r.ppl.toFixed(3), `${r.ppl >= dense.ppl ? "+" : ""}${((100 * (r.ppl - dense.ppl)) / dense.ppl).toFixed(2)}%`];
+  });
+  fillSection("docs/quantization.md", "kv-formats", `\n${markdownTable(["model", "--kv-format", "KV bytes/token", "vs f32", "ppl", "Δppl vs f32 KV"], rows, [false, false, true, true, true, true])}`);
+}
+if (args.includes("--json")) writeFileSync(arg("--json", "kv-eval.json"), JSON.stringify(all, null, 1));
