@@ -5,8 +5,6 @@
  * of every (layer, head) slot. Keys are rotated once, at their own absolute position (not the reference's
  * double rotation). Weights: the PyTorch export of training/tokenbutler/train_tokenbutler.py.
  */
-import { readFileSync, statSync } from "node:fs";
-import { parseSafetensorsHeader } from "../../io/safetensors.js";
 import { FormatError } from "../../io/errors.js";
 import { bf16ToF32, f16ToF32 } from "../../tensor/half.js";
 
@@ -48,17 +46,60 @@ export function predictorShapes(c: PredictorConfig): Map<string, number[]> {
   ]);
 }
 
+interface Entry { name: string; dtype: string; shape: number[]; begin: number; end: number }
+
+/**
+ * The safetensors header: tensor entries and the metadata. A small parser of its own because this module is
+ * in the browser's import graph (the KV method registry), where src/io/safetensors.ts's node: imports may not be.
+ */
+function parseHeader(bytes: Uint8Array, path: string): { dataStart: number; entries: Entry[]; metadata: Record<string, string> } {
+  if (bytes.length < 8) throw new FormatError(path, "too short for a safetensors file");
+  const headerLength = Number(new DataView(bytes.buffer, bytes.byteOffset, 8).getBigUint64(0, true));
+  if (8 + headerLength > bytes.length) throw new FormatError(path, `header length ${headerLength} runs past the end of the file`);
+  let json: Record<string, unknown>;
+  try {
+    json = JSON.parse(new TextDecoder().decode(bytes.subarray(8, 8 + headerLength))) as Record<string, unknown>;
+  } catch (e) {
+    throw new FormatError(path, `safetensors header is not valid JSON (${(e as Error).message})`);
+  }
+  const dataStart = 8 + headerLength;
+  const entries: Entry[] = [];
+  let metadata: Record<string, string> = {};
+  for (const [name, v] of Object.entries(json)) {
+    if (name === "__metadata__") {
+      metadata = v as Record<string, string>;
+      continue;
+    }
+    const e = v as { dtype?: unknown; shape?: unknown; data_offsets?: unknown };
+    const off = e.data_offsets as number[] | undefined;
+    if (typeof e.dtype !== "string" || !Array.isArray(e.shape) || !Array.isArray(off) || off.length !== 2 || dataStart + off[1]! > bytes.length || off[0]! > off[1]!) {
+      throw new FormatError(path, `tensor ${name}: malformed header entry`);
+    }
+    const dtype = ({ F32: "f32", F16: "f16", BF16: "bf16" } as Record<string, string>)[e.dtype] ?? e.dtype;
+    entries.push({ name, dtype, shape: e.shape as number[], begin: off[0]!, end: off[1]! });
+  }
+  return { dataStart, entries, metadata };
+}
+
+/** Node's fs, looked up at run time (the browser has none: TokenButler runs in Node only). */
+function readFile(path: string): Uint8Array {
+  const fs = (globalThis as { process?: { getBuiltinModule?: (id: string) => unknown } }).process?.getBuiltinModule?.("node:fs") as
+    | { readFileSync(p: string): Uint8Array }
+    | undefined;
+  if (!fs) throw new FormatError(path, "reading the TokenButler predictor needs Node (22+ or 20.16+)");
+  return fs.readFileSync(path);
+}
+
 /** Reads an exported predictor (safetensors, f32/f16/bf16), checking every tensor's presence and shape. */
 export function readPredictor(path: string): PredictorWeights {
   let bytes: Uint8Array;
   try {
-    bytes = readFileSync(path);
+    bytes = readFile(path);
   } catch (e) {
+    if (e instanceof FormatError) throw e;
     throw new FormatError(path, `cannot read the TokenButler predictor (${(e as Error).message}); train one with training/tokenbutler/train_tokenbutler.py`);
   }
-  if (bytes.length < 8) throw new FormatError(path, "too short for a safetensors file");
-  const headerLength = Number(new DataView(bytes.buffer, bytes.byteOffset, 8).getBigUint64(0, true));
-  const header = parseSafetensorsHeader(bytes.subarray(8, 8 + headerLength), headerLength, statSync(path).size, path);
+  const header = parseHeader(bytes, path);
   let meta: Record<string, unknown>;
   try {
     meta = JSON.parse(header.metadata.tokenbutler ?? "") as Record<string, unknown>;
@@ -82,6 +123,8 @@ export function readPredictor(path: string): PredictorWeights {
     const raw = bytes.subarray(header.dataStart + e.begin, header.dataStart + e.end);
     const dv = new DataView(raw.buffer, raw.byteOffset, raw.byteLength);
     const n = shape.reduce((a, b) => a * b, 1);
+    const size = ({ f32: 4, f16: 2, bf16: 2 } as Record<string, number>)[e.dtype] ?? 0;
+    if (raw.byteLength !== n * size) throw new FormatError(path, `tensor ${name}: ${raw.byteLength} bytes for ${e.dtype} [${shape.join(", ")}]`);
     const out = new Float32Array(n);
     if (e.dtype === "f32") for (let i = 0; i < n; i++) out[i] = dv.getFloat32(4 * i, true);
     else if (e.dtype === "f16") for (let i = 0; i < n; i++) out[i] = f16ToF32(dv.getUint16(2 * i, true));

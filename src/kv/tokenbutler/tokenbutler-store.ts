@@ -6,7 +6,6 @@
  * the first generated token dense's. The store is kv-core's host store with a selection policy, plus the
  * predictor fed with layer 0's normalised hidden states.
  */
-import { fileURLToPath } from "node:url";
 import type { KvContext, KvMethod, KvStep, KvStore } from "../store.js";
 import { createHostStore, type HostStore, type SelectionPolicy } from "../host-store.js";
 import type { LayerKv } from "../host-attention.js";
@@ -14,7 +13,7 @@ import { type KvSelection, keepBudget, selectTopK } from "../selection.js";
 import { PredictorState, readPredictor, type PredictorWeights } from "./predictor.js";
 
 /** The predictor trained for models/frugal-ar-base (training/tokenbutler); FRUGAL_TOKENBUTLER overrides it. */
-export const DEFAULT_PREDICTOR = fileURLToPath(new URL("../../../../models/frugal-ar-base/tokenbutler/tokenbutler.safetensors", import.meta.url));
+export const DEFAULT_PREDICTOR = decodeURIComponent(new URL("../../../../models/frugal-ar-base/tokenbutler/tokenbutler.safetensors", import.meta.url).pathname);
 
 class ButlerPolicy implements SelectionPolicy {
   readonly wantsProbs = false;
@@ -87,7 +86,8 @@ export class TokenButlerStore implements KvStore {
 
 let cached: { path: string; weights: PredictorWeights } | undefined;
 function predictorWeights(): PredictorWeights {
-  const path = process.env.FRUGAL_TOKENBUTLER ?? DEFAULT_PREDICTOR;
+  const env = (globalThis as { process?: { env?: Record<string, string | undefined> } }).process?.env;
+  const path = env?.FRUGAL_TOKENBUTLER ?? DEFAULT_PREDICTOR;
   if (cached?.path !== path) cached = { path, weights: readPredictor(path) };
   return cached.weights;
 }
