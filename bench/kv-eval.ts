@@ -30,6 +30,8 @@ interface Row {
   readonly family: string;
   /** Selection methods: the fraction kept (plotted at 1/keep). */
   readonly keep?: number;
+  /** Only these models (keys of MODELS); absent: all. */
+  readonly models?: readonly string[];
 }
 
 const KEEPS = [0.5, 0.25, 0.125];
@@ -47,6 +49,10 @@ const ROWS: Row[] = [
   { label: "int4 KV", kv: "dense", format: "int4", family: "kv-format" },
   { label: "razer KV", kv: "dense", format: "razer", family: "kv-format" },
   { label: "nvfp4 KV", kv: "dense", format: "nvfp4", family: "kv-format" },
+  // src/kv/xkv and src/kv/tokenbutler (docs/kv-xkv-tokenbutler.md; TokenButler's predictor exists for frugal-ar-base only)
+  { label: "svd r15/23", kv: "svd:rankK=15,rankV=23", family: "svd" },
+  { label: "xkv-4 r28/42", kv: "xkv:group=4,rankK=28,rankV=42", family: "xkv" },
+  ...sel("tokenbutler").map((r) => ({ ...r, models: ["base"] })),
 ];
 
 const MODELS: Record<string, { path: string; title: string }> = {
@@ -145,7 +151,7 @@ async function evalModel(key: string): Promise<Result[]> {
     }
     if (ids.length < WINDOWS * CTX) throw new Error(`corpus-val.txt gives ${ids.length} tokens, fewer than ${WINDOWS} windows of ${CTX}`);
     const windows = Array.from({ length: WINDOWS }, (_, i) => ids.slice(i * CTX, (i + 1) * CTX));
-    const rows = ROWS.filter((r) => !ONLY || r.family === "dense" || ONLY.split(",").includes(r.family));
+    const rows = ROWS.filter((r) => (!ONLY || r.family === "dense" || ONLY.split(",").includes(r.family)) && (!r.models || r.models.includes(key)));
     const bar = new ProgressBar();
     const total = rows.length * WINDOWS * (CTX - PREFILL);
     let done = 0;

@@ -6,6 +6,8 @@ import type { KvMethod } from "./store.js";
 import { denseMethod } from "./dense.js";
 import { h2oMethod, oracleMethod, questMethod, snapkvMethod, streamingMethod } from "./policies.js";
 import { sparseKvMethods } from "../sparse/kv-store.js";
+import { svdMethod, xkvMethod } from "./xkv/xkv-store.js";
+import { tokenbutlerMethod } from "./tokenbutler/tokenbutler-store.js";
 
 export const KV_METHODS: readonly KvMethod[] = [
   denseMethod,
@@ -14,5 +16,8 @@ export const KV_METHODS: readonly KvMethod[] = [
   snapkvMethod,
   questMethod,
   streamingMethod,
+  svdMethod,
+  xkvMethod,
+  tokenbutlerMethod,
   ...sparseKvMethods,
 ];

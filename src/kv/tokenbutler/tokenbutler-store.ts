@@ -1,0 +1,103 @@
+/**
+ * TokenButler as a KV method (spec tokenbutler.md §3.2–3.4): the full cache stays resident (nothing is
+ * evicted); at every decode step of every layer >= 1, each query head attends to the top-K_i positions by
+ * the predictor's logits plus the 4 sinks, K_i from the ABSOLUTE number of visible positions n = pos + 1
+ * (not the reference's chunk-relative budget). Prefill is dense (the spec's "densely" option), which makes
+ * the first generated token dense's. The store is kv-core's host store with a selection policy, plus the
+ * predictor fed with layer 0's normalised hidden states.
+ */
+import type { KvContext, KvMethod, KvStep, KvStore } from "../store.js";
+import { createHostStore, type HostStore, type SelectionPolicy } from "../host-store.js";
+import type { LayerKv } from "../host-attention.js";
+import { type KvSelection, keepBudget, selectTopK } from "../selection.js";
+import { PredictorState, readPredictor, type PredictorWeights } from "./predictor.js";
+
+/** The predictor trained for models/frugal-ar-base (training/tokenbutler); FRUGAL_TOKENBUTLER overrides it. */
+export const DEFAULT_PREDICTOR = decodeURIComponent(new URL("../../../../models/frugal-ar-base/tokenbutler/tokenbutler.safetensors", import.meta.url).pathname);
+
+class ButlerPolicy implements SelectionPolicy {
+  readonly wantsProbs = false;
+  readonly evicts = false;
+  private readonly score: Float64Array;
+  private readonly order: Int32Array;
+  constructor(private readonly keep: number, readonly predictor: PredictorState) {
+    this.score = new Float64Array(predictor.capacity);
+    this.order = new Int32Array(predictor.capacity);
+  }
+  reset(): void {}
+  select(layer: number, pos: number, _q: Float32Array, _kv: LayerKv, sel: KvSelection): boolean {
+    const n = pos + 1;
+    const k = keepBudget(n, this.keep);
+    if (k >= n) return false;
+    for (let h = 0; h < sel.heads; h++) {
+      this.predictor.scores(layer, h, pos, this.score);
+      selectTopK(sel, h, this.score, n, k, this.order);
+    }
+    return true;
+  }
+}
+
+export class TokenButlerStore implements KvStore {
+  readonly batchable = false;
+  readonly layers: number;
+  readonly kvHeads: number;
+  readonly headDim: number;
+  readonly capacity: number;
+  readonly predictor: PredictorState;
+  private readonly inner: HostStore;
+
+  constructor(private readonly ctx: KvContext, readonly spec: string, weights: PredictorWeights, keep: number) {
+    const c = weights.config;
+    if (c.layers !== ctx.layers || c.heads !== ctx.heads) {
+      throw new Error(`--kv ${spec}: the predictor was trained for ${c.layers} layers x ${c.heads} heads, this model has ${ctx.layers} x ${ctx.heads} (train one with training/tokenbutler/train_tokenbutler.py)`);
+    }
+    this.layers = ctx.layers;
+    this.kvHeads = ctx.kvHeads;
+    this.headDim = ctx.headDim;
+    this.capacity = ctx.capacity;
+    this.predictor = new PredictorState(weights, ctx.capacity);
+    this.inner = createHostStore(ctx, spec, new ButlerPolicy(keep, this.predictor));
+  }
+
+  get length(): number {
+    return this.inner.length;
+  }
+
+  get usage(): HostStore["usage"] {
+    return this.inner.usage;
+  }
+
+  step(s: KvStep): void {
+    if (s.layer === 0) {
+      const b = this.ctx.backend;
+      if (!b.hostView) throw new Error(`--kv ${this.spec}: computes on the host; the ${b.kind} backend keeps tensors on the device (use the CPU backend)`);
+      if (s.h.cols !== this.predictor.w.config.hidden) throw new Error(`--kv ${this.spec}: the predictor expects hidden size ${this.predictor.w.config.hidden}, the model has ${s.h.cols}`);
+      if (s.pos0 === 0) this.predictor.reset();
+      this.predictor.append(s.pos0, s.rows, b.hostView(s.h));
+    }
+    this.inner.step(s);
+  }
+
+  /** The full K/V cache (nothing is evicted) plus the predictor's caches (the importance keys dominate). */
+  bytes(): number {
+    return this.inner.bytes() + this.predictor.bytes();
+  }
+}
+
+let cached: { path: string; weights: PredictorWeights } | undefined;
+function predictorWeights(): PredictorWeights {
+  const env = (globalThis as { process?: { env?: Record<string, string | undefined> } }).process?.env;
+  const path = env?.FRUGAL_TOKENBUTLER ?? DEFAULT_PREDICTOR;
+  if (cached?.path !== path) cached = { path, weights: readPredictor(path) };
+  return cached.weights;
+}
+
+export const tokenbutlerMethod: KvMethod = {
+  name: "tokenbutler",
+  summary: "learned per-head token selection at every decode step (predictor on layer 0's hidden state; full cache resident)",
+  params: [{ name: "keep", summary: "fraction of visible positions each head attends to, (0, 1]", kind: "fraction" }],
+  create: (p, spec) => {
+    const weights = predictorWeights();
+    return (ctx) => new TokenButlerStore(ctx, spec, weights, p.keep!);
+  },
+};
