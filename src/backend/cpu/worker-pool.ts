@@ -31,6 +31,8 @@ export const CTRL = {
   f16Table: 240,
   /** attention jobs (kind 7): first query position, heads, kv heads, head width, score scale (f32) */
   pos0: 256, heads: 260, kvHeads: 264, headDim: 268, scale: 272,
+  /** packed-format jobs (kind 8, packed-kernels.wat): see wasm-packed.ts */
+  qfmt: 276, qgroup: 280, qscales: 284, qtensorScale: 288, qtables: 292, qxstride: 296, qscaleRow: 300, qcodeRow: 304,
 } as const;
 export const CTRL_BYTES = 320;
 /** How long the pool sits out after a stalled job (see SpinOptions.stallMs). */
@@ -65,6 +67,8 @@ export interface WorkerInit {
   errors: MessagePort;
   /** this worker's thread index (1..size; the caller is 0) */
   index: number;
+  /** packed-kernels.wat, which runs the jobs of kind 8 */
+  packedModule?: WebAssembly.Module;
 }
 
 export class WorkerPool {
@@ -86,6 +90,7 @@ export class WorkerPool {
   /** Starts `size` workers (size >= 1) and resolves when each has instantiated the module. */
   static async start(
     size: number, module: WebAssembly.Module, memory: WebAssembly.Memory, ctrl: number, spin: SpinOptions = {},
+    packedModule?: WebAssembly.Module,
   ): Promise<WorkerPool> {
     const { Worker, MessageChannel, receiveMessageOnPort } = await import("node:worker_threads");
     const ctl = new Int32Array(memory.buffer, ctrl, CTRL_BYTES / 4);
@@ -95,7 +100,7 @@ export class WorkerPool {
     try {
       await Promise.all(Array.from({ length: size }, (_, i) => {
         const channel = new MessageChannel();
-        const init: WorkerInit = { module, memory, ctrl, spinMs: spin.workerSpinMs ?? 0.25, errors: channel.port2, index: i + 1 };
+        const init: WorkerInit = { module, memory, ctrl, spinMs: spin.workerSpinMs ?? 0.25, errors: channel.port2, index: i + 1, ...(packedModule ? { packedModule } : {}) };
         const worker = new Worker(url, { workerData: init, transferList: [channel.port2] });
         workers.push(worker);
         errorPorts.push(channel.port1);
