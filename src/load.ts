@@ -10,6 +10,8 @@ import { loadGguf } from "./io/load-gguf.js";
 import { loadHfFolder } from "./io/load-hf.js";
 import { isHubId, resolveHub } from "./io/hub.js";
 import { ProgressBar } from "./cli/progress.js";
+import { quantizeTensors } from "./quant/quantize-model.js";
+import { quantFormat } from "./quant/formats.js";
 
 export { DEFAULT_CONTEXT_CAP };
 
@@ -31,6 +33,11 @@ export interface LoadOptions {
   profile?: boolean;
   /** A backend to run on instead of creating one from `device` (benchmarks wrap one in an op timer). */
   backend?: Backend;
+  /**
+   * Quantize the linear projections at load into this src/quant format (int8, int4-asym, fp4, nf4, razer,
+   * nvfp4, nvfp4-razer; see src/quant/quantize-model.ts for which tensors). Unknown names are an error.
+   */
+  weights?: string;
   /** Reports download/load progress (bytes done of total). */
   onProgress?: (what: string, done: number, total: number) => void;
 }
@@ -68,5 +75,17 @@ export async function createBackend(options: LoadOptions): Promise<Backend> {
 /** Loads a model from a path or hub id onto the chosen device. */
 export async function loadModel(source: string = DEFAULT_MODEL, options: LoadOptions = {}): Promise<Model> {
   const loaded = await readSource(source, options);
-  return assembleModel(loaded, options.backend ?? (await createBackend(options)), options.contextLength);
+  if (options.weights !== undefined) quantFormat(options.weights); // unknown names fail before any work
+  const backend = options.backend ?? (await createBackend(options));
+  if (options.weights !== undefined) {
+    try {
+      const name = quantFormat(options.weights).name;
+      if (!backend.formats.includes(name as never)) throw new Error(`the ${backend.kind} backend cannot compute with ${name} weights (it has ${backend.formats.join(", ")})`);
+      quantizeTensors(loaded.tensors, name, { onProgress: options.onProgress ?? new ProgressBar().update });
+    } catch (e) {
+      backend.dispose();
+      throw e;
+    }
+  }
+  return assembleModel(loaded, backend, options.contextLength);
 }

@@ -22,6 +22,8 @@ commands:
                                             [--temperature T] [--top-k K] [--top-p P] [--min-p P]
                                             [--repetition-penalty R] [--seed S] [--stop STR]...
                                             [--device cpu|webgpu] [--threads N] [--stats] [--profile]
+                                            [--weights FORMAT]  (generate, chat, eval, serve: quantize the
+                                            linear layers at load: int8 int4-asym fp4 nf4 razer nvfp4 nvfp4-razer)
   chat       interactive chat, streaming  frugal chat [--model SRC] [--system TEXT] [sampling options]
 ${SERVE_USAGE}
   info       what a model is              frugal info SRC
@@ -40,6 +42,7 @@ const common = {
   threads: { type: "string" },
   offline: { type: "boolean" },
   profile: { type: "boolean" },
+  weights: { type: "string" },
   help: { type: "boolean", short: "h" },
 } as const satisfies ParseArgsConfig["options"];
 
@@ -64,7 +67,7 @@ function number(name: string, v: string | undefined, integer = false): number | 
   return n;
 }
 
-function loadOptions(v: { device?: string; threads?: string; tokenizer?: string; offline?: boolean }): LoadOptions {
+function loadOptions(v: { device?: string; threads?: string; tokenizer?: string; offline?: boolean; weights?: string }): LoadOptions {
   if (v.device !== undefined && v.device !== "cpu" && v.device !== "webgpu") {
     throw new Error(`--device must be cpu or webgpu, got "${v.device}"`);
   }
@@ -73,6 +76,7 @@ function loadOptions(v: { device?: string; threads?: string; tokenizer?: string;
     threads: number("threads", v.threads, true),
     tokenizer: v.tokenizer,
     offline: v.offline,
+    weights: v.weights,
   };
 }
 

@@ -31,6 +31,7 @@ export async function serve(args: string[], log: (line: string) => void = (l) =>
       "max-batch": { type: "string" },
       "max-body": { type: "string" },
       offline: { type: "boolean" },
+      weights: { type: "string" },
     },
     strict: true,
   });
@@ -46,6 +47,7 @@ export async function serve(args: string[], log: (line: string) => void = (l) =>
     threads: integer("threads", values.threads, 1),
     tokenizer: values.tokenizer,
     offline: values.offline,
+    weights: values.weights,
   });
   const server = new FrugalServer(model, {
     apiKey,
