@@ -14,6 +14,7 @@ import { matrixMarkdown, readMatrixConfig, runMatrix } from "../eval/matrix.js";
 import { describeModel } from "./info.js";
 import { profiledBackend } from "./profile.js";
 import { serve, SERVE_USAGE } from "../server/serve-command.js";
+import { quantizeCommand, QUANTIZE_USAGE } from "./quantize.js";
 
 const USAGE = `usage: frugal <command> [options]
 
@@ -26,6 +27,7 @@ commands:
                                             linear layers at load: int8 int4-asym fp4 nf4 razer nvfp4 nvfp4-razer)
   chat       interactive chat, streaming  frugal chat [--model SRC] [--system TEXT] [sampling options]
 ${SERVE_USAGE}
+${QUANTIZE_USAGE}
   info       what a model is              frugal info SRC
   eval ppl   perplexity of a text file    frugal eval ppl --model SRC --data FILE [--ctx N] [--chunks K] [--json]
   eval lambada  last-word accuracy        frugal eval lambada [--model SRC] [--data FILE] [--limit N] [--device D] [--json]
@@ -254,6 +256,8 @@ export async function main(args: string[]): Promise<number> {
       return evaluate(rest);
     case "serve":
       return serve(rest);
+    case "quantize":
+      return quantizeCommand(rest);
     case undefined:
     case "help":
     case "--help":
