@@ -88,11 +88,14 @@ export async function defaultThreads(): Promise<number> {
 /** Creates the engine over `arena`, or returns undefined where WebAssembly SIMD/threads are unavailable. */
 export async function createWasmMatmul(arena: Arena, options: WasmMatmulOptions = {}): Promise<WasmMatmul | undefined> {
   const module = await kernelModule();
+  // optional: without it (a page that does not ship packed-kernels.wasm) only the packed formats are missing
   const packedModule = await packedKernelModule();
-  if (!module || !packedModule) return undefined;
+  if (!module) return undefined;
   const instance = await WebAssembly.instantiate(module, { env: { memory: arena.memory } });
   const kernels = instance.exports as unknown as Kernels;
-  const packed = (await WebAssembly.instantiate(packedModule, { env: { memory: arena.memory } })).exports as unknown as Pick<Kernels, "run">;
+  const packed = packedModule
+    ? ((await WebAssembly.instantiate(packedModule, { env: { memory: arena.memory } })).exports as unknown as Pick<Kernels, "run">)
+    : undefined;
   const threads = Math.max(1, Math.floor(options.threads ?? (await defaultThreads())));
   const ctrl = arena.alloc(CTRL_BYTES);
   const pool = threads > 1 ? await WorkerPool.start(threads - 1, module, arena.memory, ctrl, options, packedModule) : undefined;
@@ -183,7 +186,7 @@ export class WasmMatmul implements CpuMatmul {
    * groups when the row length is not a multiple of the group; 4+ rows take the decode-once GEMM shape.
    */
   private matmulPacked(w: CpuWeight, dtype: PackedDType, x: CpuTensor, out: CpuTensor, rows: number): void {
-    if (!this.packed) throw new Error(`matmul ${w.name}: no WebAssembly kernel for ${dtype}`);
+    if (!this.packed) throw new Error(`matmul ${w.name}: no WebAssembly kernel for ${dtype} (packed-kernels.wasm was not found)`);
     const inF = w.inFeatures;
     const shape = packedShape(dtype, w.outFeatures, inF);
     let xp = x.offset;

@@ -96,17 +96,23 @@ export function packedTablesIn(arena: Arena, dtype: PackedDType): number {
 
 let compiled: Promise<WebAssembly.Module | undefined> | undefined;
 
-/** The compiled packed-format kernels, or undefined where WebAssembly SIMD is missing. */
+/** The compiled packed-format kernels, or undefined where WebAssembly SIMD or the file is missing (a web page that does not ship it). */
 export function packedKernelModule(): Promise<WebAssembly.Module | undefined> {
   compiled ??= (async () => {
     const url = new URL("./packed-kernels.wasm", import.meta.url);
     let bytes: Uint8Array<ArrayBuffer>;
-    if (typeof process !== "undefined" && process.versions?.node) {
-      const { readFile } = await import("node:fs/promises");
-      const { fileURLToPath } = await import("node:url");
-      bytes = new Uint8Array(await readFile(fileURLToPath(url)));
-    } else {
-      bytes = new Uint8Array(await (await fetch(url)).arrayBuffer());
+    try {
+      if (typeof process !== "undefined" && process.versions?.node) {
+        const { readFile } = await import("node:fs/promises");
+        const { fileURLToPath } = await import("node:url");
+        bytes = new Uint8Array(await readFile(fileURLToPath(url)));
+      } else {
+        const res = await fetch(url);
+        if (!res.ok) return undefined;
+        bytes = new Uint8Array(await res.arrayBuffer());
+      }
+    } catch {
+      return undefined;
     }
     if (!WebAssembly.validate(bytes)) return undefined;
     return WebAssembly.compile(bytes);
