@@ -6,7 +6,7 @@ import { PAGE_DIR, pageBuilt, pageFiles } from "./static.js";
 
 export const SERVE_USAGE = `  serve      OpenAI-compatible server    frugal serve [--model SRC] [--host 127.0.0.1] [--port 8080] [--api-key KEY]
                                             [--device cpu|webgpu] [--threads N] [--max-queue N] [--max-batch N]
-                                            [--max-body BYTES] (see docs/server.md)`;
+                                            [--max-body BYTES] [--weights FORMAT] (see docs/server.md)`;
 
 function integer(name: string, v: string | undefined, min: number): number | undefined {
   if (v === undefined) return undefined;
