@@ -108,7 +108,8 @@ function scaledInputs(x: LayerInputs, s: Float32Array): LayerInputs {
 
 /**
  * Applies AWQ scaling to every layer of `tensors` in place (weights and norms become f32) and updates
- * `calib` to the scaled inputs. Returns the chosen α per scaled set, for reports.
+ * `calib` to the scaled inputs. Returns the chosen α per scaled set, for reports. Progress is reported in f32
+ * bytes of weights searched.
  */
 export function applyAwq(
   tensors: TensorMap, config: ModelConfig, format: QuantFormat, calib: Calibration,
@@ -166,7 +167,9 @@ export function applyAwq(
     for (const lin of [q, k, v, o, gate, up, down]) store(lin);
     tensors.set(norms[0]!, f32Tensor(norms[0]!, [n0.length], n0));
     tensors.set(norms[1]!, f32Tensor(norms[1]!, [n1.length], n1));
-    onProgress?.(`AWQ search (${format.name})`, l + 1, config.numLayers);
+    // progress in f32 bytes of the layer's weights (layers are alike, so the total is the layer count times this one)
+    const layerBytes = [q, k, v, o, gate, up, down].reduce((a, lin) => a + lin.w.byteLength, 0);
+    onProgress?.(`AWQ search (${format.name})`, (l + 1) * layerBytes, config.numLayers * layerBytes);
   }
   return chosen;
 }
