@@ -14,6 +14,8 @@ import { loadPrunedFolder, readManifest } from "./sparse/source.js";
 import { applySparse, type SparseLoadOptions } from "./sparse/load-sparse.js";
 import { parseKvSpec } from "./kv/spec.js";
 import { checkKvFormat } from "./kv/format.js";
+import { quantizeTensors } from "./quant/quantize-model.js";
+import { quantFormat } from "./quant/formats.js";
 
 export { DEFAULT_CONTEXT_CAP };
 
@@ -44,6 +46,11 @@ export interface LoadOptions {
   kv?: string;
   /** KV-cache number format, `--kv-format` (src/kv/format.ts: f32, int8, int4, razer, nvfp4). Default f32. */
   kvFormat?: string;
+  /**
+   * Quantize the linear projections at load into this src/quant format (int8, int4-asym, fp4, nf4, razer,
+   * nvfp4, nvfp4-razer; see src/quant/quantize-model.ts for which tensors). Unknown names are an error.
+   */
+  weights?: string;
   /** Reports download/load progress (bytes done of total). */
   onProgress?: (what: string, done: number, total: number) => void;
 }
@@ -82,12 +89,27 @@ export async function createBackend(options: LoadOptions): Promise<Backend> {
 
 /** Loads a model from a path or hub id onto the chosen device. */
 export async function loadModel(source: string = DEFAULT_MODEL, options: LoadOptions = {}): Promise<Model> {
-  // a bad --kv / --kv-format fails before any loading
+  // bad --kv / --kv-format / --weights fail before any loading
   if (options.kv !== undefined) parseKvSpec(options.kv);
   if (options.kvFormat !== undefined) checkKvFormat(options.kvFormat);
+  if (options.weights !== undefined) quantFormat(options.weights);
+  if (options.weights !== undefined && options.sparse?.sparsity !== undefined) {
+    throw new Error("--weights and --sparsity cannot be combined yet: the sparse-bitmap layout holds f32/f16/bf16 values");
+  }
   const read = await readSource(source, options);
   const loaded = await applySparse(read, options.sparse, (await readManifest(source).catch(() => undefined)) !== undefined);
-  const model = assembleModel(loaded, options.backend ?? (await createBackend(options)), options.contextLength);
+  const backend = options.backend ?? (await createBackend(options));
+  if (options.weights !== undefined) {
+    try {
+      const name = quantFormat(options.weights).name;
+      if (!backend.formats.includes(name as never)) throw new Error(`the ${backend.kind} backend cannot compute with ${name} weights (it has ${backend.formats.join(", ")})`);
+      quantizeTensors(loaded.tensors, name, { onProgress: options.onProgress ?? new ProgressBar().update });
+    } catch (e) {
+      backend.dispose();
+      throw e;
+    }
+  }
+  const model = assembleModel(loaded, backend, options.contextLength);
   if (options.kv !== undefined || options.kvFormat !== undefined) model.setKv(options.kv, options.kvFormat);
   return model;
 }

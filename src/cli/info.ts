@@ -1,5 +1,6 @@
 import type { LoadedSource } from "../io/source.js";
-import { BLOCK } from "../tensor/dtype.js";
+import type { DType } from "../tensor/dtype.js";
+import { blockElems } from "../quant/packed-raw.js";
 import { elementCount } from "../tensor/raw.js";
 
 function human(bytes: number): string {
@@ -38,7 +39,7 @@ export function describeModel(s: LoadedSource): string {
     `context       ${c.maxPositions} positions`,
     `vocabulary    ${c.vocabSize} (tokenizer ${s.tokenizer.vocabSize})${c.tieEmbeddings ? ", tied embeddings" : ""}`,
     `formats       ${[...formats].map(([f, n]) => `${f} x${n}`).join(", ")} (${bitsPerWeight.toFixed(2)} bits/weight; ` +
-      `block sizes ${[...formats.keys()].map((f) => `${f}:${BLOCK[f as keyof typeof BLOCK].elems}`).join(" ")})`,
+      `block sizes ${[...formats.keys()].map((f) => `${f}:${blockElems(f as DType)}`).join(" ")})`,
     `memory        weights ${human(weightBytes)} + f32 KV cache at full context ${human(kvBytes)} = ${human(weightBytes + kvBytes)}`,
     `chat template ${s.tokenizer.chatTemplate ? "yes" : "none (the default template is used)"}`,
   ];

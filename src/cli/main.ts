@@ -16,6 +16,7 @@ import { profiledBackend } from "./profile.js";
 import { serve, SERVE_USAGE } from "../server/serve-command.js";
 import { pruneCommand, PRUNE_USAGE, sparseCliOptions, sparseLoadOptions } from "../sparse/prune-command.js";
 import { kvMethodsHelp } from "../kv/spec.js";
+import { quantizeCommand, QUANTIZE_USAGE } from "./quantize.js";
 
 const USAGE = `usage: frugal <command> [options]
 
@@ -24,8 +25,11 @@ commands:
                                             [--temperature T] [--top-k K] [--top-p P] [--min-p P]
                                             [--repetition-penalty R] [--seed S] [--stop STR]...
                                             [--device cpu|webgpu] [--threads N] [--stats] [--profile]
+                                            [--weights FORMAT]  (generate, chat, eval, serve: quantize the
+                                            linear layers at load: int8 int4-asym fp4 nf4 razer nvfp4 nvfp4-razer)
   chat       interactive chat, streaming  frugal chat [--model SRC] [--system TEXT] [sampling options]
 ${SERVE_USAGE}
+${QUANTIZE_USAGE}
   info       what a model is              frugal info SRC
   eval ppl   perplexity of a text file    frugal eval ppl --model SRC --data FILE [--ctx N] [--chunks K] [--json]
   eval lambada  last-word accuracy        frugal eval lambada [--model SRC] [--data FILE] [--limit N] [--device D] [--json]
@@ -52,6 +56,7 @@ const common = {
   profile: { type: "boolean" },
   kv: { type: "string" },
   "kv-format": { type: "string" },
+  weights: { type: "string" },
   help: { type: "boolean", short: "h" },
   ...sparseCliOptions,
 } as const satisfies ParseArgsConfig["options"];
@@ -77,7 +82,7 @@ function number(name: string, v: string | undefined, integer = false): number | 
   return n;
 }
 
-function loadOptions(v: { device?: string; threads?: string; tokenizer?: string; offline?: boolean; kv?: string; "kv-format"?: string } & Parameters<typeof sparseLoadOptions>[0]): LoadOptions {
+function loadOptions(v: { device?: string; threads?: string; tokenizer?: string; offline?: boolean; kv?: string; "kv-format"?: string; weights?: string } & Parameters<typeof sparseLoadOptions>[0]): LoadOptions {
   if (v.device !== undefined && v.device !== "cpu" && v.device !== "webgpu") {
     throw new Error(`--device must be cpu or webgpu, got "${v.device}"`);
   }
@@ -89,6 +94,7 @@ function loadOptions(v: { device?: string; threads?: string; tokenizer?: string;
     kv: v.kv,
     kvFormat: v["kv-format"],
     sparse: sparseLoadOptions(v),
+    weights: v.weights,
   };
 }
 
@@ -271,6 +277,8 @@ export async function main(args: string[]): Promise<number> {
       return serve(rest);
     case "prune":
       return pruneCommand(rest);
+    case "quantize":
+      return quantizeCommand(rest);
     case undefined:
     case "help":
     case "--help":

@@ -9,12 +9,15 @@ import { basename, dirname, join } from "node:path";
 import type { DType } from "../tensor/dtype.js";
 import { type RawTensor, type TensorMap, elementCount } from "../tensor/raw.js";
 import { FormatError } from "./errors.js";
+import { packedEntry } from "./packed-safetensors.js";
 
 /** The safetensors dtype names we read, and what they become. */
 const DTYPE_MAP: Readonly<Record<string, { dtype: DType; bytes: number }>> = {
   F32: { dtype: "f32", bytes: 4 },
   F16: { dtype: "f16", bytes: 2 },
   BF16: { dtype: "bf16", bytes: 2 },
+  // bytes of a quantized tensor; the header's metadata names its format (packed-safetensors.ts)
+  U8: { dtype: "f32", bytes: 1 },
 };
 
 /** The reference implementation refuses headers above 100 MB; a larger one is corrupt, not a model. */
@@ -61,6 +64,9 @@ export function parseSafetensorsHeader(json: Uint8Array, headerLength: number, f
       continue;
     }
     entries.push(parseEntry(name, value, source));
+  }
+  for (const [i, e] of entries.entries()) {
+    if ((parsed as Record<string, { dtype?: unknown }>)[e.name]?.dtype === "U8") entries[i] = { ...e, ...packedEntry(e.name, e.end - e.begin, metadata, source) };
   }
   entries.sort((a, b) => a.begin - b.begin || a.end - b.end);
   // the reference writer tiles the data region exactly, so any gap, overlap or surplus means the offsets lie

@@ -6,7 +6,8 @@ import { PAGE_DIR, pageBuilt, pageFiles } from "./static.js";
 
 export const SERVE_USAGE = `  serve      OpenAI-compatible server    frugal serve [--model SRC] [--host 127.0.0.1] [--port 8080] [--api-key KEY]
                                             [--device cpu|webgpu] [--threads N] [--max-queue N] [--max-batch N]
-                                            [--max-body BYTES] [--kv SPEC] [--kv-format F] (see docs/server.md)`;
+                                            [--max-body BYTES] [--weights FORMAT] [--kv SPEC] [--kv-format F]
+                                            (see docs/server.md)`;
 
 function integer(name: string, v: string | undefined, min: number): number | undefined {
   if (v === undefined) return undefined;
@@ -33,6 +34,7 @@ export async function serve(args: string[], log: (line: string) => void = (l) =>
       offline: { type: "boolean" },
       kv: { type: "string" },
       "kv-format": { type: "string" },
+      weights: { type: "string" },
     },
     strict: true,
   });
@@ -50,6 +52,7 @@ export async function serve(args: string[], log: (line: string) => void = (l) =>
     offline: values.offline,
     kv: values.kv,
     kvFormat: values["kv-format"],
+    weights: values.weights,
   });
   const server = new FrugalServer(model, {
     apiKey,

@@ -1,6 +1,6 @@
 import type { Backend, KVCache, RopeTable, Tensor, Weight } from "../backend.js";
 import type { RawTensor } from "../../tensor/raw.js";
-import type { DType } from "../../tensor/dtype.js";
+import { PACKED_DTYPES, type DType } from "../../tensor/dtype.js";
 import { Arena } from "./arena.js";
 import { decodeRow, matmulRef } from "./reference.js";
 import { createWasmMatmul, type WasmMatmulOptions } from "./wasm-matmul.js";
@@ -73,7 +73,7 @@ export const referenceMatmul: CpuMatmul = {
 
 export class CpuBackend implements Backend {
   readonly kind = "cpu" as const;
-  readonly formats: readonly DType[] = ["f32", "f16", "bf16", "q8_0", "q4_0", "sparse-f32", "sparse-f16", "sparse-bf16"];
+  readonly formats: readonly DType[] = ["f32", "f16", "bf16", "q8_0", "q4_0", ...PACKED_DTYPES, "sparse-f32", "sparse-f16", "sparse-bf16"];
   readonly arena: Arena;
   private engine: CpuMatmul;
 

@@ -7,7 +7,12 @@ import { CTRL, CTRL_BYTES, type WorkerInit } from "./worker-pool.js";
 
 const init = workerData as WorkerInit;
 const instance = await WebAssembly.instantiate(init.module, { env: { memory: init.memory } });
-const run = instance.exports["run"] as (ctrl: number, tag: number, thread: number) => number;
+type Run = (ctrl: number, tag: number, thread: number) => number;
+const run = instance.exports["run"] as Run;
+const packed = init.packedModule ? (await WebAssembly.instantiate(init.packedModule, { env: { memory: init.memory } })) : undefined;
+const runPacked = packed?.exports["run"] as Run | undefined;
+/** src/quant's packed formats (packed-kernels.wat): KIND_PACKED of wasm-matmul.ts, not imported to keep this worker's graph small */
+const KIND_PACKED = 11;
 const c = new Int32Array(init.memory.buffer, init.ctrl, CTRL_BYTES / 4);
 const SEQ = CTRL.seq >> 2;
 
@@ -37,7 +42,8 @@ for (;;) {
   const tag = Atomics.load(c, CTRL.next >> 2) >>> 12;
   if (tag === 0) continue;
   try {
-    if (run(init.ctrl, tag, init.index) === 0) continue;
+    const kernel = Atomics.load(c, CTRL.kind >> 2) === KIND_PACKED && runPacked ? runPacked : run;
+    if (kernel(init.ctrl, tag, init.index) === 0) continue;
   } catch (e) {
     init.errors.postMessage(e instanceof Error ? e.message : String(e));
     Atomics.add(c, CTRL.errors >> 2, 1);

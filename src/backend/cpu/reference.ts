@@ -2,12 +2,34 @@
  * Plain TypeScript kernels: the readable oracle the WebAssembly kernels are tested against, and the
  * fallback where WebAssembly SIMD is missing. `w` is the weight's bytes; rows of w are output features.
  */
-import { isSparseDType, type DType } from "../../tensor/dtype.js";
-import { f16Table, bf16ToF32 } from "../../tensor/half.js";
+import { isPackedDType, isSparseDType, type DType, type PackedDType } from "../../tensor/dtype.js";
 import { decodeSparseRow, sparseViewOf } from "../../sparse/bitmap.js";
+import { f16Table, bf16ToF32 } from "../../tensor/half.js";
+import { quantFormat } from "../../quant/formats.js";
+import { rawToPacked } from "../../quant/packed-raw.js";
+
+/**
+ * Packed formats (src/quant) decode through the format's own unpack(): the whole tensor once, kept while
+ * its bytes live, since the formats decode tensors, not rows.
+ */
+const unpacked = new WeakMap<Uint8Array, Float32Array>();
+
+function decodePackedRow(dtype: PackedDType, w: Uint8Array, o: number, inF: number, dst: Float32Array): void {
+  let all = unpacked.get(w);
+  if (!all) {
+    const f = quantFormat(dtype);
+    const one = f.layout(1, inF);
+    const rows = (w.byteLength - 4) / (one.codeBytes + one.scaleBytes);
+    if (!Number.isInteger(rows)) throw new Error(`${dtype}: ${w.byteLength} bytes do not hold whole rows of ${inF}`);
+    all = f.unpack(rawToPacked({ name: dtype, dtype, shape: [rows, inF], data: w }));
+    unpacked.set(w, all);
+  }
+  dst.set(all.subarray(o * inF, (o + 1) * inF));
+}
 
 /** Decodes row `o` of a [outF, inF] weight into `dst` (length inF). */
 export function decodeRow(dtype: DType, w: Uint8Array, o: number, inF: number, dst: Float32Array): void {
+  if (isPackedDType(dtype)) return decodePackedRow(dtype, w, o, inF, dst);
   if (isSparseDType(dtype)) return decodeSparseRow(sparseViewOf(dtype, w), o, dst);
   const dv = new DataView(w.buffer, w.byteOffset, w.byteLength);
   switch (dtype) {

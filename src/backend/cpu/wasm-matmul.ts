@@ -5,10 +5,11 @@
  */
 import type { Arena } from "./arena.js";
 import type { CpuKVCache, CpuMatmul, CpuTensor, CpuWeight } from "./cpu-backend.js";
-import type { DType } from "../../tensor/dtype.js";
+import { isPackedDType, type DType, type PackedDType } from "../../tensor/dtype.js";
 import { f16Table } from "../../tensor/half.js";
 import { CTRL, CTRL_BYTES, MAX_CHUNKS, WorkerPool, type SpinOptions } from "./worker-pool.js";
 import { SPARSE_TABLE_BYTES, sparseSwizzleTable } from "../../sparse/cpu-table.js";
+import { packedKernelModule, packedShape, packedTablesIn } from "./wasm-packed.js";
 
 /**
  * How q8_0/q4_0 matmuls treat activations: "f32" keeps them exact (the result differs from the reference
@@ -42,6 +43,8 @@ interface Kernels {
 const KIND_F32 = 0, KIND_F16 = 1, KIND_BF16 = 2, KIND_Q8_F32 = 3, KIND_Q4_F32 = 4, KIND_Q8_I8 = 5, KIND_Q4_I8 = 6;
 const KIND_ATTENTION = 7;
 const KIND_SPARSE_F32 = 8, KIND_SPARSE_F16 = 9, KIND_SPARSE_BF16 = 10;
+/** src/quant's packed formats run in their own module (packed-kernels.wat); matmul-worker.ts has the same number */
+export const KIND_PACKED = 11;
 /** Output-feature chunks per thread: enough that a late-waking worker does not hold up the others. */
 const CHUNKS_PER_THREAD = 4;
 
@@ -89,13 +92,18 @@ export async function defaultThreads(): Promise<number> {
 /** Creates the engine over `arena`, or returns undefined where WebAssembly SIMD/threads are unavailable. */
 export async function createWasmMatmul(arena: Arena, options: WasmMatmulOptions = {}): Promise<WasmMatmul | undefined> {
   const module = await kernelModule();
+  // optional: without it (a page that does not ship packed-kernels.wasm) only the packed formats are missing
+  const packedModule = await packedKernelModule();
   if (!module) return undefined;
   const instance = await WebAssembly.instantiate(module, { env: { memory: arena.memory } });
   const kernels = instance.exports as unknown as Kernels;
+  const packed = packedModule
+    ? ((await WebAssembly.instantiate(packedModule, { env: { memory: arena.memory } })).exports as unknown as Pick<Kernels, "run">)
+    : undefined;
   const threads = Math.max(1, Math.floor(options.threads ?? (await defaultThreads())));
   const ctrl = arena.alloc(CTRL_BYTES);
-  const pool = threads > 1 ? await WorkerPool.start(threads - 1, module, arena.memory, ctrl, options) : undefined;
-  return new WasmMatmul(arena, kernels, ctrl, pool, options.activations ?? "int8", options.parallelMin ?? 65536);
+  const pool = threads > 1 ? await WorkerPool.start(threads - 1, module, arena.memory, ctrl, options, packedModule) : undefined;
+  return new WasmMatmul(arena, kernels, ctrl, pool, options.activations ?? "int8", options.parallelMin ?? 65536, packed);
 }
 
 export class WasmMatmul implements CpuMatmul {
@@ -113,6 +121,7 @@ export class WasmMatmul implements CpuMatmul {
     private readonly pool: WorkerPool | undefined,
     readonly activations: ActivationPath,
     private readonly parallelMin: number,
+    private readonly packed?: Pick<Kernels, "run">,
   ) {
     // the control block sits below every later allocation, so a view taken now stays valid as memory grows
     this.ctl = new Int32Array(arena.memory.buffer, ctrl, CTRL_BYTES / 4);
@@ -138,6 +147,7 @@ export class WasmMatmul implements CpuMatmul {
     const outF = w.outFeatures;
     if (rows > x.rows || rows > out.rows) throw new Error(`matmul ${w.name}: ${rows} rows of a ${Math.min(x.rows, out.rows)}-row tensor`);
     if (rows === 0 || outF === 0) return;
+    if (isPackedDType(w.dtype)) return this.matmulPacked(w, w.dtype, x, out, rows);
     const kind = this.kindOf(w.dtype, w.name);
     let xp = x.offset;
     let xs = 0;
@@ -191,6 +201,42 @@ export class WasmMatmul implements CpuMatmul {
   }
 
   /**
+   * src/quant's packed formats (packed-kernels.wat): f32 activations, rows padded with zeros to whole
+   * groups when the row length is not a multiple of the group; 4+ rows take the decode-once GEMM shape.
+   */
+  private matmulPacked(w: CpuWeight, dtype: PackedDType, x: CpuTensor, out: CpuTensor, rows: number): void {
+    if (!this.packed) throw new Error(`matmul ${w.name}: no WebAssembly kernel for ${dtype} (packed-kernels.wasm was not found)`);
+    const inF = w.inFeatures;
+    const shape = packedShape(dtype, w.outFeatures, inF);
+    let xp = x.offset;
+    if (shape.paddedCols !== inF) {
+      xp = this.scratchFor(rows * shape.paddedCols * 4);
+      const dst = new Float32Array(this.arena.memory.buffer, xp, rows * shape.paddedCols);
+      for (let r = 0; r < rows; r++) {
+        dst.set(x.data.subarray(r * inF, (r + 1) * inF), r * shape.paddedCols);
+        dst.fill(0, r * shape.paddedCols + inF, (r + 1) * shape.paddedCols);
+      }
+    }
+    if (rows >= 4) this.threadScratchFor(shape.paddedCols * 4);
+    const c = this.ctl;
+    c[CTRL.kind >> 2] = KIND_PACKED;
+    c[CTRL.w >> 2] = w.offset;
+    c[CTRL.x >> 2] = xp;
+    c[CTRL.out >> 2] = out.offset;
+    c[CTRL.inF >> 2] = inF;
+    c[CTRL.rows >> 2] = rows;
+    c[CTRL.qfmt >> 2] = shape.fmt;
+    c[CTRL.qgroup >> 2] = shape.group;
+    c[CTRL.qscales >> 2] = w.offset + shape.scalesAt;
+    this.ctlF32[CTRL.qtensorScale >> 2] = new DataView(w.bytes.buffer, w.bytes.byteOffset, w.bytes.byteLength).getFloat32(w.bytes.byteLength - 4, true);
+    c[CTRL.qtables >> 2] = packedTablesIn(this.arena, dtype);
+    c[CTRL.qxstride >> 2] = shape.paddedCols;
+    c[CTRL.qscaleRow >> 2] = shape.scaleBytesPerRow;
+    c[CTRL.qcodeRow >> 2] = shape.codeBytesPerRow;
+    this.runJob(w.outFeatures, inF * w.outFeatures * rows >= this.parallelMin && w.outFeatures > 1, 1, this.packed);
+  }
+
+  /**
    * Causal attention (Backend.attention) in the kernels, spread over threads by (row, head); false (the
    * backend's loop then runs) for head widths that are not a multiple of 4.
    */
@@ -239,7 +285,7 @@ export class WasmMatmul implements CpuMatmul {
    * Runs the job in the control block over `items` (output features, or attention items), in chunks that
    * are multiples of `align` (the int8 kernels take four weight rows at a time).
    */
-  private runJob(items: number, worthSplitting: boolean, align = 1): void {
+  private runJob(items: number, worthSplitting: boolean, align = 1, kernels: Pick<Kernels, "run"> = this.kernels): void {
     const c = this.ctl;
     const parallel = worthSplitting && this.pool !== undefined && this.pool.available;
     const even = Math.ceil(items / Math.min(this.threads * CHUNKS_PER_THREAD, MAX_CHUNKS));
@@ -249,11 +295,11 @@ export class WasmMatmul implements CpuMatmul {
     c[CTRL.chunk >> 2] = chunk;
     c[CTRL.nChunks >> 2] = nChunks;
     if (parallel) {
-      this.pool!.run(nChunks, (tag) => this.kernels.run(this.ctrl, tag, 0));
+      this.pool!.run(nChunks, (tag) => kernels.run(this.ctrl, tag, 0));
     } else {
       // tag 0: workers never claim chunks of it, even one still waking from an earlier job
       Atomics.store(c, CTRL.next >> 2, 0);
-      this.kernels.run(this.ctrl, 0, 0);
+      kernels.run(this.ctrl, 0, 0);
     }
   }
 

@@ -33,8 +33,10 @@ export const CTRL = {
   pos0: 256, heads: 260, kvHeads: 264, headDim: 268, scale: 272,
   /** sparse-bitmap jobs (kinds 8..10): the swizzle pattern table (src/sparse/cpu-table.ts) */
   sparseTable: 276,
+  /** packed-format jobs (kind 11, packed-kernels.wat): see wasm-packed.ts */
+  qfmt: 320, qgroup: 324, qscales: 328, qtensorScale: 332, qtables: 336, qxstride: 340, qscaleRow: 344, qcodeRow: 348,
 } as const;
-export const CTRL_BYTES = 320;
+export const CTRL_BYTES = 352;
 /** How long the pool sits out after a stalled job (see SpinOptions.stallMs). */
 const PAUSE_MS = 20;
 /** Most chunks one job may have (the 12-bit index field; 0xfff marks a closed job). */
@@ -67,6 +69,8 @@ export interface WorkerInit {
   errors: MessagePort;
   /** this worker's thread index (1..size; the caller is 0) */
   index: number;
+  /** packed-kernels.wat, which runs the jobs of kind 8 */
+  packedModule?: WebAssembly.Module;
 }
 
 export class WorkerPool {
@@ -88,6 +92,7 @@ export class WorkerPool {
   /** Starts `size` workers (size >= 1) and resolves when each has instantiated the module. */
   static async start(
     size: number, module: WebAssembly.Module, memory: WebAssembly.Memory, ctrl: number, spin: SpinOptions = {},
+    packedModule?: WebAssembly.Module,
   ): Promise<WorkerPool> {
     const { Worker, MessageChannel, receiveMessageOnPort } = await import("node:worker_threads");
     const ctl = new Int32Array(memory.buffer, ctrl, CTRL_BYTES / 4);
@@ -97,7 +102,7 @@ export class WorkerPool {
     try {
       await Promise.all(Array.from({ length: size }, (_, i) => {
         const channel = new MessageChannel();
-        const init: WorkerInit = { module, memory, ctrl, spinMs: spin.workerSpinMs ?? 0.25, errors: channel.port2, index: i + 1 };
+        const init: WorkerInit = { module, memory, ctrl, spinMs: spin.workerSpinMs ?? 0.25, errors: channel.port2, index: i + 1, ...(packedModule ? { packedModule } : {}) };
         const worker = new Worker(url, { workerData: init, transferList: [channel.port2] });
         workers.push(worker);
         errorPorts.push(channel.port1);
