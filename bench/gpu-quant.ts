@@ -31,7 +31,7 @@ import type { GpuWeight } from "../src/backend/webgpu/weights.js";
 import { chunkElems, gemvKernel, gemvRows, gemvSplit, xMode } from "../src/backend/webgpu/kernels/matmul.js";
 import { f32bits, grid } from "../src/backend/webgpu/kernel.js";
 import type { ActivationPath } from "../src/backend/webgpu/quantized-x.js";
-import { QUANT_X_GROUP, TILE_BLOCKS, quantXKernel } from "../src/backend/webgpu/kernels/gemv-i8.js";
+import { GEMV_I8_ROWS, GEMV_I8_UNROLL, QUANT_X_BLOCKS, TILE_BLOCKS, gemvI8Kernel, quantXKernel } from "../src/backend/webgpu/kernels/gemv-i8.js";
 import { LlamaModel, expectedShape, expectedTensorNames } from "../src/model/llama.js";
 import type { ModelConfig } from "../src/model/config.js";
 import { quantFormat } from "../src/quant/formats.js";
@@ -53,7 +53,7 @@ const MODELS: Record<string, { dim: number; layers: number; ffn: number; heads: 
 
 interface GemvRow { activations?: ActivationPath; quantXUs?: number; shape: string; out: number; in: number; format: DType; bitsPerWeight: number; mib: number; us: number; timed: "timestamps" | "wall"; gbs: number; ofCopy: number; vsF16?: number }
 /** One GEMV tuning variant: rows per team R, split S, unroll U, pipelined loads. */
-interface TuneRow { shape: string; format: DType; R: number; S: number; U: number; pipeline: boolean; us: number; ofCopy: number; isDefault: boolean }
+interface TuneRow { activations?: ActivationPath; shape: string; format: DType; R: number; S: number; U: number; pipeline: boolean; us: number; ofCopy: number; isDefault: boolean }
 interface DecodeRow { activations?: ActivationPath; model: string; format: DType; head: string; weightGB: number; tokS: Spread; prefillTokS: Spread; rooflineTokS: number; ofRoofline: number; vsQ4_0?: number; vsF16?: number }
 interface Report {
   bench: "gpu-quant";
@@ -194,6 +194,8 @@ const gpuBytes = (w: GpuWeight) => w.parts.reduce((s, p) => s + p.data.size + (p
 const log = (s: string) => process.stderr.write(`${s}\n`);
 
 /** (R, U, pipeline) variants the tuning table measures; S is the default split for R. */
+/** int8-activation GEMV variants [R, S, U] (S = 0: gemvSplit's default). */
+const TUNE_I8_VARIANTS: [number, number, number][] = [[1, 1, 1], [2, 0, 1], [4, 0, 1], [8, 0, 1], [2, 1, 1], [4, 1, 1], [2, 0, 2], [4, 0, 2], [2, 1, 2], [1, 1, 4]];
 const TUNE_VARIANTS: [number, number, boolean][] = [[1, 1, false], [2, 1, false], [4, 1, false], [8, 1, false], [2, 2, false], [4, 2, false], [2, 1, true], [4, 1, true]];
 
 function parseShapes(list: string, flag: string): [number, number][] {
@@ -238,6 +240,26 @@ async function tuneSection(b: WebGpuBackend, copy: CopyBandwidth): Promise<TuneR
         rows.push({ shape: `${outF}x${inF}`, format, R, S, U, pipeline, us: ms * 1e3, ofCopy: bytes / ms / 1e6 / copy.gbs, isDefault });
         log(`tune ${outF}x${inF} ${format.padEnd(12)} R=${R} S=${S} U=${U} pipeline=${pipeline ? 1 : 0}: ${(ms * 1e3).toFixed(1)} us, ${((bytes / ms / 1e6 / copy.gbs) * 100).toFixed(0)}% of copy`);
       }
+      if ((format === "q8_0" || format === "q4_0") && actModes.includes("int8")) {
+        // the int8-activation GEMV's variants, on x quantized once
+        const blocks = inF / 32;
+        const xq = b.activation(1, inF) as GpuTensor, xs = b.activation(1, inF) as GpuTensor;
+        b.recorder.dispatch(quantXKernel(format), [blocks, Math.floor(blocks / TILE_BLOCKS[format])], [x.buf, xq.buf, xs.buf], grid(Math.ceil(blocks / QUANT_X_BLOCKS)));
+        for (const [R, S0, U] of smoke ? TUNE_I8_VARIANTS.slice(0, 2) : TUNE_I8_VARIANTS) {
+          const S = S0 || gemvSplit(sg, R);
+          const k = gemvI8Kernel(format, sg, R, S, U);
+          const t = await measure(b, `matmul.gemv.${format}`, ITERS, (i) => {
+            const w = ws[i % copies]!;
+            for (const part of w.parts) b.recorder.dispatch(k, [part.rows, inF, part.rowStart, w.blocks], [xq.buf, xs.buf, part.data, part.scales!, out.buf], grid(Math.ceil(part.rows / gemvRows(sg, R, S))));
+          });
+          const ms = Number.isFinite(t.gpu) ? t.gpu : t.wall;
+          const isDefault = R === GEMV_I8_ROWS[format] && S === gemvSplit(sg, R) && U === GEMV_I8_UNROLL[format];
+          rows.push({ activations: "int8", shape: `${outF}x${inF}`, format, R, S, U, pipeline: false, us: ms * 1e3, ofCopy: bytes / ms / 1e6 / copy.gbs, isDefault });
+          log(`tune ${outF}x${inF} ${format}/int8 R=${R} S=${S} U=${U}: ${(ms * 1e3).toFixed(1)} us, ${((bytes / ms / 1e6 / copy.gbs) * 100).toFixed(0)}% of copy`);
+        }
+        b.pool.destroy(xq.buf);
+        b.pool.destroy(xs.buf);
+      }
       for (const w of ws) for (const p of w.parts) { b.pool.destroy(p.data); if (p.scales) b.pool.destroy(p.scales); }
       b.pool.destroy(x.buf);
       b.pool.destroy(out.buf);
@@ -267,7 +289,7 @@ async function gemvSection(b: WebGpuBackend, copy: CopyBandwidth): Promise<GemvR
         const fmt = format as "q8_0" | "q4_0";
         const blocks = inF / 32;
         const q = b.activation(1, inF) as GpuTensor, sx = b.activation(1, inF) as GpuTensor;
-        const tq = await measure(b, "matmul.quantx", ITERS, () => b.recorder.dispatch(quantXKernel(fmt), [blocks, Math.floor(blocks / TILE_BLOCKS[fmt])], [x.buf, q.buf, sx.buf], grid(Math.ceil(blocks / QUANT_X_GROUP))));
+        const tq = await measure(b, "matmul.quantx", ITERS, () => b.recorder.dispatch(quantXKernel(fmt), [blocks, Math.floor(blocks / TILE_BLOCKS[fmt])], [x.buf, q.buf, sx.buf], grid(Math.ceil(blocks / QUANT_X_BLOCKS))));
         quantXUs = (Number.isFinite(tq.gpu) ? tq.gpu : tq.wall) * 1e3;
         b.pool.destroy(q.buf);
         b.pool.destroy(sx.buf);
@@ -401,7 +423,7 @@ function markdown(rep: Report): string {
     parts.push(`\nGEMV tuning variants (same timing): R = weight rows per 32-lane team, S = teams splitting a row's K, U = 16-byte loads in flight per lane and row, pipelined = next step's loads issued before this step's math; * = the backend's default.\n`);
     parts.push(markdownTable(
       ["shape", "format", "R", "S", "U", "pipelined", "µs", "of copy"],
-      rep.tune.map((r) => [r.shape, r.format, `${r.R}${r.isDefault ? "*" : ""}`, r.S, r.U, r.pipeline ? "yes" : "no", r.us.toFixed(1), pct(r.ofCopy)]),
+      rep.tune.map((r) => [r.shape, r.format + (r.activations ? ` (${r.activations} x)` : ""), `${r.R}${r.isDefault ? "*" : ""}`, r.S, r.U, r.pipeline ? "yes" : "no", r.us.toFixed(1), pct(r.ofCopy)]),
       [false, false, true, true, true, false, true, true],
     ));
   }

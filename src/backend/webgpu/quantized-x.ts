@@ -7,7 +7,7 @@
 import type { Buf, BufferPool } from "./buffers.js";
 import type { Kernel } from "./kernel.js";
 import { grid } from "./kernel.js";
-import { QUANT_X_GROUP, TILE_BLOCKS, quantXBytes, quantXKernel, type BlockFormat } from "./kernels/gemv-i8.js";
+import { QUANT_X_BLOCKS, TILE_BLOCKS, quantXBytes, quantXKernel, type BlockFormat } from "./kernels/gemv-i8.js";
 
 /** How batch-1 q8_0/q4_0 matmuls treat activations (as the CPU backend's option of the same name). */
 export type ActivationPath = "f32" | "int8";
@@ -41,7 +41,7 @@ export class QuantizedX {
     }
     if (!fresh || !this.held) {
       const blocks = K / 32;
-      this.run(quantXKernel(format), [blocks, Math.floor(blocks / TILE_BLOCKS[format])], [x, this.quants, this.scales], grid(Math.ceil(blocks / QUANT_X_GROUP)));
+      this.run(quantXKernel(format), [blocks, Math.floor(blocks / TILE_BLOCKS[format])], [x, this.quants, this.scales], grid(Math.ceil(blocks / QUANT_X_BLOCKS)));
       this.held = { buf: x.id, offset: x.offset ?? 0, K, format, dispatches: dispatches + 1, submissions };
     }
     return [this.quants, this.scales];

@@ -13,8 +13,10 @@ import { after, test } from "node:test";
 import assert from "node:assert/strict";
 import { decodeRow } from "../../../src/backend/cpu/reference.js";
 import type { GpuTensor, WebGpuBackend } from "../../../src/backend/webgpu/webgpu-backend.js";
-import { QUANT_X_GROUP, TILE_BLOCKS, quantXKernel, type BlockFormat } from "../../../src/backend/webgpu/kernels/gemv-i8.js";
+import { QUANT_X_BLOCKS, TILE_BLOCKS, gemvI8Kernel, quantXKernel, type BlockFormat } from "../../../src/backend/webgpu/kernels/gemv-i8.js";
 import { grid } from "../../../src/backend/webgpu/kernel.js";
+import type { Buf } from "../../../src/backend/webgpu/buffers.js";
+import { gemvRows } from "../../../src/backend/webgpu/kernels/matmul.js";
 import { f16ToF32 } from "../../../src/tensor/half.js";
 import type { RawTensor } from "../../../src/tensor/raw.js";
 import { Rng, openOrSkip, randomWeight, tensorOf } from "./helpers.js";
@@ -39,12 +41,12 @@ function activations(K: number, rng: Rng): Float32Array {
 }
 
 /** The GPU's quantization of x for `format`, read back: quants as int8 (x's order), scales by block. */
-async function quantized(g: WebGpuBackend, x: GpuTensor, K: number, format: BlockFormat): Promise<{ q: Int8Array; s: Float32Array }> {
+async function quantized(g: WebGpuBackend, x: GpuTensor, K: number, format: BlockFormat): Promise<{ q: Int8Array; s: Float32Array; bufs: [Buf, Buf] }> {
   const blocks = K / 32;
   const tiles = Math.floor(blocks / TILE_BLOCKS[format]);
   const xq = g.activation(1, K / 4);
   const xs = g.activation(1, Math.ceil(blocks / 8) * 8);
-  g.recorder.dispatch(quantXKernel(format), [blocks, tiles], [x.buf, xq.buf, xs.buf], grid(Math.ceil(blocks / QUANT_X_GROUP)));
+  g.recorder.dispatch(quantXKernel(format), [blocks, tiles], [x.buf, xq.buf, xs.buf], grid(Math.ceil(blocks / QUANT_X_BLOCKS)));
   const q = new Int8Array((await g.read(xq)).buffer);
   const sp = await g.read(xs);
   // undo the tile order of the scales
@@ -55,7 +57,7 @@ async function quantized(g: WebGpuBackend, x: GpuTensor, K: number, format: Bloc
     const bt = b % TB;
     s[b] = sp[t < tiles ? t * TB + (TB / 4) * (bt & 3) + (bt >> 2) : b]!;
   }
-  return { q, s };
+  return { q, s, bufs: [xq.buf, xs.buf] };
 }
 
 const f = Math.fround;
@@ -117,9 +119,17 @@ test("int8 activations: x quantized by the CPU's rule; GEMV exact on that x; wit
         const wt = g.upload(raw);
         const out = g.activation(1, N);
         g.matmul(out, x, wt);
-        const got = await g.read(out);
+        const results: [string, Float32Array][] = [["backend default", await g.read(out)]];
+        // tuning variants [R, S, U] on the read-back x's buffers
+        const sg = g.gpu.subgroupMinSize;
+        for (const [R, S, U] of g === gpu ? [[1, 1, 4], [4, 2, 2]] : [[2, 1, 2]]) {
+          for (const part of wt.parts) {
+            g.recorder.dispatch(gemvI8Kernel(format, sg, R, S, U), [part.rows, K, part.rowStart, wt.blocks], [...xq.bufs, part.data, part.scales!, out.buf], grid(Math.ceil(part.rows / gemvRows(sg, R, S))));
+          }
+          results.push([`R=${R} S=${S} U=${U}`, await g.read(out)]);
+        }
         const blocks = K / 32;
-        for (let o = 0; o < N; o++) {
+        for (const [variant, got] of results) for (let o = 0; o < N; o++) {
           let exact = 0, mag = 0, quantErr = 0, f32exact = 0, f32mag = 0;
           const w = new Float32Array(K);
           decodeRow(format, raw.data, o, K, w);
@@ -137,7 +147,7 @@ test("int8 activations: x quantized by the CPU's rule; GEMV exact on that x; wit
             }
           }
           const tight = (blocks + 16) * 2 ** -23 * mag;
-          assert.ok(Math.abs(got[o]! - exact) <= tight, `${what} (${wt.parts.length} parts): out[${o}] = ${got[o]}, int8 oracle ${exact}, bound ${tight}`);
+          assert.ok(Math.abs(got[o]! - exact) <= tight, `${what} ${variant} (${wt.parts.length} parts): out[${o}] = ${got[o]}, int8 oracle ${exact}, bound ${tight}`);
           const bound = quantErr + tight + (K + 8) * 2 ** -24 * f32mag;
           assert.ok(Math.abs(got[o]! - f32exact) <= bound, `${what}: out[${o}] = ${got[o]} vs f32 product ${f32exact}, quantization bound ${bound}`);
         }
@@ -146,7 +156,7 @@ test("int8 activations: x quantized by the CPU's rule; GEMV exact on that x; wit
         g.matmul(out, x, wt);
         const f32out = await g.read(out);
         g.activations = "int8";
-        assert.ok(f32out.some((v, o) => v !== got[o]), `${what}: the f32 and int8 paths gave identical results`);
+        assert.ok(f32out.some((v, o) => v !== results[0]![1][o]), `${what}: the f32 and int8 paths gave identical results`);
       }
     }
   }

@@ -27,9 +27,13 @@ export const TILE_BLOCKS: Record<BlockFormat, number> = { q8_0: 16, q4_0: 32 };
 
 /** Rows per team for the int8-activation GEMV (the f32 path's defaults; not yet tuned on a GPU). */
 export const GEMV_I8_ROWS: Record<BlockFormat, number> = { q8_0: 4, q4_0: 2 };
+/** Tile slots a lane loads before it computes (1: one at a time). */
+export const GEMV_I8_UNROLL: Record<BlockFormat, number> = { q8_0: 1, q4_0: 1 };
 
 const GEMV_THREADS = 256;
 export const QUANT_X_GROUP = 64;
+/** Blocks one quantXKernel workgroup quantizes (8 threads a block). */
+export const QUANT_X_BLOCKS = QUANT_X_GROUP / 8;
 
 /** Bytes of the int8 quants and of the f32 scales for K elements (scales padded to whole vec4 pairs). */
 export function quantXBytes(K: number): { quants: number; scales: number } {
@@ -39,8 +43,9 @@ export function quantXBytes(K: number): { quants: number; scales: number } {
 
 /**
  * Quantizes x [1, K] (K a multiple of 32) to int8 blocks for `format`'s tile order. Params: blocks, tiles
- * (whole weight tiles a row). Bindings: x (vec4 f32), quants (8 u32 a block), scales (f32). Grid:
- * ceil(blocks / QUANT_X_GROUP).
+ * (whole weight tiles a row). Bindings: x (vec4 f32), quants (u32, 4 a word), scales (f32). Eight threads
+ * take a block, a vec4 each (one thread a block left the GPU mostly idle: 8-20 µs on an H200), and find
+ * the block's amax through workgroup memory. Grid: ceil(blocks / QUANT_X_BLOCKS).
  */
 export function quantXKernel(format: BlockFormat): Kernel {
   const TB = TILE_BLOCKS[format];
@@ -50,36 +55,36 @@ export function quantXKernel(format: BlockFormat): Kernel {
 struct P { blocks: u32, tiles: u32 }
 @group(0) @binding(0) var<uniform> p: P;
 @group(0) @binding(1) var<storage, read> x: array<vec4<f32>>;
-@group(0) @binding(2) var<storage, read_write> xq: array<vec4<u32>>;
+@group(0) @binding(2) var<storage, read_write> xq: array<u32>;
 @group(0) @binding(3) var<storage, read_write> xs: array<f32>;
-
-fn pack(v: vec4<f32>, inv: f32) -> u32 {
-  let q = vec4<i32>(clamp(round(v * inv), vec4<f32>(-127.0), vec4<f32>(127.0)));
-  let b = bitcast<vec4<u32>>(q) & vec4<u32>(0xffu);
-  return b.x | (b.y << 8u) | (b.z << 16u) | (b.w << 24u);
-}
+var<workgroup> mx: array<f32, ${QUANT_X_GROUP}>;
 
 @compute @workgroup_size(${QUANT_X_GROUP})
 fn main(${ENTRY_ARGS}) {
-  let b = ${GROUP_INDEX} * ${QUANT_X_GROUP}u + lid;
+  let b = ${GROUP_INDEX} * ${QUANT_X_BLOCKS}u + lid / 8u;
+  let j = lid % 8u;
+  var v = vec4<f32>(0.0);
+  if (b < p.blocks) { v = x[b * 8u + j]; }
+  let m = abs(v);
+  mx[lid] = max(max(m.x, m.y), max(m.z, m.w));
+  workgroupBarrier();
+  let g = lid & ~7u;
+  var amax = mx[g];
+  for (var i = 1u; i < 8u; i++) { amax = max(amax, mx[g + i]); }
   if (b >= p.blocks) { return; }
-  var v: array<vec4<f32>, 8>;
-  var m = vec4<f32>(0.0);
-  for (var i = 0u; i < 8u; i++) {
-    v[i] = x[b * 8u + i];
-    m = max(m, abs(v[i]));
-  }
-  let amax = max(max(m.x, m.y), max(m.z, m.w));
   let inv = select(0.0, 127.0 / amax, amax > 0.0);
-  xq[2u * b] = vec4<u32>(pack(v[0], inv), pack(v[1], inv), pack(v[2], inv), pack(v[3], inv));
-  xq[2u * b + 1u] = vec4<u32>(pack(v[4], inv), pack(v[5], inv), pack(v[6], inv), pack(v[7], inv));
-  let t = b / ${TB}u;
-  var at = b;
-  if (t < p.tiles) {
-    let bt = b % ${TB}u;
-    at = t * ${TB}u + ${TB / 4}u * (bt & 3u) + (bt >> 2u);
+  let q = vec4<i32>(clamp(round(v * inv), vec4<f32>(-127.0), vec4<f32>(127.0)));
+  let u = bitcast<vec4<u32>>(q) & vec4<u32>(0xffu);
+  xq[b * 8u + j] = u.x | (u.y << 8u) | (u.z << 16u) | (u.w << 24u);
+  if (j == 0u) {
+    let t = b / ${TB}u;
+    var at = b;
+    if (t < p.tiles) {
+      let bt = b % ${TB}u;
+      at = t * ${TB}u + ${TB / 4}u * (bt & 3u) + (bt >> 2u);
+    }
+    xs[at] = amax / 127.0;
   }
-  xs[at] = amax / 127.0;
 }`,
     bindings: ["read", "write", "write"],
   }));
@@ -136,14 +141,14 @@ fn rscale(e: u32) -> f32 { return unpack2x16float(sc[e >> 3u][(e >> 1u) & 3u])[e
  * (kernels/matmul.ts), one load in flight per lane and row. Params: n, k, o0, blocks. Bindings: x quants
  * (u32), x scales (vec4 f32), weight quants, weight scales, out. Grid: ceil(n / gemvRows(sg, R, S)).
  */
-export function gemvI8Kernel(format: BlockFormat, sg: number, rowsPerTeam = GEMV_I8_ROWS[format], split = gemvSplit(sg, rowsPerTeam)): Kernel {
+export function gemvI8Kernel(format: BlockFormat, sg: number, rowsPerTeam = GEMV_I8_ROWS[format], split = gemvSplit(sg, rowsPerTeam), unroll = GEMV_I8_UNROLL[format]): Kernel {
   const team = gemvTeam(sg);
   const teams = GEMV_THREADS / team;
   const viaSubgroup = sg > 1;
-  const [R, S] = [rowsPerTeam, split];
+  const [R, S, U] = [rowsPerTeam, split, unroll];
   if (!(S >= 1 && (S & (S - 1)) === 0 && teams % S === 0)) throw new Error(`GEMV split ${S} must be a power of two dividing ${teams} teams`);
-  if (!(R >= 1)) throw new Error(`GEMV rows per team ${R} must be at least 1`);
-  return memoKernel(`gemvi8.${format}.${team}.${+viaSubgroup}.${R}.${S}`, () => {
+  if (!(R >= 1 && U >= 1)) throw new Error(`GEMV rows per team ${R} and unroll ${U} must be at least 1`);
+  return memoKernel(`gemvi8.${format}.${team}.${+viaSubgroup}.${R}.${S}.${U}`, () => {
     const f = formatFns(format);
     const rows = Array.from({ length: R }, (_, j) => j);
     const each = (fn: (j: number) => string, sep = "\n    ") => rows.map(fn).join(sep);
@@ -220,11 +225,24 @@ fn main(${ENTRY_ARGS}) {
     ${each((j) => `let c${j} = o${j} * ${f.scaleRow};`)}
     let slots = ${f.slots};
     let tileSlots = ${f.tileSlots};
-    for (var s = kp * TEAM + lane; s < tileSlots; s += TEAM * S) {
+    var s = kp * TEAM + lane;
+    ${U > 1 ? `// U slots a lane at once: every weight load of the step issued before any is used
+    while (s + ${(U - 1)}u * TEAM * S < tileSlots) {
+      ${Array.from({ length: U }, (_, u) => each((j) => `let q${j}_${u} = w[w${j} + s + ${u}u * TEAM * S]; let sc${j}_${u} = sc[c${j} + ((s + ${u}u * TEAM * S) >> 3u)];`, "\n      ")).join("\n      ")}
+      ${Array.from({ length: U }, (_, u) => `{
+        let s = s + ${u}u * TEAM * S;
+        ${xTile}
+        ${tileScales}
+        ${each((j) => `acc${j} += tdot(q${j}_${u}, sc${j}_${u}, ${tileArgs}, xw);`, "\n        ")}
+      }`).join("\n      ")}
+      s += ${U}u * TEAM * S;
+    }` : ""}
+    while (s < tileSlots) {
       ${each((j) => `let q${j} = w[w${j} + s]; let sc${j} = sc[c${j} + (s >> 3u)];`, "\n      ")}
       ${xTile}
       ${tileScales}
       ${each((j) => `acc${j} += tdot(q${j}, sc${j}, ${tileArgs}, xw);`, "\n      ")}
+      s += TEAM * S;
     }
     for (var s = tileSlots + kp * TEAM + lane; s < slots; s += TEAM * S) {
       ${xRest}
