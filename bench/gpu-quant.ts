@@ -6,7 +6,7 @@
  *
  *   node dist/bench/gpu-quant.js --out DIR [--formats f16,q8_0,q4_0,int8,...] [--shapes 8192x8192,4096x14336]
  *        [--models llama-3.2-1b,llama-3.1-8b] [--iters 50] [--decode 32] [--repeats 3] [--prompt 64]
- *        [--head same|f16] [--tune q4_0,fp4,razer,...] [--tune-shapes 8192x8192] [--no-gemv] [--no-decode] [--smoke]
+ *        [--activations int8,f32] [--head same|f16] [--tune q4_0,fp4,razer,...] [--tune-shapes 8192x8192] [--no-gemv] [--no-decode] [--smoke]
  *   node dist/bench/gpu-quant.js --from-json DIR/gpu-quant.json --write-doc docs/quantization.md [--out DIR]
  *
  * GEMV: `out x in` shapes; each format's weight is cycled through enough copies (>= 192 MiB) that every call
@@ -19,6 +19,8 @@
  * steps, then --decode timed greedy steps (pipelined as generate() runs them: each step one submission,
  * recorded while the GPU runs the previous one, returning the token id); median of
  * --repeats runs. Roofline = (weights + KV cache read) / copy bandwidth.
+ * --activations: the paths timed for q8_0/q4_0 (both by default, in that order): int8 quantizes x per
+ * 32-block and uses integer dot products (the backend default); f32 is the exact path. Rows say which.
  * --smoke: tiny shapes and iterations, to check the whole path on any adapter (SwiftShader included).
  */
 import { parseArgs } from "node:util";
@@ -28,6 +30,8 @@ import { createWebGpuBackend, type GpuTensor, type WebGpuBackend } from "../src/
 import type { GpuFormat, GpuWeight } from "../src/backend/webgpu/weights.js";
 import { chunkElems, gemvKernel, gemvRows, gemvSplit, xMode } from "../src/backend/webgpu/kernels/matmul.js";
 import { f32bits, grid } from "../src/backend/webgpu/kernel.js";
+import type { ActivationPath } from "../src/backend/webgpu/quantized-x.js";
+import { GEMV_I8_ROWS, GEMV_I8_UNROLL, QUANT_X_BLOCKS, TILE_BLOCKS, gemvI8Kernel, quantXKernel } from "../src/backend/webgpu/kernels/gemv-i8.js";
 import { LlamaModel, expectedShape, expectedTensorNames } from "../src/model/llama.js";
 import type { ModelConfig } from "../src/model/config.js";
 import { quantFormat } from "../src/quant/formats.js";
@@ -47,10 +51,10 @@ const MODELS: Record<string, { dim: number; layers: number; ffn: number; heads: 
   smoke: { dim: 256, layers: 2, ffn: 640, heads: 4, kvHeads: 2, vocab: 1000, tied: false },
 };
 
-interface GemvRow { shape: string; out: number; in: number; format: DType; bitsPerWeight: number; mib: number; us: number; timed: "timestamps" | "wall"; gbs: number; ofCopy: number; vsF16?: number }
+interface GemvRow { activations?: ActivationPath; quantXUs?: number; shape: string; out: number; in: number; format: DType; bitsPerWeight: number; mib: number; us: number; timed: "timestamps" | "wall"; gbs: number; ofCopy: number; vsF16?: number }
 /** One GEMV tuning variant: rows per team R, split S, unroll U, pipelined loads. */
-interface TuneRow { shape: string; format: DType; R: number; S: number; U: number; pipeline: boolean; us: number; ofCopy: number; isDefault: boolean }
-interface DecodeRow { model: string; format: DType; head: string; weightGB: number; tokS: Spread; prefillTokS: Spread; rooflineTokS: number; ofRoofline: number; vsQ4_0?: number; vsF16?: number }
+interface TuneRow { activations?: ActivationPath; shape: string; format: DType; R: number; S: number; U: number; pipeline: boolean; us: number; ofCopy: number; isDefault: boolean }
+interface DecodeRow { activations?: ActivationPath; model: string; format: DType; head: string; weightGB: number; tokS: Spread; prefillTokS: Spread; rooflineTokS: number; ofRoofline: number; vsQ4_0?: number; vsF16?: number }
 interface Report {
   bench: "gpu-quant";
   device: string;
@@ -66,6 +70,7 @@ interface Report {
 const { values: a } = parseArgs({
   options: {
     out: { type: "string" },
+    activations: { type: "string", default: "int8,f32" },
     formats: { type: "string", default: ["f16", "q8_0", "q4_0", ...PACKED_DTYPES].join(",") },
     shapes: { type: "string", default: "8192x8192,4096x14336,14336x4096" },
     models: { type: "string", default: "llama-3.2-1b,llama-3.1-8b" },
@@ -95,6 +100,10 @@ const formats = a.formats!.split(",").map((f) => {
   return f;
 });
 if (!formats.includes("f16")) formats.unshift("f16"); // the anchor of every speedup
+const actModes = a.activations!.split(",").filter((m) => m) as ActivationPath[];
+for (const m of actModes) if (m !== "int8" && m !== "f32") throw new Error(`--activations: "${m}" is not int8 or f32`);
+/** The activation paths to time for a format: both (as listed) for q8_0/q4_0, none (the only path) for others. */
+const modesOf = (f: DType): (ActivationPath | undefined)[] => (f === "q8_0" || f === "q4_0" ? actModes : [undefined]);
 const shapes = parseShapes(smoke ? "64x1024,96x2048" : a.shapes!, "--shapes");
 const models = (smoke ? "smoke" : a.models!).split(",").filter((m) => m).map((m) => {
   if (!MODELS[m]) throw new Error(`--models: unknown "${m}" (known: ${Object.keys(MODELS).join(", ")})`);
@@ -185,6 +194,8 @@ const gpuBytes = (w: GpuWeight) => w.parts.reduce((s, p) => s + p.data.size + (p
 const log = (s: string) => process.stderr.write(`${s}\n`);
 
 /** (R, U, pipeline) variants the tuning table measures; S is the default split for R. */
+/** int8-activation GEMV variants [R, S, U] (S = 0: gemvSplit's default). */
+const TUNE_I8_VARIANTS: [number, number, number][] = [[1, 1, 1], [2, 0, 1], [4, 0, 1], [8, 0, 1], [2, 1, 1], [4, 1, 1], [2, 0, 2], [4, 0, 2], [2, 1, 2], [1, 1, 4]];
 const TUNE_VARIANTS: [number, number, boolean][] = [[1, 1, false], [2, 1, false], [4, 1, false], [8, 1, false], [2, 2, false], [4, 2, false], [2, 1, true], [4, 1, true]];
 
 function parseShapes(list: string, flag: string): [number, number][] {
@@ -229,6 +240,26 @@ async function tuneSection(b: WebGpuBackend, copy: CopyBandwidth): Promise<TuneR
         rows.push({ shape: `${outF}x${inF}`, format, R, S, U, pipeline, us: ms * 1e3, ofCopy: bytes / ms / 1e6 / copy.gbs, isDefault });
         log(`tune ${outF}x${inF} ${format.padEnd(12)} R=${R} S=${S} U=${U} pipeline=${pipeline ? 1 : 0}: ${(ms * 1e3).toFixed(1)} us, ${((bytes / ms / 1e6 / copy.gbs) * 100).toFixed(0)}% of copy`);
       }
+      if ((format === "q8_0" || format === "q4_0") && actModes.includes("int8")) {
+        // the int8-activation GEMV's variants, on x quantized once
+        const blocks = inF / 32;
+        const xq = b.activation(1, inF) as GpuTensor, xs = b.activation(1, inF) as GpuTensor;
+        b.recorder.dispatch(quantXKernel(format), [blocks, Math.floor(blocks / TILE_BLOCKS[format])], [x.buf, xq.buf, xs.buf], grid(Math.ceil(blocks / QUANT_X_BLOCKS)));
+        for (const [R, S0, U] of smoke ? TUNE_I8_VARIANTS.slice(0, 2) : TUNE_I8_VARIANTS) {
+          const S = S0 || gemvSplit(sg, R);
+          const k = gemvI8Kernel(format, sg, R, S, U);
+          const t = await measure(b, `matmul.gemv.${format}`, ITERS, (i) => {
+            const w = ws[i % copies]!;
+            for (const part of w.parts) b.recorder.dispatch(k, [part.rows, inF, part.rowStart, w.blocks], [xq.buf, xs.buf, part.data, part.scales!, out.buf], grid(Math.ceil(part.rows / gemvRows(sg, R, S))));
+          });
+          const ms = Number.isFinite(t.gpu) ? t.gpu : t.wall;
+          const isDefault = R === GEMV_I8_ROWS[format] && S === gemvSplit(sg, R) && U === GEMV_I8_UNROLL[format];
+          rows.push({ activations: "int8", shape: `${outF}x${inF}`, format, R, S, U, pipeline: false, us: ms * 1e3, ofCopy: bytes / ms / 1e6 / copy.gbs, isDefault });
+          log(`tune ${outF}x${inF} ${format}/int8 R=${R} S=${S} U=${U}: ${(ms * 1e3).toFixed(1)} us, ${((bytes / ms / 1e6 / copy.gbs) * 100).toFixed(0)}% of copy`);
+        }
+        b.pool.destroy(xq.buf);
+        b.pool.destroy(xs.buf);
+      }
       for (const w of ws) for (const p of w.parts) { b.pool.destroy(p.data); if (p.scales) b.pool.destroy(p.scales); }
       b.pool.destroy(x.buf);
       b.pool.destroy(out.buf);
@@ -249,15 +280,30 @@ async function gemvSection(b: WebGpuBackend, copy: CopyBandwidth): Promise<GemvR
       const x = b.activation(1, inF) as GpuTensor;
       b.gpu.device.queue.writeBuffer(x.buf.buffer, 0, new Float32Array(inF).fill(0.01));
       const out = b.activation(1, outF);
+      for (const act of modesOf(format)) {
+      if (act) b.activations = act;
+      // int8: x is quantized once for all the calls of a submission (the calls share x), timed apart below
       const t = await measure(b, `matmul.gemv.${format}`, ITERS, (i) => b.matmul(out, x, ws[i % copies]!));
+      let quantXUs: number | undefined;
+      if (act === "int8") {
+        const fmt = format as "q8_0" | "q4_0";
+        const blocks = inF / 32;
+        const q = b.activation(1, inF) as GpuTensor, sx = b.activation(1, inF) as GpuTensor;
+        const tq = await measure(b, "matmul.quantx", ITERS, () => b.recorder.dispatch(quantXKernel(fmt), [blocks, Math.floor(blocks / TILE_BLOCKS[fmt])], [x.buf, q.buf, sx.buf], grid(Math.ceil(blocks / QUANT_X_BLOCKS))));
+        quantXUs = (Number.isFinite(tq.gpu) ? tq.gpu : tq.wall) * 1e3;
+        b.pool.destroy(q.buf);
+        b.pool.destroy(sx.buf);
+      }
       const timed = Number.isFinite(t.gpu) ? "timestamps" : "wall";
       const ms = timed === "timestamps" ? t.gpu : t.wall;
       const bytes = gpuBytes(ws[0]!) + (inF + outF) * 4;
       const gbs = bytes / ms / 1e6;
       if (format === "f16") f16Us = ms * 1e3;
-      const row: GemvRow = { shape: `${outF}x${inF}`, out: outF, in: inF, format, bitsPerWeight: bitsPerWeight(format, inF), mib: bytes / 2 ** 20, us: ms * 1e3, timed, gbs, ofCopy: gbs / copy.gbs, vsF16: f16Us / (ms * 1e3) };
+      const row: GemvRow = { ...(act ? { activations: act } : {}), quantXUs, shape: `${outF}x${inF}`, out: outF, in: inF, format, bitsPerWeight: bitsPerWeight(format, inF), mib: bytes / 2 ** 20, us: ms * 1e3, timed, gbs, ofCopy: gbs / copy.gbs, vsF16: f16Us / (ms * 1e3) };
       rows.push(row);
-      log(`gemv ${row.shape.padEnd(11)} ${format.padEnd(12)} ${row.us.toFixed(1).padStart(8)} us ${gbs.toPrecision(3).padStart(6)} GB/s ${(row.ofCopy * 100).toFixed(0).padStart(3)}% of copy ${row.vsF16!.toFixed(2)}x f16`);
+      log(`gemv ${row.shape.padEnd(11)} ${(format + (act ? `/${act}` : "")).padEnd(12)} ${row.us.toFixed(1).padStart(8)} us ${gbs.toPrecision(3).padStart(6)} GB/s ${(row.ofCopy * 100).toFixed(0).padStart(3)}% of copy ${row.vsF16!.toFixed(2)}x f16${quantXUs !== undefined ? ` (+ x quantization ${quantXUs.toFixed(1)} us once per x)` : ""}`);
+      }
+      b.activations = "int8";
       for (const w of ws) for (const p of w.parts) { b.pool.destroy(p.data); if (p.scales) b.pool.destroy(p.scales); }
       b.pool.destroy(x.buf);
       b.pool.destroy((out as GpuTensor).buf);
@@ -304,9 +350,9 @@ async function decodeSection(copy: CopyBandwidth): Promise<DecodeRow[]> {
   for (const name of models) {
     const s = MODELS[name]!;
     const config = randomLlamaConfig({ ...s, hidden: s.ffn, ctx: 2048 });
-    for (const format of formats) {
+    for (const format of formats) for (const act of modesOf(format)) {
       const head: DType = a.head === "f16" ? "f16" : format;
-      const b = await createWebGpuBackend();
+      const b = await createWebGpuBackend(act ? { activations: act } : {});
       try {
         const t0 = performance.now();
         const tensors = new RandomTensors(config, format, head);
@@ -344,8 +390,8 @@ async function decodeSection(copy: CopyBandwidth): Promise<DecodeRow[]> {
         const kv = kvReadBytes(config, PROMPT + 4 + DECODE / 2, 4);
         const rooflineTokS = (copy.gbs * 1e9) / (weightBytes + kv);
         const tokS = spread(dec);
-        rows.push({ model: name, format, head, weightGB: weightBytes / 1e9, tokS, prefillTokS: spread(pre), rooflineTokS, ofRoofline: tokS.median / rooflineTokS });
-        log(`decode ${name} ${format.padEnd(12)} load ${loadS.toFixed(1)} s, ${tokS.median.toFixed(1)} tok/s (${((tokS.median / rooflineTokS) * 100).toFixed(0)}% of roofline), prefill ${spread(pre).median.toFixed(0)} tok/s`);
+        rows.push({ ...(act ? { activations: act } : {}), model: name, format, head, weightGB: weightBytes / 1e9, tokS, prefillTokS: spread(pre), rooflineTokS, ofRoofline: tokS.median / rooflineTokS });
+        log(`decode ${name} ${(format + (act ? `/${act}` : "")).padEnd(12)} load ${loadS.toFixed(1)} s, ${tokS.median.toFixed(1)} tok/s (${((tokS.median / rooflineTokS) * 100).toFixed(0)}% of roofline), prefill ${spread(pre).median.toFixed(0)} tok/s`);
       } finally {
         b.dispose();
       }
@@ -369,7 +415,7 @@ function markdown(rep: Report): string {
     parts.push(`GEMV, batch 1 (out x in), median-of-3 rounds of ${rep.settings.iters} calls, weights cycled through >= 192 MiB of copies; time ${rep.gemv[0]!.timed === "timestamps" ? "from GPU timestamps" : "wall clock"}. Ideal 4-bit speedup over f16 = 16 / bits per weight (3.9x at 4.125).\n`);
     parts.push(markdownTable(
       ["shape", "format", "bits/w", "MiB read", "µs", "GB/s", "of copy", "vs f16"],
-      rep.gemv.map((r) => [r.shape, r.format, r.bitsPerWeight.toFixed(3), r.mib.toFixed(1), r.us.toFixed(1), r.gbs.toFixed(0), pct(r.ofCopy), r.vsF16 ? `${r.vsF16.toFixed(2)}x` : ""]),
+      rep.gemv.map((r) => [r.shape, r.format + (r.activations ? ` (${r.activations} x)` : ""), r.bitsPerWeight.toFixed(3), r.mib.toFixed(1), r.us.toFixed(1), r.gbs.toFixed(0), pct(r.ofCopy), r.vsF16 ? `${r.vsF16.toFixed(2)}x` : ""]),
       [false, false, true, true, true, true, true, true],
     ));
   }
@@ -377,7 +423,7 @@ function markdown(rep: Report): string {
     parts.push(`\nGEMV tuning variants (same timing): R = weight rows per 32-lane team, S = teams splitting a row's K, U = 16-byte loads in flight per lane and row, pipelined = next step's loads issued before this step's math; * = the backend's default.\n`);
     parts.push(markdownTable(
       ["shape", "format", "R", "S", "U", "pipelined", "µs", "of copy"],
-      rep.tune.map((r) => [r.shape, r.format, `${r.R}${r.isDefault ? "*" : ""}`, r.S, r.U, r.pipeline ? "yes" : "no", r.us.toFixed(1), pct(r.ofCopy)]),
+      rep.tune.map((r) => [r.shape, r.format + (r.activations ? ` (${r.activations} x)` : ""), `${r.R}${r.isDefault ? "*" : ""}`, r.S, r.U, r.pipeline ? "yes" : "no", r.us.toFixed(1), pct(r.ofCopy)]),
       [false, false, true, true, true, false, true, true],
     ));
   }
@@ -385,7 +431,7 @@ function markdown(rep: Report): string {
     parts.push(`\nDecode, batch 1, random weights (every matrix in the format; head and embedding: ${rep.settings.head === "f16" ? "f16" : "the same format"}), ${rep.settings.prompt}-token prefill, ${rep.settings.decode} timed greedy steps, median (min–max) of ${rep.settings.repeats}. Roofline = (weights + f32 KV read) / copy bandwidth.\n`);
     parts.push(markdownTable(
       ["model", "format", "weights GB/step", "tokens/s", "of roofline", "vs q4_0", "vs f16", "prefill tok/s"],
-      rep.decode.map((r) => [r.model, r.format, r.weightGB.toFixed(2), `${r.tokS.median.toFixed(1)} (${r.tokS.min.toFixed(1)}–${r.tokS.max.toFixed(1)})`, pct(r.ofRoofline), r.vsQ4_0 ? `${r.vsQ4_0.toFixed(3)}` : "", r.vsF16 ? `${r.vsF16.toFixed(2)}x` : "", r.prefillTokS.median.toFixed(0)]),
+      rep.decode.map((r) => [r.model, r.format + (r.activations ? ` (${r.activations} x)` : ""), r.weightGB.toFixed(2), `${r.tokS.median.toFixed(1)} (${r.tokS.min.toFixed(1)}–${r.tokS.max.toFixed(1)})`, pct(r.ofRoofline), r.vsQ4_0 ? `${r.vsQ4_0.toFixed(3)}` : "", r.vsF16 ? `${r.vsF16.toFixed(2)}x` : "", r.prefillTokS.median.toFixed(0)]),
       [false, false, true, true, true, true, true, true],
     ));
   }

@@ -14,6 +14,8 @@ import type { KernelTime } from "./profiler.js";
 import { GpuWeight, uploadWeight, type GpuFormat } from "./weights.js";
 import { GpuSparseWeight, recordSparseMatmul, uploadSparse } from "./sparse-weight.js";
 import { isSparseDType, type SparseDType } from "../../tensor/dtype.js";
+import { GEMV_I8_ROWS, gemvI8Kernel, type BlockFormat } from "./kernels/gemv-i8.js";
+import { QuantizedX, type ActivationPath } from "./quantized-x.js";
 import { GEMM_TILE, GEMV_ROWS_PER_TEAM, chunkElems, gemvRows, gemmKernel, gemvKernel, xMode } from "./kernels/matmul.js";
 import { ELEMENTWISE_GROUP, addBiasKernel, addKernel, swigluKernel } from "./kernels/elementwise.js";
 import { normThreads, rmsnormKernel } from "./kernels/norm.js";
@@ -65,6 +67,13 @@ export interface WebGpuOptions extends GpuOptions {
   maxBindingBytes?: number;
   /** Weight rows each GEMV thread team computes, per format (benchmarks; defaults in kernels/matmul.ts). */
   gemvRowsPerTeam?: Partial<Record<GpuFormat, number>>;
+  /**
+   * How batch-1 q8_0/q4_0 matmuls treat x: "f32" (default) keeps the exact path; "int8" quantizes it per
+   * 32-block as the CPU backend does and uses integer dot products (kernels/gemv-i8.ts). f32 stays the
+   * default until int8 shows a decode gain on a GPU (docs/gpu-int8-activations.md: 5-12% per GEMV, no
+   * consistent decode gain yet).
+   */
+  activations?: ActivationPath;
 }
 
 /** Opens a device and returns a backend on it. */
@@ -81,6 +90,9 @@ export class WebGpuBackend implements Backend {
   /** Weight rows per GEMV thread team, per format; benchmarks change it between runs. */
   readonly gemvRowsPerTeam: Record<GpuFormat, number>;
   private scratch?: Buf;
+  /** "int8" or "f32" activations for batch-1 q8_0/q4_0 matmuls; benchmarks change it between runs. */
+  activations: ActivationPath;
+  private readonly qx: QuantizedX;
   private readonly result: Buf;
   private disposed = false;
 
@@ -89,6 +101,9 @@ export class WebGpuBackend implements Backend {
     this.recorder = new Recorder(gpu, this.pool, options.profile ?? false);
     this.maxBinding = Math.min(gpu.maxBindingBytes, options.maxBindingBytes ?? Infinity);
     this.gemvRowsPerTeam = { ...GEMV_ROWS_PER_TEAM, ...options.gemvRowsPerTeam };
+    this.activations = options.activations ?? "f32";
+    if (this.activations !== "int8" && this.activations !== "f32") throw new Error(`WebGPU option activations: "${String(this.activations)}" is not "int8" or "f32"`);
+    this.qx = new QuantizedX(this.pool, (k, p, b, g) => this.run(k, p, b, g));
     this.result = this.pool.storage(16, "argmax result");
   }
 
@@ -215,7 +230,13 @@ export class WebGpuBackend implements Backend {
     const K = wt.inFeatures;
     for (const part of wt.parts) {
       const bufs = part.scales ? [xt.buf, part.data, part.scales, o.buf] : [xt.buf, part.data, o.buf];
-      if (n === 1) {
+      if (n === 1 && wt.isBlock && this.activations === "int8") {
+        const [xq, xs] = this.qx.of(xt.buf, K, wt.format as BlockFormat, this.recorder.dispatches, this.recorder.submissions);
+        const sg = this.gpu.subgroupMinSize;
+        const R = GEMV_I8_ROWS[wt.format as BlockFormat];
+        this.run(gemvI8Kernel(wt.format as BlockFormat, sg, R), [part.rows, K, part.rowStart, wt.blocks], [xq, xs, part.data, part.scales!, o.buf], grid(Math.ceil(part.rows / gemvRows(sg, R))));
+        this.qx.keep(this.recorder.dispatches);
+      } else if (n === 1) {
         const sg = this.gpu.subgroupMinSize;
         const R = this.gemvRowsPerTeam[wt.format];
         const k = gemvKernel(wt.format, xMode(wt.format, K), sg, R);

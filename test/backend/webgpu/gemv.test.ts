@@ -20,9 +20,11 @@ import type { RawTensor } from "../../../src/tensor/raw.js";
 import { Rng, openOrSkip, randomWeight, randoms, tensorOf } from "./helpers.js";
 import type { GpuTensor } from "../../../src/backend/webgpu/webgpu-backend.js";
 
-const { gpu, reason } = await openOrSkip();
+// f32 activations: these tests check the layout and the f32 kernels against the exact product (the int8
+// path, the q8_0/q4_0 default, is checked in gemv-i8.test.ts)
+const { gpu, reason } = await openOrSkip({ activations: "f32" });
 // no subgroups (the workgroup-memory reductions), and weights split by rows into several parts
-const plain = gpu ? await openOrSkip({ subgroups: false, maxBindingBytes: 4 * 5216 }) : { gpu: undefined, reason };
+const plain = gpu ? await openOrSkip({ activations: "f32", subgroups: false, maxBindingBytes: 4 * 5216 }) : { gpu: undefined, reason };
 after(() => {
   gpu?.dispose();
   plain.gpu?.dispose();

@@ -12,10 +12,12 @@ import type { BlockDType as DType } from "../../../src/tensor/dtype.js";
 import type { RawTensor } from "../../../src/tensor/raw.js";
 import { Rng, assertClose, openOrSkip, randomWeight, randoms, tensorOf } from "./helpers.js";
 
-const { gpu, reason } = await openOrSkip();
+// f32 activations: the oracle (CpuBackend) computes q8_0/q4_0 exactly; the int8-activation GEMV, the
+// default, is checked against its own exact oracle in gemv-i8.test.ts
+const { gpu, reason } = await openOrSkip({ activations: "f32" });
 // the workgroup-memory reduction path of the GEMV with other rows per team, and weights split into many parts
 const plain = gpu
-  ? await openOrSkip({ subgroups: false, maxBindingBytes: 2048, gemvRowsPerTeam: { f32: 3, f16: 1, bf16: 4, q8_0: 1, q4_0: 2 } })
+  ? await openOrSkip({ activations: "f32", subgroups: false, maxBindingBytes: 2048, gemvRowsPerTeam: { f32: 3, f16: 1, bf16: 4, q8_0: 1, q4_0: 2 } })
   : { gpu: undefined, reason };
 after(() => {
   gpu?.dispose();
