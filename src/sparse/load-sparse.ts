@@ -5,8 +5,9 @@
 import type { LoadedSource } from "../io/source.js";
 import { prunedTensors, sparsify, withTensors } from "./source.js";
 import type { PruneMethod } from "./prune.js";
+import type { CalibrationOptions } from "./wanda.js";
 
-export interface SparseLoadOptions {
+export interface SparseLoadOptions extends Pick<CalibrationOptions, "sequences" | "seqLen"> {
   /** Prune every linear weight to this fraction per output row at load (0..1). */
   sparsity?: number;
   /** Defaults to "magnitude" (Wanda needs `calibText`). */
@@ -24,7 +25,7 @@ export async function applySparse(loaded: LoadedSource, options: SparseLoadOptio
   if (!options && !prunedFolder) return loaded;
   let out = loaded;
   if (options?.sparsity !== undefined) {
-    const pruned = await prunedTensors(loaded, { method: options.method ?? "magnitude", sparsity: options.sparsity, calibText: options.calibText, onProgress: options.onProgress });
+    const pruned = await prunedTensors(loaded, { method: options.method ?? "magnitude", sparsity: options.sparsity, calibText: options.calibText, onProgress: options.onProgress, sequences: options.sequences, seqLen: options.seqLen });
     out = withTensors(loaded, pruned);
   }
   const pruned = prunedFolder || options?.sparsity !== undefined;

@@ -36,16 +36,19 @@ export function pruneMask(w: Float32Array, rows: number, cols: number, sparsity:
   const pruned = new Uint8Array(rows * cols);
   if (drop === 0) return pruned;
   const score = new Float64Array(cols);
-  const order = new Uint32Array(cols);
+  const sorted = new Float64Array(cols);
   for (let n = 0; n < rows; n++) {
     for (let k = 0; k < cols; k++) {
       const a = Math.abs(w[n * cols + k]!);
       score[k] = colScale ? a * colScale[k]! : a;
-      order[k] = k;
     }
-    // typed-array sort with a comparator is stable-free, so the tie rule is explicit
-    order.sort((a, b) => score[a]! - score[b]! || a - b);
-    for (let i = 0; i < drop; i++) pruned[n * cols + order[i]!] = 1;
+    // the drop-th smallest score t: everything below t goes, then entries equal to t from the lowest column
+    sorted.set(score);
+    sorted.sort();
+    const t = sorted[drop - 1]!;
+    let left = drop;
+    for (let k = 0; k < cols; k++) if (score[k]! < t) { pruned[n * cols + k] = 1; left--; }
+    for (let k = 0; k < cols && left > 0; k++) if (score[k] === t) { pruned[n * cols + k] = 1; left--; }
   }
   return pruned;
 }

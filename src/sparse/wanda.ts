@@ -9,7 +9,6 @@ import { createCpuBackend } from "../backend/cpu/cpu-backend.js";
 import { assembleModel } from "../model/assemble.js";
 import type { LoadedSource } from "../io/source.js";
 import type { TensorMap } from "../tensor/raw.js";
-import { perplexityOfTokens } from "../eval/perplexity.js";
 import { isPrunableLinear, pruneTensor } from "./prune.js";
 import { encodeLines } from "./tokens.js";
 
@@ -67,7 +66,9 @@ export async function wandaPrune(loaded: LoadedSource, sparsity: number, calibTe
       const block = [lw.q, lw.k, lw.v, lw.o, lw.gate, lw.up, lw.down] as CpuWeight[];
       recorder.want = new Set(block.map((w) => w.name));
       recorder.sums.clear();
-      await perplexityOfTokens(model, ids.slice(0, sequences * seqLen), { ctx: seqLen });
+      // only the linears' inputs matter: plain forwards (the logits of the last row are computed and dropped)
+      const cache = model.network.newCache(seqLen);
+      for (let q = 0; q < sequences; q++) model.network.forward(Int32Array.from(ids.slice(q * seqLen, (q + 1) * seqLen)), 0, cache);
       for (const w of block) {
         if (!isPrunableLinear(w.name)) continue;
         const sums = recorder.sums.get(w.name);
