@@ -3,7 +3,7 @@
  * stream alone, then N concurrent streaming clients, then a bounded soak.
  *
  *   node dist/bench/serve-load.js [--model SRC] [--clients 8] [--requests 32] [--max-tokens 64]
- *        [--temperature 0.8] [--threads 2] [--max-batch 8] [--soak-requests 200] [--soak-seconds 60]
+ *        [--temperature 0.8] [--threads 2] [--device cpu|webgpu] [--max-batch 8] [--soak-requests 200] [--soak-seconds 60]
  *
  * Reports aggregate generated tokens/s under load against one stream alone (the ratio), p50/p99 time to
  * first token, errors (anything but a clean 200 stream ending in [DONE]), and the server's resident
@@ -23,6 +23,7 @@ const { values: a } = parseArgs({
     "max-tokens": { type: "string", default: "64" },
     temperature: { type: "string", default: "0.8" },
     threads: { type: "string", default: "2" },
+    device: { type: "string", default: "cpu" },
     "max-batch": { type: "string", default: "8" },
     "soak-requests": { type: "string", default: "200" },
     "soak-seconds": { type: "string", default: "60" },
@@ -44,6 +45,7 @@ const PROMPTS = ["Once upon a time", "The little dog", "Lily and Ben went to the
 async function startServer(): Promise<{ url: string; child: ChildProcess }> {
   const args = [join(ROOT, "bin/frugal.js"), "serve", "--port", "0", "--threads", a.threads!, "--max-batch", a["max-batch"]!, "--max-queue", "1000"];
   if (a.model) args.push("--model", a.model);
+  if (a.device !== "cpu") args.push("--device", a.device!);
   const child = spawn(process.execPath, args, { stdio: ["ignore", "ignore", "pipe"] });
   let log = "";
   const url = await new Promise<string>((resolve, reject) => {
