@@ -63,6 +63,8 @@ interface Sequence {
   generated: number;
   limit: number;
   logits?: Float32Array;
+  /** The next token when it was picked on the device (no logits came back). */
+  picked?: number;
   submittedAt: number;
   ttft?: number;
 }
@@ -215,10 +217,12 @@ export class Scheduler {
 
   /** Samples and emits a sequence's next token; true when it goes on. */
   private step(s: Sequence): boolean {
-    const logits = s.logits!;
+    const logits = s.logits;
+    const picked = s.picked;
     s.logits = undefined;
-    const logprob = s.job.topLogprobs !== undefined ? this.logprobs(logits, s.job.topLogprobs) : undefined;
-    const id = s.sampler.sample(logits, s.history);
+    s.picked = undefined;
+    const logprob = s.job.topLogprobs !== undefined ? this.logprobs(logits!, s.job.topLogprobs) : undefined;
+    const id = picked ?? s.sampler.sample(logits!, s.history);
     s.ttft ??= performance.now() - s.submittedAt;
     if (this.eos.has(id)) {
       this.finish(s, "stop");
@@ -285,6 +289,13 @@ export class Scheduler {
       const tokens = Int32Array.from(seqs, (s) => s.history[s.history.length - 1]!);
       const positions = seqs.map((s) => s.history.length - 1);
       const logits: Tensor = net.forwardBatch(tokens, positions, seqs.map((s) => s.cache));
+      const rowsAligned = (logits.cols * 4) % (b.rowViewAlign ?? 1) === 0;
+      if (rowsAligned && seqs.every((s) => this.picksOnDevice(s))) {
+        // only the token ids come back: the host neither reads vocab-wide rows nor samples them
+        const ids = await Promise.all(seqs.map((s, r) => this.pickOnDevice(s, b.rowView!(logits, r, 1))));
+        seqs.forEach((s, r) => (s.picked = ids[r]));
+        return;
+      }
       const all = await b.read(logits);
       const vocab = logits.cols;
       seqs.forEach((s, r) => (s.logits = all.slice(r * vocab, (r + 1) * vocab)));
@@ -292,8 +303,27 @@ export class Scheduler {
     }
     for (const s of seqs) {
       const id = s.history[s.history.length - 1]!;
-      s.logits = await b.read(net.forward(Int32Array.of(id), s.history.length - 1, s.cache));
+      const logits = net.forward(Int32Array.of(id), s.history.length - 1, s.cache);
+      if (this.picksOnDevice(s)) s.picked = await this.pickOnDevice(s, logits);
+      else s.logits = await b.read(logits);
     }
+  }
+
+  /**
+   * Whether a sequence's next token can be chosen where the logits are: the backend picks tokens (the
+   * GPU does) and the request needs no logprobs and no repetition penalty (both need the whole row).
+   */
+  private picksOnDevice(s: Sequence): boolean {
+    const b = this.model.backend;
+    if (s.job.topLogprobs !== undefined || !b.argmax || !b.sample) return false;
+    return s.sampler.greedy || s.sampler.deviceParams !== undefined;
+  }
+
+  /** The next token from one row of logits, picked on the device with the sequence's own seeded draws. */
+  private pickOnDevice(s: Sequence, row: Tensor): Promise<number> {
+    const b = this.model.backend;
+    if (s.sampler.greedy) return b.argmax!(row);
+    return b.sample!(row, s.sampler.deviceParams!, s.sampler.uniform());
   }
 
   private remove(s: Sequence): void {

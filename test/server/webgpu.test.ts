@@ -1,0 +1,71 @@
+/**
+ * The server on WebGPU: concurrent sequences decode in one forwardBatch, and each sequence's token is
+ * picked on the device (argmax, or the sample kernel with the sequence's own seeded draws), so only
+ * token ids come back. Greedy streams decoded together must equal model.generate's (a batch's logits are
+ * GEMM sums, a lone step's GEMV sums: equal to f32 rounding, which can move a temperature draw across a
+ * cumulative boundary, so seeded sampling is compared on a lone stream).
+ */
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import { join } from "node:path";
+import { loadModel } from "../../src/load.js";
+import { FrugalServer } from "../../src/server/server.js";
+import { ROOT } from "../paths.js";
+import { reference, readEvents } from "./helpers.js";
+import { openOrSkip } from "../backend/webgpu/helpers.js";
+
+const probe = await openOrSkip();
+probe.gpu?.dispose();
+const skip = !probe.gpu && probe.reason;
+
+test("WebGPU server: batched streams with tokens picked on the device equal model.generate", { skip }, async () => {
+  const model = await loadModel(join(ROOT, "models/frugal-ar-small"), { device: "webgpu" });
+  const server = new FrugalServer(model, {});
+  const { port } = await server.listen(0, "127.0.0.1");
+  try {
+    assert.equal(server.scheduler.batched, true);
+    const requests = [
+      { prompt: "The package manager", temperature: 0, seed: undefined },
+      { prompt: "To configure the network", temperature: 0, seed: undefined },
+      { prompt: "A file system", temperature: 0, seed: undefined },
+    ];
+    const wants: { text: string; tokens: number }[] = [];
+    for (const r of requests) {
+      wants.push(await reference(model.generate(r.prompt, { temperature: r.temperature, seed: r.seed, maxTokens: 24 })));
+    }
+    let reads = 0;
+    const read = model.backend.read.bind(model.backend);
+    model.backend.read = (t, row, rows) => {
+      if (t.cols === model.config.vocabSize) reads++;
+      return read(t, row, rows);
+    };
+    const texts = await Promise.all(
+      requests.map(async (r) => {
+        const res = await fetch(`http://127.0.0.1:${port}/v1/completions`, {
+          method: "POST",
+          body: JSON.stringify({ prompt: r.prompt, temperature: r.temperature, seed: r.seed, max_tokens: 24, stream: true }),
+        });
+        const { events, done } = await readEvents(res);
+        assert.ok(done);
+        return events.map((e) => e.choices[0].text).join("");
+      }),
+    );
+    texts.forEach((t, i) => assert.equal(t, wants[i]!.text, `request ${i}`));
+    // logits rows come back only for the prompts' first tokens, never for decode steps
+    assert.ok(reads <= requests.length, `${reads} vocab-wide reads`);
+
+    // a seeded draw on the device, lone stream: the sequence's own Rng feeds the sample kernel
+    const sampled = { prompt: "A file system", temperature: 0.7, seed: 5 };
+    const want = await reference(model.generate(sampled.prompt, { temperature: 0.7, seed: 5, maxTokens: 24 }));
+    reads = 0;
+    const res = await fetch(`http://127.0.0.1:${port}/v1/completions`, {
+      method: "POST",
+      body: JSON.stringify({ ...sampled, max_tokens: 24 }),
+    });
+    assert.equal((await res.json()).choices[0].text, want.text);
+    assert.ok(reads <= 1, `${reads} vocab-wide reads`);
+  } finally {
+    await server.close(1000);
+    model.dispose();
+  }
+});
