@@ -13,17 +13,8 @@ import { Arena } from "../../src/backend/cpu/arena.js";
 import { createWasmMatmul } from "../../src/backend/cpu/wasm-matmul.js";
 import { matmulRef } from "../../src/backend/cpu/reference.js";
 import { f32ToBf16, f32ToF16 } from "../../src/tensor/half.js";
+import { rng } from "../rng.js";
 
-function rng(seed: number): () => number {
-  let s = seed >>> 0;
-  return () => {
-    s = (s + 0x6d2b79f5) >>> 0;
-    let t = s;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 /** Dense value bits with about `s` zeros (row 0 all zero, row 1 all dense, a few -0s). */
 function denseBits(v: SparseValueType, rows: number, cols: number, s: number, seed: number): Uint32Array | Uint16Array {

@@ -14,17 +14,8 @@ import assert from "node:assert/strict";
 import { Arena } from "../../../src/backend/cpu/arena.js";
 import { CpuBackend, CpuKVCache, CpuTensor } from "../../../src/backend/cpu/cpu-backend.js";
 import { createWasmMatmul, type WasmMatmul } from "../../../src/backend/cpu/wasm-matmul.js";
+import { rng } from "../../rng.js";
 
-function rng(seed: number): () => number {
-  let s = seed >>> 0;
-  return () => {
-    s = (s + 0x6d2b79f5) >>> 0;
-    let t = s;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 /** f64 attention and the per-element tolerance of the f32 kernel (see the file comment). */
 function oracle(q: CpuTensor, c: CpuKVCache, layer: number, pos0: number, heads: number): { out: Float64Array; tol: Float64Array } {

@@ -21,21 +21,12 @@ import { decodeRow, matmulRef } from "../../../src/backend/cpu/reference.js";
 import { createWasmMatmul, WasmMatmul, type ActivationPath } from "../../../src/backend/cpu/wasm-matmul.js";
 import { byteSize, type BlockDType as DType } from "../../../src/tensor/dtype.js";
 import { f16Table, f32ToBf16, f32ToF16 } from "../../../src/tensor/half.js";
+import { rng } from "../../rng.js";
 
 const FORMATS: DType[] = ["f32", "f16", "bf16", "q8_0", "q4_0"];
 const BLOCK_FORMATS: DType[] = ["q8_0", "q4_0"];
 
 /** A deterministic generator, so that a failure can be replayed. */
-function rng(seed: number): () => number {
-  let s = seed >>> 0;
-  return () => {
-    s = (s + 0x6d2b79f5) >>> 0;
-    let t = s;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 /**
  * Weight bytes in `dtype`. `value()` gives element values for the float formats; for the block formats

@@ -24,17 +24,8 @@ import { quantFormat } from "../../../src/quant/formats.js";
 import { groupsPerRow, type PackedTensor } from "../../../src/quant/format.js";
 import { packedToRaw } from "../../../src/quant/packed-raw.js";
 import { f32ToF16 } from "../../../src/tensor/half.js";
+import { rng } from "../../rng.js";
 
-function rng(seed: number): () => number {
-  let s = seed >>> 0;
-  return () => {
-    s = (s + 0x6d2b79f5) >>> 0;
-    let t = s;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 function gauss(r: () => number): number {
   return Math.sqrt(-2 * Math.log(r() + 1e-12)) * Math.cos(2 * Math.PI * r());
