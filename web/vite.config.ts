@@ -35,12 +35,14 @@ function send(res: ServerResponse, body: Uint8Array, type: string): void {
   res.end(body);
 }
 
-let kernels: Promise<Uint8Array> | undefined;
+const compiledWat = new Map<string, Promise<Uint8Array>>();
 
-/** kernels.wat compiled to WebAssembly (SIMD and threads), once per process. */
-function compileKernels(): Promise<Uint8Array> {
-  kernels ??= (async () => {
-    const wat = join(repoDir, "src/backend/cpu/kernels.wat");
+/** A src/backend/cpu .wat file compiled to WebAssembly (SIMD and threads), once per process. */
+function compileKernels(name = "kernels"): Promise<Uint8Array> {
+  let bytes = compiledWat.get(name);
+  if (bytes) return bytes;
+  bytes = (async () => {
+    const wat = join(repoDir, `src/backend/cpu/${name}.wat`);
     const wabt = await (createRequire(import.meta.url)("wabt") as () => Promise<WabtModule>)();
     const mod = wabt.parseWat(wat, readFileSync(wat, "utf8"), { simd: true, threads: true });
     try {
@@ -49,7 +51,8 @@ function compileKernels(): Promise<Uint8Array> {
       mod.destroy();
     }
   })();
-  return kernels;
+  compiledWat.set(name, bytes);
+  return bytes;
 }
 
 interface WabtModule {
@@ -57,7 +60,7 @@ interface WabtModule {
 }
 
 /**
- * wasm-matmul.ts fetches `new URL("./kernels.wasm", import.meta.url)`. In development that is the file
+ * wasm-matmul.ts fetches `new URL("./kernels.wasm", import.meta.url)` (wasm-packed.ts `./packed-kernels.wasm`). In development that is the file
  * beside the source, which only exists compiled, so we serve it; in a build the URL stays relative to
  * the chunk, so we emit the kernels into the chunks' folder.
  */
@@ -66,12 +69,15 @@ function kernelsWasm(): Plugin {
     name: "frugal:kernels-wasm",
     configureServer(server) {
       server.middlewares.use((req, res, next) => {
-        if (!req.url?.split("?")[0]!.endsWith("/src/backend/cpu/kernels.wasm")) return next();
-        compileKernels().then((bytes) => send(res, bytes, "application/wasm"), next);
+        const match = /\/src\/backend\/cpu\/(kernels|packed-kernels)\.wasm$/.exec(req.url?.split("?")[0] ?? "");
+        if (!match) return next();
+        compileKernels(match[1]!).then((bytes) => send(res, bytes, "application/wasm"), next);
       });
     },
     async generateBundle(_, bundle) {
       this.emitFile({ type: "asset", fileName: `${ASSETS_DIR}/kernels.wasm`, source: await compileKernels() });
+      // the packed weight formats' kernels (wasm-packed.ts fetches them the same way)
+      this.emitFile({ type: "asset", fileName: `${ASSETS_DIR}/packed-kernels.wasm`, source: await compileKernels("packed-kernels") });
       // worker-pool.ts names its Node worker by URL too, and Vite copies the TypeScript source; the page
       // runs the CPU backend on one thread and never loads it
       for (const name of Object.keys(bundle)) if (/\/matmul-worker-[^/]*\.ts$/.test(name)) delete bundle[name];
