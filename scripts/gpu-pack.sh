@@ -22,7 +22,10 @@ if [ -d bench/node_modules/node-llama-cpp ]; then
     mkdir -p bench/node_modules/@node-llama-cpp/linux-x64-vulkan
     tar -xzf "$tmp"/*.tgz -C bench/node_modules/@node-llama-cpp/linux-x64-vulkan --strip-components=1
   fi
+  # only the Vulkan prebuilt travels: npm also installs the CUDA (540 MB) and ARM ones as optional packages
   tar -c --exclude='bench/node_modules/node-llama-cpp/llama/llama.cpp' \
+      --exclude='bench/node_modules/@node-llama-cpp/linux-x64-cuda*' --exclude='bench/node_modules/@node-llama-cpp/linux-arm*' \
+      --exclude='bench/node_modules/@node-llama-cpp/linux-x64' \
       --exclude='bench/node_modules/node-llama-cpp/llama/localBuilds' \
       --exclude='bench/node_modules/node-llama-cpp/llama/gitRelease.bundle' \
       --exclude='bench/node_modules/node-llama-cpp/llama/addon' bench/node_modules | xz -T0 -6 > .gpu-llama/bench-modules.tar.xz
