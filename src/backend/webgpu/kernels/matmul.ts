@@ -14,8 +14,9 @@
  *   stores it as f16 pairs, which halves the x bytes every lane reads for each of its weight loads).
  * - q8_0/q4_0 decode without int-to-float conversions (weights.ts, `nib4` / `i8f`).
  * Team sums: subgroup shuffles, or a workgroup-memory tree without subgroups. Measured on an H200
- * (docs/results/gpu-gemv-h200-after.txt): 8192x8192 f32 96%, f16 78%, q8_0 56%, q4_0 35% of copy
- * bandwidth; the 14336-wide shapes stay far below that for reasons not yet found.
+ * (docs/results/gpu-gemv-h200-after.txt, one long process): 8192x8192 f32 96%, f16 78%, q8_0 56%, q4_0
+ * 35% of copy bandwidth; the 14336-wide shapes far below, a figure in doubt (docs/performance.md) that
+ * bench/gpu-gemv-sweep.ts re-measures one process per variant.
  *
  * GEMM (prefill) tiles 64 rows x 64 output features per workgroup, steps K by 32 through workgroup
  * memory, and each of 256 threads accumulates a 4 x 4 block. Weights are decoded to f32 in groups of 8
