@@ -16,7 +16,7 @@ import { GpuSparseWeight, recordSparseMatmul, uploadSparse } from "./sparse-weig
 import { isSparseDType, type SparseDType } from "../../tensor/dtype.js";
 import { GEMV_I8_ROWS, gemvI8Kernel, type BlockFormat } from "./kernels/gemv-i8.js";
 import { QuantizedX, type ActivationPath } from "./quantized-x.js";
-import { GEMM_TILE, GEMV_ROWS_PER_TEAM, chunkElems, gemvRows, gemmKernel, gemvKernel, xMode } from "./kernels/matmul.js";
+import { GEMM_TILE, GEMV_ROWS_PER_TEAM, chunkElems, gemvRows, gemmKernel, gemvKernel, gemvVariant, xMode } from "./kernels/matmul.js";
 import { ELEMENTWISE_GROUP, addBiasKernel, addKernel, swigluKernel } from "./kernels/elementwise.js";
 import { normThreads, rmsnormKernel } from "./kernels/norm.js";
 import { ROPE_GROUP, ropeKernel } from "./kernels/rope.js";
@@ -65,7 +65,7 @@ export interface WebGpuOptions extends GpuOptions {
   profile?: boolean;
   /** Cap on one weight binding (tests use a small one to exercise weights split into parts). */
   maxBindingBytes?: number;
-  /** Weight rows each GEMV thread team computes, per format (benchmarks; defaults in kernels/matmul.ts). */
+  /** Weight rows each GEMV thread team computes, per format (tests; the other GEMV defaults are kernels/matmul.ts's tables). */
   gemvRowsPerTeam?: Partial<Record<GpuFormat, number>>;
   /**
    * How batch-1 q8_0/q4_0 matmuls treat x: "f32" (default) keeps the exact path; "int8" quantizes it per
@@ -239,9 +239,10 @@ export class WebGpuBackend implements Backend {
       } else if (n === 1) {
         const sg = this.gpu.subgroupMinSize;
         const R = this.gemvRowsPerTeam[wt.format];
-        const k = gemvKernel(wt.format, xMode(wt.format, K), sg, R);
+        const v = gemvVariant(wt.format, sg, R === GEMV_ROWS_PER_TEAM[wt.format] ? {} : { rowsPerTeam: R });
+        const k = gemvKernel(wt.format, xMode(wt.format, K), sg, v.rowsPerTeam, v.split, v.unroll, v.pipeline, v.x);
         const chunks = Math.ceil(K / chunkElems(wt.format));
-        this.run(k, [part.rows, K, chunks, part.rowStart, wt.stride / 4, wt.blocks, f32bits(wt.mul)], bufs, grid(Math.ceil(part.rows / gemvRows(sg, R))));
+        this.run(k, [part.rows, K, chunks, part.rowStart, wt.stride / 4, wt.blocks, f32bits(wt.mul)], bufs, grid(Math.ceil(part.rows / gemvRows(sg, R, v.split))));
       } else {
         const groups = wt.isBlock ? K / 8 : Math.ceil(K / 8);
         const tiles = Math.ceil(part.rows / GEMM_TILE);

@@ -7,7 +7,7 @@ import { test } from "node:test";
 import assert from "node:assert/strict";
 import { openGpu } from "../../../src/backend/webgpu/device.js";
 import type { Kernel } from "../../../src/backend/webgpu/kernel.js";
-import { gemmKernel, gemvKernel, type XMode } from "../../../src/backend/webgpu/kernels/matmul.js";
+import { GEMV_PORTABLE_WORKGROUP_BYTES, gemmKernel, gemvKernel, gemvVariant, gemvWorkgroupBytes, type GemvX, type XMode } from "../../../src/backend/webgpu/kernels/matmul.js";
 import { attentionCombineKernel, attentionPartialKernel } from "../../../src/backend/webgpu/kernels/attention.js";
 import { addBiasKernel, addKernel, swigluKernel } from "../../../src/backend/webgpu/kernels/elementwise.js";
 import { rmsnormKernel } from "../../../src/backend/webgpu/kernels/norm.js";
@@ -18,9 +18,11 @@ import { argmaxKernel } from "../../../src/backend/webgpu/kernels/argmax.js";
 import { sampleKernel } from "../../../src/backend/webgpu/kernels/sample.js";
 import { copyKernel } from "../../../src/backend/webgpu/kernels/copy.js";
 import { sparseGemvKernel } from "../../../src/backend/webgpu/kernels/sparse-gemv.js";
-import type { BlockDType as DType } from "../../../src/tensor/dtype.js";
+import { PACKED_DTYPES, type BlockDType as DType } from "../../../src/tensor/dtype.js";
 
 const FORMATS: DType[] = ["f32", "f16", "bf16", "q8_0", "q4_0"];
+/** Staged-x variants [R, S, U, x] compiled for every format. */
+const STAGED: [number, number, number, GemvX][] = [[1, 1, 1, "shared"], [2, 2, 2, "shared"], [4, 4, 1, "shared-f16"], [8, 2, 1, "shared-f16"], [3, 1, 2, "shared-f16"]];
 
 function allKernels(): Kernel[] {
   const ks: Kernel[] = [];
@@ -29,6 +31,17 @@ function allKernels(): Kernel[] {
     // tuning variants the bench sweeps: split (teams per row group) and unroll (loads in flight)
     for (const sg of [1, 32]) for (const [r, s, u] of [[1, 2, 1], [2, 1, 4], [4, 4, 2], [3, 1, 3], [8, 8, 1]]) for (const pipe of [false, true]) ks.push(gemvKernel(f, "exact", sg, r, s, u, pipe));
     ks.push(gemmKernel(f), embedKernel(f));
+  }
+  // x staged in workgroup memory (f32 and f16), every format the skeleton serves, every x access mode
+  for (const f of [...FORMATS, ...PACKED_DTYPES]) {
+    for (const sg of [1, 16, 32]) {
+      for (const [r, s, u, x] of STAGED) {
+        // larger windows need a device that raises maxComputeWorkgroupStorageSize (the null backend does not)
+        const v = { rowsPerTeam: r, split: s, unroll: u, pipeline: false, x };
+        if (gemvWorkgroupBytes(f, sg, v) <= GEMV_PORTABLE_WORKGROUP_BYTES) ks.push(gemvKernel(f, "exact", sg, r, s, u, false, x));
+      }
+    }
+    for (const mode of ["vec4", "scalar"] as XMode[]) ks.push(gemvKernel(f, mode, 32, 2, 2, 1, false, "shared-f16"));
   }
   for (const d of [6, 8, 64, 80, 128, 256]) ks.push(attentionPartialKernel(d), attentionCombineKernel(d));
   for (const [a, b] of [[false, false], [true, false], [false, true], [true, true]] as const) ks.push(addKernel(a, b), swigluKernel(a, b));
@@ -55,6 +68,18 @@ test("every kernel variant compiles (Dawn null backend)", { skip: !nullGpu && "D
   }
   device.destroy();
   assert.deepEqual(failures, []);
+});
+
+test("GEMV workgroup memory: the defaults fit every device; a larger window fails with the size gemvWorkgroupBytes predicts", { skip: !nullGpu && "Dawn's null backend is not available" }, async () => {
+  for (const f of [...FORMATS, ...PACKED_DTYPES]) for (const sg of [1, 32]) assert.ok(gemvWorkgroupBytes(f, sg, gemvVariant(f, sg)) <= GEMV_PORTABLE_WORKGROUP_BYTES, `${f} sg=${sg}`);
+  const gpu = await openGpu({ dawnFlags: ["backend=null"] });
+  const limit = gpu.device.limits.maxComputeWorkgroupStorageSize;
+  const v = { rowsPerTeam: 2, split: 4, unroll: 2, pipeline: false, x: "shared" as const };
+  const bytes = gemvWorkgroupBytes("q4_0", 32, v);
+  assert.ok(bytes > limit, `${bytes} bytes should exceed the null device's ${limit}`);
+  const module = gpu.device.createShaderModule({ code: gemvKernel("q4_0", "exact", 32, 2, 4, 2, false, "shared").code });
+  await assert.rejects(gpu.device.createComputePipelineAsync({ layout: "auto", compute: { module, entryPoint: "main" } }), new RegExp(`\\(${bytes} bytes\\)`));
+  gpu.device.destroy();
 });
 
 test("without an adapter the error says how to get one", async () => {

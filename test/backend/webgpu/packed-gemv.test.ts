@@ -9,7 +9,8 @@ import { after, test } from "node:test";
 import assert from "node:assert/strict";
 import type { GpuTensor, WebGpuBackend } from "../../../src/backend/webgpu/webgpu-backend.js";
 import type { GpuWeight } from "../../../src/backend/webgpu/weights.js";
-import { chunkElems, gemvKernel, gemvRows, xMode } from "../../../src/backend/webgpu/kernels/matmul.js";
+import { chunkElems, gemvKernel, gemvRows, xMode, type GemvX } from "../../../src/backend/webgpu/kernels/matmul.js";
+import { f16ToF32, f32ToF16 } from "../../../src/tensor/half.js";
 import { f32bits, grid } from "../../../src/backend/webgpu/kernel.js";
 import { PACKED_DTYPES, type PackedDType } from "../../../src/tensor/dtype.js";
 import { Rng, openOrSkip, randoms, tensorOf } from "./helpers.js";
@@ -43,11 +44,11 @@ test("every packed format: GEMV equals the dense product of the unpacked weights
 });
 
 /** One GEMV variant run directly (the backend runs its defaults). */
-async function gemvVariant(g: WebGpuBackend, w: GpuWeight, x: GpuTensor, R: number, S: number, U: number, pipeline: boolean): Promise<Float32Array> {
+async function gemvVariant(g: WebGpuBackend, w: GpuWeight, x: GpuTensor, R: number, S: number, U: number, pipeline: boolean, xAt: GemvX = "global"): Promise<Float32Array> {
   const K = w.inFeatures;
   const sg = g.gpu.subgroupMinSize;
   const out = g.activation(1, w.outFeatures);
-  const k = gemvKernel(w.format, xMode(w.format, K), sg, R, S, U, pipeline);
+  const k = gemvKernel(w.format, xMode(w.format, K), sg, R, S, U, pipeline, xAt);
   for (const part of w.parts) {
     const params = [part.rows, K, Math.ceil(K / chunkElems(w.format)), part.rowStart, w.stride / 4, w.blocks, f32bits(w.mul)];
     g.recorder.dispatch(k, params, [x.buf, part.data, part.scales!, out.buf], grid(Math.ceil(part.rows / gemvRows(sg, R, S))));
@@ -69,6 +70,22 @@ test("packed GEMV variants on whole tiles (rows per team, split, unroll, pipelin
     const xs = randoms(K, rng);
     const x = tensorOf(g, 1, K, xs) as GpuTensor;
     assertProduct(await gemvVariant(g, g.upload(raw), x, R, S, U, pipe), w, xs, 1, N, K, `${format} R=${R} S=${S} U=${U} pipeline=${pipe}`);
+  }
+});
+
+test("packed GEMV with x staged in workgroup memory (f32; f16 on f16-representable x) equals the dense product", { skip: !gpu && reason }, async () => {
+  const rng = new Rng(34);
+  // whole tiles, and a K that leaves a partial tile (x past K staged as 0)
+  const cases: [WebGpuBackend, PackedDType, [number, number], [number, number, number, GemvX]][] = [
+    [gpu!, "razer", [11, 5 * 1024], [2, 2, 1, "shared-f16"]],
+    [gpu!, "int8", [11, 5 * 1024], [4, 4, 1, "shared"]],
+    [plain.gpu!, "nvfp4-razer", [7, 3 * 1024 + 200], [2, 1, 2, "shared"]],
+  ];
+  for (const [g, format, [N, K], [R, S, U, xAt]] of cases) {
+    const { raw, w } = packedWeight(format, N, K, rng);
+    const xs = Float32Array.from(randoms(K, rng), (v) => (Math.abs(v) < 2 ** -14 ? 0 : f16ToF32(f32ToF16(v))));
+    const x = tensorOf(g, 1, K, xs) as GpuTensor;
+    assertProduct(await gemvVariant(g, g.upload(raw), x, R, S, U, false, xAt), w, xs, 1, N, K, `${format} [${N}, ${K}] R=${R} S=${S} U=${U} x=${xAt}`);
   }
 });
 

@@ -9,10 +9,14 @@
  *   512 contiguous bytes too (in the file's order a q4_0 lane's x is one 128-byte line per lane).
  * - R rows share each x load, and S teams split a row group's K (S = `split`), so sharing x does not cut
  *   the number of teams; their sums meet in workgroup memory.
+ * - x comes straight from the storage buffer (`x` = "global", each team loads its own through L1), or is
+ *   staged once per K window in workgroup memory for all teams of the workgroup ("shared"; "shared-f16"
+ *   stores it as f16 pairs, which halves the x bytes every lane reads for each of its weight loads).
  * - q8_0/q4_0 decode without int-to-float conversions (weights.ts, `nib4` / `i8f`).
  * Team sums: subgroup shuffles, or a workgroup-memory tree without subgroups. Measured on an H200
- * (docs/results/gpu-gemv-h200-after.txt): 8192x8192 f32 96%, f16 78%, q8_0 56%, q4_0 35% of copy
- * bandwidth; the 14336-wide shapes stay far below that for reasons not yet found.
+ * (docs/results/gpu-gemv-h200-after.txt, one long process): 8192x8192 f32 96%, f16 78%, q8_0 56%, q4_0
+ * 35% of copy bandwidth; the 14336-wide shapes far below, a figure in doubt (docs/performance.md) that
+ * bench/gpu-gemv-sweep.ts re-measures one process per variant.
  *
  * GEMM (prefill) tiles 64 rows x 64 output features per workgroup, steps K by 32 through workgroup
  * memory, and each of 256 threads accumulates a 4 x 4 block. Weights are decoded to f32 in groups of 8
@@ -32,15 +36,19 @@ export function gemvTeam(sg: number): number {
 }
 
 /**
- * Rows each GEMV team computes by default, per format (the bench measures the alternatives). Defaults
- * here (with GEMV_UNROLL and the split gemvSplit gives) are the variants with the least total time over
- * 8192x8192, 4096x14336 and 14336x4096 on an H200 (docs/results/gpu-gemv-h200-after.txt).
+ * The GEMV's defaults, one table per parameter: a format absent from GEMV_SPLIT takes gemvSplit's rule.
+ * Defaults here are the variants with the least total time over 8192x8192, 4096x14336 and 14336x4096 on
+ * an H200 (docs/results/gpu-gemv-h200-after.txt); bench/gpu-gemv-sweep.ts times the alternatives, each
+ * in its own process, and is what to set them from.
  */
 export const GEMV_ROWS_PER_TEAM: Record<DType, number> = {
   f32: 2, f16: 2, bf16: 2, q8_0: 4, q4_0: 2,
   // packed formats (not yet timed on a GPU): as q4_0 for the 4-bit ones, as q8_0 for int8
   int8: 4, "int4-asym": 2, fp4: 2, nf4: 2, razer: 2, nvfp4: 2, "nvfp4-razer": 2,
 };
+
+/** Teams splitting the K of one row group (a power of two dividing the workgroup's teams), where not gemvSplit's rule. */
+export const GEMV_SPLIT: Partial<Record<DType, number>> = {};
 
 /** 16-byte weight loads per lane and row that a GEMV team issues before it computes, per format. */
 export const GEMV_UNROLL: Record<DType, number> = {
@@ -58,6 +66,16 @@ export const GEMV_PIPELINE: Record<DType, boolean> = {
 };
 
 /**
+ * Where the GEMV reads x: "global" (each team from the storage buffer, through L1), "shared" (staged in
+ * workgroup memory once per K window for all teams of a workgroup), "shared-f16" (staged as f16: x is
+ * rounded to f16, |x| must stay below 65504; see the README for the bound). Untimed alternatives: global.
+ */
+export const GEMV_X: Record<DType, GemvX> = {
+  f32: "global", f16: "global", bf16: "global", q8_0: "global", q4_0: "global",
+  int8: "global", "int4-asym": "global", fp4: "global", nf4: "global", razer: "global", nvfp4: "global", "nvfp4-razer": "global",
+};
+
+/**
  * Teams that split the K of one row group by default: the largest power of two dividing R (so R rows
  * share x without fewer teams in flight), at most the teams of a workgroup.
  */
@@ -72,6 +90,63 @@ export function gemvSplit(sg: number, rowsPerTeam: number): number {
 export function gemvRows(sg: number, rowsPerTeam: number, split = gemvSplit(sg, rowsPerTeam)): number {
   return (GEMV_THREADS / gemvTeam(sg) / split) * rowsPerTeam;
 }
+
+/** Where the GEMV reads x from (see GEMV_X). */
+export type GemvX = "global" | "shared" | "shared-f16";
+export const GEMV_XS: readonly GemvX[] = ["global", "shared", "shared-f16"];
+
+/** One GEMV variant; see the header. */
+export interface GemvVariant {
+  rowsPerTeam: number;
+  split: number;
+  unroll: number;
+  pipeline: boolean;
+  x: GemvX;
+}
+
+/** The default variant of a format for subgroup width `sg`, with `over` replacing any field (split follows R unless given). */
+export function gemvVariant(format: DType, sg: number, over: Partial<GemvVariant> = {}): GemvVariant {
+  const rowsPerTeam = over.rowsPerTeam ?? GEMV_ROWS_PER_TEAM[format];
+  const table = over.rowsPerTeam === undefined ? GEMV_SPLIT[format] : undefined;
+  const teams = GEMV_THREADS / gemvTeam(sg);
+  return {
+    rowsPerTeam,
+    split: over.split ?? (table !== undefined && teams % table === 0 ? table : gemvSplit(sg, rowsPerTeam)),
+    unroll: over.unroll ?? GEMV_UNROLL[format],
+    pipeline: over.pipeline ?? GEMV_PIPELINE[format],
+    x: over.x ?? GEMV_X[format],
+  };
+}
+
+/** A variant as the bench and the tests name it: "R2 S2 U1", plus " pipe" and the x mode when not global. */
+export function gemvVariantName(v: GemvVariant): string {
+  return `R${v.rowsPerTeam} S${v.split} U${v.unroll}${v.pipeline ? " pipe" : ""}${v.x === "global" ? "" : ` ${v.x}`}`;
+}
+
+/** Parses gemvVariantName's form (fields in any order; R is required, S defaults to gemvSplit's rule, U to 1). */
+export function parseGemvVariant(text: string, sg: number): GemvVariant {
+  const v: Partial<GemvVariant> = { unroll: 1, pipeline: false, x: "global" };
+  for (const t of text.trim().split(/[\s_]+/)) {
+    const m = /^([RSU])(\d+)$/.exec(t);
+    if (m) v[({ R: "rowsPerTeam", S: "split", U: "unroll" } as const)[m[1] as "R" | "S" | "U"]] = Number(m[2]);
+    else if (t === "pipe") v.pipeline = true;
+    else if ((GEMV_XS as readonly string[]).includes(t)) v.x = t as GemvX;
+    else throw new Error(`GEMV variant "${text}": "${t}" is not R<n>, S<n>, U<n>, pipe or one of ${GEMV_XS.join(", ")}`);
+  }
+  if (v.rowsPerTeam === undefined) throw new Error(`GEMV variant "${text}" names no R<rows per team>`);
+  return { ...(v as GemvVariant), split: v.split ?? gemvSplit(sg, v.rowsPerTeam) };
+}
+
+/** Bytes of workgroup memory a GEMV variant declares (x window and team sums). */
+export function gemvWorkgroupBytes(format: DType, sg: number, v: GemvVariant): number {
+  const team = gemvTeam(sg);
+  const red = sg > 1 ? (v.split > 1 ? (GEMV_THREADS / team) * v.rowsPerTeam : 0) : GEMV_THREADS * v.rowsPerTeam;
+  const window = v.x === "global" ? 0 : team * v.unroll * v.split * gemvFormat(format).xv * (v.x === "shared" ? 16 : 8);
+  return 4 * red + window;
+}
+
+/** Workgroup memory every device offers (WebGPU's default limit); the backend's defaults must fit it. */
+export const GEMV_PORTABLE_WORKGROUP_BYTES = 16384;
 
 /** Weights one 16-byte load covers. */
 export function chunkElems(format: DType): number {
@@ -181,16 +256,10 @@ fn rscale(e: u32) -> f32 { return unpack2x16float(sc[e >> 3u][(e >> 1u) & 3u])[e
   }
 }
 
-/** Tuning of one GEMV variant; see the header. */
-export interface GemvShape {
-  rowsPerTeam: number;
-  split: number;
-  unroll: number;
-}
-
 /**
  * The GEMV kernel for a weight format, x access mode, subgroup width `sg` (1: no subgroups), rows per
- * team, teams per row group (`split`, a power of two) and loads in flight per lane and row (`unroll`).
+ * team, teams per row group (`split`, a power of two), loads in flight per lane and row (`unroll`), loads
+ * of the next step issued before the current one computes (`pipeline`) and where x is read (`x`).
  * Params: n (rows of this part), k, chunks (16-byte loads a row, plain formats), o0 (first output),
  * stride4 (vec4s a row, plain formats), blocks (blocks a row). Grid: ceil(n / gemvRows(sg, R, split)).
  */
@@ -199,9 +268,10 @@ export function gemvKernel(
   mode: XMode,
   sg: number,
   rowsPerTeam = GEMV_ROWS_PER_TEAM[format],
-  split = gemvSplit(sg, rowsPerTeam),
+  split = gemvVariant(format, sg, rowsPerTeam === GEMV_ROWS_PER_TEAM[format] ? {} : { rowsPerTeam }).split,
   unroll = GEMV_UNROLL[format],
   pipeline = GEMV_PIPELINE[format],
+  x: GemvX = GEMV_X[format],
 ): Kernel {
   const team = gemvTeam(sg);
   const teams = GEMV_THREADS / team;
@@ -209,7 +279,10 @@ export function gemvKernel(
   const [R, S, U] = [rowsPerTeam, split, unroll];
   if (!(S >= 1 && (S & (S - 1)) === 0 && teams % S === 0)) throw new Error(`GEMV split ${S} must be a power of two dividing ${teams} teams`);
   if (!(R >= 1 && U >= 1)) throw new Error(`GEMV rows per team ${R} and unroll ${U} must be at least 1`);
-  return memoKernel(`gemv.${format}.${mode}.${team}.${+viaSubgroup}.${R}.${S}.${U}.${+pipeline}`, () => {
+  if (!GEMV_XS.includes(x)) throw new Error(`GEMV x "${String(x)}" is not one of ${GEMV_XS.join(", ")}`);
+  const staged = x !== "global";
+  if (staged && pipeline) throw new Error("GEMV: a pipelined variant reads x from global memory (x staged in workgroup memory is not pipelined)");
+  return memoKernel(`gemv.${format}.${mode}.${team}.${+viaSubgroup}.${R}.${S}.${U}.${+pipeline}.${x}`, () => {
     const f = gemvFormat(format);
     // per-load scales (block and 4-bit packed formats); a scale binding (those, and int8's row scales)
     const block = isBlock(format) || f.scaleAt !== undefined;
@@ -255,6 +328,37 @@ export function gemvKernel(
       ${fetch("let ", "s")}
       ${compute("q", "c")}
     }`;
+    // x staged in workgroup memory: a window is the S * U * TEAM slots that one iteration of all teams
+    // covers; xw[v * WS + i] holds x vec4 v of window slot i, so a team's reads are contiguous (no bank
+    // conflicts). Weights are fetched before the barriers, so their loads are in flight while x is staged.
+    const WS = team * U * S;
+    const xwRead = (e: string) => (x === "shared-f16" ? `xh(${e})` : `xw[${e}]`);
+    const stagedLoop = `let ls = kp * (TEAM * U) + lane;
+    for (var it = 0u; it < steps / S; it++) {
+      let s = (it * S + kp) * (TEAM * U) + lane;
+      ${fetch("let ", "s")}
+      workgroupBarrier();
+      let base = it * (S * TEAM * U);
+      for (var k = 0u; k < ${Math.ceil((WS * f.xv) / GEMV_THREADS)}u; k++) {
+        let i = lid + k * ${GEMV_THREADS}u;
+        if (i < ${WS * f.xv}u) {
+          let sl = base + i % ${WS}u;
+          let t = xload((sl & ~31u) * ${f.xv}u + (sl & 31u) + (i / ${WS}u) * 32u);
+          ${x === "shared-f16" ? "xw[i] = vec2<u32>(pack2x16float(t.xy), pack2x16float(t.zw));" : "xw[i] = t;"}
+        }
+      }
+      workgroupBarrier();
+      ${loads.map((u) => `{
+        ${Array.from({ length: f.xv }, (_, v) => `let x${v} = ${xwRead(`ls + ${u * team + v * WS}u`)};`).join(" ")}
+        ${each((j) => `acc${j} += ${tdot(`q${j}_${u}`, `c${j}_${u}`)};`, "\n        ")}
+      }`).join("\n      ")}
+    }`;
+    const xwDecl = !staged
+      ? ""
+      : x === "shared-f16"
+        ? `var<workgroup> xw: array<vec2<u32>, ${WS * f.xv}>;
+fn xh(i: u32) -> vec4<f32> { let h = xw[i]; return vec4<f32>(unpack2x16float(h.x), unpack2x16float(h.y)); }`
+        : `var<workgroup> xw: array<vec4<f32>, ${WS * f.xv}>;`;
     const tileOne = `${xLets("s", true)}
         ${each((j) => `acc${j} += ${tdot(`w[w${j} + s]`, scaleAt(`c${j}`, "s"))};`, "\n        ")}`;
     const restOne = block
@@ -317,6 +421,7 @@ const S = ${S}u;
 const U = ${U}u;
 const ROWS = ${teams / S}u * R;
 ${wgMemory}
+${xwDecl}
 
 @compute @workgroup_size(${GEMV_THREADS})
 fn main(${ENTRY_ARGS}) {
@@ -325,17 +430,19 @@ fn main(${ENTRY_ARGS}) {
   let kp = team % S;
   let row0 = ${GROUP_INDEX} * ROWS + (team / S) * R;
   ${each((j) => `var acc${j} = 0.0;`, "\n  ")}
+  // rows past n (the last teams of the last workgroup) read clamped in-bounds rows; their sums are dropped
+  let last = p.n - 1u;
+  ${each((j) => `let o${j} = min(row0 + ${j}u, last);`, "\n  ")}
+  ${each((j) => `let w${j} = o${j} * ${f.rowVec4s};`, "\n  ")}
+  ${block ? each((j) => `let c${j} = o${j} * ${f.scaleRow};`, "\n  ") : ""}
+  let slots = ${f.slots};
+  let tileSlots = ${f.tileSlots};
+  // whole unrolled steps, as many for every team of the row group; the rest one slot at a time
+  let steps = tileSlots / (TEAM * U * S) * S;
+  ${staged ? `// every team takes part in staging x (workgroup barriers), rows past n included
+  ${stagedLoop}` : ""}
   if (row0 < p.n) {
-    // rows past n (the last team of the last workgroup) read clamped in-bounds rows; their sums are dropped
-    let last = p.n - 1u;
-    ${each((j) => `let o${j} = min(row0 + ${j}u, last);`, "\n    ")}
-    ${each((j) => `let w${j} = o${j} * ${f.rowVec4s};`, "\n    ")}
-    ${block ? each((j) => `let c${j} = o${j} * ${f.scaleRow};`, "\n    ") : ""}
-    let slots = ${f.slots};
-    let tileSlots = ${f.tileSlots};
-    // whole unrolled steps, as many for every team of the row group; the rest one slot at a time
-    let steps = tileSlots / (TEAM * U * S) * S;
-    ${unrolled}
+    ${staged ? "" : unrolled}
     ${tail}
   }
   ${reduce}
