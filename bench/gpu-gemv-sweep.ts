@@ -16,6 +16,7 @@
  *   node dist/bench/gpu-gemv-sweep.js [--formats f16,q4_0,razer] [--shapes 4096x4096,...]
  *        [--variants "q4_0=R2 S2 U1,R4 S4 U1 shared-f16;f16=R1 S1 U2"] [--iters 200] [--warmup-ms 250]
  *        [--budget-s 420] [--json FILE] [--quick]
+ *   node dist/bench/gpu-gemv-sweep.js --from-json FILE      (the table again, from a saved --json)
  *
  * --quick: small shapes and few iterations, to check the whole path on SwiftShader. --budget-s: no child
  * is started after that many seconds (the rest is listed as not run). Progress goes to stderr; the table
@@ -23,7 +24,7 @@
  * loads in flight per lane and row, "pipe", and where x is read (kernels/matmul.ts, README "Kernels").
  */
 import { spawn, execFileSync } from "node:child_process";
-import { writeFileSync } from "node:fs";
+import { readFileSync, writeFileSync } from "node:fs";
 import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
 import { createWebGpuBackend, type GpuTensor, type WebGpuBackend } from "../src/backend/webgpu/webgpu-backend.js";
@@ -68,6 +69,7 @@ const { values: a } = parseArgs({
     "budget-s": { type: "string", default: "420" },
     "child-timeout-s": { type: "string" },
     json: { type: "string" },
+    "from-json": { type: "string" },
     quick: { type: "boolean", default: false },
   },
 });
@@ -119,7 +121,10 @@ function positive(flag: string, v: string): number {
 }
 
 if (a.child !== undefined) await child(JSON.parse(a.child) as Config);
-else await driver();
+else if (a["from-json"] !== undefined) {
+  const saved = JSON.parse(readFileSync(a["from-json"], "utf8")) as { device: string; results: Result[] };
+  console.log(table(saved.results, saved.device));
+} else await driver();
 
 // ---------------------------------------------------------------------------------------------------------
 // driver
@@ -203,15 +208,21 @@ function runChild(c: Config, timeoutS: number): Promise<Result> {
   });
 }
 
-function table(results: Result[], device: string, seconds: number): string {
+function table(results: Result[], device: string, seconds?: number): string {
   const f16Best = new Map<string, number>();
-  for (const r of results) if (r.format === "f16" && r.status === "ok") f16Best.set(r.shape, Math.min(f16Best.get(r.shape) ?? Infinity, r.us!));
+  const f16BestStream = new Map<string, number>();
+  for (const r of results) {
+    if (r.format !== "f16" || r.status !== "ok") continue;
+    f16Best.set(r.shape, Math.min(f16Best.get(r.shape) ?? Infinity, r.us!));
+    f16BestStream.set(r.shape, Math.min(f16BestStream.get(r.shape) ?? Infinity, r.streamUs!));
+  }
   const lines = [
-    `GEMV sweep on ${device}, ${results.filter((r) => r.status !== "not run").length} processes in ${seconds.toFixed(0)} s`,
-    "us = median GPU time of one call (timestamps); stream = time per call, calls back to back in one pass;",
-    "of copy = (weight + x + out bytes) / time over the copy bandwidth measured in the same process; vs f16 = best f16 us / us",
+    `GEMV sweep on ${device}, ${results.filter((r) => r.status !== "not run").length} processes${seconds === undefined ? "" : ` in ${seconds.toFixed(0)} s`}`,
+    "us = median GPU time of one call in its own timestamped pass; stream = time per call, calls back to back in one",
+    "pass (as in a decode step: no per-pass cost); of copy = (weight + x + out bytes) / us over the copy bandwidth",
+    "measured in the same process; vs f16 = best f16 us / us, and the same for stream",
     "",
-    "shape          format       variant                    us   p10-p90 us     stream     GB/s  of copy  copy GB/s  vs f16  check",
+    "shape          format       variant                    us   p10-p90 us     stream     GB/s  of copy  copy GB/s  vs f16  stream vs f16  check",
   ];
   for (const r of results) {
     const head = `${r.shape.padEnd(14)} ${r.format.padEnd(12)} ${r.variant.padEnd(22)}`;
@@ -219,22 +230,24 @@ function table(results: Result[], device: string, seconds: number): string {
       lines.push(`${head} ${r.status}: ${r.reason}`);
       continue;
     }
-    const best = f16Best.get(r.shape);
+    const ratio = (best: number | undefined, us: number, width: number) => (best ? `${(best / us).toFixed(2)}x` : "-").padStart(width);
     lines.push(
-      `${head} ${r.us!.toFixed(1).padStart(8)} ${`${r.p10!.toFixed(1)}-${r.p90!.toFixed(1)}`.padStart(13)} ${r.streamUs!.toFixed(1).padStart(10)} ${r.gbs!.toPrecision(4).padStart(8)} ${`${(r.ofCopy! * 100).toFixed(0)}%`.padStart(8)} ${r.copyGBs!.toPrecision(4).padStart(10)} ${best ? `${(best / r.us!).toFixed(2)}x`.padStart(7) : "      -"}  ${r.status === "wrong" ? `WRONG ${r.check}` : r.check}`,
+      `${head} ${r.us!.toFixed(1).padStart(8)} ${`${r.p10!.toFixed(1)}-${r.p90!.toFixed(1)}`.padStart(13)} ${r.streamUs!.toFixed(1).padStart(10)} ${r.gbs!.toPrecision(4).padStart(8)} ${`${(r.ofCopy! * 100).toFixed(0)}%`.padStart(8)} ${r.copyGBs!.toPrecision(4).padStart(10)} ${ratio(f16Best.get(r.shape), r.us!, 7)} ${ratio(f16BestStream.get(r.shape), r.streamUs!, 14)}  ${r.status === "wrong" ? `WRONG ${r.check}` : r.check}`,
     );
   }
   // per format: each variant's total over the shapes every variant of the format ran (what a default is chosen by)
-  lines.push("", "Per format, variants by total us over the shapes all its variants ran (ok rows only); * = lowest:");
+  lines.push("", "Per format, variants by total us over the shapes all its variants ran (ok rows only), and by total stream us; * = lowest us:");
   const formats = [...new Set(results.map((r) => r.format))];
   for (const f of formats) {
     const rows = results.filter((r) => r.format === f);
     const variants = [...new Set(rows.map((r) => r.variant))];
     const shapes = [...new Set(rows.map((r) => r.shape))].filter((s) => variants.every((v) => rows.some((r) => r.shape === s && r.variant === v && r.status === "ok")));
     if (shapes.length === 0) continue;
-    const totals = variants.map((v) => ({ v, us: shapes.reduce((s, sh) => s + rows.find((r) => r.shape === sh && r.variant === v)!.us!, 0) })).sort((x, y) => x.us - y.us);
+    const sum = (v: string, key: "us" | "streamUs") => shapes.reduce((s, sh) => s + rows.find((r) => r.shape === sh && r.variant === v)![key]!, 0);
+    const totals = variants.map((v) => ({ v, us: sum(v, "us"), stream: sum(v, "streamUs") })).sort((x, y) => x.us - y.us);
+    const streamRank = [...totals].sort((x, y) => x.stream - y.stream).map((t) => t.v);
     lines.push(`${f} over ${shapes.length} shapes:`);
-    for (const [i, t] of totals.entries()) lines.push(`  ${i === 0 ? "*" : " "} ${t.v.padEnd(22)} ${t.us.toFixed(1).padStart(9)} us`);
+    for (const [i, t] of totals.entries()) lines.push(`  ${i === 0 ? "*" : " "} ${t.v.padEnd(22)} ${t.us.toFixed(1).padStart(9)} us   stream ${t.stream.toFixed(1).padStart(9)} us (#${streamRank.indexOf(t.v) + 1})`);
     const bestPer = shapes.map((sh) => rows.filter((r) => r.shape === sh && r.status === "ok").sort((x, y) => x.us! - y.us!)[0]!);
     lines.push(`  fastest per shape: ${bestPer.map((r) => `${r.shape} ${r.variant} ${r.us!.toFixed(1)} us`).join("; ")}`);
   }
