@@ -57,7 +57,13 @@ export function nvfp4RazerFormat(outlier = 8): QuantFormat {
       for (let r = 0; r < rows; r++) {
         for (let gi = 0; gi < ng; gi++) {
           const start = r * cols + gi * G, n = Math.min(G, cols - gi * G);
-          for (let i = 0; i < n; i++) x[i] = w[start + i]! / g;
+          // the largest |w| is ±168 exactly, as in exact arithmetic: w/g would carry g's rounding, and its last
+          // bit would decide the tie of 168/8 between the payloads 20 and 22 (so an ulp of input noise could
+          // change a block; the WebGPU KV quantizer, kernels/kv.ts, follows the same rule)
+          for (let i = 0; i < n; i++) {
+            const v = w[start + i]!;
+            x[i] = Math.abs(v) === maxAbs ? Math.sign(v) * 6 * 28 : v / g;
+          }
           const amax = absMax(x, 0, n);
           let bestErr = Infinity, bestByte = 0, bestCb = candidates[0]!.cb;
           for (const ratio of options.clip ? CLIP_RATIOS : [1]) {
