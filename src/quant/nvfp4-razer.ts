@@ -4,7 +4,7 @@
  * that gives 2 of its bits to the SV: bit 7 = SV sign, bit 6 = (|sv| == O), bits 0..5 = an E3M3 payload p,
  * S(p) = e == 0 ? m/32 : 2^(e−3)(1 + m/8) (e = p>>3, m = p&7; range [1/32, 30]).
  *
- * Quantizer: g = max|W|/(6·28) per tensor; per block x = w/g, for each SV in order: qmax = 6 for ±5, O for ±O,
+ * Quantizer: g = max|W|/(6·28) per tensor; per block x = w/g (the tensor's max as exactly ±168), for each SV in order: qmax = 6 for ±5, O for ±O,
  * s = E3M3(clamp(max|x|/qmax, 2^-5, 28)) (nearest payload; ties keep the smaller), codes = nearest level of x/s
  * in L(sv) (exact midpoints to the lower level), err = mean((q·s − x)²); the smallest err wins (strict <).
  *

@@ -29,6 +29,9 @@
  * RaZeR special values: the sentinel code 0x0 decodes to +0 above; a per-code fix-up ORs in the SV's f16
  * bits (±5·2^-14 = 0x0D00 | sign, ±8·2^-14 = 0x1000 | sign) where a nibble is zero, found for all 8
  * codes of a word at once (a nibble is zero iff none of its 4 bits is set).
+ *
+ * GEMV_DECODE_VARIANTS (end of file) holds other decoders of some formats for the GEMV only (RaZeR's
+ * sentinel-sum, NF4 without a per-invocation table); kernels/packed.ts picks one per format.
  */
 import type { PackedDType } from "../../tensor/dtype.js";
 
