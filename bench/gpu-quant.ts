@@ -7,7 +7,16 @@
  *   node dist/bench/gpu-quant.js --out DIR [--formats f16,q8_0,q4_0,int8,...] [--shapes 8192x8192,4096x14336]
  *        [--models llama-3.2-1b,llama-3.1-8b] [--iters 50] [--decode 32] [--repeats 3] [--prompt 64]
  *        [--activations int8,f32] [--head same|f16] [--tune q4_0,fp4,razer,...] [--tune-shapes 8192x8192] [--no-gemv] [--no-decode] [--smoke]
+ *   node dist/bench/gpu-quant.js --out DIR --per-process [--time-limit 450] [same options]
  *   node dist/bench/gpu-quant.js --from-json DIR/gpu-quant.json --write-doc docs/quantization.md [--out DIR]
+ *
+ * --formats entries may name a GEMV decode variant, FORMAT:VARIANT (kernels/packed.ts; e.g. razer:per-element,
+ * razer:sentinel-sum, nf4:private, nf4:workgroup, nf4:select); a bare FORMAT times the backend's default.
+ * --per-process: one child process per --formats entry (f16 first, the anchor of the speedups), each with its
+ * own device, copy-bandwidth measurement, GEMVs and decode; the driver logs the GPU clocks (nvidia-smi, where
+ * present) before each child, merges the children's JSON into one report and stops starting children after
+ * --time-limit seconds (the rest are listed as skipped). Long single-process runs gave unreliable GEMV
+ * timings (the same f16 kernel 35 µs alone, up to 96 µs late in a long bench).
  *
  * GEMV: `out x in` shapes; each format's weight is cycled through enough copies (>= 192 MiB) that every call
  * reads DRAM, not L2; the time per call is from timestamp queries (wall time over many calls in one
@@ -24,6 +33,8 @@
  * --smoke: tiny shapes and iterations, to check the whole path on any adapter (SwiftShader included).
  */
 import { parseArgs } from "node:util";
+import { execFileSync, spawnSync } from "node:child_process";
+import { fileURLToPath } from "node:url";
 import { mkdirSync, readFileSync, writeFileSync, existsSync } from "node:fs";
 import { join } from "node:path";
 import { createWebGpuBackend, type GpuTensor, type WebGpuBackend } from "../src/backend/webgpu/webgpu-backend.js";
@@ -36,7 +47,9 @@ import { LlamaModel, expectedShape, expectedTensorNames } from "../src/model/lla
 import type { ModelConfig } from "../src/model/config.js";
 import { quantFormat } from "../src/quant/formats.js";
 import { tensorBytes } from "../src/quant/packed-raw.js";
-import { PACKED_DTYPES, isDType, isPackedDType, isSparseDType, type DType } from "../src/tensor/dtype.js";
+import { PACKED_DTYPES, isDType, isPackedDType, isSparseDType, type DType, type PackedDType } from "../src/tensor/dtype.js";
+import { GEMV_DECODE_DEFAULTS, setGemvDecode } from "../src/backend/webgpu/kernels/packed.js";
+import { GEMV_DECODE_VARIANTS } from "../src/quant/wgsl/decode.js";
 import type { RawTensor } from "../src/tensor/raw.js";
 import { barChartSvg, markdownTable } from "../src/eval/plot.js";
 import { copyBandwidth, measure, type CopyBandwidth } from "./gpu-timing.js";
@@ -51,10 +64,12 @@ const MODELS: Record<string, { dim: number; layers: number; ffn: number; heads: 
   smoke: { dim: 256, layers: 2, ffn: 640, heads: 4, kvHeads: 2, vocab: 1000, tied: false },
 };
 
-interface GemvRow { activations?: ActivationPath; quantXUs?: number; shape: string; out: number; in: number; format: DType; bitsPerWeight: number; mib: number; us: number; timed: "timestamps" | "wall"; gbs: number; ofCopy: number; vsF16?: number }
+/** Per-process runs: which child measured a row, that child's copy bandwidth and the GPU clocks before it. */
+interface Proc { proc?: number; procCopyGbs?: number; clocks?: string }
+interface GemvRow extends Proc { variant?: string; activations?: ActivationPath; quantXUs?: number; shape: string; out: number; in: number; format: DType; bitsPerWeight: number; mib: number; us: number; timed: "timestamps" | "wall"; gbs: number; ofCopy: number; vsF16?: number }
 /** One GEMV tuning variant: rows per team R, split S, unroll U, pipelined loads. */
-interface TuneRow { activations?: ActivationPath; shape: string; format: DType; R: number; S: number; U: number; pipeline: boolean; us: number; ofCopy: number; isDefault: boolean }
-interface DecodeRow { activations?: ActivationPath; model: string; format: DType; head: string; weightGB: number; tokS: Spread; prefillTokS: Spread; rooflineTokS: number; ofRoofline: number; vsQ4_0?: number; vsF16?: number }
+interface TuneRow { variant?: string; activations?: ActivationPath; shape: string; format: DType; R: number; S: number; U: number; pipeline: boolean; us: number; ofCopy: number; isDefault: boolean }
+interface DecodeRow extends Proc { variant?: string; activations?: ActivationPath; model: string; format: DType; head: string; weightGB: number; tokS: Spread; prefillTokS: Spread; rooflineTokS: number; ofRoofline: number; vsQ4_0?: number; vsF16?: number }
 interface Report {
   bench: "gpu-quant";
   device: string;
@@ -67,11 +82,18 @@ interface Report {
   decode: DecodeRow[];
 }
 
-const { values: a } = parseArgs({
+/** Every format, and every GEMV decode variant of those that have several. */
+const DEFAULT_FORMATS = ["f16", "q8_0", "q4_0", ...PACKED_DTYPES.flatMap((f) => {
+  const vs = GEMV_DECODE_VARIANTS[f];
+  return vs ? Object.keys(vs).map((v) => `${f}:${v}`) : [f];
+})].join(",");
+
+const { values: a, tokens } = parseArgs({
+  tokens: true,
   options: {
     out: { type: "string" },
     activations: { type: "string", default: "int8,f32" },
-    formats: { type: "string", default: ["f16", "q8_0", "q4_0", ...PACKED_DTYPES].join(",") },
+    formats: { type: "string", default: DEFAULT_FORMATS },
     shapes: { type: "string", default: "8192x8192,4096x14336,14336x4096" },
     models: { type: "string", default: "llama-3.2-1b,llama-3.1-8b" },
     iters: { type: "string", default: "50" },
@@ -85,6 +107,10 @@ const { values: a } = parseArgs({
     "no-decode": { type: "boolean", default: false },
     smoke: { type: "boolean", default: false },
     "from-json": { type: "string" },
+    "per-process": { type: "boolean", default: false },
+    "time-limit": { type: "string", default: "450" },
+    /** Internal: a child of --per-process (no f16 forced in, no speedups computed). */
+    child: { type: "boolean", default: false },
     "write-doc": { type: "string" },
   },
 });
@@ -95,11 +121,24 @@ const int = (name: keyof typeof a, v: string) => {
   if (!Number.isInteger(n) || n < 1) throw new Error(`--${name}: ${v} is not a positive integer`);
   return n;
 };
-const formats = a.formats!.split(",").map((f) => {
-  if (!isDType(f) || f === "f32" || f === "bf16") throw new Error(`--formats: "${f}" is not one of f16, q8_0, q4_0, ${PACKED_DTYPES.join(", ")}`);
-  return f;
-});
-if (!formats.includes("f16")) formats.unshift("f16"); // the anchor of every speedup
+/** A --formats entry: a weight format and, for formats with several GEMV decoders, the one to time. */
+interface FormatSpec { format: DType; variant?: string; label: string }
+function parseSpec(entry: string): FormatSpec {
+  const [f, v] = entry.split(":") as [string, string | undefined];
+  if (!isDType(f) || f === "f32" || f === "bf16" || isSparseDType(f)) throw new Error(`--formats: "${f}" is not one of f16, q8_0, q4_0, ${PACKED_DTYPES.join(", ")}`);
+  const vs = isPackedDType(f) ? GEMV_DECODE_VARIANTS[f] : undefined;
+  if (v !== undefined && !vs?.[v]) throw new Error(`--formats: "${entry}": ${f} has ${vs ? `the GEMV decode variants ${Object.keys(vs).join(", ")}` : "one GEMV decoder"}`);
+  // a format with variants always names the one timed, the backend's default when none is given
+  const variant = vs ? (v ?? GEMV_DECODE_DEFAULTS[f as PackedDType]) : undefined;
+  return { format: f, variant, label: variant ? `${f}:${variant}` : f };
+}
+/** Makes the GEMV kernels built from now on use the spec's decoder (kernels are keyed by it). */
+function useSpec(s: FormatSpec): void {
+  if (isPackedDType(s.format) && s.variant) setGemvDecode(s.format, s.variant);
+}
+const specs = a.formats!.split(",").filter((f) => f).map(parseSpec);
+if (!a.child && !specs.some((s) => s.format === "f16")) specs.unshift(parseSpec("f16")); // the anchor of every speedup
+const labelOf = (r: { format: DType; variant?: string; activations?: ActivationPath }) => (r.variant ? `${r.format}:${r.variant}` : r.format) + (r.activations ? ` (${r.activations} x)` : "");
 const actModes = a.activations!.split(",").filter((m) => m) as ActivationPath[];
 for (const m of actModes) if (m !== "int8" && m !== "f32") throw new Error(`--activations: "${m}" is not int8 or f32`);
 /** The activation paths to time for a format: both (as listed) for q8_0/q4_0, none (the only path) for others. */
@@ -144,10 +183,12 @@ function parseShapes(list: string, flag: string): [number, number][] {
  */
 async function tuneSection(b: WebGpuBackend, copy: CopyBandwidth): Promise<TuneRow[]> {
   const rows: TuneRow[] = [];
-  const list = a.tune!.split(",").filter((f) => f) as GpuFormat[];
-  for (const f of list) if (!isDType(f) || isSparseDType(f)) throw new Error(`--tune: "${f}" is not a dense weight format`);
+  // entries as --formats (FORMAT or FORMAT:VARIANT); a child of --per-process tunes only its own entry
+  const list = a.tune!.split(",").filter((f) => f).map(parseSpec).filter((t) => !a.child || specs.some((s) => s.label === t.label));
   for (const [outF, inF] of smoke ? shapes.slice(0, 1) : parseShapes(a["tune-shapes"]!, "--tune-shapes")) {
-    for (const format of list) {
+    for (const spec of list) {
+      const format = spec.format as GpuFormat;
+      useSpec(spec);
       const one = randomWeight("w", format, [outF, inF], 1);
       const copies = Math.max(1, Math.ceil(COLD_BYTES / one.data.length));
       const ws: GpuWeight[] = [];
@@ -169,8 +210,8 @@ async function tuneSection(b: WebGpuBackend, copy: CopyBandwidth): Promise<TuneR
         });
         const ms = Number.isFinite(t.gpu) ? t.gpu : t.wall;
         const isDefault = R === b.gemvRowsPerTeam[format] && U === 1 && !pipeline;
-        rows.push({ shape: `${outF}x${inF}`, format, R, S, U, pipeline, us: ms * 1e3, ofCopy: bytes / ms / 1e6 / copy.gbs, isDefault });
-        log(`tune ${outF}x${inF} ${format.padEnd(12)} R=${R} S=${S} U=${U} pipeline=${pipeline ? 1 : 0}: ${(ms * 1e3).toFixed(1)} us, ${((bytes / ms / 1e6 / copy.gbs) * 100).toFixed(0)}% of copy`);
+        rows.push({ ...(spec.variant ? { variant: spec.variant } : {}), shape: `${outF}x${inF}`, format, R, S, U, pipeline, us: ms * 1e3, ofCopy: bytes / ms / 1e6 / copy.gbs, isDefault });
+        log(`tune ${outF}x${inF} ${spec.label.padEnd(24)} R=${R} S=${S} U=${U} pipeline=${pipeline ? 1 : 0}: ${(ms * 1e3).toFixed(1)} us, ${((bytes / ms / 1e6 / copy.gbs) * 100).toFixed(0)}% of copy`);
       }
       if ((format === "q8_0" || format === "q4_0") && actModes.includes("int8")) {
         // the int8-activation GEMV's variants, on x quantized once
@@ -203,8 +244,9 @@ async function tuneSection(b: WebGpuBackend, copy: CopyBandwidth): Promise<TuneR
 async function gemvSection(b: WebGpuBackend, copy: CopyBandwidth): Promise<GemvRow[]> {
   const rows: GemvRow[] = [];
   for (const [outF, inF] of shapes) {
-    let f16Us = NaN;
-    for (const format of formats) {
+    for (const spec of specs) {
+      const { format, variant } = spec;
+      useSpec(spec);
       const one = randomWeight("w", format, [outF, inF], 1);
       const copies = Math.max(1, Math.ceil(COLD_BYTES / one.data.length));
       const ws: GpuWeight[] = [];
@@ -230,10 +272,9 @@ async function gemvSection(b: WebGpuBackend, copy: CopyBandwidth): Promise<GemvR
       const ms = timed === "timestamps" ? t.gpu : t.wall;
       const bytes = gpuBytes(ws[0]!) + (inF + outF) * 4;
       const gbs = bytes / ms / 1e6;
-      if (format === "f16") f16Us = ms * 1e3;
-      const row: GemvRow = { ...(act ? { activations: act } : {}), quantXUs, shape: `${outF}x${inF}`, out: outF, in: inF, format, bitsPerWeight: bitsPerWeight(format, inF), mib: bytes / 2 ** 20, us: ms * 1e3, timed, gbs, ofCopy: gbs / copy.gbs, vsF16: f16Us / (ms * 1e3) };
+      const row: GemvRow = { ...(variant ? { variant } : {}), ...(act ? { activations: act } : {}), quantXUs, shape: `${outF}x${inF}`, out: outF, in: inF, format, bitsPerWeight: bitsPerWeight(format, inF), mib: bytes / 2 ** 20, us: ms * 1e3, timed, gbs, ofCopy: gbs / copy.gbs };
       rows.push(row);
-      log(`gemv ${row.shape.padEnd(11)} ${(format + (act ? `/${act}` : "")).padEnd(12)} ${row.us.toFixed(1).padStart(8)} us ${gbs.toPrecision(3).padStart(6)} GB/s ${(row.ofCopy * 100).toFixed(0).padStart(3)}% of copy ${row.vsF16!.toFixed(2)}x f16${quantXUs !== undefined ? ` (+ x quantization ${quantXUs.toFixed(1)} us once per x)` : ""}`);
+      log(`gemv ${row.shape.padEnd(11)} ${labelOf(row).padEnd(24)} ${row.us.toFixed(1).padStart(8)} us ${gbs.toPrecision(3).padStart(6)} GB/s ${(row.ofCopy * 100).toFixed(0).padStart(3)}% of copy${quantXUs !== undefined ? ` (+ x quantization ${quantXUs.toFixed(1)} us once per x)` : ""}`);
       }
       b.activations = "int8";
       for (const w of ws) for (const p of w.parts) { b.pool.destroy(p.data); if (p.scales) b.pool.destroy(p.scales); }
@@ -282,7 +323,9 @@ async function decodeSection(copy: CopyBandwidth): Promise<DecodeRow[]> {
   for (const name of models) {
     const s = MODELS[name]!;
     const config = randomLlamaConfig({ ...s, hidden: s.ffn, ctx: 2048 });
-    for (const format of formats) for (const act of modesOf(format)) {
+    for (const spec of specs) for (const act of modesOf(spec.format)) {
+      const { format, variant } = spec;
+      useSpec(spec);
       const head: DType = a.head === "f16" ? "f16" : format;
       const b = await createWebGpuBackend(act ? { activations: act } : {});
       try {
@@ -322,20 +365,29 @@ async function decodeSection(copy: CopyBandwidth): Promise<DecodeRow[]> {
         const kv = kvReadBytes(config, PROMPT + 4 + DECODE / 2, 4);
         const rooflineTokS = (copy.gbs * 1e9) / (weightBytes + kv);
         const tokS = spread(dec);
-        rows.push({ ...(act ? { activations: act } : {}), model: name, format, head, weightGB: weightBytes / 1e9, tokS, prefillTokS: spread(pre), rooflineTokS, ofRoofline: tokS.median / rooflineTokS });
-        log(`decode ${name} ${(format + (act ? `/${act}` : "")).padEnd(12)} load ${loadS.toFixed(1)} s, ${tokS.median.toFixed(1)} tok/s (${((tokS.median / rooflineTokS) * 100).toFixed(0)}% of roofline), prefill ${spread(pre).median.toFixed(0)} tok/s`);
+        rows.push({ ...(variant ? { variant } : {}), ...(act ? { activations: act } : {}), model: name, format, head, weightGB: weightBytes / 1e9, tokS, prefillTokS: spread(pre), rooflineTokS, ofRoofline: tokS.median / rooflineTokS });
+        log(`decode ${name} ${labelOf({ format, variant, activations: act }).padEnd(24)} load ${loadS.toFixed(1)} s, ${tokS.median.toFixed(1)} tok/s (${((tokS.median / rooflineTokS) * 100).toFixed(0)}% of roofline), prefill ${spread(pre).median.toFixed(0)} tok/s`);
       } finally {
         b.dispose();
       }
     }
-    const base = (f: DType) => rows.find((r) => r.model === name && r.format === f)?.tokS.median;
-    for (const r of rows.filter((r) => r.model === name)) {
-      const q4 = base("q4_0"), f16 = base("f16");
-      if (q4) r.vsQ4_0 = r.tokS.median / q4;
-      if (f16) r.vsF16 = r.tokS.median / f16;
-    }
   }
   return rows;
+}
+
+/** Speedups over f16 (GEMV, same shape) and q4_0 / f16 (decode, same model), from the merged rows. */
+function addRatios(rep: Report): void {
+  for (const r of rep.gemv) {
+    const f16 = rep.gemv.find((x) => x.shape === r.shape && x.format === "f16");
+    if (f16) r.vsF16 = f16.us / r.us;
+  }
+  for (const r of rep.decode) {
+    // q4_0's own default path (the first listed activation mode) is the anchor
+    const base = (f: DType) => rep.decode.find((x) => x.model === r.model && x.format === f)?.tokS.median;
+    const q4 = base("q4_0"), f16 = base("f16");
+    if (q4) r.vsQ4_0 = r.tokS.median / q4;
+    if (f16) r.vsF16 = r.tokS.median / f16;
+  }
 }
 
 const pct = (v: number) => `${(v * 100).toFixed(0)}%`;
@@ -343,11 +395,14 @@ const pct = (v: number) => `${(v * 100).toFixed(0)}%`;
 function markdown(rep: Report): string {
   const parts: string[] = [];
   parts.push(`Device: ${rep.device} (${rep.features}); copy bandwidth ${rep.copy.gbs.toPrecision(4)} GB/s (read + write, ${rep.copy.timed}), measured in the same run. ${rep.date}.\n`);
+  if (rep.settings.perProcess) {
+    parts.push(`One process per format entry (--per-process); each row's "of copy" is against its own process's copy bandwidth (per process: ${rep.settings.copyGbsPerProcess} GB/s).${rep.settings.skipped ? ` Skipped at the time limit: ${rep.settings.skipped}.` : ""}${rep.settings.failed ? ` Failed: ${rep.settings.failed}.` : ""}\n`);
+  }
   if (rep.gemv.length) {
     parts.push(`GEMV, batch 1 (out x in), median-of-3 rounds of ${rep.settings.iters} calls, weights cycled through >= 192 MiB of copies; time ${rep.gemv[0]!.timed === "timestamps" ? "from GPU timestamps" : "wall clock"}. Ideal 4-bit speedup over f16 = 16 / bits per weight (3.9x at 4.125).\n`);
     parts.push(markdownTable(
       ["shape", "format", "bits/w", "MiB read", "µs", "GB/s", "of copy", "vs f16"],
-      rep.gemv.map((r) => [r.shape, r.format + (r.activations ? ` (${r.activations} x)` : ""), r.bitsPerWeight.toFixed(3), r.mib.toFixed(1), r.us.toFixed(1), r.gbs.toFixed(0), pct(r.ofCopy), r.vsF16 ? `${r.vsF16.toFixed(2)}x` : ""]),
+      rep.gemv.map((r) => [r.shape, labelOf(r), r.bitsPerWeight.toFixed(3), r.mib.toFixed(1), r.us.toFixed(1), r.gbs.toFixed(0), pct(r.ofCopy), r.vsF16 ? `${r.vsF16.toFixed(2)}x` : ""]),
       [false, false, true, true, true, true, true, true],
     ));
   }
@@ -355,7 +410,7 @@ function markdown(rep: Report): string {
     parts.push(`\nGEMV tuning variants (same timing): R = weight rows per 32-lane team, S = teams splitting a row's K, U = 16-byte loads in flight per lane and row, pipelined = next step's loads issued before this step's math; * = the backend's default.\n`);
     parts.push(markdownTable(
       ["shape", "format", "R", "S", "U", "pipelined", "µs", "of copy"],
-      rep.tune.map((r) => [r.shape, r.format + (r.activations ? ` (${r.activations} x)` : ""), `${r.R}${r.isDefault ? "*" : ""}`, r.S, r.U, r.pipeline ? "yes" : "no", r.us.toFixed(1), pct(r.ofCopy)]),
+      rep.tune.map((r) => [r.shape, labelOf(r), `${r.R}${r.isDefault ? "*" : ""}`, r.S, r.U, r.pipeline ? "yes" : "no", r.us.toFixed(1), pct(r.ofCopy)]),
       [false, false, true, true, true, false, true, true],
     ));
   }
@@ -363,7 +418,7 @@ function markdown(rep: Report): string {
     parts.push(`\nDecode, batch 1, random weights (every matrix in the format; head and embedding: ${rep.settings.head === "f16" ? "f16" : "the same format"}), ${rep.settings.prompt}-token prefill, ${rep.settings.decode} timed greedy steps, median (min–max) of ${rep.settings.repeats}. Roofline = (weights + f32 KV read) / copy bandwidth.\n`);
     parts.push(markdownTable(
       ["model", "format", "weights GB/step", "tokens/s", "of roofline", "vs q4_0", "vs f16", "prefill tok/s"],
-      rep.decode.map((r) => [r.model, r.format + (r.activations ? ` (${r.activations} x)` : ""), r.weightGB.toFixed(2), `${r.tokS.median.toFixed(1)} (${r.tokS.min.toFixed(1)}–${r.tokS.max.toFixed(1)})`, pct(r.ofRoofline), r.vsQ4_0 ? `${r.vsQ4_0.toFixed(3)}` : "", r.vsF16 ? `${r.vsF16.toFixed(2)}x` : "", r.prefillTokS.median.toFixed(0)]),
+      rep.decode.map((r) => [r.model, labelOf(r), r.weightGB.toFixed(2), `${r.tokS.median.toFixed(1)} (${r.tokS.min.toFixed(1)}–${r.tokS.max.toFixed(1)})`, pct(r.ofRoofline), r.vsQ4_0 ? `${r.vsQ4_0.toFixed(3)}` : "", r.vsF16 ? `${r.vsF16.toFixed(2)}x` : "", r.prefillTokS.median.toFixed(0)]),
       [false, false, true, true, true, true, true, true],
     ));
   }
@@ -372,26 +427,26 @@ function markdown(rep: Report): string {
 
 function gemvSvg(rep: Report): string {
   const groups = [...new Set(rep.gemv.map((r) => r.shape))];
-  const fs = [...new Set(rep.gemv.map((r) => r.format))].filter((f) => f !== "f16");
+  const fs = [...new Set(rep.gemv.map((r) => labelOf(r)))].filter((f) => f !== "f16");
   return barChartSvg({
     title: "WebGPU GEMV speedup over f16 (batch 1)",
     subtitle: `${rep.device}; ideal for 4-bit ≈ 3.9x`,
     yLabel: "x f16",
     groups,
-    series: fs.map((f) => ({ name: f, values: groups.map((g) => rep.gemv.find((r) => r.shape === g && r.format === f)?.vsF16) })),
+    series: fs.map((f) => ({ name: f, values: groups.map((g) => rep.gemv.find((r) => r.shape === g && labelOf(r) === f)?.vsF16) })),
     width: 900,
   });
 }
 
 function decodeSvg(rep: Report): string {
   const groups = [...new Set(rep.decode.map((r) => r.model))];
-  const fs = [...new Set(rep.decode.map((r) => r.format))];
+  const fs = [...new Set(rep.decode.map((r) => labelOf(r)))];
   return barChartSvg({
     title: "WebGPU decode tokens/s per weight format (batch 1, random weights)",
     subtitle: rep.device,
     yLabel: "tokens/s",
     groups,
-    series: fs.map((f) => ({ name: f, values: groups.map((g) => rep.decode.find((r) => r.model === g && r.format === f)?.tokS.median) })),
+    series: fs.map((f) => ({ name: f, values: groups.map((g) => rep.decode.find((r) => r.model === g && labelOf(r) === f)?.tokS.median) })),
     width: 900,
   });
 }
@@ -441,6 +496,71 @@ function writeOutputs(rep: Report, dir: string): void {
   log(`wrote ${dir}/gpu-quant.{json,md} and the SVG charts`);
 }
 
+/** The GPU's current SM and memory clocks (nvidia-smi), or why not. */
+function gpuClocks(): string {
+  try {
+    return execFileSync("nvidia-smi", ["--query-gpu=clocks.sm,clocks.mem,temperature.gpu,power.draw", "--format=csv,noheader"], { encoding: "utf8", timeout: 10_000 }).trim();
+  } catch {
+    return "no nvidia-smi";
+  }
+}
+
+/**
+ * --per-process: every --formats entry in its own child (same options), the children's reports merged
+ * into one. Children start only while less than --time-limit seconds have passed, and each is killed at
+ * the time left.
+ */
+async function driver(out: string): Promise<void> {
+  const t0 = performance.now();
+  const limitS = Number(a["time-limit"]);
+  if (!(limitS > 0)) throw new Error(`--time-limit: ${a["time-limit"]} is not a positive number of seconds`);
+  // the options given, less those the driver sets per child
+  const own = new Set(["per-process", "time-limit", "formats", "out", "child", "write-doc"]);
+  const pass: string[] = [];
+  for (const t of tokens ?? []) if (t.kind === "option" && !own.has(t.name)) pass.push(t.rawName, ...(t.value !== undefined ? [t.value] : []));
+  const script = fileURLToPath(import.meta.url);
+  const reports: Report[] = [];
+  const skipped: string[] = [], failed: string[] = [];
+  for (const [i, spec] of specs.entries()) {
+    const leftS = limitS - (performance.now() - t0) / 1000;
+    if (leftS < 5) {
+      skipped.push(spec.label);
+      continue;
+    }
+    const clocks = gpuClocks();
+    const dir = join(out, "parts", `${String(i).padStart(2, "0")}-${spec.label.replace(/[^a-z0-9_-]/gi, "_")}`);
+    log(`[${i + 1}/${specs.length}] ${spec.label} (clocks: ${clocks}; ${leftS.toFixed(0)} s left)`);
+    const r = spawnSync(process.execPath, [script, "--child", "--formats", spec.label, "--out", dir, ...pass], { stdio: ["ignore", "ignore", "inherit"], timeout: Math.floor(leftS * 1000) });
+    const json = join(dir, "gpu-quant.json");
+    if (r.status !== 0 && !existsSync(json)) {
+      failed.push(`${spec.label} (${r.signal ?? `exit ${r.status}`})`);
+      continue;
+    }
+    if (r.status !== 0) failed.push(`${spec.label} (${r.signal ?? `exit ${r.status}`}; rows written before that kept)`);
+    const part = JSON.parse(readFileSync(json, "utf8")) as Report;
+    const tag = <T extends Proc>(row: T): T => ({ ...row, proc: i, procCopyGbs: part.copy.gbs, clocks });
+    part.gemv = part.gemv.map(tag);
+    part.decode = part.decode.map(tag);
+    reports.push(part);
+  }
+  if (!reports.length) throw new Error(`--per-process: no child finished (${failed.join(", ")})`);
+  const copies = reports.map((r) => r.copy.gbs).sort((x, y) => x - y);
+  const first = reports[0]!;
+  const rep: Report = {
+    bench: "gpu-quant", device: first.device, features: first.features, date: first.date,
+    settings: { ...first.settings, perProcess: true, copyGbsPerProcess: copies.map((c) => c.toPrecision(4)).join(" "), skipped: skipped.join(","), failed: failed.join(",") },
+    copy: { ...first.copy, gbs: copies[copies.length >> 1]! },
+    gemv: reports.flatMap((r) => r.gemv), tune: reports.flatMap((r) => r.tune ?? []), decode: reports.flatMap((r) => r.decode),
+  };
+  addRatios(rep);
+  writeOutputs(rep, out);
+  if (a["write-doc"]) writeDoc(rep, a["write-doc"]);
+  process.stdout.write(markdown(rep));
+  if (skipped.length) log(`skipped (time limit): ${skipped.join(", ")}`);
+  if (failed.length) log(`failed: ${failed.join(", ")}`);
+  log(`done in ${((performance.now() - t0) / 1000).toFixed(0)} s, ${reports.length} processes`);
+}
+
 async function main(): Promise<void> {
   if (a["from-json"]) {
     if (!existsSync(a["from-json"])) throw new Error(`--from-json: ${a["from-json"]} does not exist`);
@@ -452,6 +572,7 @@ async function main(): Promise<void> {
     return;
   }
   if (!a.out) throw new Error("--out DIR is required (JSON, markdown and SVG go there)");
+  if (a["per-process"]) return driver(a.out);
   const t0 = performance.now();
   const b = await createWebGpuBackend({ profile: true });
   const device = b.description;
@@ -473,8 +594,10 @@ async function main(): Promise<void> {
     settings: { iters: ITERS, decode: DECODE, repeats: REPEATS, prompt: PROMPT, head: a.head!, smoke },
     copy, gemv, tune, decode: [],
   };
+  addRatios(rep);
   writeOutputs(rep, a.out); // a run cut short keeps the GEMV table
   if (!a["no-decode"]) rep.decode = await decodeSection(copy);
+  addRatios(rep);
   writeOutputs(rep, a.out);
   if (a["write-doc"]) writeDoc(rep, a["write-doc"]);
   process.stdout.write(markdown(rep));

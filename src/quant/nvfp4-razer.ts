@@ -4,7 +4,7 @@
  * that gives 2 of its bits to the SV: bit 7 = SV sign, bit 6 = (|sv| == O), bits 0..5 = an E3M3 payload p,
  * S(p) = e == 0 ? m/32 : 2^(e−3)(1 + m/8) (e = p>>3, m = p&7; range [1/32, 30]).
  *
- * Quantizer: g = max|W|/(6·28) per tensor; per block x = w/g, for each SV in order: qmax = 6 for ±5, O for ±O,
+ * Quantizer: g = max|W|/(6·28) per tensor; per block x = w/g (the tensor's max as exactly ±168), for each SV in order: qmax = 6 for ±5, O for ±O,
  * s = E3M3(clamp(max|x|/qmax, 2^-5, 28)) (nearest payload; ties keep the smaller), codes = nearest level of x/s
  * in L(sv) (exact midpoints to the lower level), err = mean((q·s − x)²); the smallest err wins (strict <).
  *
@@ -57,7 +57,13 @@ export function nvfp4RazerFormat(outlier = 8): QuantFormat {
       for (let r = 0; r < rows; r++) {
         for (let gi = 0; gi < ng; gi++) {
           const start = r * cols + gi * G, n = Math.min(G, cols - gi * G);
-          for (let i = 0; i < n; i++) x[i] = w[start + i]! / g;
+          // the largest |w| is ±168 exactly, as in exact arithmetic: w/g would carry g's rounding, and its last
+          // bit would decide the tie of 168/8 between the payloads 20 and 22 (so an ulp of input noise could
+          // change a block; the WebGPU KV quantizer, kernels/kv.ts, follows the same rule)
+          for (let i = 0; i < n; i++) {
+            const v = w[start + i]!;
+            x[i] = Math.abs(v) === maxAbs ? Math.sign(v) * 6 * 28 : v / g;
+          }
           const amax = absMax(x, 0, n);
           let bestErr = Infinity, bestByte = 0, bestCb = candidates[0]!.cb;
           for (const ratio of options.clip ? CLIP_RATIOS : [1]) {

@@ -20,7 +20,7 @@ import { GEMM_TILE, GEMV_ROWS_PER_TEAM, chunkElems, gemvRows, gemmKernel, gemvKe
 import { ELEMENTWISE_GROUP, addBiasKernel, addKernel, swigluKernel } from "./kernels/elementwise.js";
 import { normThreads, rmsnormKernel } from "./kernels/norm.js";
 import { ROPE_GROUP, ropeKernel } from "./kernels/rope.js";
-import { KV_GROUP, kvWriteInt8Kernel, kvWriteKernel } from "./kernels/kv.js";
+import { GPU_KV_FORMATS, KV_GROUP, checkKv4HeadDim, kvWords, kvWriteInt8Kernel, kvWriteKernel, kvWriteQuant4Kernel, type GpuKvFormat } from "./kernels/kv.js";
 import { attentionCombineKernel, attentionPartialKernel, attentionSplits, partialStride } from "./kernels/attention.js";
 import { EMBED_GROUP, EMBED_TOKENS, embedKernel } from "./kernels/embed.js";
 import { argmaxKernel } from "./kernels/argmax.js";
@@ -41,11 +41,11 @@ export class GpuKVCache implements KVCache {
     readonly kvHeads: number,
     readonly headDim: number,
     readonly capacity: number,
-    /** One buffer per layer: [position][kvHeads * headDim] (int8: codes packed four to a u32). */
+    /** One buffer per layer: [position][kvHeads * headDim] (quantized: codes packed in u32, kernels/kv.ts kvWords). */
     readonly k: readonly Buf[],
     readonly v: readonly Buf[],
-    readonly format: "f32" | "int8" = "f32",
-    /** int8: one buffer per layer of f32 scales [position][kvHeads]. */
+    readonly format: GpuKvFormat = "f32",
+    /** Quantized formats: one buffer per layer of scale words [position][kvHeads][kvWords(..).scales]. */
     readonly kScales: readonly Buf[] = [],
     readonly vScales: readonly Buf[] = [],
   ) {}
@@ -139,7 +139,7 @@ export class WebGpuBackend implements Backend {
     return new GpuTensor(rows, g.cols, g.buf);
   }
 
-  readonly kvFormats: readonly string[] = ["int8"];
+  readonly kvFormats: readonly string[] = GPU_KV_FORMATS.filter((f) => f !== "f32");
 
   /**
    * A row view binds a sub-range of the tensor's buffer, so every kernel works on it unchanged; WebGPU
@@ -161,9 +161,13 @@ export class WebGpuBackend implements Backend {
   }
 
   kvCache(layers: number, kvHeads: number, headDim: number, capacity: number, format = "f32"): GpuKVCache {
-    if (format !== "f32" && format !== "int8") throw new Error(`the webgpu backend stores KV caches as f32 or int8, not "${format}"`);
-    if (format === "int8") kvWriteInt8Kernel(headDim); // checks the head dim
-    const bytes = capacity * kvHeads * headDim * (format === "int8" ? 1 : 4);
+    if (!(GPU_KV_FORMATS as readonly string[]).includes(format)) throw new Error(`the webgpu backend stores KV caches as ${GPU_KV_FORMATS.join(", ")}, not "${format}"`);
+    const f = format as GpuKvFormat;
+    // check the head dim
+    if (f === "int8") kvWriteInt8Kernel(headDim);
+    if (f === "int4" || f === "razer") checkKv4HeadDim(f, headDim);
+    const words = kvWords(f, headDim);
+    const bytes = capacity * kvHeads * words.codes * 4;
     if (bytes > this.gpu.maxBindingBytes) {
       throw new Error(`KV cache of ${capacity} positions needs ${bytes} bytes a layer, more than this GPU binds at once (${this.gpu.maxBindingBytes})`);
     }
@@ -174,12 +178,12 @@ export class WebGpuBackend implements Backend {
     for (let l = 0; l < layers; l++) {
       k.push(this.pool.storage(bytes, `k cache ${l}`));
       v.push(this.pool.storage(bytes, `v cache ${l}`));
-      if (format === "int8") {
-        ks.push(this.pool.storage(capacity * kvHeads * 4, `k scales ${l}`));
-        vs.push(this.pool.storage(capacity * kvHeads * 4, `v scales ${l}`));
+      if (words.scales > 0) {
+        ks.push(this.pool.storage(capacity * kvHeads * words.scales * 4, `k scales ${l}`));
+        vs.push(this.pool.storage(capacity * kvHeads * words.scales * 4, `v scales ${l}`));
       }
     }
-    return new GpuKVCache(layers, kvHeads, headDim, capacity, k, v, format, ks, vs);
+    return new GpuKVCache(layers, kvHeads, headDim, capacity, k, v, f, ks, vs);
   }
 
   ropeTable(inv: Float64Array, maxPositions: number): GpuRopeTable {
@@ -301,9 +305,9 @@ export class WebGpuBackend implements Backend {
     if (pos0 + kt.rows > c.capacity) throw new Error(`KV cache full: ${pos0 + kt.rows} positions > capacity ${c.capacity}`);
     if (kt.cols !== width || (v as GpuTensor).cols !== width) throw new Error(`kvWrite: rows of ${kt.cols} do not fit the cache's ${width}`);
     const n = kt.rows * width;
-    if (c.format === "int8") {
+    if (c.format !== "f32") {
       const items = kt.rows * c.kvHeads;
-      const kernel = kvWriteInt8Kernel(c.headDim);
+      const kernel = c.format === "int8" ? kvWriteInt8Kernel(c.headDim) : kvWriteQuant4Kernel(c.format, c.headDim);
       this.run(kernel, [c.kvHeads, pos0, items], [c.k[layer]!, c.kScales[layer]!, kt.buf], grid(items));
       this.run(kernel, [c.kvHeads, pos0, items], [c.v[layer]!, c.vScales[layer]!, (v as GpuTensor).buf], grid(items));
       return;
@@ -327,7 +331,7 @@ export class WebGpuBackend implements Backend {
     const span = Math.ceil(maxLen / splits);
     const partial = this.scratchFor(rows * heads * splits * partialStride(d) * 4);
     const items = rows * heads * splits;
-    const kv = c.format === "int8" ? [c.k[layer]!, c.kScales[layer]!, c.v[layer]!, c.vScales[layer]!] : [c.k[layer]!, c.v[layer]!];
+    const kv = c.format !== "f32" ? [c.k[layer]!, c.kScales[layer]!, c.v[layer]!, c.vScales[layer]!] : [c.k[layer]!, c.v[layer]!];
     const extra = window ? [window.sinks, window.shift] : [];
     this.run(
       attentionPartialKernel(d, c.format, window !== undefined),

@@ -29,6 +29,9 @@
  * RaZeR special values: the sentinel code 0x0 decodes to +0 above; a per-code fix-up ORs in the SV's f16
  * bits (±5·2^-14 = 0x0D00 | sign, ±8·2^-14 = 0x1000 | sign) where a nibble is zero, found for all 8
  * codes of a word at once (a nibble is zero iff none of its 4 bits is set).
+ *
+ * GEMV_DECODE_VARIANTS (end of file) holds other decoders of some formats for the GEMV only (RaZeR's
+ * sentinel-sum, NF4 without a per-invocation table); kernels/packed.ts picks one per format.
  */
 import type { PackedDType } from "../../tensor/dtype.js";
 
@@ -75,6 +78,26 @@ fn pk_codes(q: u32, sv: u32) -> array<vec4<f32>, 2> {
 }
 `;
 
+/**
+ * RaZeR's sentinel-sum GEMV pieces (spec §3.3): `pk_plain` decodes every code as plain E2M1 (the sentinel
+ * 0x0 as +0, so it adds nothing to the dot product) and `pk_sentinels` is 2.0 where a code is 0x0, else 0,
+ * so that dot(pk_sentinels(q)[h], x) = 2·sA of half h. The zero-nibble test is a carry: (c & 7) + 7 sets
+ * bit 3 unless the low three bits are 0, and c's own bit 3 is ORed in; that bit moved to bit 30 alone is
+ * the f32 2.0, so no int-to-float conversion is needed.
+ */
+const RAZER_SENTINEL_SUM = /* wgsl */ `
+fn pk_plain(q: u32) -> array<vec4<f32>, 2> {
+  return e2m1_unpack(e2m1_pair(q, 0u), e2m1_pair(q, 1u), e2m1_pair(q, 2u), e2m1_pair(q, 3u));
+}
+fn pk_sentinels(q: u32) -> array<vec4<f32>, 2> {
+  let z = ~(((q & 0x77777777u) + 0x77777777u) | q) & 0x88888888u;
+  let sh = vec4<u32>(27u, 23u, 19u, 15u);
+  let a = (vec4<u32>(z) << sh) & vec4<u32>(0x40000000u);
+  let b = (vec4<u32>(z >> 16u) << sh) & vec4<u32>(0x40000000u);
+  return array<vec4<f32>, 2>(bitcast<vec4<f32>>(a), bitcast<vec4<f32>>(b));
+}
+`;
+
 const PLAIN_E2M1_CODES = /* wgsl */ `${E2M1_PAIRS}
 fn pk_codes(q: u32, m: u32) -> array<vec4<f32>, 2> {
   return e2m1_unpack(e2m1_pair(q, 0u), e2m1_pair(q, 1u), e2m1_pair(q, 2u), e2m1_pair(q, 3u));
@@ -90,14 +113,54 @@ fn pk_nib4(h: u32) -> vec4<f32> {
 `;
 
 /** NF4 levels in f32 (src/quant/nf4.ts NF4_LEVELS), as WGSL literals that round to the same f32. */
-function nf4Levels(): string {
+function nf4Literals(): string[] {
   const levels = [
     -1, -0.6961928009986877, -0.5250730514526367, -0.39491748809814453, -0.28444138169288635, -0.18477343022823334,
     -0.09105003625154495, 0, 0.07958029955625534, 0.16093020141124725, 0.24611230194568634, 0.33791524171829224,
     0.44070982933044434, 0.5626170039176941, 0.7229568362236023, 1,
   ];
-  return levels.map((v) => (Number.isInteger(v) ? `${v}.0` : String(v))).join(", ");
+  return levels.map((v) => (Number.isInteger(v) ? `${v}.0` : String(v)));
 }
+const nf4Levels = () => nf4Literals().join(", ");
+const NF4_CODES = /* wgsl */ `
+fn pk_codes(q: u32, m: u32) -> array<vec4<f32>, 2> { return array<vec4<f32>, 2>(pk_nf4(q), pk_nf4(q >> 16u)); }
+`;
+
+/**
+ * NF4 decoders without a per-invocation array (GEMV variants, spec-free; bench/gpu-quant.ts times them):
+ * - `workgroup`: the 16 levels in workgroup memory, written by one thread before the GEMV's loop
+ *   (`NF4_WORKGROUP_PROLOGUE`, needs `lid` and uniform control flow); 16 words in 16 banks, so the four
+ *   lookups of a vec4 never conflict.
+ * - `select`: a branch-free tree of `select`s over the code bits, four codes at once (15 vec4 selects for
+ *   4 weights), from splatted constants: no memory at all.
+ * Both return the same f32 levels as the table, so the GEMV stays exact to f32 rounding.
+ */
+const NF4_WORKGROUP = /* wgsl */ `
+var<workgroup> pk_nf4_levels: array<f32, 16>;
+fn pk_nf4(h: u32) -> vec4<f32> {
+  let c = (vec4<u32>(h) >> vec4<u32>(0u, 4u, 8u, 12u)) & vec4<u32>(15u);
+  return vec4<f32>(pk_nf4_levels[c.x], pk_nf4_levels[c.y], pk_nf4_levels[c.z], pk_nf4_levels[c.w]);
+}
+${NF4_CODES}`;
+const NF4_WORKGROUP_PROLOGUE = `if (lid == 0u) {
+    ${nf4Literals().map((v, i) => `pk_nf4_levels[${i}] = ${v};`).join(" ")}
+  }
+  workgroupBarrier();`;
+const NF4_SELECT = /* wgsl */ `
+fn pk_nf4(h: u32) -> vec4<f32> {
+  let c = (vec4<u32>(h) >> vec4<u32>(0u, 4u, 8u, 12u)) & vec4<u32>(15u);
+  let b0 = (c & vec4<u32>(1u)) != vec4<u32>(0u);
+  let b1 = (c & vec4<u32>(2u)) != vec4<u32>(0u);
+  let b2 = (c & vec4<u32>(4u)) != vec4<u32>(0u);
+  let b3 = (c & vec4<u32>(8u)) != vec4<u32>(0u);
+  ${Array.from({ length: 8 }, (_, i) => `let l${i} = select(vec4<f32>(${nf4Literals()[2 * i]}), vec4<f32>(${nf4Literals()[2 * i + 1]}), b0);`).join("\n  ")}
+  let m0 = select(l0, l1, b1);
+  let m1 = select(l2, l3, b1);
+  let m2 = select(l4, l5, b1);
+  let m3 = select(l6, l7, b1);
+  return select(select(m0, m1, b2), select(m2, m3, b2), b3);
+}
+${NF4_CODES}`;
 
 const F16_SCALES = /* wgsl */ `
 fn pk_scales(s: u32) -> vec2<f32> { return unpack2x16float(s); }
@@ -142,8 +205,7 @@ fn pk_nf4(h: u32) -> vec4<f32> {
   var t = PK_NF4;
   return vec4<f32>(t[c.x], t[c.y], t[c.z], t[c.w]);
 }
-fn pk_codes(q: u32, m: u32) -> array<vec4<f32>, 2> { return array<vec4<f32>, 2>(pk_nf4(q), pk_nf4(q >> 16u)); }
-${F16_SCALES}${NO_META}`,
+${NF4_CODES}${F16_SCALES}${NO_META}`,
   },
   "int4-asym": {
     codeBits: 4, group: 128, unit: 1, scaleUnit: 1, scaleBits: 32,
@@ -165,5 +227,33 @@ fn pk_codes8(u: u32) -> vec4<f32> {
   let m = (vec4<u32>(b, b, b >> 16u, b >> 16u) & vec4<u32>(0xffu, 0xff00u, 0xffu, 0xff00u)) | vec4<u32>(0x4b000000u);
   return fma(bitcast<vec4<f32>>(m), vec4<f32>(1.0, 0.00390625, 1.0, 0.00390625), vec4<f32>(-8388736.0, -32896.0, -8388736.0, -32896.0));
 }`,
+  },
+};
+
+/**
+ * A GEMV decode variant: WGSL that replaces the format's `code` in the GEMV (GEMM and embed keep `code`),
+ * and a prologue for the GEMV's entry point. `sentinelSum`: the GEMV sums RaZeR's special values apart
+ * (`pk_plain`, `pk_sentinels`, and the SVs from `pk_meta`) instead of decoding them per element.
+ */
+export interface GemvDecodeVariant {
+  readonly code: string;
+  readonly prologue?: string;
+  readonly sentinelSum?: boolean;
+}
+
+/** Every format's GEMV decode variants; the first of each is what PACKED_WGSL decodes. */
+export const GEMV_DECODE_VARIANTS: Partial<Record<PackedDType, Record<string, GemvDecodeVariant>>> = {
+  razer: {
+    "per-element": { code: PACKED_WGSL.razer.code },
+    "sentinel-sum": { code: PACKED_WGSL.razer.code + RAZER_SENTINEL_SUM, sentinelSum: true },
+  },
+  "nvfp4-razer": {
+    "per-element": { code: PACKED_WGSL["nvfp4-razer"].code },
+    "sentinel-sum": { code: PACKED_WGSL["nvfp4-razer"].code + RAZER_SENTINEL_SUM, sentinelSum: true },
+  },
+  nf4: {
+    private: { code: PACKED_WGSL.nf4.code },
+    workgroup: { code: NF4_WORKGROUP + F16_SCALES + NO_META, prologue: NF4_WORKGROUP_PROLOGUE },
+    select: { code: NF4_SELECT + F16_SCALES + NO_META },
   },
 };

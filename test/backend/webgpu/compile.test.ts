@@ -12,7 +12,10 @@ import { attentionCombineKernel, attentionPartialKernel } from "../../../src/bac
 import { addBiasKernel, addKernel, swigluKernel } from "../../../src/backend/webgpu/kernels/elementwise.js";
 import { rmsnormKernel } from "../../../src/backend/webgpu/kernels/norm.js";
 import { ropeKernel } from "../../../src/backend/webgpu/kernels/rope.js";
-import { kvWriteKernel } from "../../../src/backend/webgpu/kernels/kv.js";
+import { kvWriteInt8Kernel, kvWriteKernel, kvWriteQuant4Kernel } from "../../../src/backend/webgpu/kernels/kv.js";
+import { GEMV_DECODE_DEFAULTS, setGemvDecode } from "../../../src/backend/webgpu/kernels/packed.js";
+import { GEMV_DECODE_VARIANTS } from "../../../src/quant/wgsl/decode.js";
+import type { PackedDType } from "../../../src/tensor/dtype.js";
 import { embedKernel } from "../../../src/backend/webgpu/kernels/embed.js";
 import { argmaxKernel } from "../../../src/backend/webgpu/kernels/argmax.js";
 import { sampleKernel } from "../../../src/backend/webgpu/kernels/sample.js";
@@ -44,6 +47,19 @@ function allKernels(): Kernel[] {
     for (const mode of ["vec4", "scalar"] as XMode[]) ks.push(gemvKernel(f, mode, 32, 2, 2, 1, false, "shared-f16"));
   }
   for (const d of [6, 8, 64, 80, 128, 256]) ks.push(attentionPartialKernel(d), attentionCombineKernel(d));
+  // quantized KV caches at real head widths, plain and windowed
+  for (const d of [64, 128]) {
+    ks.push(kvWriteInt8Kernel(d), attentionPartialKernel(d, "int8"), attentionPartialKernel(d, "int8", true));
+    for (const f of ["int4", "razer"] as const) ks.push(kvWriteQuant4Kernel(f, d), attentionPartialKernel(d, f), attentionPartialKernel(d, f, true));
+  }
+  // every GEMV decode variant of the packed formats, with 32-lane subgroups and without subgroups
+  for (const [f, vs] of Object.entries(GEMV_DECODE_VARIANTS) as [PackedDType, Record<string, unknown>][]) {
+    for (const v of Object.keys(vs)) {
+      setGemvDecode(f, v);
+      for (const sg of [1, 32]) ks.push(gemvKernel(f, "exact", sg), gemvKernel(f, "vec4", sg, 2, 2, 2, true));
+    }
+    setGemvDecode(f, GEMV_DECODE_DEFAULTS[f]!);
+  }
   for (const [a, b] of [[false, false], [true, false], [false, true], [true, true]] as const) ks.push(addKernel(a, b), swigluKernel(a, b));
   for (const t of [64, 256]) ks.push(rmsnormKernel(t, false), rmsnormKernel(t, true));
   for (const v of ["f32", "f16", "bf16"] as const) for (const sg of [false, true]) ks.push(sparseGemvKernel(v, sg));

@@ -7,6 +7,7 @@
  * what fills the GPU at long contexts; prefill has rows x heads workgroups already and uses fewer.
  */
 import { ENTRY_ARGS, GROUP_INDEX, memoKernel, type Kernel } from "../kernel.js";
+import { checkKv4HeadDim, kvDecode4, type GpuKvFormat } from "./kv.js";
 
 const TILE = 64;
 /** Most splits of one (row, head). */
@@ -31,12 +32,16 @@ export const partialStride = (headDim: number) => headDim + 2;
  * head), and dequantizes each value (code × scale, f32) before it is used: it computes the f32 kernel's
  * arithmetic over the dequantized cache.
  */
-export function attentionPartialKernel(headDim: number, kvFormat: "f32" | "int8" = "f32", windowed = false): Kernel {
+export function attentionPartialKernel(headDim: number, kvFormat: GpuKvFormat = "f32", windowed = false): Kernel {
   const int8 = kvFormat === "int8";
+  // int4, razer: the 4-bit caches of kernels/kv.ts, decoded per element by kvDecode4 (same bindings as int8)
+  const four = kvFormat === "int4" || kvFormat === "razer";
   if (int8 && headDim % 4 !== 0) throw new Error(`int8 KV attention: head dim ${headDim} must be a multiple of 4`);
+  if (four) checkKv4HeadDim(kvFormat, headDim);
+  const quant = int8 || four;
   // windowed (StreamingLLM): list entry j is position j below `sinks`, else j + shift; pos0 + 1 = list length
   const at = (e: string) => (windowed ? `at(${e})` : e);
-  return memoKernel(`attention.partial.${headDim}${int8 ? ".int8" : ""}${windowed ? ".window" : ""}`, () => {
+  return memoKernel(`attention.partial.${headDim}${kvFormat === "f32" ? "" : `.${kvFormat}`}${windowed ? ".window" : ""}`, () => {
     const V4 = headDim % 4 === 0;
     const T = V4 ? "vec4<f32>" : "f32";
     const QN = V4 ? headDim / 4 : headDim;
@@ -47,7 +52,11 @@ ${windowed ? "fn at(j: u32) -> u32 { return select(j + p.shift, j, j < p.sinks);
 @group(0) @binding(0) var<uniform> p: P;
 @group(0) @binding(1) var<storage, read_write> partial: array<f32>;
 @group(0) @binding(2) var<storage, read> q: array<f32>;
-${int8 ? `@group(0) @binding(3) var<storage, read> kq: array<u32>;
+${four ? `@group(0) @binding(3) var<storage, read> kq: array<u32>;
+@group(0) @binding(4) var<storage, read> ks: array<u32>;
+@group(0) @binding(5) var<storage, read> vq: array<u32>;
+@group(0) @binding(6) var<storage, read> vs: array<u32>;
+${kvDecode4(kvFormat, headDim)}` : int8 ? `@group(0) @binding(3) var<storage, read> kq: array<u32>;
 @group(0) @binding(4) var<storage, read> ks: array<f32>;
 @group(0) @binding(5) var<storage, read> vq: array<u32>;
 @group(0) @binding(6) var<storage, read> vs: array<f32>;
@@ -87,7 +96,8 @@ fn main(${ENTRY_ARGS}) {
     if (t < end) {
       let kb = ${V4 ? `(${at("t")} * p.width + kvBase) / 4u` : `${at("t")} * p.width + kvBase`};
       var d = 0.0;
-      ${int8 ? `let sk = ks[${at("t")} * p.width / D + kvBase / D];
+      ${four ? `let ph = ${at("t")} * p.width / D + kvBase / D;
+      for (var i = 0u; i < ${QN}u; i++) { d += dot(qs[i], kv4_k(ph, i)); }` : int8 ? `let sk = ks[${at("t")} * p.width / D + kvBase / D];
       for (var i = 0u; i < ${QN}u; i++) { d += dot(qs[i], kAt(kb + i, sk)); }` : `for (var i = 0u; i < ${QN}u; i++) { d += ${V4 ? "dot(qs[i], kc[kb + i])" : "qs[i] * kc[kb + i]"}; }`}
       s = d * p.scale;
     }
@@ -108,7 +118,7 @@ fn main(${ENTRY_ARGS}) {
       let i = lid + j * WG;
       if (i < D) {
         var a = acc[j] * corr;
-        for (var u = 0u; u < count; u++) { a += probs[u] * ${int8 ? `vAt(${at("(t0 + u)")} * p.width + kvBase + i, ${at("(t0 + u)")} * p.width / D + kvBase / D)` : `vc[${at("(t0 + u)")} * p.width + kvBase + i]`}; }
+        for (var u = 0u; u < count; u++) { a += probs[u] * ${four ? `kv_v(${at("(t0 + u)")} * p.width / D + kvBase / D, i)` : int8 ? `vAt(${at("(t0 + u)")} * p.width + kvBase + i, ${at("(t0 + u)")} * p.width / D + kvBase / D)` : `vc[${at("(t0 + u)")} * p.width + kvBase + i]`}; }
         acc[j] = a;
       }
     }
@@ -127,7 +137,7 @@ fn main(${ENTRY_ARGS}) {
     if (i < D) { partial[out + 2u + i] = acc[j]; }
   }
 }`;
-    return { name: "attention.partial", code, bindings: int8 ? ["write", "read", "read", "read", "read", "read"] : ["write", "read", "read", "read"] };
+    return { name: "attention.partial", code, bindings: quant ? ["write", "read", "read", "read", "read", "read"] : ["write", "read", "read", "read"] };
   });
 }
 

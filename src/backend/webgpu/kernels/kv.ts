@@ -76,3 +76,252 @@ fn main(${ENTRY_ARGS}) {
 }`,
   }));
 }
+
+/** KV-cache formats the WebGPU backend stores natively (src/kv/format.ts has the CPU codecs of the same names). */
+export type GpuKvFormat = "f32" | "int8" | "int4" | "razer";
+export const GPU_KV_FORMATS: readonly GpuKvFormat[] = ["f32", "int8", "int4", "razer"];
+
+/**
+ * u32 words one (position, kv head) takes in a layer's code and scale buffers:
+ * - int8: four codes a word; one f32 scale.
+ * - int4 (src/kv/format.ts "int4": int4-asym, groups of 32): eight nibbles a word, element k at bits
+ *   4(k mod 8) of word k/8 (the CPU codec's bytes read as little-endian words); a word per group holding
+ *   the f16 scale (low half) and the f16 zero point (high half), as the codec's scale bytes.
+ * - razer ("razer": NVFP4-RaZeR, blocks of 16): nibbles as int4; the block scale bytes four to a word
+ *   (block b at bits 8(b mod 4) of word b/4), then one word: the f32 bits of g, the per-(token, head) scale.
+ */
+export function kvWords(format: GpuKvFormat, headDim: number): { codes: number; scales: number } {
+  switch (format) {
+    case "f32":
+      return { codes: headDim, scales: 0 };
+    case "int8":
+      return { codes: headDim / 4, scales: 1 };
+    case "int4":
+      return { codes: headDim / 8, scales: Math.ceil(headDim / 32) };
+    case "razer":
+      return { codes: headDim / 8, scales: Math.ceil(headDim / 64) + 1 };
+  }
+}
+
+/** Throws unless the 4-bit KV formats can store heads of `headDim` (whole code words, a workgroup a head). */
+export function checkKv4HeadDim(format: string, headDim: number): void {
+  if (headDim % 8 !== 0 || headDim > 256) throw new Error(`${format} KV cache on WebGPU: head dim ${headDim} must be a multiple of 8 and at most 256`);
+}
+
+/** f16 bits of x >= 0 (finite, < 65520), rounded to nearest even, as src/tensor/half.ts f32ToF16. */
+const F16_RNE = /* wgsl */ `
+fn f16_rne(x: f32) -> u32 {
+  let b = bitcast<u32>(x);
+  let e = i32(b >> 23u) - 127;
+  if (e < -25) { return 0u; }
+  let m = (b & 0x7FFFFFu) | 0x800000u;
+  // normal f16: keep 11 significant bits (the implicit one lands in the exponent field's lowest bit,
+  // counted by biasing the exponent one less); subnormal: shift the significand further right
+  let sh = select(13u, u32(-14 - e) + 13u, e < -14);
+  let r = m >> sh;
+  let rem = m & ((1u << sh) - 1u);
+  let half = 1u << (sh - 1u);
+  let up = select(0u, 1u, rem > half || (rem == half && (r & 1u) == 1u));
+  if (e < -14) { return r + up; }
+  return (u32(e + 14) << 10u) + r + up;
+}`;
+
+/** E2M1 value of code c (bit 3 = sign), and the E3M3 payload value S(p) of spec §4.2, exact in f32. */
+const MINIFLOATS = /* wgsl */ `
+fn e2m1v(c: u32) -> f32 {
+  let k = c & 7u;
+  let e = k >> 1u;
+  let m = f32(k & 1u);
+  let a = select(ldexp(1.0 + 0.5 * m, i32(e) - 1), 0.5 * m, e == 0u);
+  return select(a, -a, (c & 8u) != 0u);
+}
+fn e3m3v(p: u32) -> f32 {
+  let e = (p >> 3u) & 7u;
+  let m = f32(p & 7u);
+  return select(ldexp(1.0 + m / 8.0, i32(e) - 3), m * 0.03125, e == 0u);
+}`;
+
+/**
+ * RaZeR's g = max|x|/168 rounded to nearest f32 as the CPU rounds it (WGSL's f32 division may be off by
+ * ulps): corrected in integers, mantissa(max) << (exponent difference, 7 or 8) against 168 · mantissa(g),
+ * both below 2^32, until the remainder is at most half of 168 units.
+ */
+const G_OF = /* wgsl */ `
+fn g_of(amax: f32) -> f32 {
+  var gb = bitcast<u32>(amax / 168.0);
+  let ab = bitcast<u32>(amax);
+  let ma = (ab & 0x7FFFFFu) | 0x800000u;
+  for (var it = 0u; it < 4u; it++) {
+    let d = i32(ab >> 23u) - i32(gb >> 23u);
+    if (d < 7 || d > 8 || (gb >> 23u) == 0u) { break; }
+    let a = ma << u32(d);
+    let b = 168u * ((gb & 0x7FFFFFu) | 0x800000u);
+    if (a > b + 84u) { gb += 1u; continue; }
+    if (b > a + 84u) { gb -= 1u; continue; }
+    break;
+  }
+  return bitcast<f32>(gb);
+}`;
+
+/**
+ * Quantizes n rows of `heads` heads of D values into a 4-bit KV cache at positions pos0.. (layout in
+ * kvWords), with the CPU codec's rules (src/kv/format.ts), computed in f32 where the CPU uses f64:
+ * - int4: per group of 32, s = f16((max − min)/15) (|max| if max = min), z = clamp(round(−min/s), 0, 15),
+ *   q = clamp(round(x/s) + z, 0, 15), rounding half to even (src/quant/int4-asym.ts).
+ * - razer: g = max|x|/168 per (row, head); per block of 16 of x/g, for SV in +5, −5, +8, −8: p = the E3M3
+ *   payload nearest clamp(max|x/g|/qmax, 2^-5, 28) (qmax 6 for ±5, 8 for ±8; ties keep the smaller
+ *   payload), codes the nearest level of L(SV) (exact midpoints to the lower level); the least squared
+ *   error wins, earlier SV on ties (src/quant/nvfp4-razer.ts without clipping).
+ * One workgroup per (row, head), one thread per group; run once for K, once for V.
+ * Bindings: codes, scales, src. Params: heads, pos0, items (rows * heads).
+ */
+export function kvWriteQuant4Kernel(format: "int4" | "razer", headDim: number): Kernel {
+  checkKv4HeadDim(format, headDim);
+  const G = format === "int4" ? 32 : 16;
+  const NG = Math.ceil(headDim / G);
+  const { codes: CW, scales: SW } = kvWords(format, headDim);
+  const int4 = /* wgsl */ `
+  if (lid < NG) {
+    let start = lid * G;
+    let n = min(G, D - start);
+    var mn = src[base + start];
+    var mx = mn;
+    for (var i = 1u; i < n; i++) { let v = src[base + start + i]; mn = min(mn, v); mx = max(mx, v); }
+    let sb = f16_rne(select(abs(mx), (mx - mn) / 15.0, mx > mn));
+    let s = unpack2x16float(sb).x;
+    var z = 0.0;
+    if (s > 0.0) { z = clamp(round(-mn / s), 0.0, 15.0); }
+    scales[dst * SW + lid] = sb | (pack2x16float(vec2<f32>(z, 0.0)) << 16u);
+    for (var w = 0u; w < n / 8u; w++) {
+      var word = 0u;
+      for (var e = 0u; e < 8u; e++) {
+        var q = 0.0;
+        if (s > 0.0) { q = clamp(round(src[base + start + 8u * w + e] / s) + z, 0.0, 15.0); }
+        word |= u32(q) << (4u * e);
+      }
+      codes[dst * CW + start / 8u + w] = word;
+    }
+  }`;
+  const razer = /* wgsl */ `
+  var am = 0.0;
+  if (lid < NG) {
+    for (var i = lid * G; i < min(lid * G + G, D); i++) { am = max(am, abs(src[base + i])); }
+  }
+  red[lid] = am;
+  workgroupBarrier();
+  var amax = 0.0;
+  for (var u = 0u; u < NG; u++) { amax = max(amax, red[u]); }
+  let g = select(1.0, g_of(amax), amax > 0.0);
+  var byte = 0u;
+  if (lid < NG) {
+    let start = lid * G;
+    let n = min(G, D - start);
+    var x: array<f32, 16>;
+    var bm = 0.0;
+    // the head's largest value is ±168 exactly, not w/g with g's rounding (as src/quant/nvfp4-razer.ts)
+    for (var i = 0u; i < n; i++) {
+      let w = src[base + start + i];
+      x[i] = select(w / g, sign(w) * 168.0, abs(w) == amax);
+      bm = max(bm, abs(x[i]));
+    }
+    var bestErr = 3.0e38;
+    var bestCodes = vec2<u32>(0u);
+    for (var cand = 0u; cand < 4u; cand++) {
+      let big = cand >= 2u;
+      let sv = select(5.0, 8.0, big) * select(1.0, -1.0, (cand & 1u) == 1u);
+      let v = clamp(bm / select(6.0, 8.0, big), 0.03125, 28.0);
+      var pb = 0u;
+      // ties keep the smaller payload (168/8 = 21 lies between 20 and 22)
+      for (var pp = 1u; pp < 64u; pp++) { if (abs(e3m3v(pp) - v) < abs(e3m3v(pb) - v)) { pb = pp; } }
+      let s = e3m3v(pb);
+      var err = 0.0;
+      var cw = vec2<u32>(0u);
+      for (var i = 0u; i < n; i++) {
+        let t = x[i] / s;
+        var bc = 8u;
+        var bl = 0.0;
+        var bd = abs(t);
+        for (var c = 0u; c < 16u; c++) {
+          let l = select(e2m1v(c), sv, c == 0u);
+          let d = abs(l - t);
+          if (d < bd || (d == bd && l < bl)) { bc = c; bl = l; bd = d; }
+        }
+        let r = bl * s - x[i];
+        err += r * r;
+        cw[i / 8u] |= bc << (4u * (i % 8u));
+      }
+      if (err < bestErr) {
+        bestErr = err;
+        bestCodes = cw;
+        byte = pb | select(0u, 0x80u, sv < 0.0) | select(0u, 0x40u, big);
+      }
+    }
+    for (var w = 0u; w < n / 8u; w++) { codes[dst * CW + start / 8u + w] = bestCodes[w]; }
+  }
+  sbytes[lid] = byte;
+  workgroupBarrier();
+  if (lid < SW - 1u) {
+    var word = 0u;
+    for (var b = 0u; b < 4u; b++) { if (4u * lid + b < NG) { word |= sbytes[4u * lid + b] << (8u * b); } }
+    scales[dst * SW + lid] = word;
+  }
+  if (lid == 0u) { scales[dst * SW + SW - 1u] = bitcast<u32>(g); }`;
+  return memoKernel(`kvWrite.${format}.${headDim}`, () => ({
+    name: `kvWrite.${format}`,
+    bindings: ["write", "write", "read"],
+    code: /* wgsl */ `
+struct P { heads: u32, pos0: u32, items: u32 }
+@group(0) @binding(0) var<uniform> p: P;
+@group(0) @binding(1) var<storage, read_write> codes: array<u32>;
+@group(0) @binding(2) var<storage, read_write> scales: array<u32>;
+@group(0) @binding(3) var<storage, read> src: array<f32>;
+const D = ${headDim}u;
+const G = ${G}u;
+const NG = ${NG}u;
+const CW = ${CW}u;
+const SW = ${SW}u;
+${format === "int4" ? F16_RNE : `${MINIFLOATS}
+${G_OF}
+var<workgroup> red: array<f32, 64>;
+var<workgroup> sbytes: array<u32, 64>;`}
+@compute @workgroup_size(64)
+fn main(${ENTRY_ARGS}) {
+  let id = ${GROUP_INDEX};
+  if (id >= p.items) { return; }
+  let r = id / p.heads;
+  let h = id % p.heads;
+  let base = id * D;
+  let dst = (p.pos0 + r) * p.heads + h;
+  ${format === "int4" ? int4 : razer}
+}`,
+  }));
+}
+
+/**
+ * WGSL reading a 4-bit KV cache in attention: `kv4_k(ph, j)`, elements 4j..4j+3 of the K head row `ph`
+ * (= position · kv heads + kv head), and `kv_v(ph, i)`, element i of the V row, decoded exactly as the CPU
+ * codec decodes (int4: (q − z)·s; razer: g·(S(p)·v(c)), v(0x0) = the SV, one rounding), over the bindings
+ * kq, ks, vq, vs.
+ */
+export function kvDecode4(format: "int4" | "razer", headDim: number): string {
+  const { codes: CW, scales: SW } = kvWords(format, headDim);
+  const one =
+    format === "int4"
+      ? (q: string, s: string) => `fn ${q}_at(ph: u32, i: u32) -> f32 {
+  let c = (${q}[ph * ${CW}u + i / 8u] >> (4u * (i % 8u))) & 15u;
+  let sz = unpack2x16float(${s}[ph * ${SW}u + i / 32u]);
+  return (f32(c) - sz.y) * sz.x;
+}`
+      : (q: string, s: string) => `fn ${q}_at(ph: u32, i: u32) -> f32 {
+  let c = (${q}[ph * ${CW}u + i / 8u] >> (4u * (i % 8u))) & 15u;
+  let b = (${s}[ph * ${SW}u + i / 64u] >> (8u * ((i / 16u) % 4u))) & 0xFFu;
+  let sv = select(5.0, 8.0, (b & 0x40u) != 0u) * select(1.0, -1.0, (b & 0x80u) != 0u);
+  let v = select(e2m1v(c), sv, c == 0u);
+  return bitcast<f32>(${s}[ph * ${SW}u + ${SW - 1}u]) * (e3m3v(b & 0x3Fu) * v);
+}`;
+  return `${format === "razer" ? MINIFLOATS : ""}
+${one("kq", "ks")}
+${one("vq", "vs")}
+fn kv4_k(ph: u32, j: u32) -> vec4<f32> { return vec4<f32>(kq_at(ph, 4u * j), kq_at(ph, 4u * j + 1u), kq_at(ph, 4u * j + 2u), kq_at(ph, 4u * j + 3u)); }
+fn kv_v(ph: u32, i: u32) -> f32 { return vq_at(ph, i); }`;
+}

@@ -26,7 +26,7 @@ import { isPackedDType } from "../../../tensor/dtype.js";
 import { ENTRY_ARGS, GROUP_INDEX, memoKernel, type Kernel } from "../kernel.js";
 import { DECODE_HELPERS, SCALE_FN, type GpuFormat as DType, type GpuWeight } from "../weights.js";
 import { packedTile } from "../packed-weights.js";
-import { packedGemv, packedGroupLoader } from "./packed.js";
+import { gemvDecodeOf, packedGemv, packedGroupLoader } from "./packed.js";
 
 const GEMV_THREADS = 256;
 
@@ -194,6 +194,8 @@ interface GemvFormat {
   post?: (acc: string, row: string) => string;
   /** `fn tdot(q, [c,] x0..) -> f32` (a tile slot), `fn rdot(q, [scale,] x0..) -> f32` (a rest slot), `fn rscale(e) -> f32`. */
   fns: string;
+  /** WGSL first in the entry point (packed decode variants' workgroup tables). */
+  prologue?: string;
 }
 
 function gemvFormat(format: DType): GemvFormat {
@@ -282,7 +284,7 @@ export function gemvKernel(
   if (!GEMV_XS.includes(x)) throw new Error(`GEMV x "${String(x)}" is not one of ${GEMV_XS.join(", ")}`);
   const staged = x !== "global";
   if (staged && pipeline) throw new Error("GEMV: a pipelined variant reads x from global memory (x staged in workgroup memory is not pipelined)");
-  return memoKernel(`gemv.${format}.${mode}.${team}.${+viaSubgroup}.${R}.${S}.${U}.${+pipeline}.${x}`, () => {
+  return memoKernel(`gemv.${format}${gemvDecodeOf(format) ? `:${gemvDecodeOf(format)}` : ""}.${mode}.${team}.${+viaSubgroup}.${R}.${S}.${U}.${+pipeline}.${x}`, () => {
     const f = gemvFormat(format);
     // per-load scales (block and 4-bit packed formats); a scale binding (those, and int8's row scales)
     const block = isBlock(format) || f.scaleAt !== undefined;
@@ -429,6 +431,7 @@ fn main(${ENTRY_ARGS}) {
   let lane = lid % TEAM;
   let kp = team % S;
   let row0 = ${GROUP_INDEX} * ROWS + (team / S) * R;
+  ${f.prologue ?? ""}
   ${each((j) => `var acc${j} = 0.0;`, "\n  ")}
   // rows past n (the last teams of the last workgroup) read clamped in-bounds rows; their sums are dropped
   let last = p.n - 1u;

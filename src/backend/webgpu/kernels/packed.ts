@@ -4,8 +4,33 @@
  * 8-weight loader and embed's element reader, all over the layout of packed-weights.ts and the decoders of
  * src/quant/wgsl/decode.ts.
  */
-import { PACKED_WGSL } from "../../../quant/wgsl/decode.js";
-import type { PackedDType } from "../../../tensor/dtype.js";
+import { GEMV_DECODE_VARIANTS, PACKED_WGSL } from "../../../quant/wgsl/decode.js";
+import { isPackedDType, type DType, type PackedDType } from "../../../tensor/dtype.js";
+
+/**
+ * The GEMV decode variant each format uses (src/quant/wgsl/decode.ts GEMV_DECODE_VARIANTS; spec §3.3 and
+ * §8.4 ask for both RaZeR evaluations). Switch a default by changing its line; bench/gpu-quant.ts times
+ * every variant (`--formats razer:sentinel-sum,nf4:workgroup,..`).
+ */
+export const GEMV_DECODE_DEFAULTS: Readonly<Partial<Record<PackedDType, string>>> = {
+  razer: "per-element",
+  "nvfp4-razer": "per-element",
+  nf4: "private",
+};
+
+const gemvDecode: Partial<Record<PackedDType, string>> = { ...GEMV_DECODE_DEFAULTS };
+
+/** Makes later GEMV kernels of `format` use decode `variant` (benchmarks and tests; kernels are keyed by it). */
+export function setGemvDecode(format: PackedDType, variant: string): void {
+  const vs = GEMV_DECODE_VARIANTS[format];
+  if (!vs?.[variant]) throw new Error(`GEMV decode variant "${variant}" of ${format}: known ${vs ? Object.keys(vs).join(", ") : "none (one decoder only)"}`);
+  gemvDecode[format] = variant;
+}
+
+/** The decode variant GEMV kernels of `format` use now (undefined: the format has one decoder). */
+export function gemvDecodeOf(format: DType): string | undefined {
+  return isPackedDType(format) ? gemvDecode[format] : undefined;
+}
 
 /** The GEMV's view of a packed format (the fields of matmul.ts's GemvFormat). */
 export interface PackedGemv {
@@ -22,6 +47,8 @@ export interface PackedGemv {
   /** WGSL of the output value from the row sum `acc` of part row `row`. */
   post: (acc: string, row: string) => string;
   fns: string;
+  /** WGSL run first in the GEMV's entry point, in uniform control flow (NF4's workgroup table). */
+  prologue?: string;
 }
 
 const xc = (n: number) => Array.from({ length: n }, (_, v) => `x${v}: vec4<f32>`).join(", ");
@@ -64,13 +91,28 @@ fn tdot(q: vec4<u32>, ${xc(4)}) -> f32 {
     };
   }
   const sp = slotPairs(f);
-  const terms = [0, 1, 2, 3].map((j) => `  let d${j} = pk_codes(q[${j}], ${sp.meta(j)});
+  const name = gemvDecode[f];
+  const variant = name === undefined ? { code: d.code } : GEMV_DECODE_VARIANTS[f]![name]!;
+  let terms: string[], sum: string;
+  if (variant.sentinelSum) {
+    // sentinel-sum (spec §3.3): s · (Σ x·e2m1(c) + SV · Σ_{c = 0x0} x) per half; pk_sentinels is 2.0 a
+    // sentinel, so the SV (f16 bits from pk_meta, in the codes' unit 2^-14) is halved
+    terms = [0, 1, 2, 3].map((j) => `  let d${j} = pk_plain(q[${j}]);
+  let z${j} = pk_sentinels(q[${j}]);
+  let v${j} = unpack2x16float(${sp.meta(j)}) * 0.5;
   let s${j} = pk_scales(${sp.pair(j)});`);
-  const sum = [0, 1, 2, 3].map((j) => `s${j}.x * dot(d${j}[0], x${2 * j}) + s${j}.y * dot(d${j}[1], x${2 * j + 1})`).join("\n       + ");
+    const half = (j: number, h: number) => `s${j}.${"xy"[h]} * (dot(d${j}[${h}], x${2 * j + h}) + v${j}.${"xy"[h]} * dot(z${j}[${h}], x${2 * j + h}))`;
+    sum = [0, 1, 2, 3].map((j) => `${half(j, 0)} + ${half(j, 1)}`).join("\n       + ");
+  } else {
+    terms = [0, 1, 2, 3].map((j) => `  let d${j} = pk_codes(q[${j}], ${sp.meta(j)});
+  let s${j} = pk_scales(${sp.pair(j)});`);
+    sum = [0, 1, 2, 3].map((j) => `s${j}.x * dot(d${j}[0], x${2 * j}) + s${j}.y * dot(d${j}[1], x${2 * j + 1})`).join("\n       + ");
+  }
   return {
     xv: 8, slots, tileSlots: slots, rowVec4s: slots, scaleType: sp.type, scaleRow: sp.row, scaleAt: sp.at,
     post: (acc) => `(${acc} * p.mul)`,
-    fns: `${d.code}
+    prologue: variant.prologue,
+    fns: `${variant.code}
 fn tdot(q: vec4<u32>, c: ${sp.param}, ${xc(8)}) -> f32 {
 ${terms.join("\n")}
   return ${sum};
