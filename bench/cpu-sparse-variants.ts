@@ -7,6 +7,7 @@
  *   read   a v128 load per 16 bytes of the dense weights, summed (the memory anchor)
  *   sp1    the previous sparse kernel: one mask byte (8 weights) per loop iteration
  *   sp1u   the shipped one: one mask word (4 bytes, 32 weights) per iteration
+ *   sp1m   as sp1u, the pattern offsets taken from the mask word in a register (shift and mask)
  *   sp4w   four output rows per pass sharing the activation loads
  *   walk   a set-bit walk (ctz, one multiply-add per non-zero): work per non-zero, not per position
  * Every variant's output is checked against the dense kernel's (sp* bit-exact, walk within 1e-5).
@@ -120,6 +121,22 @@ function wat(): string {
         (local.set $o (i32.add (local.get $o) (i32.const ${R}))) (br_if $ol (i32.lt_u (local.get $o) (local.get $rows)))))`);
   }
 
+  // sp1m: as sp1u, but the pattern offsets come from the mask word in a register: (m >> (8k - 4)) & 0xff0
+  // is byte k times 16, and has the byte's popcount
+  L.push(`(func $sgemv_bf16m (param $mp i32) (param $mEnd i32) (param $p i32) (param $x i32) (param $table i32) (result f32)
+    (local $a0 v128) (local $a1 v128) (local $b i32) (local $m i32) (local $v v128) (local $zero v128)
+    (block $done (loop $l
+        (br_if $done (i32.ge_u (local.get $mp) (local.get $mEnd)))
+        (local.set $m (i32.load (local.get $mp)))
+        ${[0, 1, 2, 3].map((k) => `(local.set $b (i32.and ${k === 0 ? "(i32.shl (local.get $m) (i32.const 4))" : `(i32.shr_u (local.get $m) (i32.const ${8 * k - 4}))`} (i32.const 0xff0)))
+        (local.set $v (i8x16.swizzle (v128.load (local.get $p)) (v128.load (i32.add (local.get $table) (local.get $b)))))
+        (local.set $p (i32.add (local.get $p) (i32.shl (i32.popcnt (local.get $b)) (i32.const 1))))
+        (local.set $a0 (f32x4.add (local.get $a0) (f32x4.mul (i8x16.shuffle 0 1 16 17 2 3 18 19 4 5 20 21 6 7 22 23 (local.get $zero) (local.get $v)) (v128.load offset=${32 * k} (local.get $x)))))
+        (local.set $a1 (f32x4.add (local.get $a1) (f32x4.mul (i8x16.shuffle 8 9 24 25 10 11 26 27 12 13 28 29 14 15 30 31 (local.get $zero) (local.get $v)) (v128.load offset=${32 * k + 16} (local.get $x)))))`).join("\n")}
+        (local.set $x (i32.add (local.get $x) (i32.const 128)))
+        (local.set $mp (i32.add (local.get $mp) (i32.const 4)))
+        (br $l)))
+    (call $hsum (f32x4.add (local.get $a0) (local.get $a1))))`);
   // one row, unrolled over the 4 mask bytes of a word
   L.push(`(func $sgemv_bf16u (param $mp i32) (param $mEnd i32) (param $p i32) (param $x i32) (param $table i32) (result f32)
     (local $a0 v128) (local $a1 v128) (local $b i32) (local $v v128) (local $zero v128)
@@ -152,7 +169,7 @@ function wat(): string {
         (local.set $mp (i32.add (local.get $mp) (i32.const 4)))
         (br $l)))
     (local.get $acc))`);
-  for (const [nm, fn] of [["sp1u", "$sgemv_bf16u"], ["walk", "$swalk_bf16"]])
+  for (const [nm, fn] of [["sp1u", "$sgemv_bf16u"], ["sp1m", "$sgemv_bf16m"], ["walk", "$swalk_bf16"]])
   L.push(`(func (export "${nm}") (param $masks i32) (param $rowPtr i32) (param $vals i32) (param $x i32) (param $out i32) (param $rows i32) (param $nc i32) (param $table i32)
     (local $o i32) (local $mp i32)
     (loop $l
@@ -185,7 +202,7 @@ const out = alloc(N * 4 + 64);
 const med = (a: number[]) => [...a].sort((p, q) => p - q)[a.length >> 1]!;
 const w = new Float32Array(N * K);
 for (let i = 0; i < w.length; i++) w[i] = Math.random() * 2 - 1;
-const SPARSE = ["sp1", "sp1u", "sp4w", "walk"];
+const SPARSE = ["sp1", "sp1u", "sp1m", "sp4w", "walk"];
 console.log(`bf16 GEMV variants, ${N}x${K}, 1 thread, CPU time; speed relative to the dense bf16 kernel (higher is faster)`);
 for (const cold of [false, true]) {
   for (const s of [0.5, 0.7, 0.9]) {
