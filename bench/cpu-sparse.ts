@@ -15,7 +15,7 @@
  *     with the bytes of the linear weights. Wanda calibration: 4 x 128 tokens of the first 60,000
  *     characters of models/corpus-val.txt (as bench/sparse-eval.ts).
  *
- *   node dist/bench/cpu-sparse.js [--quick] [--threads N] [--types bf16,f16,f32] [--skip-decode]
+ *   node dist/bench/cpu-sparse.js [--quick] [--threads N] [--types bf16,f16,f32] [--skip-gemv] [--skip-decode]
  *                                 [--json FILE] [--doc docs/sparsity.md]
  *
  * --doc writes the tables between <!-- cpu-sparse-speed:begin --> and <!-- cpu-sparse-speed:end -->.
@@ -212,12 +212,12 @@ if (process.argv[1]?.endsWith("cpu-sparse.js")) {
   const load0 = loadavg()[0]!;
   console.log(`CPU sparse-bitmap vs our dense kernels of the same value type, ${threads} thread(s), ${cpus().length} cores (${cpus()[0]?.model ?? "?"}), load average ${load0.toFixed(2)} at start`);
   console.log(`GEMV: median of ${ROUNDS} interleaved rounds`);
-  const gemv = await sparseGemvSweep(SHAPES, types, SPARSITIES, threads, ROUNDS);
+  const gemv = args.includes("--skip-gemv") ? [] : await sparseGemvSweep(SHAPES, types, SPARSITIES, threads, ROUNDS);
   const decode = args.includes("--skip-decode") ? [] : await decodeSweep(quick ? [0.5] : [0.5, 0.7, 0.9], threads, quick ? 3 : 9, quick ? 16 : 48);
   const seconds = (performance.now() - t0) / 1000;
   const load1 = loadavg()[0]!;
   const header = `Measured ${started} in ${seconds.toFixed(0)} s with \`node dist/bench/cpu-sparse.js${args.length ? " " + args.join(" ") : ""}\`, ${threads} threads, ${cpus().length}-core ${cpus()[0]?.model ?? "CPU"}; load average ${load0.toFixed(2)} at the start, ${load1.toFixed(2)} at the end (ratios come from interleaved rounds in one run; absolute times move with the load).`;
-  const md = `${header}\n\n**GEMV** (cold: weights cycled through 96 MiB; hot: one copy, cache-resident):\n\n${gemvTable(gemv)}\n` +
+  const md = header + "\n" + (gemv.length ? `\n**GEMV** (cold: weights cycled through 96 MiB; hot: one copy, cache-resident up to L3's 8 MiB):\n\n${gemvTable(gemv)}\n` : "") +
     (decode.length ? `\n**Decode, frugal-ar-base, batch 1** (Wanda, 4 x 128 calibration tokens; median of interleaved rounds of ${quick ? 16 : 48} steps):\n\n${decodeTable(decode)}\n` : "");
   console.log("\n" + md);
   const json = JSON.stringify({ bench: "cpu-sparse", started, seconds, threads, loadavg: [load0, load1], gemv, decode });
