@@ -218,7 +218,7 @@ if (process.argv[1]?.endsWith("cpu-sparse.js")) {
   const load1 = loadavg()[0]!;
   const header = `Measured ${started} in ${seconds.toFixed(0)} s with \`node dist/bench/cpu-sparse.js${args.length ? " " + args.join(" ") : ""}\`, ${threads} threads, ${cpus().length}-core ${cpus()[0]?.model ?? "CPU"}; load average ${load0.toFixed(2)} at the start, ${load1.toFixed(2)} at the end (ratios come from interleaved rounds in one run; absolute times move with the load).`;
   const md = header + "\n" + (gemv.length ? `\n**GEMV** (cold: weights cycled through 96 MiB; hot: one copy, cache-resident up to L3's 8 MiB):\n\n${gemvTable(gemv)}\n` : "") +
-    (decode.length ? `\n**Decode, frugal-ar-base, batch 1** (Wanda, 4 x 128 calibration tokens; median of interleaved rounds of ${quick ? 16 : 48} steps):\n\n${decodeTable(decode)}\n` : "");
+    (decode.length ? `\n**Decode, frugal-ar-base, batch 1** (Wanda, 4 x 128 calibration tokens; median of interleaved rounds of ${quick ? 16 : 48} steps):\n\n${decodeTable(decode)}\n\nThe unpruned dense model and the pruned weights on the dense kernel run the same code over the same bytes: their ratio (${decode.map((d) => (d.denseTps / d.prunedDenseTps).toFixed(2)).join(", ")}) is this run's noise.\n` : "");
   console.log("\n" + md);
   const json = JSON.stringify({ bench: "cpu-sparse", started, seconds, threads, loadavg: [load0, load1], gemv, decode });
   const file = opt("--json");
