@@ -94,7 +94,7 @@ for (const threads of [1, 2]) {
     try {
       for (const v of TYPES) {
         for (const s of [0, 0.5, 0.9]) {
-          for (const [outF, inF, rows] of [[37, 256, 1], [37, 256, 3], [19, 4864 + 5, 1], [19, 100, 2]] as const) {
+          for (const [outF, inF, rows] of [[37, 256, 1], [37, 256, 3], [19, 4864 + 5, 1], [19, 100, 2], [1, 1, 1], [3, 33, 1], [5, 512 + 31, 1], [130, 96, 1]] as const) {
             const dense = denseBits(v, outF, inF, s, outF * 7 + inF + rows + s * 100);
             const sw = backend.upload(rawTensor("sparse", sparseDTypeOf(v), [outF, inF], packSparse(v, outF, inF, dense))) as CpuWeight;
             const d = denseRaw(v, outF, inF, dense);
