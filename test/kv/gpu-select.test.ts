@@ -36,7 +36,7 @@ test("device top-K = host selectTopK on the same keys (ties to the lower positio
         keys[h * CAP + t] = h === 0 ? Math.floor(rng.next() * 5) - 2 : h === 1 ? (rng.next() * 2 - 1) * 1e3 : 0.5;
       }
     }
-    g.gpu.device.queue.writeBuffer(st.keys.buffer, 0, keys);
+    g.gpu.device.queue.writeBuffer(st.keys.buffer, 0, keys as Float32Array<ArrayBuffer>);
     g.selectOps.topK(st, 0, n, k, 4);
     const got = await g.selectOps.readSelection(st, 0);
     const want = new KvSelection(H, CAP);
@@ -57,7 +57,7 @@ test("attention over device lists = the host loop over the same lists", { skip: 
   g.kvWrite(cache, 0, tensorOf(g, n, WIDTH, kd), tensorOf(g, n, WIDTH, vd), 0);
   const st = g.selectOps.state(1, HEADS, CAP, D) as GpuSelectState;
   const keys = randoms(HEADS * CAP, rng);
-  g.gpu.device.queue.writeBuffer(st.keys.buffer, 0, keys);
+  g.gpu.device.queue.writeBuffer(st.keys.buffer, 0, keys as Float32Array<ArrayBuffer>);
   const k = 90;
   g.selectOps.topK(st, 0, n, k, 4);
   const out = g.activation(1, HEADS * D);
