@@ -165,6 +165,18 @@ export interface DeviceSelectOps {
   topK(state: SelectState, layer: number, n: number, k: number, sinks: number): void;
   /** Attention of the one query row over layer `layer`'s lists (at most maxCount positions a head). */
   attend(out: Tensor, q: Tensor, cache: KVCache, layer: number, state: SelectState, heads: number, maxCount: number): void;
+  /** H2O (accumulated attention per layer, head, position; evicted flags): a new sequence starts. */
+  h2oReset(state: SelectState): void;
+  /** H2O: adds the prefill rows' causal softmax probabilities (positions pos0 .. pos0 + rows − 1) to the accumulators. */
+  h2oPrefill(state: SelectState, q: Tensor, cache: KVCache, layer: number, pos0: number, rows: number, heads: number): void;
+  /** H2O: evicts down to k active positions past the sinks (never the last `recent`), lists = sinks ∪ active. */
+  h2oSelect(state: SelectState, layer: number, n: number, k: number, recent: number, sinks: number): void;
+  /** H2O: adds the decode query's probabilities over layer `layer`'s lists to the accumulators. */
+  h2oObserve(state: SelectState, q: Tensor, cache: KVCache, layer: number, heads: number): void;
+  /** SnapKV: scores prompt positions 0 .. pos0 + rows − 1 by the last `window` rows' pooled attention. */
+  snapPrefill(state: SelectState, q: Tensor, cache: KVCache, layer: number, pos0: number, rows: number, heads: number, window: number, pool: number, recent: number): void;
+  /** SnapKV: lists = sinks + the k best by prompt score, generated positions (>= prompt) ranked recent + t. */
+  snapSelect(state: SelectState, layer: number, n: number, prompt: number, k: number, sinks: number, recent: number): void;
   /** Layer `layer`'s lists ([heads][capacity] and counts), read back (tests and tools). */
   readSelection(state: SelectState, layer: number): Promise<{ positions: Int32Array; counts: Int32Array }>;
 }

@@ -14,7 +14,12 @@ import type { KvContext, KvStep, KvStore } from "./store.js";
 
 /** A selection rule as device work; one instance per sequence. */
 export interface DevicePolicy {
-  reset(): void;
+  /** A new sequence starts (position 0 is being written). */
+  reset(ops: DeviceSelectOps, state: SelectState): void;
+  /** After the dense attention of prefill rows (a multi-row step) of s.layer. */
+  prefill?(s: KvStep, cache: KVCache, ops: DeviceSelectOps, state: SelectState): void;
+  /** After a selected decode attention of s.layer. */
+  observe?(s: KvStep, cache: KVCache, ops: DeviceSelectOps, state: SelectState): void;
   /**
    * Records the lists of layer s.layer (>= 1) for the decode query at s.pos0 into `state` and returns the
    * most positions a head may attend to, or 0 when every head attends to every position (dense path).
@@ -54,17 +59,19 @@ export class DeviceSelectStore implements KvStore {
 
   step(s: KvStep): void {
     const b = this.ctx.backend;
-    if (s.pos0 === 0 && s.layer === 0) this.policy.reset();
+    if (s.pos0 === 0 && s.layer === 0) this.policy.reset(this.ops, this.state);
     if (s.pos0 !== this.written && s.layer === 0) throw new Error(`--kv ${this.spec}: write at position ${s.pos0} but ${this.written} are cached (positions must follow on)`);
     s.rope(s.k);
     b.kvWrite(this.backendCache, s.layer, s.k, s.v, s.pos0);
     const most = s.rows === 1 && s.layer > 0 ? this.policy.select(s, this.backendCache, this.ops, this.state) : 0;
     if (most > 0) {
       this.ops.attend(s.att, s.q, this.backendCache, s.layer, this.state, s.heads, most);
+      this.policy.observe?.(s, this.backendCache, this.ops, this.state);
       this.usage.selectedSteps++;
     } else {
       b.attention(s.att, s.q, this.backendCache, s.layer, s.pos0, s.heads);
     }
+    if (s.rows > 1) this.policy.prefill?.(s, this.backendCache, this.ops, this.state);
     if (s.layer === this.layers - 1) this.written = s.pos0 + s.rows;
   }
 

@@ -9,13 +9,10 @@ import type { KvContext, KvMethod, KvParam } from "./store.js";
 import { createHostStore, type SelectionPolicy } from "./host-store.js";
 import { headScores, type LayerKv } from "./host-attention.js";
 import { WindowStore, streamingRecent } from "./window-store.js";
-import { KvSelection, SINKS, keepBudget, markScratch, selectTopK, writeMarked } from "./selection.js";
+import { KvSelection, RECENT, SINKS, keepBudget, markScratch, selectTopK, writeMarked } from "./selection.js";
 import { DeviceSelectStore, type DevicePolicy } from "./device-select-store.js";
-import { DeviceOracle } from "./device-policies.js";
+import { DeviceH2o, DeviceOracle, DeviceSnapKv } from "./device-policies.js";
 
-/** Priority of the observation window and generated positions: above any pooled score (a sum of at most
- * `window` probabilities), most recent first; small enough that RECENT + t stays exact in f64. */
-const RECENT = 1e6;
 
 const KEEP: KvParam = { name: "keep", summary: "fraction of visible positions each head attends to, (0, 1]", kind: "fraction" };
 
@@ -313,11 +310,12 @@ function softmaxInPlace(x: Float64Array, n: number): void {
 }
 
 export const oracleMethod = selectionMethod("oracle", "each head attends to its top-K_i positions by true attention score", [KEEP], (p, ctx) => new OraclePolicy(p.keep!, ctx), (p) => new DeviceOracle(p.keep!));
-export const h2oMethod = selectionMethod("h2o", "heavy hitters (accumulated attention) plus a recent window, evicted for good", [KEEP], (p, ctx) => new H2oPolicy(p.keep!, ctx));
+export const h2oMethod = selectionMethod("h2o", "heavy hitters (accumulated attention) plus a recent window, evicted for good", [KEEP], (p, ctx) => new H2oPolicy(p.keep!, ctx), (p) => new DeviceH2o(p.keep!));
 export const snapkvMethod = selectionMethod(
   "snapkv", "prompt positions scored once by the last prompt queries' pooled attention",
   [KEEP, { name: "window", summary: "observation window (prompt queries)", kind: "int", default: 32 }, { name: "pool", summary: "max-pool width (odd)", kind: "int", default: 7 }],
   (p, ctx) => new SnapKvPolicy(p.keep!, p.window!, p.pool!, ctx),
+  (p, ctx) => new DeviceSnapKv(p.keep!, p.window!, p.pool!, ctx.layers),
 );
 export const questMethod = selectionMethod(
   "quest", "whole pages ranked by a key min/max upper bound of q·k",

@@ -7,7 +7,10 @@ import type { DeviceSelectOps, KVCache, SelectState, Tensor } from "../backend.j
 import type { Buf, BufferPool } from "./buffers.js";
 import { f32bits, grid, type Kernel } from "./kernel.js";
 import { MAX_SPLITS, attentionCombineKernel, attentionSplits, partialStride } from "./kernels/attention.js";
-import { SCORE_GROUP, attentionSelectPartialKernel, selectScoresKernel, topKKernel } from "./kernels/attention-select.js";
+import {
+  SCORE_GROUP, attentionSelectPartialKernel, columnProbsKernel, h2oSelectKernel, observeKernel, rowStatsKernel, selectScoresKernel,
+  snapKeysKernel, snapPoolKernel, topKKernel, zeroKernel,
+} from "./kernels/attention-select.js";
 import type { GpuKVCache, GpuTensor } from "./webgpu-backend.js";
 
 export class GpuSelectState implements SelectState {
@@ -22,6 +25,16 @@ export class GpuSelectState implements SelectState {
     readonly counts: readonly Buf[],
     readonly partial: Buf,
   ) {}
+  private readonly extra = new Map<string, Buf>();
+  /** A policy's own buffer (H2O accumulators, SnapKV scores), made on first use. */
+  buffer(pool: BufferPool, name: string, bytes: number): Buf {
+    let b = this.extra.get(name);
+    if (!b) {
+      b = pool.storage(bytes, `selection ${name}`);
+      this.extra.set(name, b);
+    }
+    return b;
+  }
 }
 
 type Run = (k: Kernel, params: ArrayLike<number>, bufs: readonly Buf[], groups: readonly [number, number]) => void;
@@ -68,6 +81,58 @@ export class GpuSelectOps implements DeviceSelectOps {
       grid(heads * splits),
     );
     this.run(attentionCombineKernel(d), [1, heads, splits, o.cols], [o.buf, st.partial], grid(heads));
+  }
+
+  /** Per (layer, head, position) f32/u32 words. */
+  private perPosition(st: GpuSelectState, name: string): Buf {
+    return st.buffer(this.pool, name, st.layers * st.heads * st.capacity * 4);
+  }
+
+  h2oReset(state: SelectState): void {
+    const st = state as GpuSelectState;
+    const words = st.layers * st.heads * st.capacity;
+    for (const name of ["acc", "evicted"]) this.run(zeroKernel(), [words, 0], [this.perPosition(st, name)], grid(Math.ceil(words / 256)));
+  }
+
+  /** Softmax column sums of prefill rows [r0, rows) into `out` from word outBase ([heads][capacity]). */
+  private columnProbs(st: GpuSelectState, q: GpuTensor, c: GpuKVCache, layer: number, pos0: number, rows: number, heads: number, r0: number, out: Buf, outBase: number, accumulate: boolean): void {
+    const d = c.headDim, scale = f32bits(1 / Math.sqrt(d)), n = pos0 + rows, tiles = Math.ceil(n / SCORE_GROUP);
+    if (q.cols !== heads * d || heads !== st.heads || n > st.capacity) throw new Error(`KV selection prefill: q [${q.rows}, ${q.cols}] of ${heads} heads at ${pos0} does not fit`);
+    const stats = st.buffer(this.pool, "row stats", st.capacity * st.heads * 2 * 4);
+    if (rows > st.capacity) throw new Error(`KV selection prefill: ${rows} rows exceed the capacity`);
+    this.run(rowStatsKernel(d), [rows, heads, heads / c.kvHeads, c.kvHeads * d, q.cols, pos0, scale, r0], [stats, q.buf, c.k[layer]!], grid((rows - r0) * heads));
+    this.run(columnProbsKernel(d), [rows, heads, heads / c.kvHeads, c.kvHeads * d, q.cols, pos0, scale, r0, st.capacity, outBase, tiles, accumulate ? 1 : 0], [out, stats, q.buf, c.k[layer]!], grid(heads * tiles));
+  }
+
+  h2oPrefill(state: SelectState, q: Tensor, cache: KVCache, layer: number, pos0: number, rows: number, heads: number): void {
+    const st = state as GpuSelectState;
+    this.columnProbs(st, q as GpuTensor, cache as GpuKVCache, layer, pos0, rows, heads, 0, this.perPosition(st, "acc"), layer * st.heads * st.capacity, true);
+  }
+
+  h2oSelect(state: SelectState, layer: number, n: number, k: number, recent: number, sinks: number): void {
+    const st = state as GpuSelectState;
+    this.run(h2oSelectKernel(), [n, k, recent, st.capacity, sinks, layer * st.heads * st.capacity], [st.idx[layer]!, st.counts[layer]!, this.perPosition(st, "evicted"), this.perPosition(st, "acc")], [st.heads, 1]);
+  }
+
+  h2oObserve(state: SelectState, q: Tensor, cache: KVCache, layer: number, heads: number): void {
+    const st = state as GpuSelectState, c = cache as GpuKVCache, qt = q as GpuTensor;
+    this.check(st, c, qt, heads, 1);
+    const d = c.headDim;
+    this.run(observeKernel(d), [heads, heads / c.kvHeads, c.kvHeads * d, qt.cols, st.capacity, f32bits(1 / Math.sqrt(d)), layer * st.heads * st.capacity], [this.perPosition(st, "acc"), qt.buf, c.k[layer]!, st.idx[layer]!, st.counts[layer]!], [heads, 1]);
+  }
+
+  snapPrefill(state: SelectState, q: Tensor, cache: KVCache, layer: number, pos0: number, rows: number, heads: number, window: number, pool: number, recent: number): void {
+    const st = state as GpuSelectState;
+    const r0 = Math.max(0, rows - window), T = pos0 + rows, tiles = Math.ceil(T / SCORE_GROUP);
+    this.columnProbs(st, q as GpuTensor, cache as GpuKVCache, layer, pos0, rows, heads, r0, st.keys, 0, false);
+    this.run(snapPoolKernel(), [T, pos0 + r0, Math.floor(pool / 2), st.capacity, layer * st.heads * st.capacity, heads, tiles, f32bits(recent)], [this.perPosition(st, "snap"), st.keys], grid(heads * tiles));
+  }
+
+  snapSelect(state: SelectState, layer: number, n: number, prompt: number, k: number, sinks: number, recent: number): void {
+    const st = state as GpuSelectState;
+    const tiles = Math.ceil(n / SCORE_GROUP);
+    this.run(snapKeysKernel(), [n, prompt, st.capacity, layer * st.heads * st.capacity, st.heads, tiles, f32bits(recent)], [st.keys, this.perPosition(st, "snap")], grid(st.heads * tiles));
+    this.topK(st, layer, n, k, sinks);
   }
 
   async readSelection(state: SelectState, layer: number): Promise<{ positions: Int32Array; counts: Int32Array }> {
