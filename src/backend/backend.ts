@@ -177,6 +177,10 @@ export interface DeviceSelectOps {
   snapPrefill(state: SelectState, q: Tensor, cache: KVCache, layer: number, pos0: number, rows: number, heads: number, window: number, pool: number, recent: number): void;
   /** SnapKV: lists = sinks + the k best by prompt score, generated positions (>= prompt) ranked recent + t. */
   snapSelect(state: SelectState, layer: number, n: number, prompt: number, k: number, sinks: number, recent: number): void;
+  /** Quest: recomputes the key min/max bounds of the pages holding positions [from, n) of `layer`. */
+  questFold(state: SelectState, cache: KVCache, layer: number, from: number, n: number, page: number): void;
+  /** Quest: lists = sinks + whole pages by their bound score, in order, while they fit in k positions. */
+  questSelect(state: SelectState, q: Tensor, cache: KVCache, layer: number, n: number, k: number, page: number, sinks: number, heads: number): void;
   /** Layer `layer`'s lists ([heads][capacity] and counts), read back (tests and tools). */
   readSelection(state: SelectState, layer: number): Promise<{ positions: Int32Array; counts: Int32Array }>;
 }

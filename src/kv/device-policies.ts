@@ -69,3 +69,27 @@ export class DeviceSnapKv implements DevicePolicy {
     return Math.min(n, k + SINKS);
   }
 }
+
+/**
+ * Quest: per (layer, kv head, page) key bounds kept on the device, refreshed for the pages new positions
+ * fall in; a head takes whole pages by their bound score while they fit in K_i, plus the sinks.
+ */
+export class DeviceQuest implements DevicePolicy {
+  private readonly folded: Int32Array;
+  constructor(private readonly keep: number, private readonly page: number, layers: number) {
+    this.folded = new Int32Array(layers);
+  }
+  reset(): void {
+    this.folded.fill(0);
+  }
+  select(s: KvStep, cache: KVCache, ops: DeviceSelectOps, state: SelectState): number {
+    const n = s.pos0 + 1;
+    // the page of the first unfolded position is recomputed whole (it may have been partial)
+    ops.questFold(state, cache, s.layer, this.folded[s.layer]!, n, this.page);
+    this.folded[s.layer] = n;
+    const k = keepBudget(n, this.keep);
+    if (k >= n) return 0;
+    ops.questSelect(state, s.q, cache, s.layer, n, k, this.page, SINKS, s.heads);
+    return Math.min(n, k + SINKS);
+  }
+}

@@ -11,7 +11,7 @@ import { headScores, type LayerKv } from "./host-attention.js";
 import { WindowStore, streamingRecent } from "./window-store.js";
 import { KvSelection, RECENT, SINKS, keepBudget, markScratch, selectTopK, writeMarked } from "./selection.js";
 import { DeviceSelectStore, type DevicePolicy } from "./device-select-store.js";
-import { DeviceH2o, DeviceOracle, DeviceSnapKv } from "./device-policies.js";
+import { DeviceH2o, DeviceOracle, DeviceQuest, DeviceSnapKv } from "./device-policies.js";
 
 
 const KEEP: KvParam = { name: "keep", summary: "fraction of visible positions each head attends to, (0, 1]", kind: "fraction" };
@@ -321,6 +321,7 @@ export const questMethod = selectionMethod(
   "quest", "whole pages ranked by a key min/max upper bound of q·k",
   [KEEP, { name: "page", summary: "positions a page", kind: "int", default: 16 }],
   (p, ctx) => new QuestPolicy(p.keep!, p.page!, ctx),
+  (p, ctx) => new DeviceQuest(p.keep!, p.page!, ctx.layers),
 );
 export const streamingMethod: KvMethod = {
   name: "streaming",

@@ -14,7 +14,7 @@ import { KvSelection, selectTopK } from "../../src/kv/selection.js";
 import { attendRow, headScores, type LayerKv } from "../../src/kv/host-attention.js";
 import { createHostStore, type SelectionPolicy } from "../../src/kv/host-store.js";
 import { DeviceSelectStore } from "../../src/kv/device-select-store.js";
-import { H2oPolicy, OraclePolicy, SnapKvPolicy } from "../../src/kv/policies.js";
+import { H2oPolicy, OraclePolicy, QuestPolicy, SnapKvPolicy } from "../../src/kv/policies.js";
 import type { KvContext } from "../../src/kv/store.js";
 import { loadModel } from "../../src/load.js";
 import { STORIES } from "../paths.js";
@@ -105,6 +105,8 @@ const CASES: Case[] = [
   { spec: "h2o:keep=0.25", host: (ctx) => new H2oPolicy(0.25, ctx) },
   { spec: "h2o:keep=0.5", host: (ctx) => new H2oPolicy(0.5, ctx) },
   { spec: "snapkv:keep=0.25,window=4,pool=3", host: (ctx) => new SnapKvPolicy(0.25, 4, 3, ctx) },
+  { spec: "quest:keep=0.5,page=4", host: (ctx) => new QuestPolicy(0.5, 4, ctx) },
+  { spec: "quest:keep=0.25,page=3", host: (ctx) => new QuestPolicy(0.25, 3, ctx) },
 ];
 
 for (const c of CASES) {

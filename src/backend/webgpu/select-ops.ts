@@ -9,7 +9,7 @@ import { f32bits, grid, type Kernel } from "./kernel.js";
 import { MAX_SPLITS, attentionCombineKernel, attentionSplits, partialStride } from "./kernels/attention.js";
 import {
   SCORE_GROUP, attentionSelectPartialKernel, columnProbsKernel, h2oSelectKernel, observeKernel, rowStatsKernel, selectScoresKernel,
-  snapKeysKernel, snapPoolKernel, topKKernel, zeroKernel,
+  questFoldKernel, questSelectKernel, snapKeysKernel, snapPoolKernel, topKKernel, zeroKernel,
 } from "./kernels/attention-select.js";
 import type { GpuKVCache, GpuTensor } from "./webgpu-backend.js";
 
@@ -133,6 +133,30 @@ export class GpuSelectOps implements DeviceSelectOps {
     const tiles = Math.ceil(n / SCORE_GROUP);
     this.run(snapKeysKernel(), [n, prompt, st.capacity, layer * st.heads * st.capacity, st.heads, tiles, f32bits(recent)], [st.keys, this.perPosition(st, "snap")], grid(st.heads * tiles));
     this.topK(st, layer, n, k, sinks);
+  }
+
+  questFold(state: SelectState, cache: KVCache, layer: number, from: number, n: number, page: number): void {
+    const st = state as GpuSelectState, c = cache as GpuKVCache;
+    const pagesMax = Math.ceil(st.capacity / page), d = c.headDim;
+    const p0 = Math.floor(from / page), p1 = Math.ceil(n / page);
+    if (p1 <= p0) return;
+    const bytes = st.layers * c.kvHeads * pagesMax * d * 4;
+    const base = layer * c.kvHeads * pagesMax * d;
+    const items = c.kvHeads * (p1 - p0) * d;
+    this.run(questFoldKernel(d), [n, page, p0, p1, c.kvHeads, c.kvHeads * d, base, pagesMax], [st.buffer(this.pool, "quest lo", bytes), st.buffer(this.pool, "quest hi", bytes), c.k[layer]!], grid(Math.ceil(items / 64)));
+  }
+
+  questSelect(state: SelectState, q: Tensor, cache: KVCache, layer: number, n: number, k: number, page: number, sinks: number, heads: number): void {
+    const st = state as GpuSelectState, c = cache as GpuKVCache, qt = q as GpuTensor;
+    this.check(st, c, qt, heads, n);
+    const pagesMax = Math.ceil(st.capacity / page), d = c.headDim;
+    const bytes = st.layers * c.kvHeads * pagesMax * d * 4;
+    this.run(
+      questSelectKernel(d),
+      [n, k, page, st.capacity, sinks, heads / c.kvHeads, layer * c.kvHeads * pagesMax * d, pagesMax],
+      [st.idx[layer]!, st.counts[layer]!, st.keys, st.buffer(this.pool, "quest lo", bytes), st.buffer(this.pool, "quest hi", bytes), qt.buf, st.buffer(this.pool, "quest marks", heads * pagesMax * 4)],
+      [heads, 1],
+    );
   }
 
   async readSelection(state: SelectState, layer: number): Promise<{ positions: Int32Array; counts: Int32Array }> {

@@ -589,3 +589,138 @@ fn main(${ENTRY_ARGS}) {
 }`,
   }));
 }
+
+/**
+ * Quest: per-channel key minima and maxima of pages [p0, p1) of `page` positions (positions < n), per kv
+ * head. Bindings: lo (write), hi (write), kCache. Params: n, page, p0, p1, kvHeads, width, base (layer ·
+ * kvHeads · pagesMax · headDim), pagesMax. Thread per (kv head, page, channel).
+ */
+export function questFoldKernel(headDim: number): Kernel {
+  return memoKernel(`select.questfold.${headDim}`, () => ({
+    name: "select.questfold",
+    bindings: ["write", "write", "read"],
+    code: /* wgsl */ `
+struct P { n: u32, page: u32, p0: u32, p1: u32, kvHeads: u32, width: u32, base: u32, pagesMax: u32 }
+@group(0) @binding(0) var<uniform> p: P;
+@group(0) @binding(1) var<storage, read_write> lo: array<f32>;
+@group(0) @binding(2) var<storage, read_write> hi: array<f32>;
+@group(0) @binding(3) var<storage, read> kc: array<f32>;
+const D = ${headDim}u;
+@compute @workgroup_size(64)
+fn main(${ENTRY_ARGS}) {
+  let id = ${GROUP_INDEX} * 64u + lid;
+  let i = id % D;
+  let pg = p.p0 + (id / D) % (p.p1 - p.p0);
+  let g = id / (D * (p.p1 - p.p0));
+  if (g >= p.kvHeads) { return; }
+  let t0 = pg * p.page;
+  let t1 = min(p.n, t0 + p.page);
+  var mn = kc[t0 * p.width + g * D + i];
+  var mx = mn;
+  for (var t = t0 + 1u; t < t1; t++) {
+    let x = kc[t * p.width + g * D + i];
+    mn = min(mn, x);
+    mx = max(mx, x);
+  }
+  let o = p.base + (g * p.pagesMax + pg) * D + i;
+  lo[o] = mn;
+  hi[o] = mx;
+}`,
+  }));
+}
+
+/**
+ * Quest's selection, one workgroup of 256 per query head. Bindings: idx (write), counts (write), scores
+ * (read_write scratch [heads][stride]), lo, hi, q, marks (scratch [heads][pagesMax]). Params: n, k, page, stride, sinks, group, base, pagesMax.
+ * A page scores Σ_c max(q_c·max_c, q_c·min_c); pages are taken whole in score order (ties: lower page)
+ * while they fit in k positions. Only the last page can be partial, so that greedy rule is: the partial
+ * page (size s, rank r among all pages) is taken iff min(r, ⌊k/P⌋)·P + s <= k, and then the best
+ * min(F, ⌊(k − s)/P⌋) of the F full pages, else the best min(F, ⌊k/P⌋).
+ */
+export function questSelectKernel(headDim: number): Kernel {
+  return memoKernel(`select.quest.${headDim}`, () => ({
+    name: "select.quest",
+    bindings: ["write", "write", "write", "read", "read", "read", "write"],
+    code: /* wgsl */ `
+struct P { n: u32, k: u32, page: u32, stride: u32, sinks: u32, group: u32, base: u32, pagesMax: u32 }
+@group(0) @binding(0) var<uniform> p: P;
+@group(0) @binding(1) var<storage, read_write> idx: array<u32>;
+@group(0) @binding(2) var<storage, read_write> counts: array<u32>;
+@group(0) @binding(3) var<storage, read_write> sc: array<f32>;
+@group(0) @binding(4) var<storage, read> lo: array<f32>;
+@group(0) @binding(5) var<storage, read> hi: array<f32>;
+@group(0) @binding(6) var<storage, read> q: array<f32>;
+@group(0) @binding(7) var<storage, read_write> marks: array<u32>;
+const D = ${headDim}u;
+const WG = ${TOPK_GROUP}u;
+var<workgroup> rankPartial: atomic<u32>;
+var<workgroup> scan: array<u32, WG>;
+var<workgroup> plan: vec2<u32>;
+fn before(a: u32, b: u32, s0: u32) -> bool { return sc[s0 + a] > sc[s0 + b] || (sc[s0 + a] == sc[s0 + b] && a < b); }
+@compute @workgroup_size(WG)
+fn main(${ENTRY_ARGS}) {
+  let h = ${GROUP_INDEX};
+  let s0 = h * p.stride;
+  let n = p.n;
+  let pages = (n + p.page - 1u) / p.page;
+  let full = n / p.page;
+  let g = h / p.group;
+  for (var pg = lid; pg < pages; pg += WG) {
+    let b = p.base + (g * p.pagesMax + pg) * D;
+    var s = 0.0;
+    for (var i = 0u; i < D; i++) { let qc = q[h * D + i]; s += max(qc * hi[b + i], qc * lo[b + i]); }
+    sc[s0 + pg] = s;
+  }
+  if (lid == 0u) { atomicStore(&rankPartial, 0u); }
+  storageBarrier();
+  workgroupBarrier();
+  if (full < pages) {
+    for (var pg = lid; pg < full; pg += WG) { if (before(pg, full, s0)) { atomicAdd(&rankPartial, 1u); } }
+  }
+  workgroupBarrier();
+  if (lid == 0u) {
+    let fit = p.k / p.page;
+    var m = min(full, fit);
+    var partial = 0u;
+    if (full < pages) {
+      let size = n - full * p.page;
+      if (min(atomicLoad(&rankPartial), fit) * p.page + size <= p.k) {
+        partial = 1u;
+        m = min(full, (p.k - size) / p.page);
+      }
+    }
+    plan = vec2<u32>(m, partial);
+  }
+  let pl = workgroupUniformLoad(&plan);
+  // a full page is kept when fewer than m full pages come before it
+  for (var pg = lid; pg < pages; pg += WG) {
+    var kept = 0u;
+    if (pg < full) {
+      var r = 0u;
+      for (var o = 0u; o < full; o++) { if (before(o, pg, s0)) { r++; } }
+      kept = select(0u, 1u, r < pl.x);
+    } else {
+      kept = pl.y;
+    }
+    marks[h * p.pagesMax + pg] = kept;
+  }
+  storageBarrier();
+  workgroupBarrier();
+  let chunk = (n + WG - 1u) / WG;
+  let a = min(lid * chunk, n);
+  let z = min(a + chunk, n);
+  var marked = 0u;
+  for (var t = a; t < z; t++) { if (t < p.sinks || marks[h * p.pagesMax + t / p.page] == 1u) { marked++; } }
+  scan[lid] = marked;
+  workgroupBarrier();
+  if (lid == 0u) {
+    var s = 0u;
+    for (var i = 0u; i < WG; i++) { let v = scan[i]; scan[i] = s; s += v; }
+    counts[h] = s;
+  }
+  workgroupBarrier();
+  var o = s0 + scan[lid];
+  for (var t = a; t < z; t++) { if (t < p.sinks || marks[h * p.pagesMax + t / p.page] == 1u) { idx[o] = t; o++; } }
+}`,
+  }));
+}
