@@ -31,6 +31,8 @@ const CTX = 512;
 const stats = {
   lists: 0,
   mass: { oracle: 0, tokenbutler: 0, streaming: 0 },
+  /** Relative error ||o_set − o_dense|| / ||o_dense|| of the head's attention output (renormalised over the set). */
+  err: { oracle: 0, tokenbutler: 0, streaming: 0 },
   oracleRecent: 0, oracleOld: 0, hitRecent: 0, hitOld: 0,
   lostRecent: 0, lostOld: 0,
   perLayerMass: new Map<number, { tb: number; stream: number; oracle: number; n: number }>(),
@@ -89,6 +91,26 @@ class Probe implements SelectionPolicy {
         }
         if (!b[t]) { if (recent) stats.lostRecent += pt; else stats.lostOld += pt; }
       }
+      const d = kv.headDim, g = Math.floor(h / (heads / (kv.width / d))) * d;
+      const outErr = (m: Uint8Array) => {
+        let mass = 0;
+        for (let t = 0; t < n; t++) if (m[t]) mass += this.p[t]!;
+        let num = 0, den = 0;
+        for (let i = 0; i < d; i++) {
+          let full = 0, part = 0;
+          for (let t = 0; t < n; t++) {
+            const x = this.p[t]! * kv.v[t * kv.width + g + i]!;
+            full += x;
+            if (m[t]) part += x;
+          }
+          num += (part / mass - full) ** 2;
+          den += full * full;
+        }
+        return Math.sqrt(num / den);
+      };
+      stats.err.oracle += outErr(o);
+      stats.err.tokenbutler += outErr(b);
+      stats.err.streaming += outErr(st);
       stats.lists++;
       stats.mass.oracle += mo;
       stats.mass.tokenbutler += mb;
@@ -117,8 +139,8 @@ for (let w = 0; w < WINDOWS; w++) {
 const pc = (x: number) => `${(100 * x).toFixed(1)}%`;
 const L = stats.lists;
 console.log(`frugal-ar-base, ${WINDOWS} windows x ${CTX}, prefill ${PREFILL}, keep ${KEEP}, dense contexts; ${L} (step, layer, head) lists`);
-console.log(`| set (K_i + 4 sinks) | true attention mass kept (mean) |\n| --- | ---: |`);
-console.log(`| oracle top-K_i | ${pc(stats.mass.oracle / L)} |\n| TokenButler top-K_i (predicted) | ${pc(stats.mass.tokenbutler / L)} |\n| StreamingLLM (most recent K_i − 4) | ${pc(stats.mass.streaming / L)} |`);
+console.log(`| set (K_i + 4 sinks) | true attention mass kept (mean) | attention output error (mean relative) |\n| --- | ---: | ---: |`);
+console.log(`| oracle top-K_i | ${pc(stats.mass.oracle / L)} | ${pc(stats.err.oracle / L)} |\n| TokenButler top-K_i (predicted) | ${pc(stats.mass.tokenbutler / L)} | ${pc(stats.err.tokenbutler / L)} |\n| StreamingLLM (most recent K_i − 4) | ${pc(stats.mass.streaming / L)} | ${pc(stats.err.streaming / L)} |`);
 console.log(`\nTokenButler recall of the oracle's top-K_i (sinks aside): last ${RECENT} positions ${pc(stats.hitRecent / stats.oracleRecent)} (${stats.oracleRecent} keys), older ${pc(stats.hitOld / stats.oracleOld)} (${stats.oracleOld} keys)`);
 console.log(`TokenButler's lost mass per list: ${pc(stats.lostRecent / L)} in the last ${RECENT} positions, ${pc(stats.lostOld / L)} in older ones`);
 console.log(`\n| layer | oracle mass | TokenButler mass | StreamingLLM mass |\n| ---: | ---: | ---: | ---: |`);
