@@ -47,6 +47,11 @@ export interface Backend {
    */
   attentionWindow?(out: Tensor, q: Tensor, cache: KVCache, layer: number, pos: number, heads: number, sinks: number, window: number): void;
   readonly kvFormats?: readonly string[];
+  /**
+   * KV selection computed on the device (WebGPU): ranking keys, per-head top-K lists and attention over
+   * them, recorded into the step's submission. Optional; src/kv/device-select-store.ts uses it.
+   */
+  readonly selectOps?: DeviceSelectOps;
 
   /** out[r] = table[tokens[r]] (table [vocab, cols], any format). */
   embed(out: Tensor, table: Weight, tokens: Int32Array): void;
@@ -139,4 +144,43 @@ export interface KVCache {
 export interface RopeTable {
   readonly maxPositions: number;
   readonly half: number;
+}
+
+/** Per-store device buffers of `DeviceSelectOps` (opaque to callers). */
+export interface SelectState {
+  readonly layers: number;
+  readonly heads: number;
+  readonly capacity: number;
+}
+
+/**
+ * Device-side selection for one decode query row (src/backend/webgpu/select-ops.ts). A step records
+ * scores into the state's keys, `topK` turns them into layer `layer`'s per-head lists (sinks plus the k
+ * best, ties to the lower position, ascending), and `attend` runs attention over those lists.
+ */
+export interface DeviceSelectOps {
+  state(layers: number, heads: number, capacity: number, headDim: number): SelectState;
+  /** keys[h][t] = q_h·k_t/√d for t < n (f32 cache). */
+  trueScores(state: SelectState, q: Tensor, cache: KVCache, layer: number, n: number, heads: number): void;
+  topK(state: SelectState, layer: number, n: number, k: number, sinks: number): void;
+  /** Attention of the one query row over layer `layer`'s lists (at most maxCount positions a head). */
+  attend(out: Tensor, q: Tensor, cache: KVCache, layer: number, state: SelectState, heads: number, maxCount: number): void;
+  /** H2O (accumulated attention per layer, head, position; evicted flags): a new sequence starts. */
+  h2oReset(state: SelectState): void;
+  /** H2O: adds the prefill rows' causal softmax probabilities (positions pos0 .. pos0 + rows − 1) to the accumulators. */
+  h2oPrefill(state: SelectState, q: Tensor, cache: KVCache, layer: number, pos0: number, rows: number, heads: number): void;
+  /** H2O: evicts down to k active positions past the sinks (never the last `recent`), lists = sinks ∪ active. */
+  h2oSelect(state: SelectState, layer: number, n: number, k: number, recent: number, sinks: number): void;
+  /** H2O: adds the decode query's probabilities over layer `layer`'s lists to the accumulators. */
+  h2oObserve(state: SelectState, q: Tensor, cache: KVCache, layer: number, heads: number): void;
+  /** SnapKV: scores prompt positions 0 .. pos0 + rows − 1 by the last `window` rows' pooled attention. */
+  snapPrefill(state: SelectState, q: Tensor, cache: KVCache, layer: number, pos0: number, rows: number, heads: number, window: number, pool: number, recent: number): void;
+  /** SnapKV: lists = sinks + the k best by prompt score, generated positions (>= prompt) ranked recent + t. */
+  snapSelect(state: SelectState, layer: number, n: number, prompt: number, k: number, sinks: number, recent: number): void;
+  /** Quest: recomputes the key min/max bounds of the pages holding positions [from, n) of `layer`. */
+  questFold(state: SelectState, cache: KVCache, layer: number, from: number, n: number, page: number): void;
+  /** Quest: lists = sinks + whole pages by their bound score, in order, while they fit in k positions. */
+  questSelect(state: SelectState, q: Tensor, cache: KVCache, layer: number, n: number, k: number, page: number, sinks: number, heads: number): void;
+  /** Layer `layer`'s lists ([heads][capacity] and counts), read back (tests and tools). */
+  readSelection(state: SelectState, layer: number): Promise<{ positions: Int32Array; counts: Int32Array }>;
 }

@@ -9,25 +9,32 @@ import type { KvContext, KvMethod, KvParam } from "./store.js";
 import { createHostStore, type SelectionPolicy } from "./host-store.js";
 import { headScores, type LayerKv } from "./host-attention.js";
 import { WindowStore, streamingRecent } from "./window-store.js";
-import { KvSelection, SINKS, keepBudget, markScratch, selectTopK, writeMarked } from "./selection.js";
+import { KvSelection, RECENT, SINKS, keepBudget, markScratch, selectTopK, writeMarked } from "./selection.js";
+import { DeviceSelectStore, type DevicePolicy } from "./device-select-store.js";
+import { DeviceH2o, DeviceOracle, DeviceQuest, DeviceSnapKv } from "./device-policies.js";
 
-/** Priority of the observation window and generated positions: above any pooled score (a sum of at most
- * `window` probabilities), most recent first; small enough that RECENT + t stays exact in f64. */
-const RECENT = 1e6;
 
 const KEEP: KvParam = { name: "keep", summary: "fraction of visible positions each head attends to, (0, 1]", kind: "fraction" };
 
-function selectionMethod(name: string, summary: string, params: readonly KvParam[], policy: (p: Readonly<Record<string, number>>, ctx: KvContext) => SelectionPolicy): KvMethod {
+/**
+ * A selection method: the host policy on a backend with host views (CPU), else the device policy when the
+ * method has one (WebGPU, device-select-store.ts); HostStore's clear error otherwise.
+ */
+function selectionMethod(
+  name: string, summary: string, params: readonly KvParam[], policy: (p: Readonly<Record<string, number>>, ctx: KvContext) => SelectionPolicy,
+  device?: (p: Readonly<Record<string, number>>, ctx: KvContext) => DevicePolicy,
+): KvMethod {
   return {
     name,
     summary,
     params,
-    create: (p, spec) => (ctx) => createHostStore(ctx, spec, policy(p, ctx)),
+    create: (p, spec) => (ctx) =>
+      !ctx.backend.hostView && ctx.backend.selectOps && device ? new DeviceSelectStore(ctx, spec, device(p, ctx)) : createHostStore(ctx, spec, policy(p, ctx)),
   };
 }
 
 /** Top-K_i by the true attention scores of the head's query (the upper bound every predictor chases). */
-class OraclePolicy implements SelectionPolicy {
+export class OraclePolicy implements SelectionPolicy {
   readonly wantsProbs = false;
   readonly evicts = false;
   private score: Float64Array;
@@ -73,7 +80,7 @@ class StreamingPolicy implements SelectionPolicy {
  * (sinks aside), the position with the lowest accumulated attention probability outside the recent window
  * of floor(K_i / 2) positions is evicted for good. Prefill queries' probabilities seed the accumulators.
  */
-class H2oPolicy implements SelectionPolicy {
+export class H2oPolicy implements SelectionPolicy {
   readonly wantsProbs = true;
   readonly evicts = true;
   /** [layer][head][position] */
@@ -147,7 +154,7 @@ class H2oPolicy implements SelectionPolicy {
  * `window` prompt queries, max-pooled over `pool` neighbouring positions; decode keeps the window and all
  * generated positions first (most recent first), then the best-scored prompt positions, K_i in all.
  */
-class SnapKvPolicy implements SelectionPolicy {
+export class SnapKvPolicy implements SelectionPolicy {
   readonly wantsProbs = false;
   readonly evicts = true;
   /** [layer][head][position]: pooled prompt scores; +inf-like priorities for the window and generated. */
@@ -211,7 +218,7 @@ class SnapKvPolicy implements SelectionPolicy {
  * head scores a page Σ_c max(q_c·max_c, q_c·min_c) and takes whole pages in score order while they fit in
  * K_i positions (ties: lower page first), plus the sinks. Nothing is evicted.
  */
-class QuestPolicy implements SelectionPolicy {
+export class QuestPolicy implements SelectionPolicy {
   readonly wantsProbs = false;
   readonly evicts = false;
   /** [layer][kvHead][page][headDim] */
@@ -302,17 +309,19 @@ function softmaxInPlace(x: Float64Array, n: number): void {
   for (let t = 0; t < n; t++) x[t] = x[t]! / sum;
 }
 
-export const oracleMethod = selectionMethod("oracle", "each head attends to its top-K_i positions by true attention score", [KEEP], (p, ctx) => new OraclePolicy(p.keep!, ctx));
-export const h2oMethod = selectionMethod("h2o", "heavy hitters (accumulated attention) plus a recent window, evicted for good", [KEEP], (p, ctx) => new H2oPolicy(p.keep!, ctx));
+export const oracleMethod = selectionMethod("oracle", "each head attends to its top-K_i positions by true attention score", [KEEP], (p, ctx) => new OraclePolicy(p.keep!, ctx), (p) => new DeviceOracle(p.keep!));
+export const h2oMethod = selectionMethod("h2o", "heavy hitters (accumulated attention) plus a recent window, evicted for good", [KEEP], (p, ctx) => new H2oPolicy(p.keep!, ctx), (p) => new DeviceH2o(p.keep!));
 export const snapkvMethod = selectionMethod(
   "snapkv", "prompt positions scored once by the last prompt queries' pooled attention",
   [KEEP, { name: "window", summary: "observation window (prompt queries)", kind: "int", default: 32 }, { name: "pool", summary: "max-pool width (odd)", kind: "int", default: 7 }],
   (p, ctx) => new SnapKvPolicy(p.keep!, p.window!, p.pool!, ctx),
+  (p, ctx) => new DeviceSnapKv(p.keep!, p.window!, p.pool!, ctx.layers),
 );
 export const questMethod = selectionMethod(
   "quest", "whole pages ranked by a key min/max upper bound of q·k",
   [KEEP, { name: "page", summary: "positions a page", kind: "int", default: 16 }],
   (p, ctx) => new QuestPolicy(p.keep!, p.page!, ctx),
+  (p, ctx) => new DeviceQuest(p.keep!, p.page!, ctx.layers),
 );
 export const streamingMethod: KvMethod = {
   name: "streaming",

@@ -6,6 +6,12 @@
 /** Sink tokens every selection policy keeps (TokenButler spec §5: "same 4 sinks"). */
 export const SINKS = 4;
 
+/**
+ * SnapKV's priority of the observation window and generated positions: above any pooled score (a sum of
+ * at most `window` probabilities), most recent first; RECENT + t is exact in f64 and, below 2^24, in f32.
+ */
+export const RECENT = 1e6;
+
 export class KvSelection {
   /** [heads][stride] positions, the first counts[h] of each head's row in use. */
   readonly positions: Int32Array;

@@ -29,7 +29,10 @@
  *    `backend.hostView` (both synchronous views of host memory). The WebGPU backend has neither: tensors
  *    live on the GPU and reading them back is asynchronous while `forward` records synchronously, so a
  *    store that needs host data throws a clear error on WebGPU (see docs/kv-cache.md, "Backends"), except
- *    position-only selections: StreamingLLM runs the backend's `attentionWindow` (window-store.ts). A
+ *    position-only selections: StreamingLLM runs the backend's `attentionWindow` (window-store.ts), and
+ *    oracle/H2O/SnapKV/Quest, whose rules also exist as device work (device-policies.ts, run by
+ *    device-select-store.ts through `backend.selectOps`: scores, top-K and attention in the step's one
+ *    submission). A
  *    selection method implements `SelectionPolicy` (host-store.ts: select, optional prefill/observe/input
  *    hooks) and inherits exact prefill, quantized formats, bytes() and the keep = 1 identity.
  *    Quantized formats (`ctx.format`): a backend listing the format in `kvFormats` stores it natively

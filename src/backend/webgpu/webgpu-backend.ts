@@ -26,6 +26,7 @@ import { EMBED_GROUP, EMBED_TOKENS, embedKernel } from "./kernels/embed.js";
 import { argmaxKernel } from "./kernels/argmax.js";
 import { sampleKernel } from "./kernels/sample.js";
 import { ropeCosSin } from "../../model/config.js";
+import { GpuSelectOps } from "./select-ops.js";
 
 export class GpuTensor implements Tensor {
   constructor(
@@ -95,6 +96,7 @@ export class WebGpuBackend implements Backend {
   private readonly qx: QuantizedX;
   private readonly result: Buf;
   private disposed = false;
+  readonly selectOps: GpuSelectOps;
 
   constructor(readonly gpu: GpuDevice, options: WebGpuOptions = {}) {
     this.pool = new BufferPool(gpu.device, gpu.maxBufferBytes);
@@ -105,6 +107,7 @@ export class WebGpuBackend implements Backend {
     if (this.activations !== "int8" && this.activations !== "f32") throw new Error(`WebGPU option activations: "${String(this.activations)}" is not "int8" or "f32"`);
     this.qx = new QuantizedX(this.pool, (k, p, b, g) => this.run(k, p, b, g));
     this.result = this.pool.storage(16, "argmax result");
+    this.selectOps = new GpuSelectOps(this.pool, (k, p, b, g) => this.run(k, p, b, g), (buf, off, bytes) => this.recorder.read(buf, off, bytes));
   }
 
   /** The adapter, for reports: vendor / architecture / device. */
