@@ -100,7 +100,7 @@ test("WebGPU: dense through the KV interface is bit-identical to the plain cache
       cpu.dispose();
     }
     // a host-only format (selection methods run on the device: test/kv/gpu-select.test.ts)
-    assert.throws(() => net.forward(Int32Array.of(1), 0, kvStoreFactory("dense")(net.kvContext(32, "int4"))), /computes on the host and the webgpu backend/);
+    assert.throws(() => net.forward(Int32Array.of(1), 0, kvStoreFactory("dense")(net.kvContext(32, "nvfp4"))), /computes on the host and the webgpu backend/);
     // StreamingLLM: the GPU's windowed attention against the CPU's host selection, f32 and int8
     for (const format of ["f32", "int8"]) {
       const gpuRows = await run(kvStoreFactory("streaming:keep=0.25")(net.kvContext(32, format)));
