@@ -15,7 +15,7 @@ import { isPackedDType, type DType, type PackedDType } from "../../../tensor/dty
 export const GEMV_DECODE_DEFAULTS: Readonly<Partial<Record<PackedDType, string>>> = {
   razer: "per-element",
   "nvfp4-razer": "per-element",
-  nf4: "private",
+  nf4: "workgroup",
 };
 
 const gemvDecode: Partial<Record<PackedDType, string>> = { ...GEMV_DECODE_DEFAULTS };
