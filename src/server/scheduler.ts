@@ -1,11 +1,14 @@
 /**
  * The one owner of the model while serving. Requests wait in a bounded queue; up to `maxBatch` of them
- * are active at once, each with a KV cache of its own (taken from a pool: the CPU backend's memory is a
- * bump allocator, so caches are reused rather than made per request). Every tick emits one token for
- * every active sequence and then runs all their next positions together: as one forwardBatch (one
- * multi-row matmul per weight) where the backend has row views, else one forward per sequence in turn.
+ * are active at once, each with a KV cache of its own, taken from a pool and given back when the
+ * sequence ends (the CPU backend's memory is a bump allocator, so caches are reused rather than made per
+ * request): a KV slot pool of `maxBatch` slots where the backend has one (LlamaModel.newCachePool), so
+ * that a batched step runs RoPE, the KV write and attention once per layer for every sequence, else
+ * caches made one by one. Every tick emits one token for every active sequence and then runs all their
+ * next positions together: as one forwardBatch (one multi-row matmul per weight) where the model
+ * batches, else one forward per sequence in turn.
  */
-import type { KVCache, Tensor } from "../backend/backend.js";
+import type { KVCache, KVPool, Tensor } from "../backend/backend.js";
 import { StreamDecoder } from "../io/tokenizer.js";
 import type { Model } from "../model/model.js";
 import { Sampler } from "../generate/sampler.js";
@@ -76,6 +79,8 @@ export class Scheduler {
   private readonly waiting: { job: Job; at: number }[] = [];
   private readonly active: Sequence[] = [];
   private readonly freeCaches: KVCache[] = [];
+  /** The slot pool, made at the first admission; null where the model has none (caches come from freeCaches). */
+  private pool?: KVPool | null;
   private readonly eos: Set<number>;
   private running = false;
   private closing = false;
@@ -162,8 +167,20 @@ export class Scheduler {
     }
   }
 
+  /** Slots of the KV slot pool not taken by a sequence (undefined without a pool): for tests and metrics. */
+  get freeSlots(): number | undefined {
+    return this.pool ? this.pool.available : undefined;
+  }
+
   private takeCache(): KVCache {
+    if (this.pool === undefined) this.pool = this.model.network.newCachePool(this.maxBatch) ?? null;
+    if (this.pool) return this.pool.take();
     return this.freeCaches.pop() ?? this.model.network.newCache();
+  }
+
+  private releaseCache(cache: KVCache): void {
+    if (this.pool && cache.slot?.pool === this.pool) this.pool.release(cache);
+    else this.freeCaches.push(cache);
   }
 
   private async admit(): Promise<void> {
@@ -185,7 +202,7 @@ export class Scheduler {
         if (seq.limit < 1) throw new RangeError(`the prompt has ${job.promptIds.length} tokens; the context holds ${cache.capacity}`);
         seq.logits = await this.model.backend.read(this.model.prefill(job.promptIds, cache));
       } catch (e) {
-        this.freeCaches.push(cache);
+        this.releaseCache(cache);
         job.onError(e as Error);
         continue;
       }
@@ -329,12 +346,12 @@ export class Scheduler {
   private remove(s: Sequence): void {
     const i = this.active.indexOf(s);
     if (i >= 0) this.active.splice(i, 1);
-    this.freeCaches.push(s.cache);
+    this.releaseCache(s.cache);
   }
 
   private finish(s: Sequence, reason: JobResult["finishReason"], removeFromActive = true): void {
     if (removeFromActive) this.remove(s);
-    else this.freeCaches.push(s.cache);
+    else this.releaseCache(s.cache);
     if (reason !== "abort" && !s.stops.stopped) {
       const rest = s.stops.push(s.decoder.flush()) + s.stops.flush();
       if (rest) s.job.onPiece(rest);
