@@ -110,6 +110,12 @@ export interface Backend {
    */
   sample?(logits: Tensor, params: SampleParams, uniform: number): Promise<number>;
   /**
+   * One token per row of `logits`, picked on the device: argmax where picks[r] is undefined, else `sample`
+   * of row r with picks[r] (the same kept set and draw as `sample`). Every row's id comes back in one
+   * read, so a batched decode step costs one submission and one wait, not one per sequence. Optional.
+   */
+  pickRows?(logits: Tensor, picks: readonly ({ params: SampleParams; uniform: number } | undefined)[]): Promise<number[]>;
+  /**
    * Pipelined decoding: picks the next token from the last row of `logits` on the device (argmax, or
    * `sample` as above when given) into a device-side slot, submits what is recorded, and returns at
    * once. The next step's `embedPicked` reads the slot on the device, so the host records step t + 1

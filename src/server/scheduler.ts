@@ -306,6 +306,12 @@ export class Scheduler {
       const tokens = Int32Array.from(seqs, (s) => s.history[s.history.length - 1]!);
       const positions = seqs.map((s) => s.history.length - 1);
       const logits: Tensor = net.forwardBatch(tokens, positions, seqs.map((s) => s.cache));
+      if (b.pickRows && seqs.every((s) => this.picksOnDevice(s))) {
+        // every row's token in one read (one submission a step), each with its sequence's own seeded draw
+        const ids = await b.pickRows(logits, seqs.map((s) => (s.sampler.greedy ? undefined : { params: s.sampler.deviceParams!, uniform: s.sampler.uniform() })));
+        seqs.forEach((s, r) => (s.picked = ids[r]));
+        return;
+      }
       const rowsAligned = (logits.cols * 4) % (b.rowViewAlign ?? 1) === 0;
       if (rowsAligned && seqs.every((s) => this.picksOnDevice(s))) {
         // only the token ids come back: the host neither reads vocab-wide rows nor samples them

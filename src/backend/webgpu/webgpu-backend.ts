@@ -119,6 +119,8 @@ export class WebGpuBackend implements Backend {
   activations: ActivationPath;
   private readonly qx: QuantizedX;
   private readonly result: Buf;
+  /** pickRows' id slots, grown as needed (old ones stay until dispose: pending work may use them). */
+  private rowResults?: Buf;
   private disposed = false;
 
   constructor(readonly gpu: GpuDevice, options: WebGpuOptions = {}) {
@@ -500,10 +502,26 @@ export class WebGpuBackend implements Backend {
     return new Uint32Array(await this.recorder.read(this.result.buffer, 0, 4))[0]!;
   }
 
-  private dispatchArgmax(logits: Tensor): void {
+  private dispatchArgmax(logits: Tensor, out = this.result, row = (logits as GpuTensor).rows - 1): void {
     const g = logits as GpuTensor;
     if (g.rows === 0 || g.cols === 0) throw new Error("argmax of an empty tensor");
-    this.run(argmaxKernel(), [g.cols, (g.rows - 1) * g.cols], [this.result, g.buf], [1, 1]);
+    this.run(argmaxKernel(), [g.cols, row * g.cols], [out, g.buf], [1, 1]);
+  }
+
+  async pickRows(logits: Tensor, picks: readonly ({ params: SampleParams; uniform: number } | undefined)[]): Promise<number[]> {
+    const g = logits as GpuTensor;
+    if (picks.length === 0 || picks.length > g.rows) throw new Error(`pickRows: ${picks.length} picks for ${g.rows} rows`);
+    // row r's id lands in its own bindable slot (a storage-offset alignment apart); one read brings them all
+    const stride = this.rowViewAlign;
+    if (!this.rowResults || this.rowResults.size < picks.length * stride) this.rowResults = this.pool.storage(Math.max(picks.length, 8) * stride, "picked rows");
+    const results = this.rowResults;
+    picks.forEach((pick, r) => {
+      const slot = this.pool.subrange(results, r * stride, 16);
+      if (pick) this.dispatchSample(logits, pick.params, pick.uniform, slot, 0, r);
+      else this.dispatchArgmax(logits, slot, r);
+    });
+    const words = new Uint32Array(await this.recorder.read(results.buffer, 0, picks.length * stride));
+    return picks.map((_, r) => this.sampledToken(words[(r * stride) / 4]!));
   }
 
   pickAhead(logits: Tensor, sample?: { params: SampleParams; uniform: number }): PickedToken {
@@ -551,7 +569,7 @@ export class WebGpuBackend implements Backend {
     }
   }
 
-  private dispatchSample(logits: Tensor, o: SampleParams, uniform: number, out: Buf, mode: number): void {
+  private dispatchSample(logits: Tensor, o: SampleParams, uniform: number, out: Buf, mode: number, row = (logits as GpuTensor).rows - 1): void {
     const g = logits as GpuTensor;
     if (g.rows === 0 || g.cols === 0) throw new Error("sample of an empty tensor");
     if (!(o.temperature > 0 && Number.isFinite(o.temperature))) throw new RangeError(`sample: temperature must be positive, got ${o.temperature}`);
@@ -560,7 +578,7 @@ export class WebGpuBackend implements Backend {
     if (!(o.minP >= 0 && o.minP <= 1)) throw new RangeError(`sample: minP must be in [0, 1], got ${o.minP}`);
     if (!(uniform >= 0 && uniform < 1)) throw new RangeError(`sample: uniform must be in [0, 1), got ${uniform}`);
     const topK = Math.min(o.topK, g.cols);
-    const params = [g.cols, (g.rows - 1) * g.cols, topK, mode, f32bits(o.temperature), f32bits(o.topP), f32bits(o.minP), f32bits(uniform)];
+    const params = [g.cols, row * g.cols, topK, mode, f32bits(o.temperature), f32bits(o.topP), f32bits(o.minP), f32bits(uniform)];
     this.run(sampleKernel(), params, [out, g.buf], [1, 1]);
   }
 

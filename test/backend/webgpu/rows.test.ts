@@ -131,3 +131,24 @@ test("a KV pool hands out each slot once and takes back only its own caches", ()
   pool.release(y);
   assert.equal(pool.available, 1);
 });
+
+test("WebGPU pickRows gives each row the token argmax or sample gives that row alone", { skip: !gpu && reason }, async () => {
+  const b = gpu!;
+  const rng = new Rng(11);
+  const rows = 5, vocab = 333; // rows not at aligned offsets: pickRows must not need row views
+  const data = randoms(rows * vocab, rng, 4);
+  data[2 * vocab + 17] = 50; // a clear winner in row 2
+  const logits = tensorOf(b, rows, vocab, data);
+  const singles = Array.from({ length: rows }, (_, r) => tensorOf(b, 1, vocab, data.subarray(r * vocab, (r + 1) * vocab)));
+  const params = { temperature: 0.8, topK: 40, topP: 0.9, minP: 0 };
+  const picks = [undefined, { params, uniform: 0.3 }, undefined, { params: { ...params, topK: 0, topP: 1 }, uniform: 0.77 }, { params, uniform: 0.01 }];
+  const got = await b.pickRows(logits, picks);
+  const want: number[] = [];
+  for (let r = 0; r < rows; r++) {
+    const p = picks[r];
+    want.push(p ? await b.sample(singles[r]!, p.params, p.uniform) : await b.argmax(singles[r]!));
+  }
+  assert.deepEqual(got, want);
+  assert.equal(got[2], 17);
+  assert.rejects(() => b.pickRows(logits, new Array(6).fill(undefined)), /6 picks for 5 rows/);
+});
