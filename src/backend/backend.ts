@@ -116,6 +116,14 @@ export interface Backend {
    */
   pickRows?(logits: Tensor, picks: readonly ({ params: SampleParams; uniform: number } | undefined)[]): Promise<number[]>;
   /**
+   * Pipelined batched decoding: `pickRows`, but the ids stay in a device buffer, what is recorded is
+   * submitted, and the call returns at once; `embedPickedRows` feeds them to the next step on the device
+   * (as pickAhead/embedPicked do for one sequence). Optional, together with embedPickedRows.
+   */
+  pickRowsAhead?(logits: Tensor, picks: readonly ({ params: SampleParams; uniform: number } | undefined)[]): PickedRows;
+  /** out[i] = table[token of row rows[i] of `picked`], the tokens still on the device. */
+  embedPickedRows?(out: Tensor, table: Weight, picked: PickedRows, rows: readonly number[]): void;
+  /**
    * Pipelined decoding: picks the next token from the last row of `logits` on the device (argmax, or
    * `sample` as above when given) into a device-side slot, submits what is recorded, and returns at
    * once. The next step's `embedPicked` reads the slot on the device, so the host records step t + 1
@@ -127,6 +135,12 @@ export interface Backend {
   embedPicked?(out: Tensor, table: Weight, token: PickedToken): void;
   /** Frees every buffer this backend made. */
   dispose(): void;
+}
+
+/** Tokens chosen on the device by `pickRowsAhead`, one per row; `ids` brings them to the host. */
+export interface PickedRows {
+  readonly rows: number;
+  readonly ids: Promise<number[]>;
 }
 
 /** A token chosen on the device by `pickAhead`; `id` brings it to the host. */

@@ -4,7 +4,7 @@
  * every loader translates its own names to these, and q/k rows are in Hugging Face's half-split RoPE
  * order (loaders of interleaved-order files permute them back).
  */
-import type { Backend, KVCache, KVPool, PickedToken, RopeTable, Tensor, Weight } from "../backend/backend.js";
+import type { Backend, KVCache, KVPool, PickedRows, PickedToken, RopeTable, Tensor, Weight } from "../backend/backend.js";
 import type { RawTensor, TensorMap } from "../tensor/raw.js";
 import { type ModelConfig, ropeInverseFrequencies } from "./config.js";
 import { isKvStore, type KvContext, type KvStore } from "../kv/store.js";
@@ -240,7 +240,7 @@ export class LlamaModel {
    * row h and the row-count view used.
    */
   private layers(
-    tokens: Int32Array | PickedToken,
+    tokens: Int32Array | PickedToken | PickedBatch,
     attend: (layer: number, q: Tensor, k: Tensor, v: Tensor, att: Tensor, h: Tensor) => void,
   ): { x: Tensor; h: Tensor; view: (t: Tensor) => Tensor } {
     const n = tokenCount(tokens);
@@ -253,6 +253,7 @@ export class LlamaModel {
     const att = view(s.att), proj = view(s.proj), gate = view(s.gate), up = view(s.up);
 
     if (tokens instanceof Int32Array) b.embed(x, w.embed, tokens);
+    else if (isPickedBatch(tokens)) b.embedPickedRows!(x, w.embed, tokens.picked, tokens.rows);
     else b.embedPicked!(x, w.embed, tokens);
     for (let l = 0; l < c.numLayers; l++) {
       const L = w.layers[l]!;
@@ -339,11 +340,13 @@ export class LlamaModel {
    * sequence). When the caches all come from one `newCachePool` and the backend has the batched ops,
    * RoPE, the KV write and attention run once per layer over every row; otherwise once per row against
    * that row's own cache, through row views. Returns logits [sequences, vocab], row r for sequence r.
+   * `tokens` may be a PickedBatch: the previous step's tokens, still on the device (pipelined serving).
    */
-  forwardBatch(tokens: Int32Array, positions: readonly number[], caches: readonly KVCache[]): Tensor {
-    const n = tokens.length;
+  forwardBatch(tokens: Int32Array | PickedBatch, positions: readonly number[], caches: readonly KVCache[]): Tensor {
+    const n = tokenCount(tokens);
     const b = this.backend;
     if (n === 0) throw new Error("forwardBatch needs at least one token");
+    if (isPickedBatch(tokens) && !b.embedPickedRows) throw new Error(`the ${b.kind} backend cannot embed tokens picked on the device`);
     if (positions.length !== n || caches.length !== n) {
       throw new Error(`forwardBatch: ${n} tokens, ${positions.length} positions, ${caches.length} caches`);
     }
@@ -386,8 +389,22 @@ export class LlamaModel {
   }
 }
 
-function tokenCount(tokens: Int32Array | PickedToken): number {
-  return tokens instanceof Int32Array ? tokens.length : 1;
+/**
+ * A batched step's tokens still on the device (pipelined decoding): row i is the token that
+ * `pickRowsAhead` picked for row rows[i] of the previous step.
+ */
+export interface PickedBatch {
+  picked: PickedRows;
+  rows: readonly number[];
+}
+
+function isPickedBatch(t: Int32Array | PickedToken | PickedBatch): t is PickedBatch {
+  return !(t instanceof Int32Array) && "rows" in t && "picked" in t;
+}
+
+function tokenCount(tokens: Int32Array | PickedToken | PickedBatch): number {
+  if (tokens instanceof Int32Array) return tokens.length;
+  return isPickedBatch(tokens) ? tokens.rows.length : 1;
 }
 
 function checkShape(t: RawTensor, want: number[], source: string): void {

@@ -8,9 +8,10 @@
  * next positions together: as one forwardBatch (one multi-row matmul per weight) where the model
  * batches, else one forward per sequence in turn.
  */
-import type { KVCache, KVPool, Tensor } from "../backend/backend.js";
+import type { KVCache, KVPool, PickedRows, SampleParams, Tensor } from "../backend/backend.js";
 import { StreamDecoder } from "../io/tokenizer.js";
 import type { Model } from "../model/model.js";
+import type { PickedBatch } from "../model/llama.js";
 import { Sampler } from "../generate/sampler.js";
 import { StopMatcher } from "../generate/stop.js";
 import type { FinishReason, TokenLogprob } from "./wire.js";
@@ -56,6 +57,12 @@ export interface SchedulerOptions {
   onTick?: (tokens: number, ms: number) => void;
 }
 
+/** A submitted step whose picked tokens the host has not consumed yet: row r is seqs[r]. */
+interface Inflight {
+  seqs: Sequence[];
+  picked: PickedRows;
+}
+
 interface Sequence {
   job: Job;
   cache: KVCache;
@@ -81,6 +88,8 @@ export class Scheduler {
   private readonly freeCaches: KVCache[] = [];
   /** The slot pool, made at the first admission; null where the model has none (caches come from freeCaches). */
   private pool?: KVPool | null;
+  /** The pipelined step in flight, if any. */
+  private inflight?: Inflight;
   private readonly eos: Set<number>;
   private running = false;
   private closing = false;
@@ -160,6 +169,8 @@ export class Scheduler {
         await new Promise((r) => setImmediate(r));
       }
     } finally {
+      // a step still in flight belongs to sequences that have all ended
+      this.inflight = undefined;
       this.running = false;
       const idle = this.idle;
       this.idle = undefined;
@@ -183,7 +194,9 @@ export class Scheduler {
     else this.freeCaches.push(cache);
   }
 
-  private async admit(): Promise<void> {
+  /** Admits waiting jobs while slots are free; returns how many were admitted. */
+  private async admit(): Promise<number> {
+    let admitted = 0;
     while (this.active.length < this.maxBatch && this.waiting.length > 0) {
       const { job, at } = this.waiting.shift()!;
       const cache = this.takeCache();
@@ -207,29 +220,89 @@ export class Scheduler {
         continue;
       }
       this.active.push(seq);
+      admitted++;
     }
+    return admitted;
   }
 
-  /** One token for every active sequence, then their next forward; returns the tokens emitted. */
+  /**
+   * One token for every active sequence, then their next forward; returns the tokens emitted. Pipelined
+   * (a step in flight, `inflight`): when the batch is unchanged since that step, the next one is recorded
+   * and submitted on the device's picks before the host waits for them, so the GPU never idles while
+   * the host emits tokens and records; a row whose sequence turns out to have stopped is ignored (its KV
+   * entry lies past the sequence's end, and the slot's next user overwrites it before reading it).
+   */
   private async tick(): Promise<number> {
     for (const s of [...this.active]) if (s.job.signal?.aborted) this.finish(s, "abort");
-    await this.admit();
+    const admitted = await this.admit();
+    let ahead: Inflight | undefined;
+    const flight = this.inflight;
+    this.inflight = undefined;
+    if (flight) {
+      const live = flight.seqs.filter((s) => this.active.includes(s));
+      // sequences that may go on after the token in flight (an EOS or a stop string is not known yet)
+      const next = live.filter((s) => s.generated + 1 < s.limit);
+      if (admitted === 0 && next.length > 0 && next.length === this.active.length && this.pipelines(next)) {
+        try {
+          ahead = this.launch(next, { picked: flight.picked, rows: next.map((s) => flight.seqs.indexOf(s)) }, next.map((s) => s.history.length));
+        } catch (e) {
+          this.fail(live, e as Error);
+          return 0;
+        }
+      }
+      try {
+        const ids = await flight.picked.ids;
+        for (const s of live) s.picked = ids[flight.seqs.indexOf(s)];
+      } catch (e) {
+        this.fail(live, e as Error);
+        return 0;
+      }
+    }
     let emitted = 0;
     const stepping: Sequence[] = [];
     for (const s of [...this.active]) {
       emitted++;
-      if (this.step(s)) stepping.push(s);
+      if (this.step(s) && !ahead?.seqs.includes(s)) stepping.push(s);
     }
+    this.inflight = ahead;
     if (stepping.length === 0) return emitted;
     try {
       await this.forward(stepping);
     } catch (e) {
-      for (const s of stepping) {
-        this.remove(s);
-        s.job.onError(e as Error);
-      }
+      this.fail(stepping, e as Error);
     }
     return emitted;
+  }
+
+  private fail(seqs: readonly Sequence[], e: Error): void {
+    for (const s of seqs) {
+      if (!this.active.includes(s)) continue;
+      this.remove(s);
+      s.job.onError(e);
+    }
+  }
+
+  /**
+   * Whether these sequences' steps can run pipelined: batched over one KV pool, every token picked on the
+   * device, and a backend that feeds picked tokens to the next step.
+   */
+  private pipelines(seqs: readonly Sequence[]): boolean {
+    const b = this.model.backend;
+    if (!b.pickRowsAhead || !b.embedPickedRows || !this.model.network.batches) return false;
+    const pool = seqs[0]?.cache.slot?.pool;
+    return pool !== undefined && seqs.every((s) => s.cache.slot?.pool === pool && this.picksOnDevice(s));
+  }
+
+  /** Records one batched step of `seqs` and the device's picks of their next tokens, and submits it. */
+  private launch(seqs: Sequence[], tokens: Int32Array | PickedBatch, positions: number[]): Inflight {
+    const logits = this.model.network.forwardBatch(tokens, positions, seqs.map((s) => s.cache));
+    // each sequence's uniform is drawn in its own order, so seeded draws do not depend on the pipelining
+    const picked = this.model.backend.pickRowsAhead!(logits, seqs.map((s) => this.devicePick(s)));
+    return { seqs, picked };
+  }
+
+  private devicePick(s: Sequence): { params: SampleParams; uniform: number } | undefined {
+    return s.sampler.greedy ? undefined : { params: s.sampler.deviceParams!, uniform: s.sampler.uniform() };
   }
 
   /** Samples and emits a sequence's next token; true when it goes on. */
@@ -302,13 +375,19 @@ export class Scheduler {
   private async forward(seqs: Sequence[]): Promise<void> {
     const b = this.model.backend;
     const net = this.model.network;
+    const pipelined = this.pipelines(seqs);
+    if (pipelined) {
+      // the ids are awaited by the next tick, after it has recorded the step after this one
+      this.inflight = this.launch(seqs, Int32Array.from(seqs, (s) => s.history[s.history.length - 1]!), seqs.map((s) => s.history.length - 1));
+      return;
+    }
     if (net.batches && seqs.length > 1) {
       const tokens = Int32Array.from(seqs, (s) => s.history[s.history.length - 1]!);
       const positions = seqs.map((s) => s.history.length - 1);
       const logits: Tensor = net.forwardBatch(tokens, positions, seqs.map((s) => s.cache));
       if (b.pickRows && seqs.every((s) => this.picksOnDevice(s))) {
         // every row's token in one read (one submission a step), each with its sequence's own seeded draw
-        const ids = await b.pickRows(logits, seqs.map((s) => (s.sampler.greedy ? undefined : { params: s.sampler.deviceParams!, uniform: s.sampler.uniform() })));
+        const ids = await b.pickRows(logits, seqs.map((s) => this.devicePick(s)));
         seqs.forEach((s, r) => (s.picked = ids[r]));
         return;
       }

@@ -3,7 +3,7 @@
  * so a decode step is one queue submission; see recorder.ts for how parameters and bind groups are
  * reused, weights.ts for the weight layouts and kernels/ for the WGSL.
  */
-import type { Backend, KVCache, KVSlot, RopeTable, PickedToken, SampleParams, Tensor, Weight } from "../backend.js";
+import type { Backend, KVCache, KVSlot, RopeTable, PickedRows, PickedToken, SampleParams, Tensor, Weight } from "../backend.js";
 import type { RawTensor } from "../../tensor/raw.js";
 import { PACKED_DTYPES, type DType } from "../../tensor/dtype.js";
 import { openGpu, type GpuDevice, type GpuOptions } from "./device.js";
@@ -23,6 +23,7 @@ import { ROPE_GROUP, ropeKernel } from "./kernels/rope.js";
 import { KV_GROUP, kvWriteInt8Kernel, kvWriteKernel } from "./kernels/kv.js";
 import { attentionCombineKernel, attentionPartialKernel, attentionSplits, partialStride } from "./kernels/attention.js";
 import { EMBED_GROUP, EMBED_TOKENS, embedKernel } from "./kernels/embed.js";
+import { embedRowsKernel } from "./kernels/embed-rows.js";
 import { argmaxKernel } from "./kernels/argmax.js";
 import { sampleKernel } from "./kernels/sample.js";
 import { ropeCosSin } from "../../model/config.js";
@@ -74,6 +75,11 @@ export class GpuKvPool extends SlotPool<GpuKVCache> {
   ) {
     super(slots, capacity, make);
   }
+}
+
+/** pickRowsAhead's tokens: row r's id is word r × (storage alignment / 4) of `buf`. */
+export interface GpuPickedRows extends PickedRows {
+  readonly buf: Buf;
 }
 
 export class GpuRopeTable implements RopeTable {
@@ -508,10 +514,20 @@ export class WebGpuBackend implements Backend {
     this.run(argmaxKernel(), [g.cols, row * g.cols], [out, g.buf], [1, 1]);
   }
 
-  async pickRows(logits: Tensor, picks: readonly ({ params: SampleParams; uniform: number } | undefined)[]): Promise<number[]> {
+  pickRows(logits: Tensor, picks: readonly ({ params: SampleParams; uniform: number } | undefined)[]): Promise<number[]> {
+    return this.pickInto(logits, picks).ids;
+  }
+
+  pickRowsAhead(logits: Tensor, picks: readonly ({ params: SampleParams; uniform: number } | undefined)[]): GpuPickedRows {
+    return this.pickInto(logits, picks);
+  }
+
+  private pickInto(logits: Tensor, picks: readonly ({ params: SampleParams; uniform: number } | undefined)[]): GpuPickedRows {
     const g = logits as GpuTensor;
-    if (picks.length === 0 || picks.length > g.rows) throw new Error(`pickRows: ${picks.length} picks for ${g.rows} rows`);
-    // row r's id lands in its own bindable slot (a storage-offset alignment apart); one read brings them all
+    if (picks.length === 0 || picks.length > g.rows) return { rows: 0, ids: Promise.reject(new Error(`pickRows: ${picks.length} picks for ${g.rows} rows`)), buf: this.result };
+    // row r's id lands in its own bindable slot (a storage-offset alignment apart); one read brings them all.
+    // One buffer serves consecutive pipelined steps: step t + 1's embedPickedRows reads it before its own
+    // picks overwrite it, and step t's readback copy was recorded before both (queue order)
     const stride = this.rowViewAlign;
     if (!this.rowResults || this.rowResults.size < picks.length * stride) this.rowResults = this.pool.storage(Math.max(picks.length, 8) * stride, "picked rows");
     const results = this.rowResults;
@@ -520,8 +536,31 @@ export class WebGpuBackend implements Backend {
       if (pick) this.dispatchSample(logits, pick.params, pick.uniform, slot, 0, r);
       else this.dispatchArgmax(logits, slot, r);
     });
-    const words = new Uint32Array(await this.recorder.read(results.buffer, 0, picks.length * stride));
-    return picks.map((_, r) => this.sampledToken(words[(r * stride) / 4]!));
+    const ids = this.recorder.read(results.buffer, 0, picks.length * stride).then((b) => {
+      const words = new Uint32Array(b);
+      return picks.map((_, r) => this.sampledToken(words[(r * stride) / 4]!));
+    });
+    // a step picked ahead of a stop may never be awaited; its failure surfaces at the next read instead
+    ids.catch(() => {});
+    return { rows: picks.length, ids, buf: results };
+  }
+
+  embedPickedRows(out: Tensor, table: Weight, picked: PickedRows, rows: readonly number[]): void {
+    const o = out as GpuTensor;
+    const w = table as GpuWeight;
+    const p = picked as GpuPickedRows;
+    const cols = w.inFeatures;
+    if (o.cols !== cols || o.rows < rows.length) throw new Error(`embed ${w.name}: ${rows.length} tokens of width ${cols} do not fit [${o.rows}, ${o.cols}]`);
+    if (rows.length > EMBED_TOKENS) throw new Error(`embedPickedRows: at most ${EMBED_TOKENS} rows, got ${rows.length}`);
+    for (const r of rows) if (!(Number.isInteger(r) && r >= 0 && r < p.rows)) throw new Error(`embedPickedRows: row ${r} of ${p.rows} picked rows`);
+    const k = embedRowsKernel(w.format, this.rowViewAlign / 4);
+    for (const part of w.parts) {
+      const params = new Uint32Array(8 + rows.length);
+      params.set([rows.length, cols, part.rowStart, part.rowStart + part.rows, w.stride, w.blocks, 0, f32bits(w.mul)]);
+      params.set(rows, 8);
+      const bufs = part.scales ? [o.buf, part.data, part.scales, p.buf] : [o.buf, part.data, p.buf];
+      this.run(k, params, bufs, grid(Math.ceil((rows.length * cols) / EMBED_GROUP)));
+    }
   }
 
   pickAhead(logits: Tensor, sample?: { params: SampleParams; uniform: number }): PickedToken {
