@@ -240,9 +240,10 @@ export class Scheduler {
     this.inflight = undefined;
     if (flight) {
       const live = flight.seqs.filter((s) => this.active.includes(s));
-      // sequences that may go on after the token in flight (an EOS or a stop string is not known yet)
+      // sequences that may go on after the token in flight (an EOS or a stop string is not known yet);
+      // a sequence that joined this tick has its first token on the host, so it waits for the next step
       const next = live.filter((s) => s.generated + 1 < s.limit);
-      if (admitted === 0 && next.length > 0 && next.length === this.active.length && this.pipelines(next)) {
+      if (admitted === 0 && live.length === this.active.length && next.length > 0 && this.pipelines(next)) {
         try {
           ahead = this.launch(next, { picked: flight.picked, rows: next.map((s) => flight.seqs.indexOf(s)) }, next.map((s) => s.history.length));
         } catch (e) {
