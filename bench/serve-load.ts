@@ -136,7 +136,9 @@ const rate = (r: { outcomes: Outcome[]; ms: number }) => (r.outcomes.reduce((s, 
 
 const { url, child } = await startServer();
 try {
-  await load(url, 1, 2); // warm-up
+  // warm-up, alone and at full width: kernels for batches of several rows compile on first use
+  await load(url, 1, 2);
+  await load(url, clients, clients);
   const kvPool = await pooled(url);
   const single = await load(url, 1, Math.max(2, Math.ceil(requests / clients)));
   const loaded = await load(url, clients, requests);
