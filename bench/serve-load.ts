@@ -6,8 +6,9 @@
  *        [--temperature 0.8] [--threads 2] [--device cpu|webgpu] [--max-batch 8] [--soak-requests 200] [--soak-seconds 60]
  *
  * Reports aggregate generated tokens/s under load against one stream alone (the ratio), p50/p99 time to
- * first token, errors (anything but a clean 200 stream ending in [DONE]), and the server's resident
- * memory before and after the soak. Ends with one JSON line.
+ * first token, errors (anything but a clean 200 stream ending in [DONE]), the server's resident memory
+ * before and after the soak, and whether it decoded from a KV slot pool (one dispatch per layer for RoPE,
+ * the KV write and attention of all sequences; `kvPool` in the JSON). Ends with one JSON line.
  */
 import { parseArgs } from "node:util";
 import { spawn, type ChildProcess } from "node:child_process";
@@ -121,6 +122,11 @@ async function rss(url: string): Promise<number> {
   return Number(/^frugal_resident_memory_bytes (\d+)$/m.exec(text)![1]);
 }
 
+/** Whether the server decodes from a KV slot pool (batched RoPE/KV write/attention): its gauge exists then. */
+async function pooled(url: string): Promise<boolean> {
+  return /^frugal_kv_slots_free \d+$/m.test(await (await fetch(`${url}/metrics`)).text());
+}
+
 function percentile(xs: number[], p: number): number {
   const s = xs.filter((x) => !Number.isNaN(x)).sort((x, y) => x - y);
   return s.length ? s[Math.min(s.length - 1, Math.floor((p / 100) * s.length))]! : NaN;
@@ -130,7 +136,10 @@ const rate = (r: { outcomes: Outcome[]; ms: number }) => (r.outcomes.reduce((s, 
 
 const { url, child } = await startServer();
 try {
-  await load(url, 1, 2); // warm-up
+  // warm-up, alone and at full width: kernels for batches of several rows compile on first use
+  await load(url, 1, 2);
+  await load(url, clients, clients);
+  const kvPool = await pooled(url);
   const single = await load(url, 1, Math.max(2, Math.ceil(requests / clients)));
   const loaded = await load(url, clients, requests);
   const rssBefore = await rss(url);
@@ -146,6 +155,8 @@ try {
     maxTokens,
     temperature: Number(a.temperature),
     threads: Number(a.threads),
+    device: a.device,
+    kvPool,
     singleTokensPerSecond: +rate(single).toFixed(1),
     concurrentTokensPerSecond: +rate(loaded).toFixed(1),
     ratio: +(rate(loaded) / rate(single)).toFixed(2),
@@ -160,7 +171,7 @@ try {
   };
   console.log(
     `single stream ${result.singleTokensPerSecond} tok/s; ${clients} clients ${result.concurrentTokensPerSecond} tok/s (x${result.ratio}); ` +
-      `TTFT p50 ${result.ttftP50Ms} ms, p99 ${result.ttftP99Ms} ms; errors ${errors}; ` +
+      `TTFT p50 ${result.ttftP50Ms} ms, p99 ${result.ttftP99Ms} ms; errors ${errors}; ${kvPool ? "KV slot pool (batched RoPE/KV/attention)" : "no KV pool (per-row ops)"}; ` +
       `RSS ${result.rssBeforeSoakMiB} -> ${result.rssAfterSoakMiB} MiB over ${result.soakRequests} soak requests (${result.soakSeconds} s)`,
   );
   console.log(JSON.stringify(result));

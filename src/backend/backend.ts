@@ -72,6 +72,24 @@ export interface Backend {
    * `layer`, scaled by 1/sqrt(headDim); grouped-query heads map head h to kv head floor(h / (heads / kvHeads)).
    */
   attention(out: Tensor, q: Tensor, cache: KVCache, layer: number, pos0: number, heads: number): void;
+
+  /**
+   * A pool of `slots` f32 caches of one shape (`kvCache`'s arguments): the batched ops below take caches
+   * from one pool, which a backend may lay out side by side (WebGPU: one buffer per layer, slot s at a
+   * fixed offset) so that one dispatch reaches every sequence's cache through a small (slot, position)
+   * table. Optional, together with ropeRows, kvWriteRows and attentionRows. Returns undefined when the
+   * pool cannot be made as one (a layer of it would exceed what the device binds at once).
+   */
+  kvPool?(layers: number, kvHeads: number, headDim: number, capacity: number, slots: number): KVPool | undefined;
+  /** `rope` where row r of x is at position positions[r] (one dispatch whatever the rows). */
+  ropeRows?(x: Tensor, headDim: number, positions: readonly number[], table: RopeTable): void;
+  /** Row r of k and v into caches[r] at position positions[r]; the caches come from one `kvPool`. */
+  kvWriteRows?(caches: readonly KVCache[], layer: number, k: Tensor, v: Tensor, positions: readonly number[]): void;
+  /**
+   * Attention of query row r of q against caches[r] over positions 0..positions[r] (as `attention` of
+   * that one row with pos0 = positions[r]); the caches come from one `kvPool`.
+   */
+  attentionRows?(out: Tensor, q: Tensor, caches: readonly KVCache[], layer: number, positions: readonly number[], heads: number): void;
   /** out = a + b (elementwise; out may alias a). */
   add(out: Tensor, a: Tensor, b: Tensor): void;
   /** out = silu(gate) * up (elementwise; out may alias gate). */
@@ -97,6 +115,20 @@ export interface Backend {
    */
   sample?(logits: Tensor, params: SampleParams, uniform: number): Promise<number>;
   /**
+   * One token per row of `logits`, picked on the device: argmax where picks[r] is undefined, else `sample`
+   * of row r with picks[r] (the same kept set and draw as `sample`). Every row's id comes back in one
+   * read, so a batched decode step costs one submission and one wait, not one per sequence. Optional.
+   */
+  pickRows?(logits: Tensor, picks: readonly ({ params: SampleParams; uniform: number } | undefined)[]): Promise<number[]>;
+  /**
+   * Pipelined batched decoding: `pickRows`, but the ids stay in a device buffer, what is recorded is
+   * submitted, and the call returns at once; `embedPickedRows` feeds them to the next step on the device
+   * (as pickAhead/embedPicked do for one sequence). Optional, together with embedPickedRows.
+   */
+  pickRowsAhead?(logits: Tensor, picks: readonly ({ params: SampleParams; uniform: number } | undefined)[]): PickedRows;
+  /** out[i] = table[token of row rows[i] of `picked`], the tokens still on the device. */
+  embedPickedRows?(out: Tensor, table: Weight, picked: PickedRows, rows: readonly number[]): void;
+  /**
    * Pipelined decoding: picks the next token from the last row of `logits` on the device (argmax, or
    * `sample` as above when given) into a device-side slot, submits what is recorded, and returns at
    * once. The next step's `embedPicked` reads the slot on the device, so the host records step t + 1
@@ -108,6 +140,12 @@ export interface Backend {
   embedPicked?(out: Tensor, table: Weight, token: PickedToken): void;
   /** Frees every buffer this backend made. */
   dispose(): void;
+}
+
+/** Tokens chosen on the device by `pickRowsAhead`, one per row; `ids` brings them to the host. */
+export interface PickedRows {
+  readonly rows: number;
+  readonly ids: Promise<number[]>;
 }
 
 /** A token chosen on the device by `pickAhead`; `id` brings it to the host. */
@@ -139,6 +177,28 @@ export interface KVCache {
   readonly kvHeads: number;
   readonly headDim: number;
   readonly capacity: number;
+  /** Set on a cache taken from a `KVPool`: which pool, and which of its slots. */
+  readonly slot?: KVSlot;
+}
+
+export interface KVSlot {
+  readonly pool: KVPool;
+  readonly index: number;
+}
+
+/**
+ * Fixed-size caches handed out and taken back (`Backend.kvPool`). A slot's cache is made once and reused:
+ * a sequence that takes it overwrites positions from 0 and attends only to what it wrote.
+ */
+export interface KVPool {
+  readonly slots: number;
+  readonly capacity: number;
+  /** Slots not taken. */
+  readonly available: number;
+  /** A free slot's cache; throws when every slot is taken. */
+  take(): KVCache;
+  /** Gives a taken cache back; throws for a cache of another pool or one already given back. */
+  release(cache: KVCache): void;
 }
 
 export interface RopeTable {

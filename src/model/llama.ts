@@ -4,12 +4,13 @@
  * every loader translates its own names to these, and q/k rows are in Hugging Face's half-split RoPE
  * order (loaders of interleaved-order files permute them back).
  */
-import type { Backend, KVCache, PickedToken, RopeTable, Tensor, Weight } from "../backend/backend.js";
+import type { Backend, KVCache, KVPool, PickedRows, PickedToken, RopeTable, Tensor, Weight } from "../backend/backend.js";
 import type { RawTensor, TensorMap } from "../tensor/raw.js";
 import { type ModelConfig, ropeInverseFrequencies } from "./config.js";
 import { isKvStore, type KvContext, type KvStore } from "../kv/store.js";
 import { parseKvSpec } from "../kv/spec.js";
 import { checkKvFormat } from "../kv/format.js";
+import { commonPool } from "../kv/slot-pool.js";
 
 interface LayerWeights {
   inputNorm: Weight; // [hidden]
@@ -183,6 +184,25 @@ export class LlamaModel {
     return this.kvFactory(this.kvContext(cap, this.kvFormat));
   }
 
+  /**
+   * A pool of `slots` caches for batched decoding (the server's sequences), or undefined where the
+   * backend has no pools or the configured caches are not the backend's plain f32 ones (`setKv`): then
+   * caches come from newCache one by one. forwardBatch over caches of one pool runs RoPE, the KV write
+   * and attention once per layer for all rows (Backend.ropeRows, kvWriteRows, attentionRows).
+   */
+  newCachePool(slots: number, capacity = this.contextLength): KVPool | undefined {
+    const b = this.backend;
+    if (this.kvFactory || !this.batchedOps) return undefined;
+    const c = this.config;
+    return b.kvPool!(c.numLayers, c.numKvHeads, c.headDim, Math.min(capacity, this.contextLength), slots);
+  }
+
+  /** Whether the backend has the batched position-dependent ops and pools for them. */
+  private get batchedOps(): boolean {
+    const b = this.backend;
+    return b.kvPool !== undefined && b.ropeRows !== undefined && b.kvWriteRows !== undefined && b.attentionRows !== undefined;
+  }
+
   /** What a KV store for this model needs (src/kv/store.ts); for tests and tools that make stores directly. */
   kvContext(capacity = this.contextLength, format = "f32"): KvContext {
     const c = this.config;
@@ -220,7 +240,7 @@ export class LlamaModel {
    * row h and the row-count view used.
    */
   private layers(
-    tokens: Int32Array | PickedToken,
+    tokens: Int32Array | PickedToken | PickedBatch,
     attend: (layer: number, q: Tensor, k: Tensor, v: Tensor, att: Tensor, h: Tensor) => void,
   ): { x: Tensor; h: Tensor; view: (t: Tensor) => Tensor } {
     const n = tokenCount(tokens);
@@ -233,6 +253,7 @@ export class LlamaModel {
     const att = view(s.att), proj = view(s.proj), gate = view(s.gate), up = view(s.up);
 
     if (tokens instanceof Int32Array) b.embed(x, w.embed, tokens);
+    else if (isPickedBatch(tokens)) b.embedPickedRows!(x, w.embed, tokens.picked, tokens.rows);
     else b.embedPicked!(x, w.embed, tokens);
     for (let l = 0; l < c.numLayers; l++) {
       const L = w.layers[l]!;
@@ -298,26 +319,34 @@ export class LlamaModel {
     b.matmul(this.lastLogits, last, w.lmHead);
     return this.lastLogits;
   }
-  /** Whether forwardBatch runs several sequences in one pass (the backend has row views). */
+  /**
+   * Whether forwardBatch runs several sequences in one pass: over caches of one `newCachePool` where the
+   * backend has the batched ops, else over any caches where it has row views its rows can start at.
+   */
   get batches(): boolean {
+    return this.kvBatchable && (this.rowViewsFit || (this.batchedOps && !this.kvFactory));
+  }
+
+  /** Whether every row of q, k, v and att starts where the backend can view it (the per-row path). */
+  private get rowViewsFit(): boolean {
     const c = this.config;
     const align = this.backend.rowViewAlign ?? 1;
-    // every row of q, k, v and att must start where the backend can view it
-    const rowsAligned = [c.numHeads * c.headDim, c.numKvHeads * c.headDim].every((cols) => (cols * 4) % align === 0);
-    return this.backend.rowView !== undefined && rowsAligned && this.kvBatchable;
+    return this.backend.rowView !== undefined && [c.numHeads * c.headDim, c.numKvHeads * c.headDim].every((cols) => (cols * 4) % align === 0);
   }
 
   /**
    * One decode step of several independent sequences: row r is token tokens[r] at position positions[r]
    * of caches[r]. The matmuls run once over all rows (weights are read once per step, not once per
-   * sequence); RoPE, the KV write and attention run per row against that row's own cache. Returns
-   * logits [sequences, vocab], row r for sequence r. Needs the backend's rowView.
+   * sequence). When the caches all come from one `newCachePool` and the backend has the batched ops,
+   * RoPE, the KV write and attention run once per layer over every row; otherwise once per row against
+   * that row's own cache, through row views. Returns logits [sequences, vocab], row r for sequence r.
+   * `tokens` may be a PickedBatch: the previous step's tokens, still on the device (pipelined serving).
    */
-  forwardBatch(tokens: Int32Array, positions: readonly number[], caches: readonly KVCache[]): Tensor {
-    const n = tokens.length;
+  forwardBatch(tokens: Int32Array | PickedBatch, positions: readonly number[], caches: readonly KVCache[]): Tensor {
+    const n = tokenCount(tokens);
     const b = this.backend;
-    if (!b.rowView) throw new Error(`the ${b.kind} backend has no row views; run sequences one forward at a time`);
     if (n === 0) throw new Error("forwardBatch needs at least one token");
+    if (isPickedBatch(tokens) && !b.embedPickedRows) throw new Error(`the ${b.kind} backend cannot embed tokens picked on the device`);
     if (positions.length !== n || caches.length !== n) {
       throw new Error(`forwardBatch: ${n} tokens, ${positions.length} positions, ${caches.length} caches`);
     }
@@ -331,8 +360,19 @@ export class LlamaModel {
     }
     const c = this.config;
     const w = this.weights;
+    const pooled = this.batchedOps && commonPool(plain) !== undefined;
+    if (!pooled && !this.rowViewsFit) {
+      throw new Error(`forwardBatch on ${b.kind}: the caches must come from one newCachePool (this backend cannot view single rows of this model's activations)`);
+    }
     const row = (t: Tensor, r: number) => b.rowView!(t, r, 1);
     const { x, h } = this.layers(tokens, (l, q, k, v, att) => {
+      if (pooled) {
+        b.ropeRows!(q, c.headDim, positions, this.rope);
+        b.ropeRows!(k, c.headDim, positions, this.rope);
+        b.kvWriteRows!(plain, l, k, v, positions);
+        b.attentionRows!(att, q, plain, l, positions, c.numHeads);
+        return;
+      }
       for (let r = 0; r < n; r++) {
         const qr = row(q, r), kr = row(k, r), pos = positions[r]!, cache = plain[r]!;
         b.rope(qr, c.headDim, pos, this.rope);
@@ -349,8 +389,22 @@ export class LlamaModel {
   }
 }
 
-function tokenCount(tokens: Int32Array | PickedToken): number {
-  return tokens instanceof Int32Array ? tokens.length : 1;
+/**
+ * A batched step's tokens still on the device (pipelined decoding): row i is the token that
+ * `pickRowsAhead` picked for row rows[i] of the previous step.
+ */
+export interface PickedBatch {
+  picked: PickedRows;
+  rows: readonly number[];
+}
+
+function isPickedBatch(t: Int32Array | PickedToken | PickedBatch): t is PickedBatch {
+  return !(t instanceof Int32Array) && "rows" in t && "picked" in t;
+}
+
+function tokenCount(tokens: Int32Array | PickedToken | PickedBatch): number {
+  if (tokens instanceof Int32Array) return tokens.length;
+  return isPickedBatch(tokens) ? tokens.rows.length : 1;
 }
 
 function checkShape(t: RawTensor, want: number[], source: string): void {

@@ -45,7 +45,7 @@ export class Metrics {
   }
 
   /** The exposition text; `gauges` are sampled by the caller at scrape time. */
-  render(gauges: { queueDepth: number; activeSequences: number; maxBatch: number; maxQueue: number }): string {
+  render(gauges: { queueDepth: number; activeSequences: number; maxBatch: number; maxQueue: number; freeKvSlots?: number }): string {
     const lines: string[] = [];
     const metric = (name: string, type: string, help: string) => lines.push(`# HELP ${name} ${help}`, `# TYPE ${name} ${type}`);
     metric("frugal_requests_total", "counter", "HTTP requests answered, by endpoint and status.");
@@ -62,6 +62,11 @@ export class Metrics {
     lines.push(`frugal_max_batch ${gauges.maxBatch}`);
     metric("frugal_max_queue", "gauge", "Most requests waiting (--max-queue).");
     lines.push(`frugal_max_queue ${gauges.maxQueue}`);
+    if (gauges.freeKvSlots !== undefined) {
+      // present only once the scheduler decodes from a KV slot pool (batched RoPE/KV write/attention)
+      metric("frugal_kv_slots_free", "gauge", "Slots of the KV slot pool not held by a sequence.");
+      lines.push(`frugal_kv_slots_free ${gauges.freeKvSlots}`);
+    }
     metric("frugal_decode_tokens_per_second", "gauge", `Tokens generated per second of scheduler time over the last ${RATE_WINDOW_MS / 1000} s.`);
     lines.push(`frugal_decode_tokens_per_second ${this.tokensPerSecond().toFixed(3)}`);
     metric("frugal_time_to_first_token_seconds", "histogram", "From a request's arrival to its first generated token.");

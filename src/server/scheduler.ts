@@ -1,13 +1,17 @@
 /**
  * The one owner of the model while serving. Requests wait in a bounded queue; up to `maxBatch` of them
- * are active at once, each with a KV cache of its own (taken from a pool: the CPU backend's memory is a
- * bump allocator, so caches are reused rather than made per request). Every tick emits one token for
- * every active sequence and then runs all their next positions together: as one forwardBatch (one
- * multi-row matmul per weight) where the backend has row views, else one forward per sequence in turn.
+ * are active at once, each with a KV cache of its own, taken from a pool and given back when the
+ * sequence ends (the CPU backend's memory is a bump allocator, so caches are reused rather than made per
+ * request): a KV slot pool of `maxBatch` slots where the backend has one (LlamaModel.newCachePool), so
+ * that a batched step runs RoPE, the KV write and attention once per layer for every sequence, else
+ * caches made one by one. Every tick emits one token for every active sequence and then runs all their
+ * next positions together: as one forwardBatch (one multi-row matmul per weight) where the model
+ * batches, else one forward per sequence in turn.
  */
-import type { KVCache, Tensor } from "../backend/backend.js";
+import type { KVCache, KVPool, PickedRows, SampleParams, Tensor } from "../backend/backend.js";
 import { StreamDecoder } from "../io/tokenizer.js";
 import type { Model } from "../model/model.js";
+import type { PickedBatch } from "../model/llama.js";
 import { Sampler } from "../generate/sampler.js";
 import { StopMatcher } from "../generate/stop.js";
 import type { FinishReason, TokenLogprob } from "./wire.js";
@@ -53,6 +57,12 @@ export interface SchedulerOptions {
   onTick?: (tokens: number, ms: number) => void;
 }
 
+/** A submitted step whose picked tokens the host has not consumed yet: row r is seqs[r]. */
+interface Inflight {
+  seqs: Sequence[];
+  picked: PickedRows;
+}
+
 interface Sequence {
   job: Job;
   cache: KVCache;
@@ -76,6 +86,10 @@ export class Scheduler {
   private readonly waiting: { job: Job; at: number }[] = [];
   private readonly active: Sequence[] = [];
   private readonly freeCaches: KVCache[] = [];
+  /** The slot pool, made at the first admission; null where the model has none (caches come from freeCaches). */
+  private pool?: KVPool | null;
+  /** The pipelined step in flight, if any. */
+  private inflight?: Inflight;
   private readonly eos: Set<number>;
   private running = false;
   private closing = false;
@@ -155,6 +169,8 @@ export class Scheduler {
         await new Promise((r) => setImmediate(r));
       }
     } finally {
+      // a step still in flight belongs to sequences that have all ended
+      this.inflight = undefined;
       this.running = false;
       const idle = this.idle;
       this.idle = undefined;
@@ -162,11 +178,25 @@ export class Scheduler {
     }
   }
 
+  /** Slots of the KV slot pool not taken by a sequence (undefined without a pool): for tests and metrics. */
+  get freeSlots(): number | undefined {
+    return this.pool ? this.pool.available : undefined;
+  }
+
   private takeCache(): KVCache {
+    if (this.pool === undefined) this.pool = this.model.network.newCachePool(this.maxBatch) ?? null;
+    if (this.pool) return this.pool.take();
     return this.freeCaches.pop() ?? this.model.network.newCache();
   }
 
-  private async admit(): Promise<void> {
+  private releaseCache(cache: KVCache): void {
+    if (this.pool && cache.slot?.pool === this.pool) this.pool.release(cache);
+    else this.freeCaches.push(cache);
+  }
+
+  /** Admits waiting jobs while slots are free; returns how many were admitted. */
+  private async admit(): Promise<number> {
+    let admitted = 0;
     while (this.active.length < this.maxBatch && this.waiting.length > 0) {
       const { job, at } = this.waiting.shift()!;
       const cache = this.takeCache();
@@ -185,34 +215,95 @@ export class Scheduler {
         if (seq.limit < 1) throw new RangeError(`the prompt has ${job.promptIds.length} tokens; the context holds ${cache.capacity}`);
         seq.logits = await this.model.backend.read(this.model.prefill(job.promptIds, cache));
       } catch (e) {
-        this.freeCaches.push(cache);
+        this.releaseCache(cache);
         job.onError(e as Error);
         continue;
       }
       this.active.push(seq);
+      admitted++;
     }
+    return admitted;
   }
 
-  /** One token for every active sequence, then their next forward; returns the tokens emitted. */
+  /**
+   * One token for every active sequence, then their next forward; returns the tokens emitted. Pipelined
+   * (a step in flight, `inflight`): when the batch is unchanged since that step, the next one is recorded
+   * and submitted on the device's picks before the host waits for them, so the GPU never idles while
+   * the host emits tokens and records; a row whose sequence turns out to have stopped is ignored (its KV
+   * entry lies past the sequence's end, and the slot's next user overwrites it before reading it).
+   */
   private async tick(): Promise<number> {
     for (const s of [...this.active]) if (s.job.signal?.aborted) this.finish(s, "abort");
-    await this.admit();
+    const admitted = await this.admit();
+    let ahead: Inflight | undefined;
+    const flight = this.inflight;
+    this.inflight = undefined;
+    if (flight) {
+      const live = flight.seqs.filter((s) => this.active.includes(s));
+      // sequences that may go on after the token in flight (an EOS or a stop string is not known yet);
+      // a sequence that joined this tick has its first token on the host, so it waits for the next step
+      const next = live.filter((s) => s.generated + 1 < s.limit);
+      if (admitted === 0 && live.length === this.active.length && next.length > 0 && this.pipelines(next)) {
+        try {
+          ahead = this.launch(next, { picked: flight.picked, rows: next.map((s) => flight.seqs.indexOf(s)) }, next.map((s) => s.history.length));
+        } catch (e) {
+          this.fail(live, e as Error);
+          return 0;
+        }
+      }
+      try {
+        const ids = await flight.picked.ids;
+        for (const s of live) s.picked = ids[flight.seqs.indexOf(s)];
+      } catch (e) {
+        this.fail(live, e as Error);
+        return 0;
+      }
+    }
     let emitted = 0;
     const stepping: Sequence[] = [];
     for (const s of [...this.active]) {
       emitted++;
-      if (this.step(s)) stepping.push(s);
+      if (this.step(s) && !ahead?.seqs.includes(s)) stepping.push(s);
     }
+    this.inflight = ahead;
     if (stepping.length === 0) return emitted;
     try {
       await this.forward(stepping);
     } catch (e) {
-      for (const s of stepping) {
-        this.remove(s);
-        s.job.onError(e as Error);
-      }
+      this.fail(stepping, e as Error);
     }
     return emitted;
+  }
+
+  private fail(seqs: readonly Sequence[], e: Error): void {
+    for (const s of seqs) {
+      if (!this.active.includes(s)) continue;
+      this.remove(s);
+      s.job.onError(e);
+    }
+  }
+
+  /**
+   * Whether these sequences' steps can run pipelined: batched over one KV pool, every token picked on the
+   * device, and a backend that feeds picked tokens to the next step.
+   */
+  private pipelines(seqs: readonly Sequence[]): boolean {
+    const b = this.model.backend;
+    if (!b.pickRowsAhead || !b.embedPickedRows || !this.model.network.batches) return false;
+    const pool = seqs[0]?.cache.slot?.pool;
+    return pool !== undefined && seqs.every((s) => s.cache.slot?.pool === pool && this.picksOnDevice(s));
+  }
+
+  /** Records one batched step of `seqs` and the device's picks of their next tokens, and submits it. */
+  private launch(seqs: Sequence[], tokens: Int32Array | PickedBatch, positions: number[]): Inflight {
+    const logits = this.model.network.forwardBatch(tokens, positions, seqs.map((s) => s.cache));
+    // each sequence's uniform is drawn in its own order, so seeded draws do not depend on the pipelining
+    const picked = this.model.backend.pickRowsAhead!(logits, seqs.map((s) => this.devicePick(s)));
+    return { seqs, picked };
+  }
+
+  private devicePick(s: Sequence): { params: SampleParams; uniform: number } | undefined {
+    return s.sampler.greedy ? undefined : { params: s.sampler.deviceParams!, uniform: s.sampler.uniform() };
   }
 
   /** Samples and emits a sequence's next token; true when it goes on. */
@@ -285,10 +376,22 @@ export class Scheduler {
   private async forward(seqs: Sequence[]): Promise<void> {
     const b = this.model.backend;
     const net = this.model.network;
+    const pipelined = this.pipelines(seqs);
+    if (pipelined) {
+      // the ids are awaited by the next tick, after it has recorded the step after this one
+      this.inflight = this.launch(seqs, Int32Array.from(seqs, (s) => s.history[s.history.length - 1]!), seqs.map((s) => s.history.length - 1));
+      return;
+    }
     if (net.batches && seqs.length > 1) {
       const tokens = Int32Array.from(seqs, (s) => s.history[s.history.length - 1]!);
       const positions = seqs.map((s) => s.history.length - 1);
       const logits: Tensor = net.forwardBatch(tokens, positions, seqs.map((s) => s.cache));
+      if (b.pickRows && seqs.every((s) => this.picksOnDevice(s))) {
+        // every row's token in one read (one submission a step), each with its sequence's own seeded draw
+        const ids = await b.pickRows(logits, seqs.map((s) => this.devicePick(s)));
+        seqs.forEach((s, r) => (s.picked = ids[r]));
+        return;
+      }
       const rowsAligned = (logits.cols * 4) % (b.rowViewAlign ?? 1) === 0;
       if (rowsAligned && seqs.every((s) => this.picksOnDevice(s))) {
         // only the token ids come back: the host neither reads vocab-wide rows nor samples them
@@ -329,12 +432,12 @@ export class Scheduler {
   private remove(s: Sequence): void {
     const i = this.active.indexOf(s);
     if (i >= 0) this.active.splice(i, 1);
-    this.freeCaches.push(s.cache);
+    this.releaseCache(s.cache);
   }
 
   private finish(s: Sequence, reason: JobResult["finishReason"], removeFromActive = true): void {
     if (removeFromActive) this.remove(s);
-    else this.freeCaches.push(s.cache);
+    else this.releaseCache(s.cache);
     if (reason !== "abort" && !s.stops.stopped) {
       const rest = s.stops.push(s.decoder.flush()) + s.stops.flush();
       if (rest) s.job.onPiece(rest);

@@ -122,6 +122,7 @@ export class FrugalServer {
               activeSequences: this.scheduler.activeSequences,
               maxBatch: this.scheduler.maxBatch,
               maxQueue: this.scheduler.maxQueue,
+              freeKvSlots: this.scheduler.freeSlots,
             }),
           );
           return;

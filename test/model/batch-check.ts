@@ -7,8 +7,10 @@ import type { Model } from "../../src/model/model.js";
  * three current tokens must give, row by row, exactly the logits that each sequence's own single-token
  * forward gives on a second, independent set of caches: same ops on the same numbers, row by row
  * (exactly, or within `tolerance` where the backend multiplies one row and many rows with different kernels).
+ * With `pooled`, the batch's caches come from one KV slot pool (LlamaModel.newCachePool), so RoPE, the KV
+ * write and attention run once per layer over all three rows (Backend.ropeRows, kvWriteRows, attentionRows).
  */
-export async function checkBatchMatchesSingle(model: Model, label: string, tolerance = 0): Promise<void> {
+export async function checkBatchMatchesSingle(model: Model, label: string, tolerance = 0, pooled = false): Promise<void> {
   const net = model.network;
   const vocab = model.config.vocabSize;
   const prompts = ["Once upon a time", "The cat sat on the mat and looked at the", "Hi"];
@@ -16,8 +18,11 @@ export async function checkBatchMatchesSingle(model: Model, label: string, toler
   const batchCaches: KVCache[] = [];
   const soloCaches: KVCache[] = [];
   const next: number[] = [];
+  // pooled: the batch's caches are slots of one KV pool, so forwardBatch takes the batched ops
+  const pool = pooled ? net.newCachePool(ids.length, 96) : undefined;
+  if (pooled) assert.ok(pool, `${label}: the model gives a KV pool`);
   for (const seq of ids) {
-    const a = net.newCache(96), b = net.newCache(96);
+    const a = pool ? pool.take() : net.newCache(96), b = net.newCache(96);
     model.prefill(seq, a);
     const logits = await model.backend.read(model.prefill(seq, b));
     next.push(argmax(logits));

@@ -24,6 +24,17 @@ test("forwardBatch rows equal each sequence's own forward exactly (frugal-ar-sma
   }
 });
 
+test("forwardBatch over caches of one KV pool (batched RoPE/KV write/attention) equals each sequence's own forward exactly (stories260K, frugal-ar-small)", async () => {
+  for (const [name, source] of [["stories260K", STORIES], ["frugal-ar-small", join(ROOT, "models/frugal-ar-small")]] as const) {
+    const model = await loadModel(source, { threads: 1 });
+    try {
+      await checkBatchMatchesSingle(model, `${name}, pooled`, 0, true);
+    } finally {
+      model.dispose();
+    }
+  }
+});
+
 test("forwardBatch rejects mismatched lengths and a full cache", async () => {
   const model = await loadModel(STORIES, { threads: 1 });
   try {

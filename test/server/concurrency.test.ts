@@ -44,6 +44,8 @@ test("concurrent streams, batched decoding: each gets its own text, interleaved"
   try {
     assert.equal(s.server.scheduler.batched, true);
     await concurrentStreams(s);
+    // the sequences' caches were slots of the scheduler's KV pool, and every one came back
+    assert.equal(s.server.scheduler.freeSlots, s.server.scheduler.maxBatch);
   } finally {
     await s.close();
   }
@@ -52,9 +54,12 @@ test("concurrent streams, batched decoding: each gets its own text, interleaved"
 test("concurrent streams, round-robin (a backend without row views): same texts, interleaved", async () => {
   const s = await startServer();
   try {
-    (s.model.backend as { rowView?: unknown }).rowView = undefined;
+    const b = s.model.backend as { rowView?: unknown; kvPool?: unknown };
+    b.rowView = undefined;
+    b.kvPool = undefined;
     assert.equal(s.server.scheduler.batched, false);
     await concurrentStreams(s);
+    assert.equal(s.server.scheduler.freeSlots, undefined, "no pool: caches made one by one");
   } finally {
     await s.close();
   }
@@ -108,6 +113,7 @@ test("a client that disconnects mid-stream frees its slot at once", async () => 
     assert.ok(done);
     assert.equal(events.at(-1).choices[0].finish_reason, "length");
     assert.ok(s.server.scheduler.activeSequences === 0);
+    assert.equal(s.server.scheduler.freeSlots, 1, "the aborted and the finished sequence gave their KV slot back");
   } finally {
     await s.close();
   }

@@ -1,10 +1,11 @@
-import type { Backend, KVCache, RopeTable, Tensor, Weight } from "../backend.js";
+import type { Backend, KVCache, KVSlot, RopeTable, Tensor, Weight } from "../backend.js";
 import type { RawTensor } from "../../tensor/raw.js";
 import { PACKED_DTYPES, type DType } from "../../tensor/dtype.js";
 import { Arena } from "./arena.js";
 import { decodeRow, matmulRef } from "./reference.js";
 import { createWasmMatmul, type WasmMatmulOptions } from "./wasm-matmul.js";
 import { ropeCosSin } from "../../model/config.js";
+import { SlotPool } from "../../kv/slot-pool.js";
 
 export class CpuTensor implements Tensor {
   constructor(
@@ -40,6 +41,7 @@ export class CpuKVCache implements KVCache {
     /** [layer][position][kvHeads * headDim] */
     readonly k: Float32Array,
     readonly v: Float32Array,
+    readonly slot?: KVSlot,
   ) {}
 }
 
@@ -124,6 +126,29 @@ export class CpuBackend implements Backend {
     const k = this.f32(this.arena.alloc(n * 4), n);
     const v = this.f32(this.arena.alloc(n * 4), n);
     return new CpuKVCache(layers, kvHeads, headDim, capacity, k, v);
+  }
+
+  /** Caches of a pool are separate arena allocations, made when a slot is first taken. */
+  kvPool(layers: number, kvHeads: number, headDim: number, capacity: number, slots: number): SlotPool<CpuKVCache> {
+    return new SlotPool(slots, capacity, (slot) => {
+      const c = this.kvCache(layers, kvHeads, headDim, capacity);
+      return new CpuKVCache(layers, kvHeads, headDim, capacity, c.k, c.v, slot);
+    });
+  }
+
+  // The batched ops run the single-row ops row by row: the same arithmetic, so the same numbers.
+  ropeRows(x: Tensor, headDim: number, positions: readonly number[], table: RopeTable): void {
+    for (let r = 0; r < positions.length; r++) this.rope(this.rowView(x, r, 1), headDim, positions[r]!, table);
+  }
+
+  kvWriteRows(caches: readonly KVCache[], layer: number, k: Tensor, v: Tensor, positions: readonly number[]): void {
+    checkRows("kvWriteRows", caches, positions, (k as CpuTensor).rows);
+    for (let r = 0; r < positions.length; r++) this.kvWrite(caches[r]!, layer, this.rowView(k, r, 1), this.rowView(v, r, 1), positions[r]!);
+  }
+
+  attentionRows(out: Tensor, q: Tensor, caches: readonly KVCache[], layer: number, positions: readonly number[], heads: number): void {
+    checkRows("attentionRows", caches, positions, (q as CpuTensor).rows);
+    for (let r = 0; r < positions.length; r++) this.attention(this.rowView(out, r, 1), this.rowView(q, r, 1), caches[r]!, layer, positions[r]!, heads);
   }
 
   hostView(t: Tensor): Float32Array {
@@ -312,4 +337,11 @@ export async function createCpuBackend(options: WasmMatmulOptions = {}): Promise
   const arena = new Arena();
   const engine = await createWasmMatmul(arena, options);
   return new CpuBackend({ arena, matmul: engine ?? referenceMatmul });
+}
+
+/** A batched op's caches and positions must match its rows. */
+export function checkRows(op: string, caches: readonly KVCache[], positions: readonly number[], rows: number): void {
+  if (caches.length !== positions.length || positions.length > rows) {
+    throw new Error(`${op}: ${caches.length} caches and ${positions.length} positions for ${rows} rows`);
+  }
 }

@@ -3,7 +3,7 @@
  * so a decode step is one queue submission; see recorder.ts for how parameters and bind groups are
  * reused, weights.ts for the weight layouts and kernels/ for the WGSL.
  */
-import type { Backend, KVCache, RopeTable, PickedToken, SampleParams, Tensor, Weight } from "../backend.js";
+import type { Backend, KVCache, KVSlot, RopeTable, PickedRows, PickedToken, SampleParams, Tensor, Weight } from "../backend.js";
 import type { RawTensor } from "../../tensor/raw.js";
 import { PACKED_DTYPES, type DType } from "../../tensor/dtype.js";
 import { openGpu, type GpuDevice, type GpuOptions } from "./device.js";
@@ -23,10 +23,13 @@ import { ROPE_GROUP, ropeKernel } from "./kernels/rope.js";
 import { GPU_KV_FORMATS, KV_GROUP, checkKv4HeadDim, kvWords, kvWriteInt8Kernel, kvWriteKernel, kvWriteQuant4Kernel, type GpuKvFormat } from "./kernels/kv.js";
 import { attentionCombineKernel, attentionPartialKernel, attentionSplits, partialStride } from "./kernels/attention.js";
 import { EMBED_GROUP, EMBED_TOKENS, embedKernel } from "./kernels/embed.js";
+import { embedRowsKernel } from "./kernels/embed-rows.js";
 import { argmaxKernel } from "./kernels/argmax.js";
 import { sampleKernel } from "./kernels/sample.js";
 import { ropeCosSin } from "../../model/config.js";
 import { GpuSelectOps } from "./select-ops.js";
+import { SlotPool } from "../../kv/slot-pool.js";
+import { ROWS_GROUP, TABLE_ROWS, attentionRowsCombineKernel, attentionRowsPartialKernel, kvWriteRowsKernel, ropeRowsKernel, rowsParams } from "./kernels/rows.js";
 
 export class GpuTensor implements Tensor {
   constructor(
@@ -49,7 +52,35 @@ export class GpuKVCache implements KVCache {
     /** Quantized formats: one buffer per layer of scale words [position][kvHeads][kvWords(..).scales]. */
     readonly kScales: readonly Buf[] = [],
     readonly vScales: readonly Buf[] = [],
+    /** Set on a cache of a GpuKvPool: k and v above are sub-ranges of the pool's buffers. */
+    readonly slot?: KVSlot,
   ) {}
+}
+
+/**
+ * A KV slot pool: one k and one v buffer per layer holding every slot's cache, slot s at s * slotStride
+ * floats (capacity * width rounded up to the storage offset alignment, so a slot's cache is also a
+ * bindable sub-range that the single-sequence kernels use unchanged, e.g. for prefill).
+ */
+export class GpuKvPool extends SlotPool<GpuKVCache> {
+  constructor(
+    slots: number,
+    capacity: number,
+    readonly kvHeads: number,
+    readonly headDim: number,
+    readonly k: readonly Buf[],
+    readonly v: readonly Buf[],
+    /** Floats from one slot's cache to the next. */
+    readonly slotStride: number,
+    make: (slot: KVSlot) => GpuKVCache,
+  ) {
+    super(slots, capacity, make);
+  }
+}
+
+/** pickRowsAhead's tokens: row r's id is word r × (storage alignment / 4) of `buf`. */
+export interface GpuPickedRows extends PickedRows {
+  readonly buf: Buf;
 }
 
 export class GpuRopeTable implements RopeTable {
@@ -95,6 +126,8 @@ export class WebGpuBackend implements Backend {
   activations: ActivationPath;
   private readonly qx: QuantizedX;
   private readonly result: Buf;
+  /** pickRows' id slots, grown as needed (old ones stay until dispose: pending work may use them). */
+  private rowResults?: Buf;
   private disposed = false;
   readonly selectOps: GpuSelectOps;
 
@@ -187,6 +220,97 @@ export class WebGpuBackend implements Backend {
       }
     }
     return new GpuKVCache(layers, kvHeads, headDim, capacity, k, v, f, ks, vs);
+  }
+
+  kvPool(layers: number, kvHeads: number, headDim: number, capacity: number, slots: number): GpuKvPool | undefined {
+    const width = kvHeads * headDim;
+    const alignFloats = this.rowViewAlign / 4;
+    const slotStride = Math.ceil((capacity * width) / alignFloats) * alignFloats;
+    const bytes = slots * slotStride * 4;
+    // the batched kernels bind a layer's whole pool at once
+    if (bytes > this.gpu.maxBindingBytes || bytes > this.gpu.maxBufferBytes) return undefined;
+    const k: Buf[] = [];
+    const v: Buf[] = [];
+    for (let l = 0; l < layers; l++) {
+      k.push(this.pool.storage(bytes, `k pool ${l}`));
+      v.push(this.pool.storage(bytes, `v pool ${l}`));
+    }
+    const sub = (bufs: Buf[], s: number) => bufs.map((b) => this.pool.subrange(b, s * slotStride * 4, capacity * width * 4));
+    return new GpuKvPool(slots, capacity, kvHeads, headDim, k, v, slotStride, (slot) =>
+      new GpuKVCache(layers, kvHeads, headDim, capacity, sub(k, slot.index), sub(v, slot.index), "f32", [], [], slot));
+  }
+
+  /** The pool every cache comes from, checked: the batched kernels reach caches only through one. */
+  private poolOf(op: string, caches: readonly KVCache[], positions: readonly number[], rows: number): GpuKvPool {
+    if (caches.length !== positions.length || positions.length > rows) throw new Error(`${op}: ${caches.length} caches and ${positions.length} positions for ${rows} rows`);
+    const pool = caches[0]?.slot?.pool;
+    if (!(pool instanceof GpuKvPool) || caches.some((c) => c.slot?.pool !== pool)) throw new Error(`${op}: the caches must all come from one kvPool`);
+    caches.forEach((c, r) => {
+      if (!(positions[r]! >= 0 && positions[r]! < c.capacity)) throw new Error(`${op}: row ${r} at position ${positions[r]} is outside its cache (capacity ${c.capacity})`);
+    });
+    return pool;
+  }
+
+  /** Calls `body` for each chunk of at most TABLE_ROWS rows: [first row, rows]. */
+  private chunks(n: number, body: (r0: number, rows: number) => void): void {
+    for (let r0 = 0; r0 < n; r0 += TABLE_ROWS) body(r0, Math.min(TABLE_ROWS, n - r0));
+  }
+
+  /** Rows [r0, r0 + rows) of t as a tensor of their own (a sub-range when r0 > 0). */
+  private rowsOf(t: GpuTensor, r0: number, rows: number): GpuTensor {
+    if (r0 === 0) return new GpuTensor(rows, t.cols, t.buf);
+    return new GpuTensor(rows, t.cols, this.pool.subrange(t.buf, r0 * t.cols * 4, rows * t.cols * 4));
+  }
+
+  ropeRows(x: Tensor, headDim: number, positions: readonly number[], table: RopeTable): void {
+    const xt = x as GpuTensor;
+    const t = table as GpuRopeTable;
+    const half = headDim / 2;
+    if (positions.length > xt.rows) throw new Error(`ropeRows: ${positions.length} positions for ${xt.rows} rows`);
+    if (half > t.half || xt.cols % headDim !== 0) throw new Error(`rope: heads of ${headDim} do not fit rows of ${xt.cols} and a table of ${t.half} pairs`);
+    for (const p of positions) if (!(p >= 0 && p < t.maxPositions)) throw new Error(`position ${p} is beyond the RoPE table (${t.maxPositions})`);
+    this.chunks(positions.length, (r0, rows) => {
+      const pairs = (rows * xt.cols) / 2;
+      const params = rowsParams([pairs, xt.cols, headDim, half, t.half], positions.slice(r0, r0 + rows).map((p) => [0, p, 0, 0] as const));
+      this.run(ropeRowsKernel(), params, [this.rowsOf(xt, r0, rows).buf, t.cos, t.sin], grid(Math.ceil(pairs / ROWS_GROUP)));
+    });
+  }
+
+  kvWriteRows(caches: readonly KVCache[], layer: number, k: Tensor, v: Tensor, positions: readonly number[]): void {
+    const kt = k as GpuTensor;
+    const vt = v as GpuTensor;
+    const pool = this.poolOf("kvWriteRows", caches, positions, kt.rows);
+    const width = pool.kvHeads * pool.headDim;
+    if (kt.cols !== width || vt.cols !== width) throw new Error(`kvWriteRows: rows of ${kt.cols} do not fit the cache's ${width}`);
+    this.chunks(positions.length, (r0, rows) => {
+      const n = rows * width;
+      const table = positions.slice(r0, r0 + rows).map((p, i) => [caches[r0 + i]!.slot!.index, p, 0, 0] as const);
+      const bufs = [pool.k[layer]!, pool.v[layer]!, this.rowsOf(kt, r0, rows).buf, this.rowsOf(vt, r0, rows).buf];
+      this.run(kvWriteRowsKernel(), rowsParams([n, width, pool.slotStride], table), bufs, grid(Math.ceil(n / ROWS_GROUP)));
+    });
+  }
+
+  attentionRows(out: Tensor, q: Tensor, caches: readonly KVCache[], layer: number, positions: readonly number[], heads: number): void {
+    const qt = q as GpuTensor;
+    const o = out as GpuTensor;
+    const pool = this.poolOf("attentionRows", caches, positions, qt.rows);
+    const d = pool.headDim;
+    if (heads % pool.kvHeads !== 0 || qt.cols !== heads * d || o.cols !== heads * d) {
+      throw new Error(`attentionRows: q [${qt.rows}, ${qt.cols}] of ${heads} heads does not fit ${pool.kvHeads} kv heads of ${d}`);
+    }
+    if (o.buf === qt.buf) throw new Error("attentionRows: the output may not share storage with q");
+    this.chunks(positions.length, (r0, rows) => {
+      // each row is split as `attention` would split it alone, so its numbers are that op's
+      const table = positions.slice(r0, r0 + rows).map((p, i) => {
+        const splits = attentionSplits(1, heads, p + 1);
+        return [caches[r0 + i]!.slot!.index, p, splits, Math.ceil((p + 1) / splits)] as const;
+      });
+      const maxSplits = Math.max(...table.map((e) => e[2]));
+      const partial = this.scratchFor(rows * heads * maxSplits * partialStride(d) * 4);
+      const header = [rows, heads, heads / pool.kvHeads, pool.kvHeads * d, qt.cols, maxSplits, pool.slotStride, f32bits(1 / Math.sqrt(d))];
+      this.run(attentionRowsPartialKernel(d), rowsParams(header, table), [partial, this.rowsOf(qt, r0, rows).buf, pool.k[layer]!, pool.v[layer]!], grid(rows * heads * maxSplits));
+      this.run(attentionRowsCombineKernel(d), rowsParams([rows, heads, maxSplits, o.cols], table), [this.rowsOf(o, r0, rows).buf, partial], grid(rows * heads));
+    });
   }
 
   ropeTable(inv: Float64Array, maxPositions: number): GpuRopeTable {
@@ -392,10 +516,59 @@ export class WebGpuBackend implements Backend {
     return new Uint32Array(await this.recorder.read(this.result.buffer, 0, 4))[0]!;
   }
 
-  private dispatchArgmax(logits: Tensor): void {
+  private dispatchArgmax(logits: Tensor, out = this.result, row = (logits as GpuTensor).rows - 1): void {
     const g = logits as GpuTensor;
     if (g.rows === 0 || g.cols === 0) throw new Error("argmax of an empty tensor");
-    this.run(argmaxKernel(), [g.cols, (g.rows - 1) * g.cols], [this.result, g.buf], [1, 1]);
+    this.run(argmaxKernel(), [g.cols, row * g.cols], [out, g.buf], [1, 1]);
+  }
+
+  pickRows(logits: Tensor, picks: readonly ({ params: SampleParams; uniform: number } | undefined)[]): Promise<number[]> {
+    return this.pickInto(logits, picks).ids;
+  }
+
+  pickRowsAhead(logits: Tensor, picks: readonly ({ params: SampleParams; uniform: number } | undefined)[]): GpuPickedRows {
+    return this.pickInto(logits, picks);
+  }
+
+  private pickInto(logits: Tensor, picks: readonly ({ params: SampleParams; uniform: number } | undefined)[]): GpuPickedRows {
+    const g = logits as GpuTensor;
+    if (picks.length === 0 || picks.length > g.rows) return { rows: 0, ids: Promise.reject(new Error(`pickRows: ${picks.length} picks for ${g.rows} rows`)), buf: this.result };
+    // row r's id lands in its own bindable slot (a storage-offset alignment apart); one read brings them all.
+    // One buffer serves consecutive pipelined steps: step t + 1's embedPickedRows reads it before its own
+    // picks overwrite it, and step t's readback copy was recorded before both (queue order)
+    const stride = this.rowViewAlign;
+    if (!this.rowResults || this.rowResults.size < picks.length * stride) this.rowResults = this.pool.storage(Math.max(picks.length, 8) * stride, "picked rows");
+    const results = this.rowResults;
+    picks.forEach((pick, r) => {
+      const slot = this.pool.subrange(results, r * stride, 16);
+      if (pick) this.dispatchSample(logits, pick.params, pick.uniform, slot, 0, r);
+      else this.dispatchArgmax(logits, slot, r);
+    });
+    const ids = this.recorder.read(results.buffer, 0, picks.length * stride).then((b) => {
+      const words = new Uint32Array(b);
+      return picks.map((_, r) => this.sampledToken(words[(r * stride) / 4]!));
+    });
+    // a step picked ahead of a stop may never be awaited; its failure surfaces at the next read instead
+    ids.catch(() => {});
+    return { rows: picks.length, ids, buf: results };
+  }
+
+  embedPickedRows(out: Tensor, table: Weight, picked: PickedRows, rows: readonly number[]): void {
+    const o = out as GpuTensor;
+    const w = table as GpuWeight;
+    const p = picked as GpuPickedRows;
+    const cols = w.inFeatures;
+    if (o.cols !== cols || o.rows < rows.length) throw new Error(`embed ${w.name}: ${rows.length} tokens of width ${cols} do not fit [${o.rows}, ${o.cols}]`);
+    if (rows.length > EMBED_TOKENS) throw new Error(`embedPickedRows: at most ${EMBED_TOKENS} rows, got ${rows.length}`);
+    for (const r of rows) if (!(Number.isInteger(r) && r >= 0 && r < p.rows)) throw new Error(`embedPickedRows: row ${r} of ${p.rows} picked rows`);
+    const k = embedRowsKernel(w.format, this.rowViewAlign / 4);
+    for (const part of w.parts) {
+      const params = new Uint32Array(8 + rows.length);
+      params.set([rows.length, cols, part.rowStart, part.rowStart + part.rows, w.stride, w.blocks, 0, f32bits(w.mul)]);
+      params.set(rows, 8);
+      const bufs = part.scales ? [o.buf, part.data, part.scales, p.buf] : [o.buf, part.data, p.buf];
+      this.run(k, params, bufs, grid(Math.ceil((rows.length * cols) / EMBED_GROUP)));
+    }
   }
 
   pickAhead(logits: Tensor, sample?: { params: SampleParams; uniform: number }): PickedToken {
@@ -443,7 +616,7 @@ export class WebGpuBackend implements Backend {
     }
   }
 
-  private dispatchSample(logits: Tensor, o: SampleParams, uniform: number, out: Buf, mode: number): void {
+  private dispatchSample(logits: Tensor, o: SampleParams, uniform: number, out: Buf, mode: number, row = (logits as GpuTensor).rows - 1): void {
     const g = logits as GpuTensor;
     if (g.rows === 0 || g.cols === 0) throw new Error("sample of an empty tensor");
     if (!(o.temperature > 0 && Number.isFinite(o.temperature))) throw new RangeError(`sample: temperature must be positive, got ${o.temperature}`);
@@ -452,7 +625,7 @@ export class WebGpuBackend implements Backend {
     if (!(o.minP >= 0 && o.minP <= 1)) throw new RangeError(`sample: minP must be in [0, 1], got ${o.minP}`);
     if (!(uniform >= 0 && uniform < 1)) throw new RangeError(`sample: uniform must be in [0, 1), got ${uniform}`);
     const topK = Math.min(o.topK, g.cols);
-    const params = [g.cols, (g.rows - 1) * g.cols, topK, mode, f32bits(o.temperature), f32bits(o.topP), f32bits(o.minP), f32bits(uniform)];
+    const params = [g.cols, row * g.cols, topK, mode, f32bits(o.temperature), f32bits(o.topP), f32bits(o.minP), f32bits(uniform)];
     this.run(sampleKernel(), params, [out, g.buf], [1, 1]);
   }
 

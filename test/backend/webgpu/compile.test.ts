@@ -22,6 +22,8 @@ import { sampleKernel } from "../../../src/backend/webgpu/kernels/sample.js";
 import { copyKernel } from "../../../src/backend/webgpu/kernels/copy.js";
 import { sparseGemvKernel } from "../../../src/backend/webgpu/kernels/sparse-gemv.js";
 import { PACKED_DTYPES, type BlockDType as DType } from "../../../src/tensor/dtype.js";
+import { attentionRowsCombineKernel, attentionRowsPartialKernel, kvWriteRowsKernel, ropeRowsKernel } from "../../../src/backend/webgpu/kernels/rows.js";
+import { embedRowsKernel } from "../../../src/backend/webgpu/kernels/embed-rows.js";
 
 const FORMATS: DType[] = ["f32", "f16", "bf16", "q8_0", "q4_0"];
 /** Staged-x variants [R, S, U, x] compiled for every format. */
@@ -33,7 +35,7 @@ function allKernels(): Kernel[] {
     for (const mode of ["exact", "vec4", "scalar"] as XMode[]) for (const sg of [1, 4, 8, 32, 64]) for (const r of [1, 2, 4]) ks.push(gemvKernel(f, mode, sg, r));
     // tuning variants the bench sweeps: split (teams per row group) and unroll (loads in flight)
     for (const sg of [1, 32]) for (const [r, s, u] of [[1, 2, 1], [2, 1, 4], [4, 4, 2], [3, 1, 3], [8, 8, 1]]) for (const pipe of [false, true]) ks.push(gemvKernel(f, "exact", sg, r, s, u, pipe));
-    ks.push(gemmKernel(f), embedKernel(f));
+    ks.push(gemmKernel(f), embedKernel(f), embedRowsKernel(f, 64));
   }
   // x staged in workgroup memory (f32 and f16), every format the skeleton serves, every x access mode
   for (const f of [...FORMATS, ...PACKED_DTYPES]) {
@@ -46,7 +48,7 @@ function allKernels(): Kernel[] {
     }
     for (const mode of ["vec4", "scalar"] as XMode[]) ks.push(gemvKernel(f, mode, 32, 2, 2, 1, false, "shared-f16"));
   }
-  for (const d of [6, 8, 64, 80, 128, 256]) ks.push(attentionPartialKernel(d), attentionCombineKernel(d));
+  for (const d of [6, 8, 64, 80, 128, 256]) ks.push(attentionPartialKernel(d), attentionCombineKernel(d), attentionRowsPartialKernel(d), attentionRowsCombineKernel(d));
   // quantized KV caches at real head widths, plain and windowed
   for (const d of [64, 128]) {
     ks.push(kvWriteInt8Kernel(d), attentionPartialKernel(d, "int8"), attentionPartialKernel(d, "int8", true));
@@ -63,7 +65,7 @@ function allKernels(): Kernel[] {
   for (const [a, b] of [[false, false], [true, false], [false, true], [true, true]] as const) ks.push(addKernel(a, b), swigluKernel(a, b));
   for (const t of [64, 256]) ks.push(rmsnormKernel(t, false), rmsnormKernel(t, true));
   for (const v of ["f32", "f16", "bf16"] as const) for (const sg of [false, true]) ks.push(sparseGemvKernel(v, sg));
-  ks.push(addBiasKernel(), ropeKernel(), kvWriteKernel(), argmaxKernel(), sampleKernel(), copyKernel());
+  ks.push(addBiasKernel(), ropeKernel(), kvWriteKernel(), argmaxKernel(), sampleKernel(), copyKernel(), ropeRowsKernel(), kvWriteRowsKernel());
   return ks;
 }
 

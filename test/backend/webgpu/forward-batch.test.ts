@@ -10,30 +10,75 @@ import { loadModel } from "../../../src/load.js";
 import { ROOT, STORIES } from "../../paths.js";
 import { checkBatchMatchesSingle } from "../../model/batch-check.js";
 import { openOrSkip } from "./helpers.js";
+import type { WebGpuBackend } from "../../../src/backend/webgpu/webgpu-backend.js";
 
 const probe = await openOrSkip();
 probe.gpu?.dispose();
 const skip = !probe.gpu && probe.reason;
 
-test("WebGPU forwardBatch rows equal each sequence's own forward to f32 rounding (frugal-ar-small)", { skip }, async () => {
+test("WebGPU forwardBatch rows equal each sequence's own forward to f32 rounding (frugal-ar-small; separate caches, then a KV pool)", { skip }, async () => {
   const model = await loadModel(join(ROOT, "models/frugal-ar-small"), { device: "webgpu" });
   try {
     assert.ok(model.network.batches, "frugal-ar-small's rows are 256-byte aligned");
     await checkBatchMatchesSingle(model, "frugal-ar-small on WebGPU", 1e-3);
+    await checkBatchMatchesSingle(model, "frugal-ar-small on WebGPU, pooled", 1e-3, true);
   } finally {
     model.dispose();
   }
 });
 
-test("WebGPU does not batch a model whose KV rows cannot be bound at their offsets (stories260K: 128-byte rows)", { skip }, async () => {
-  const model = await loadModel(STORIES, { device: "webgpu" });
+test("WebGPU forwardBatch over a KV pool (batched RoPE/KV write/attention) equals the per-row path bit for bit (frugal-ar-small)", { skip }, async () => {
+  const model = await loadModel(join(ROOT, "models/frugal-ar-small"), { device: "webgpu" });
   try {
-    const align = model.backend.rowViewAlign!;
-    assert.ok((model.config.numKvHeads * model.config.headDim * 4) % align !== 0);
-    assert.equal(model.network.batches, false);
-    const x = model.backend.activation(2, 32);
-    assert.throws(() => model.backend.rowView!(x, 1, 1), /storage alignment/);
+    const net = model.network;
+    const prompts = ["Once upon a time", "The cat sat on the mat and looked at the", "Hi"].map((p) => model.tokenizer.encode(p, { addSpecialTokens: true }));
+    const pool = net.newCachePool(3, 96)!;
+    assert.ok(pool);
+    const pooled = prompts.map(() => pool.take());
+    const plain = prompts.map(() => net.newCache(96));
+    prompts.forEach((ids, r) => {
+      model.prefill(ids, pooled[r]!);
+      model.prefill(ids, plain[r]!);
+    });
+    const positions = prompts.map((ids) => ids.length);
+    let tokens = Int32Array.from(prompts, (ids) => ids[ids.length - 1]!);
+    for (let step = 0; step < 4; step++) {
+      // both are GEMM batches; only the position-dependent ops differ (one dispatch vs one per row)
+      const rec = (model.backend as WebGpuBackend).recorder;
+      const d0 = rec.dispatches;
+      const a = await model.backend.read(net.forwardBatch(tokens, positions, pooled));
+      const d1 = rec.dispatches;
+      const b = await model.backend.read(net.forwardBatch(tokens, positions, plain));
+      // per layer: 5 dispatches (2 ropeRows, kvWriteRows, attention partial + combine) instead of 5 per row
+      assert.equal((rec.dispatches - d1) - (d1 - d0), model.config.numLayers * 5 * (3 - 1), "dispatches saved");
+      assert.deepEqual(a, b, `step ${step}`);
+      const vocab = model.config.vocabSize;
+      tokens = Int32Array.from(positions, (_, r) => argmaxOf(a.subarray(r * vocab, (r + 1) * vocab)));
+      positions.forEach((_, r) => positions[r]!++);
+    }
   } finally {
     model.dispose();
   }
 });
+
+test("WebGPU batches stories260K through a KV pool though its 128-byte KV rows cannot be row views", { skip }, async () => {
+  const model = await loadModel(STORIES, { device: "webgpu" });
+  try {
+    const align = model.backend.rowViewAlign!;
+    assert.ok((model.config.numKvHeads * model.config.headDim * 4) % align !== 0);
+    const x = model.backend.activation(2, 32);
+    assert.throws(() => model.backend.rowView!(x, 1, 1), /storage alignment/);
+    assert.equal(model.network.batches, true);
+    await checkBatchMatchesSingle(model, "stories260K on WebGPU, pooled", 1e-3, true);
+    const c = [model.network.newCache(8), model.network.newCache(8)];
+    assert.throws(() => model.network.forwardBatch(Int32Array.of(1, 2), [0, 0], c), /one newCachePool/);
+  } finally {
+    model.dispose();
+  }
+});
+
+function argmaxOf(a: Float32Array): number {
+  let best = 0;
+  for (let i = 1; i < a.length; i++) if (a[i]! > a[best]!) best = i;
+  return best;
+}
