@@ -97,6 +97,27 @@ export interface Backend {
   /** A table of cos/sin for positions [0, maxPositions) and the given inverse frequencies. */
   ropeTable(inverseFrequencies: Float64Array, maxPositions: number): RopeTable;
 
+  /**
+   * Fused ops (optional; src/backend/webgpu/README.md, "Fusions"). Each does what the named sequence of
+   * ops does, in fewer dispatches, or returns false having recorded nothing, and the caller then runs the
+   * sequence itself; results agree with the sequence to f32 rounding.
+   *
+   * Uploads weights of one format and row length (q, k, v; gate, up) so that matmulStacked and
+   * matmulSwiglu can read them as one matrix. Each returned Weight works with every op like upload's.
+   */
+  uploadStack?(raws: readonly RawTensor[]): Weight[];
+  /** outs[i] = x · ws[i]ᵀ (matmul per weight), for weights uploaded together by uploadStack, in that order. */
+  matmulStacked?(outs: readonly Tensor[], x: Tensor, ws: readonly Weight[]): boolean;
+  /** out = silu(x · gateᵀ) * (x · upᵀ) (matmul, matmul, swiglu), for gate and up stacked in that order. */
+  matmulSwiglu?(out: Tensor, x: Tensor, gate: Weight, up: Weight): boolean;
+  /** out += x · wᵀ (matmul into a scratch row, then add): the residual add of a projection. */
+  matmulAdd?(out: Tensor, x: Tensor, w: Weight): boolean;
+  /**
+   * rope(q), rope(k), kvWrite(cache, layer, k, v, pos0) with heads of `headDim`; k itself may be left
+   * unrotated (nothing may read it afterwards).
+   */
+  ropeKvWrite?(q: Tensor, k: Tensor, v: Tensor, cache: KVCache, layer: number, pos0: number, headDim: number, table: RopeTable): boolean;
+
   /** Rows [row, row + rows) of t, after every recorded op. */
   read(t: Tensor, row?: number, rows?: number): Promise<Float32Array>;
   /**

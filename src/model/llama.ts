@@ -129,21 +129,26 @@ export class LlamaModel {
    * file or folder in error messages.
    */
   static create(config: ModelConfig, tensors: TensorMap, backend: Backend, source: string, contextLength = config.maxPositions): LlamaModel {
-    const get = (name: string): Weight => {
+    const raw = (name: string): RawTensor => {
       const t = tensors.get(name);
       if (!t) throw new Error(`${source}: missing tensor ${name}`);
       checkShape(t, expectedShape(config, name), source);
-      return backend.upload(t);
+      return t;
     };
+    const get = (name: string): Weight => backend.upload(raw(name));
+    // weights that fused matmuls read as one matrix, where the backend stacks them
+    const stack = (names: string[]): Weight[] => (backend.uploadStack ? backend.uploadStack(names.map(raw)) : names.map(get));
     const opt = (name: string, wanted: boolean): Weight | undefined => (wanted ? get(name) : undefined);
     const layers: LayerWeights[] = [];
     for (let i = 0; i < config.numLayers; i++) {
       const p = `model.layers.${i}.`;
+      const [q, k, v] = stack([`${p}self_attn.q_proj.weight`, `${p}self_attn.k_proj.weight`, `${p}self_attn.v_proj.weight`]) as [Weight, Weight, Weight];
+      const [gate, up] = stack([`${p}mlp.gate_proj.weight`, `${p}mlp.up_proj.weight`]) as [Weight, Weight];
       layers.push({
         inputNorm: get(`${p}input_layernorm.weight`),
-        q: get(`${p}self_attn.q_proj.weight`),
-        k: get(`${p}self_attn.k_proj.weight`),
-        v: get(`${p}self_attn.v_proj.weight`),
+        q,
+        k,
+        v,
         o: get(`${p}self_attn.o_proj.weight`),
         qBias: opt(`${p}self_attn.q_proj.bias`, config.attentionBias),
         kBias: opt(`${p}self_attn.k_proj.bias`, config.attentionBias),
@@ -151,8 +156,8 @@ export class LlamaModel {
         qNorm: opt(`${p}self_attn.q_norm.weight`, config.qkNorm),
         kNorm: opt(`${p}self_attn.k_norm.weight`, config.qkNorm),
         postNorm: get(`${p}post_attention_layernorm.weight`),
-        gate: get(`${p}mlp.gate_proj.weight`),
-        up: get(`${p}mlp.up_proj.weight`),
+        gate,
+        up,
         down: get(`${p}mlp.down_proj.weight`),
       });
     }
@@ -258,24 +263,33 @@ export class LlamaModel {
     for (let l = 0; l < c.numLayers; l++) {
       const L = w.layers[l]!;
       b.rmsnorm(h, x, L.inputNorm, c.rmsNormEps, c.hiddenSize);
-      b.matmul(q, h, L.q);
-      b.matmul(k, h, L.k);
-      b.matmul(v, h, L.v);
+      // each fused op (Backend, "Fused ops") declines by returning false; the separate ops follow
+      if (!b.matmulStacked?.([q, k, v], h, [L.q, L.k, L.v])) {
+        b.matmul(q, h, L.q);
+        b.matmul(k, h, L.k);
+        b.matmul(v, h, L.v);
+      }
       if (L.qBias) b.addBias(q, L.qBias);
       if (L.kBias) b.addBias(k, L.kBias);
       if (L.vBias) b.addBias(v, L.vBias);
       if (L.qNorm) b.rmsnorm(q, q, L.qNorm, c.rmsNormEps, c.headDim);
       if (L.kNorm) b.rmsnorm(k, k, L.kNorm, c.rmsNormEps, c.headDim);
       attend(l, q, k, v, att, h);
-      b.matmul(proj, att, L.o);
-      b.add(x, x, proj);
+      if (!b.matmulAdd?.(x, att, L.o)) {
+        b.matmul(proj, att, L.o);
+        b.add(x, x, proj);
+      }
 
       b.rmsnorm(h, x, L.postNorm, c.rmsNormEps, c.hiddenSize);
-      b.matmul(gate, h, L.gate);
-      b.matmul(up, h, L.up);
-      b.swiglu(gate, gate, up);
-      b.matmul(proj, gate, L.down);
-      b.add(x, x, proj);
+      if (!b.matmulSwiglu?.(gate, h, L.gate, L.up)) {
+        b.matmul(gate, h, L.gate);
+        b.matmul(up, h, L.up);
+        b.swiglu(gate, gate, up);
+      }
+      if (!b.matmulAdd?.(x, gate, L.down)) {
+        b.matmul(proj, gate, L.down);
+        b.add(x, x, proj);
+      }
     }
     return { x, h, view };
   }
@@ -296,13 +310,16 @@ export class LlamaModel {
     const store = isKvStore(cache) ? cache : undefined;
     const rope = (t: Tensor) => b.rope(t, c.headDim, pos0, this.rope);
     const { x, h, view } = this.layers(tokens, (l, q, k, v, att, hn) => {
-      b.rope(q, c.headDim, pos0, this.rope);
       if (store) {
+        b.rope(q, c.headDim, pos0, this.rope);
         store.step({ layer: l, pos0, rows: n, heads: c.numHeads, h: hn, q, k, v, att, rope });
         return;
       }
-      b.rope(k, c.headDim, pos0, this.rope);
-      b.kvWrite(cache, l, k, v, pos0);
+      if (!b.ropeKvWrite?.(q, k, v, cache, l, pos0, c.headDim, this.rope)) {
+        b.rope(q, c.headDim, pos0, this.rope);
+        b.rope(k, c.headDim, pos0, this.rope);
+        b.kvWrite(cache, l, k, v, pos0);
+      }
       b.attention(att, q, cache, l, pos0, c.numHeads);
     });
     if (allLogits) {
@@ -374,10 +391,12 @@ export class LlamaModel {
         return;
       }
       for (let r = 0; r < n; r++) {
-        const qr = row(q, r), kr = row(k, r), pos = positions[r]!, cache = plain[r]!;
-        b.rope(qr, c.headDim, pos, this.rope);
-        b.rope(kr, c.headDim, pos, this.rope);
-        b.kvWrite(cache, l, kr, row(v, r), pos);
+        const qr = row(q, r), kr = row(k, r), vr = row(v, r), pos = positions[r]!, cache = plain[r]!;
+        if (!b.ropeKvWrite?.(qr, kr, vr, cache, l, pos, c.headDim, this.rope)) {
+          b.rope(qr, c.headDim, pos, this.rope);
+          b.rope(kr, c.headDim, pos, this.rope);
+          b.kvWrite(cache, l, kr, vr, pos);
+        }
         b.attention(row(att, r), qr, cache, l, pos, c.numHeads);
       }
     });

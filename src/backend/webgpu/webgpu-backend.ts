@@ -16,7 +16,7 @@ import { GpuSparseWeight, recordSparseMatmul, uploadSparse } from "./sparse-weig
 import { isSparseDType, type SparseDType } from "../../tensor/dtype.js";
 import { GEMV_I8_ROWS, gemvI8Kernel, type BlockFormat } from "./kernels/gemv-i8.js";
 import { QuantizedX, type ActivationPath } from "./quantized-x.js";
-import { GEMM_TILE, GEMV_ROWS_PER_TEAM, chunkElems, gemvRows, gemmKernel, gemvKernel, gemvVariant, xMode } from "./kernels/matmul.js";
+import { GEMM_TILE, GEMV_ROWS_PER_TEAM, chunkElems, gemvRows, gemmKernel, gemvKernel, gemvVariant, xMode, type GemvVariant } from "./kernels/matmul.js";
 import { ELEMENTWISE_GROUP, addBiasKernel, addKernel, swigluKernel } from "./kernels/elementwise.js";
 import { normThreads, rmsnormKernel } from "./kernels/norm.js";
 import { ROPE_GROUP, ropeKernel } from "./kernels/rope.js";
@@ -30,6 +30,9 @@ import { ropeCosSin } from "../../model/config.js";
 import { GpuSelectOps } from "./select-ops.js";
 import { SlotPool } from "../../kv/slot-pool.js";
 import { ROWS_GROUP, TABLE_ROWS, attentionRowsCombineKernel, attentionRowsPartialKernel, kvWriteRowsKernel, ropeRowsKernel, rowsParams } from "./kernels/rows.js";
+import { uploadStacked, type WeightStack } from "./stacked-weights.js";
+import { MAX_STACK, addGemvKernel, stackedGemvKernel, stackedParams, swigluGemvKernel, swigluRowsPerTeam } from "./kernels/gemv-fused.js";
+import { ROPE_KV_GROUP, ropeKvWriteKernel } from "./kernels/rope-kv.js";
 
 export class GpuTensor implements Tensor {
   constructor(
@@ -106,6 +109,11 @@ export interface WebGpuOptions extends GpuOptions {
    * consistent decode gain yet).
    */
   activations?: ActivationPath;
+  /**
+   * Whether the fused ops run (matmulStacked, matmulSwiglu, matmulAdd, ropeKvWrite; README "Fusions").
+   * Default true; false makes them decline, so a model runs the separate ops (benchmarks compare both).
+   */
+  fuse?: boolean;
 }
 
 /** Opens a device and returns a backend on it. */
@@ -125,6 +133,10 @@ export class WebGpuBackend implements Backend {
   /** "int8" or "f32" activations for batch-1 q8_0/q4_0 matmuls; benchmarks change it between runs. */
   activations: ActivationPath;
   private readonly qx: QuantizedX;
+  /** Whether the fused ops run; benchmarks change it between runs. */
+  fuse: boolean;
+  /** The stack each weight uploaded by uploadStack belongs to. */
+  private readonly stacks = new WeakMap<GpuWeight, WeightStack>();
   private readonly result: Buf;
   /** pickRows' id slots, grown as needed (old ones stay until dispose: pending work may use them). */
   private rowResults?: Buf;
@@ -138,6 +150,7 @@ export class WebGpuBackend implements Backend {
     this.gemvRowsPerTeam = { ...GEMV_ROWS_PER_TEAM, ...options.gemvRowsPerTeam };
     this.activations = options.activations ?? "f32";
     if (this.activations !== "int8" && this.activations !== "f32") throw new Error(`WebGPU option activations: "${String(this.activations)}" is not "int8" or "f32"`);
+    this.fuse = options.fuse ?? true;
     this.qx = new QuantizedX(this.pool, (k, p, b, g) => this.run(k, p, b, g));
     this.result = this.pool.storage(16, "argmax result");
     this.selectOps = new GpuSelectOps(this.pool, (k, p, b, g) => this.run(k, p, b, g), (buf, off, bytes) => this.recorder.read(buf, off, bytes));
@@ -159,6 +172,135 @@ export class WebGpuBackend implements Backend {
   upload(raw: RawTensor): GpuWeight | GpuSparseWeight {
     if (isSparseDType(raw.dtype)) return uploadSparse(raw, this.pool, this.maxBinding);
     return uploadWeight(raw, this.pool, this.maxBinding);
+  }
+
+  /**
+   * Uploads weights of one format and row length one after another in one buffer when they fit, so the
+   * fused GEMVs read them as one matrix; each returned weight is an ordinary one otherwise.
+   */
+  uploadStack(raws: readonly RawTensor[]): GpuWeight[] {
+    if (raws.length < 2 || raws.length > MAX_STACK || raws.some((r) => isSparseDType(r.dtype) || r.shape.length !== 2)) return raws.map((r) => this.upload(r));
+    const { weights, stack } = uploadStacked(raws, this.pool, this.maxBinding, this.rowViewAlign);
+    if (stack) for (const w of weights) this.stacks.set(w, stack);
+    return weights;
+  }
+
+  /** The stack whose members are exactly `ws`, in order, when the fused GEMVs may run on it. */
+  private fusable(ws: readonly Weight[], x: GpuTensor): WeightStack | undefined {
+    if (!this.fuse || x.rows !== 1 || !(ws[0] instanceof GpuWeight)) return undefined;
+    const st = this.stacks.get(ws[0]);
+    if (!st || st.members.length !== ws.length || ws.some((w, i) => w !== st.members[i])) return undefined;
+    const w = st.members[0]!;
+    // the int8-activation path has its own GEMV without these hooks
+    if (w.isBlock && this.activations === "int8") return undefined;
+    if (x.cols !== w.inFeatures) throw new Error(`matmul ${w.name}: x [${x.rows}, ${x.cols}] does not fit [${w.shape.join(", ")}]`);
+    return st;
+  }
+
+  /** The GEMV variant the plain matmul uses for `format`, or with `rowsPerTeam` rows a team when given. */
+  private gemvVariantOf(format: GpuFormat, rowsPerTeam = this.gemvRowsPerTeam[format]): GemvVariant {
+    return gemvVariant(format, this.gpu.subgroupMinSize, rowsPerTeam === GEMV_ROWS_PER_TEAM[format] ? {} : { rowsPerTeam });
+  }
+
+  /** The GEMV's own parameter words for `rows` rows of w (o0 = 0) with the row factor left to the epilogue. */
+  private gemvParams(w: GpuWeight, rows: number, o0 = 0, mul = 1): number[] {
+    const K = w.inFeatures;
+    return [rows, K, Math.ceil(K / chunkElems(w.format)), o0, w.stride / 4, w.blocks, f32bits(mul)];
+  }
+
+  /**
+   * outs[i] = x · ws[i]ᵀ for one row x, in one dispatch, when ws were uploaded together by uploadStack
+   * (in this order); false, recording nothing, otherwise.
+   */
+  matmulStacked(outs: readonly Tensor[], x: Tensor, ws: readonly Weight[]): boolean {
+    const xt = x as GpuTensor;
+    const st = this.fusable(ws, xt);
+    if (!st) return false;
+    const os = outs as readonly GpuTensor[];
+    const rows = st.members.map((w) => w.outFeatures);
+    if (os.length !== ws.length || os.some((o, i) => o.cols !== rows[i] || o.rows < 1 || o.buf === xt.buf)) {
+      throw new Error(`matmulStacked: outputs [${os.map((o) => `${o.rows}x${o.cols}`).join(", ")}] do not fit ${st.members.map((w) => w.name).join(", ")}`);
+    }
+    const w = st.members[0]!;
+    const sg = this.gpu.subgroupMinSize;
+    const v = this.gemvVariantOf(w.format);
+    const n = rows.reduce((a, b) => a + b, 0);
+    const k = stackedGemvKernel(w.format, xMode(w.format, w.inFeatures), sg, v, ws.length);
+    const params = [...this.gemvParams(w, n), ...stackedParams(rows, st.members.map((m) => m.mul), f32bits)];
+    const bufs = [xt.buf, st.data, ...(st.scales ? [st.scales] : []), ...os.map((o) => o.buf)];
+    this.run(k, params, bufs, grid(Math.ceil(n / gemvRows(sg, v.rowsPerTeam, v.split))));
+    return true;
+  }
+
+  /**
+   * out = silu(x · gateᵀ) * (x · upᵀ) for one row x, in one dispatch, when gate and up were uploaded
+   * together by uploadStack (gate first); false, recording nothing, otherwise.
+   */
+  matmulSwiglu(out: Tensor, x: Tensor, gate: Weight, up: Weight): boolean {
+    const xt = x as GpuTensor;
+    const st = this.fusable([gate, up], xt);
+    if (!st) return false;
+    const o = out as GpuTensor;
+    const [g, u] = st.members as [GpuWeight, GpuWeight];
+    if (g.outFeatures !== u.outFeatures || o.cols !== g.outFeatures || o.rows < 1 || o.buf === xt.buf) {
+      throw new Error(`matmulSwiglu: [${o.rows}, ${o.cols}] does not fit ${g.name} [${g.shape.join(", ")}] and ${u.name} [${u.shape.join(", ")}]`);
+    }
+    const sg = this.gpu.subgroupMinSize;
+    const v = this.gemvVariantOf(g.format, swigluRowsPerTeam(this.gemvRowsPerTeam[g.format]));
+    const n = 2 * g.outFeatures;
+    const k = swigluGemvKernel(g.format, xMode(g.format, g.inFeatures), sg, v);
+    const params = [...this.gemvParams(g, n), g.outFeatures, f32bits(g.mul), f32bits(u.mul)];
+    this.run(k, params, [xt.buf, st.data, ...(st.scales ? [st.scales] : []), o.buf], grid(Math.ceil(n / gemvRows(sg, v.rowsPerTeam, v.split))));
+    return true;
+  }
+
+  /**
+   * out += x · wᵀ for one row x (the residual add in the GEMV's store, so no projection round trip);
+   * false, recording nothing, when x has more rows or the int8-activation path would run.
+   */
+  matmulAdd(out: Tensor, x: Tensor, w: Weight): boolean {
+    const xt = x as GpuTensor;
+    const o = out as GpuTensor;
+    if (!this.fuse || xt.rows !== 1 || !(w instanceof GpuWeight) || (w.isBlock && this.activations === "int8")) return false;
+    if (xt.cols !== w.inFeatures || o.cols !== w.outFeatures || o.rows < 1) {
+      throw new Error(`matmulAdd ${w.name}: x [${xt.rows}, ${xt.cols}] · [${w.shape.join(", ")}]ᵀ -> [${o.rows}, ${o.cols}] do not fit`);
+    }
+    if (o.buf === xt.buf) throw new Error(`matmulAdd ${w.name}: the output may not share storage with x`);
+    const sg = this.gpu.subgroupMinSize;
+    const v = this.gemvVariantOf(w.format);
+    const k = addGemvKernel(w.format, xMode(w.format, w.inFeatures), sg, v);
+    for (const part of w.parts) {
+      const bufs = part.scales ? [xt.buf, part.data, part.scales, o.buf] : [xt.buf, part.data, o.buf];
+      this.run(k, this.gemvParams(w, part.rows, part.rowStart, w.mul), bufs, grid(Math.ceil(part.rows / gemvRows(sg, v.rowsPerTeam, v.split))));
+    }
+    return true;
+  }
+
+  /**
+   * RoPE of q (in place) and of k, and the KV write of rotated k and v at positions pos0.., in one
+   * dispatch; k itself is left as it was. False, recording nothing, for an int8 cache.
+   */
+  ropeKvWrite(q: Tensor, k: Tensor, v: Tensor, cache: KVCache, layer: number, pos0: number, headDim: number, table: RopeTable): boolean {
+    const c = cache as GpuKVCache;
+    if (!this.fuse || c.format !== "f32") return false;
+    const [qt, kt, vt] = [q as GpuTensor, k as GpuTensor, v as GpuTensor];
+    const t = table as GpuRopeTable;
+    const width = c.kvHeads * c.headDim;
+    const half = headDim / 2;
+    if (headDim !== c.headDim || kt.cols !== width || vt.cols !== width || vt.rows !== kt.rows || qt.rows !== kt.rows || qt.cols % headDim !== 0 || half > t.half) {
+      throw new Error(`ropeKvWrite: q [${qt.rows}, ${qt.cols}], k [${kt.rows}, ${kt.cols}], v [${vt.rows}, ${vt.cols}] do not fit heads of ${headDim}, a cache of ${c.kvHeads}x${c.headDim} and a table of ${t.half} pairs`);
+    }
+    if (pos0 + kt.rows > c.capacity) throw new Error(`KV cache full: ${pos0 + kt.rows} positions > capacity ${c.capacity}`);
+    if (pos0 + kt.rows > t.maxPositions) throw new Error(`position ${pos0 + kt.rows - 1} is beyond the RoPE table (${t.maxPositions})`);
+    const qPairs = (qt.rows * qt.cols) / 2;
+    const kPairs = (kt.rows * width) / 2;
+    this.run(
+      ropeKvWriteKernel(),
+      [qPairs, kPairs, qt.cols, width, headDim, half, pos0, t.half],
+      [qt.buf, c.k[layer]!, c.v[layer]!, kt.buf, vt.buf, t.cos, t.sin],
+      grid(Math.ceil((qPairs + kPairs) / ROPE_KV_GROUP)),
+    );
+    return true;
   }
 
   activation(rows: number, cols: number): GpuTensor {

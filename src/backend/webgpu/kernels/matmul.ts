@@ -259,6 +259,25 @@ fn rscale(e: u32) -> f32 { return unpack2x16float(sc[e >> 3u][(e >> 1u) & 3u])[e
 }
 
 /**
+ * Hooks for fused GEMVs (kernels/gemv-fused.ts), so they reuse this skeleton rather than copy it. A team
+ * row r (0..p.n) reads weight row `row(r)`, and `store` replaces the default `out[p.o0 + r] = sum` with
+ * its own epilogue. Both see WGSL; `key` names the variant in the kernel cache.
+ */
+export interface GemvHooks {
+  key: string;
+  /** Extra fields of the parameter struct P (after `mul`), e.g. ", half: u32". */
+  params?: string;
+  /** Extra WGSL declarations: bindings after `out` (numbered from `firstBinding`), helper functions. */
+  decls?: (firstBinding: number) => string;
+  /** Kinds of the bindings `decls` declares. */
+  bindings?: readonly ("read" | "write")[];
+  /** WGSL of the weight row that team row `r` (a u32 expression below p.n) reads. */
+  row?: (r: string) => string;
+  /** WGSL statements storing a team's sums: sums[j] (after the format's post) of team row rows[j], to be stored only when rows[j] < p.n. */
+  store?: (sums: readonly string[], rows: readonly string[]) => string;
+}
+
+/**
  * The GEMV kernel for a weight format, x access mode, subgroup width `sg` (1: no subgroups), rows per
  * team, teams per row group (`split`, a power of two), loads in flight per lane and row (`unroll`), loads
  * of the next step issued before the current one computes (`pipeline`) and where x is read (`x`).
@@ -274,6 +293,7 @@ export function gemvKernel(
   unroll = GEMV_UNROLL[format],
   pipeline = GEMV_PIPELINE[format],
   x: GemvX = GEMV_X[format],
+  hooks?: GemvHooks,
 ): Kernel {
   const team = gemvTeam(sg);
   const teams = GEMV_THREADS / team;
@@ -284,7 +304,7 @@ export function gemvKernel(
   if (!GEMV_XS.includes(x)) throw new Error(`GEMV x "${String(x)}" is not one of ${GEMV_XS.join(", ")}`);
   const staged = x !== "global";
   if (staged && pipeline) throw new Error("GEMV: a pipelined variant reads x from global memory (x staged in workgroup memory is not pipelined)");
-  return memoKernel(`gemv.${format}${gemvDecodeOf(format) ? `:${gemvDecodeOf(format)}` : ""}.${mode}.${team}.${+viaSubgroup}.${R}.${S}.${U}.${+pipeline}.${x}`, () => {
+  return memoKernel(`gemv.${format}${gemvDecodeOf(format) ? `:${gemvDecodeOf(format)}` : ""}.${mode}.${team}.${+viaSubgroup}.${R}.${S}.${U}.${+pipeline}.${x}${hooks ? `.${hooks.key}` : ""}`, () => {
     const f = gemvFormat(format);
     // per-load scales (block and 4-bit packed formats); a scale binding (those, and int8's row scales)
     const block = isBlock(format) || f.scaleAt !== undefined;
@@ -408,12 +428,13 @@ fn xh(i: u32) -> vec4<f32> { let h = xw[i]; return vec4<f32>(unpack2x16float(h.x
   ${each((j) => `acc${j} = red[lid * R + ${j}u];`, "\n  ")}`;
     }
     const code = /* wgsl */ `${viaSubgroup ? "enable subgroups;" : ""}
-struct P { n: u32, k: u32, chunks: u32, o0: u32, stride4: u32, blocks: u32, mul: f32 }
+struct P { n: u32, k: u32, chunks: u32, o0: u32, stride4: u32, blocks: u32, mul: f32${hooks?.params ?? ""} }
 @group(0) @binding(0) var<uniform> p: P;
 @group(0) @binding(1) var<storage, read> x: array<${mode === "scalar" ? "f32" : "vec4<f32>"}>;
 @group(0) @binding(2) var<storage, read> w: array<vec4<u32>>;
 ${scaled ? `@group(0) @binding(3) var<storage, read> sc: array<${f.scaleType}>;` : ""}
 @group(0) @binding(${scaled ? 4 : 3}) var<storage, read_write> out: array<f32>;
+${hooks?.decls?.(scaled ? 5 : 4) ?? ""}
 ${DECODE_HELPERS}
 ${xLoader(mode)}
 ${f.fns}
@@ -435,7 +456,7 @@ fn main(${ENTRY_ARGS}) {
   ${each((j) => `var acc${j} = 0.0;`, "\n  ")}
   // rows past n (the last teams of the last workgroup) read clamped in-bounds rows; their sums are dropped
   let last = p.n - 1u;
-  ${each((j) => `let o${j} = min(row0 + ${j}u, last);`, "\n  ")}
+  ${each((j) => `let o${j} = ${hooks?.row ? hooks.row(`min(row0 + ${j}u, last)`) : `min(row0 + ${j}u, last)`};`, "\n  ")}
   ${each((j) => `let w${j} = o${j} * ${f.rowVec4s};`, "\n  ")}
   ${block ? each((j) => `let c${j} = o${j} * ${f.scaleRow};`, "\n  ") : ""}
   let slots = ${f.slots};
@@ -450,13 +471,15 @@ fn main(${ENTRY_ARGS}) {
   }
   ${reduce}
   if (lane == 0u && kp == 0u) {
-    ${each((j) => `if (row0 + ${j}u < p.n) { out[p.o0 + row0 + ${j}u] = ${f.post ? f.post(`acc${j}`, `(row0 + ${j}u)`) : `acc${j}`}; }`, "\n    ")}
+    ${hooks?.store
+      ? hooks.store(rows.map((j) => (f.post ? f.post(`acc${j}`, `o${j}`) : `acc${j}`)), rows.map((j) => `(row0 + ${j}u)`))
+      : each((j) => `if (row0 + ${j}u < p.n) { out[p.o0 + row0 + ${j}u] = ${f.post ? f.post(`acc${j}`, `(row0 + ${j}u)`) : `acc${j}`}; }`, "\n    ")}
   }
 }`.replace(/SCALES/g, "((p.blocks + 7u) & ~7u)");
     return {
-      name: `matmul.gemv.${format}`,
+      name: `matmul.gemv.${format}${hooks ? `.${hooks.key}` : ""}`,
       code,
-      bindings: scaled ? ["read", "read", "read", "write"] : ["read", "read", "write"],
+      bindings: [...(scaled ? ["read", "read", "read", "write"] as const : ["read", "read", "write"] as const), ...(hooks?.bindings ?? [])],
     };
   });
 }

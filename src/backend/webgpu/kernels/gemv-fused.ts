@@ -1,0 +1,97 @@
+/**
+ * Fused GEMVs: matmul.ts's GEMV skeleton with a row mapping and an epilogue (GemvHooks), so that one
+ * dispatch does what took two to four (src/backend/webgpu/README.md, "Fusions"):
+ * - stacked: the weights of several matmuls with the same x (q, k, v) lie one after another in one buffer
+ *   (stacked-weights.ts); team row r reads row r of the stack and the epilogue stores it in the output of
+ *   the weight it belongs to, times that weight's factor (packed formats' tensor scale; p.mul is 1).
+ * - swiglu: gate and up are stacked; team rows 2i and 2i + 1 read gate row i and up row i, so one team
+ *   holds both sums and stores silu(gate) * up (the expression of the swiglu kernel) without a round trip.
+ * - add: out += W·x, the residual add as the store (out is read and written by the same thread only).
+ */
+import { gemvKernel, type GemvHooks, type GemvVariant, type XMode } from "./matmul.js";
+import type { GpuFormat } from "../weights.js";
+import type { Kernel } from "../kernel.js";
+
+/** The most weights one stacked GEMV serves (its parameter block holds a bound and a factor per weight). */
+export const MAX_STACK = 4;
+
+/** Extra parameter words of a stacked GEMV of `m` weights: bounds b1..b(m-1) (first row of each), factors. */
+export function stackedParams(rows: readonly number[], muls: readonly number[], bits: (v: number) => number): number[] {
+  const bounds: number[] = [];
+  let at = 0;
+  for (let i = 0; i + 1 < rows.length; i++) bounds.push((at += rows[i]!));
+  return [...bounds, ...muls.map(bits)];
+}
+
+function stackedHooks(m: number): GemvHooks {
+  if (!(m >= 2 && m <= MAX_STACK)) throw new Error(`a stacked GEMV takes 2 to ${MAX_STACK} weights, not ${m}`);
+  const ids = Array.from({ length: m }, (_, i) => i);
+  const outName = (i: number) => (i === 0 ? "out" : `out${i}`);
+  // weight i owns rows [b_i, b_(i+1)); b_0 = 0
+  const bound = (i: number) => (i === 0 ? "0u" : `p.b${i}`);
+  const branches = ids
+    .map((i) => {
+      const put = `${outName(i)}[r - ${bound(i)}] = v * p.mul${i};`;
+      return i === m - 1 ? `{ ${put} }` : `if (r < p.b${i + 1}) { ${put} }`;
+    })
+    .join(" else ");
+  return {
+    key: `stack${m}`,
+    params: ids.slice(1).map((i) => `, b${i}: u32`).join("") + ids.map((i) => `, mul${i}: f32`).join(""),
+    decls: (first) => `${ids.slice(1).map((i) => `@group(0) @binding(${first + i - 1}) var<storage, read_write> out${i}: array<f32>;`).join("\n")}
+fn put(r: u32, v: f32) {
+  ${branches}
+}`,
+    bindings: ids.slice(1).map(() => "write" as const),
+    store: (sums, rows) => sums.map((s, j) => `if (${rows[j]} < p.n) { put(${rows[j]}, ${s}); }`).join("\n    "),
+  };
+}
+
+const SWIGLU_HOOKS: GemvHooks = {
+  key: "swiglu",
+  params: ", half: u32, mulGate: f32, mulUp: f32",
+  row: (r) => `((${r}) >> 1u) + ((${r}) & 1u) * p.half`,
+  decls: () => `fn silu_mul(g: f32, u: f32) -> f32 { return (g / (1.0 + exp(-g))) * u; }`,
+  store: (sums, rows) =>
+    sums
+      .flatMap((s, j) => (j % 2 === 0 ? [`if (${rows[j]} < p.n) { out[${rows[j]} >> 1u] = silu_mul(${s} * p.mulGate, ${sums[j + 1]} * p.mulUp); }`] : []))
+      .join("\n    "),
+};
+
+const ADD_HOOKS: GemvHooks = {
+  key: "add",
+  store: (sums, rows) => sums.map((s, j) => `if (${rows[j]} < p.n) { out[p.o0 + ${rows[j]}] = out[p.o0 + ${rows[j]}] + ${s}; }`).join("\n    "),
+};
+
+/**
+ * A GEMV over a stack of `m` weights (one buffer, rows one weight after another) writing each weight's
+ * rows to its own output. Bindings: x, w, [scales,] out, out1..out(m-1). Params: the GEMV's (n = all rows,
+ * mul = 1), then stackedParams.
+ */
+export function stackedGemvKernel(format: GpuFormat, mode: XMode, sg: number, v: GemvVariant, m: number): Kernel {
+  return variantKernel(format, mode, sg, v, stackedHooks(m));
+}
+
+/** Rows per team of the swiglu GEMV: a team must hold whole (gate, up) pairs. */
+export function swigluRowsPerTeam(rowsPerTeam: number): number {
+  return rowsPerTeam % 2 === 0 ? rowsPerTeam : 2 * rowsPerTeam;
+}
+
+/**
+ * out[i] = silu(gate_i · x) * (up_i · x) over a stack [gate; up] of 2 * half rows. Bindings: x, w,
+ * [scales,] out. Params: the GEMV's (n = 2 * half, mul = 1), half, gate's factor, up's factor.
+ */
+export function swigluGemvKernel(format: GpuFormat, mode: XMode, sg: number, v: GemvVariant): Kernel {
+  if (v.rowsPerTeam % 2 !== 0) throw new Error(`the swiglu GEMV needs an even number of rows per team, not ${v.rowsPerTeam}`);
+  return variantKernel(format, mode, sg, v, SWIGLU_HOOKS);
+}
+
+/** out[o] += w_o · x: the GEMV with the residual add as its store. Bindings and params as the GEMV's. */
+export function addGemvKernel(format: GpuFormat, mode: XMode, sg: number, v: GemvVariant): Kernel {
+  return variantKernel(format, mode, sg, v, ADD_HOOKS);
+}
+
+/** The plain GEMV's variant `v` (matmul.ts's tables, as the backend picks it) with hooks. */
+function variantKernel(format: GpuFormat, mode: XMode, sg: number, v: GemvVariant, hooks: GemvHooks): Kernel {
+  return gemvKernel(format, mode, sg, v.rowsPerTeam, v.split, v.unroll, v.pipeline, v.x, hooks);
+}
