@@ -13,7 +13,9 @@
  * Decode: after a prefill of --prompt tokens, --warmup untimed greedy steps, then --decode timed ones
  * (KV depth prompt+warmup .. +decode); each step is one submission that brings back only the token id,
  * pipelined as generate() runs it (backend.pickAhead: step t + 1 is recorded while the GPU runs step t);
- * the same steps with one wait per token (backend.argmax) are reported beside it. Prefill: tokens/s of the whole prompt, at --prompt and --long-prompt tokens. Every
+ * the same steps with one wait per token (backend.argmax) are reported beside it, and the pipelined steps
+ * again without the fused ops (backend.fuse = false: separate q/k/v, gate/up/SwiGLU, RoPE/KV write and add
+ * dispatches), interleaved with the fused runs, with the dispatches one decode step records either way. Prefill: tokens/s of the whole prompt, at --prompt and --long-prompt tokens. Every
  * figure is the median of --repeats runs (min and max kept), after one untimed warm-up run.
  * Roofline: a decode step must read every weight once (decodeWeightBytes) and the KV cache up to its
  * depth (Frugal keeps K/V in f32, llama.cpp in f16); at the copy kernel's bandwidth that takes
@@ -30,6 +32,8 @@ import { join } from "node:path";
 import { spawn, execFileSync } from "node:child_process";
 import { fileURLToPath } from "node:url";
 import { loadModel } from "../src/load.js";
+import type { LlamaModel } from "../src/model/llama.js";
+import type { KVCache } from "../src/backend/backend.js";
 import { createWebGpuBackend, type WebGpuBackend } from "../src/backend/webgpu/webgpu-backend.js";
 import type { KernelTime } from "../src/backend/webgpu/profiler.js";
 import { isBlockDType as isDType, type BlockDType as DType } from "../src/tensor/dtype.js";
@@ -65,6 +69,10 @@ interface FrugalResult {
   decode: Spread;
   /** Decode with one submission and one wait per token (no pipelining), for comparison. */
   decodeSync?: Spread;
+  /** Pipelined decode with the fused ops off (backend.fuse = false), interleaved with the fused runs. */
+  decodeUnfused?: Spread;
+  /** Dispatches one decode step records (forward and the device-side pick), fused and unfused. */
+  dispatches?: { fused: number; unfused: number };
   kvBytes: number;
   rooflineTokS: number;
   /** Median decode tokens/s over the roofline's. */
@@ -169,6 +177,16 @@ function modelFile(name: string, s: Shape, format: DType): string {
 const ms = () => performance.now();
 
 /** Frugal on WebGPU: load, warm up, then decode and prefill runs (see the file comment). */
+/** Dispatches one pipelined decode step records (forward + pickAhead) at position `pos`, with the fused ops on or off. */
+function stepDispatches(backend: WebGpuBackend, net: LlamaModel, cache: KVCache, pos: number, fuse: boolean): number {
+  const was = backend.fuse;
+  backend.fuse = fuse;
+  const d0 = backend.recorder.dispatches;
+  backend.pickAhead(net.forward(Int32Array.of(1), pos, cache));
+  backend.fuse = was;
+  return backend.recorder.dispatches - d0;
+}
+
 async function frugal(file: string, contextSize: number, o: Settings): Promise<Omit<FrugalResult, "kvBytes" | "rooflineTokS" | "ofRoofline">> {
   const backend = await createWebGpuBackend();
   const t0 = ms();
@@ -208,14 +226,27 @@ async function frugal(file: string, contextSize: number, o: Settings): Promise<O
       for (let i = 0; i < steps; i++) token = await step(token, pos++);
       return (steps / (ms() - t2)) * 1000;
     };
+    const unfusedRun = async (steps: number): Promise<number> => {
+      backend.fuse = false;
+      try {
+        return (await decodeRun(steps))[1];
+      } finally {
+        backend.fuse = true;
+      }
+    };
     await decodeRun(Math.min(8, o.decode)); // warm-up: pipelines compile, buffers settle
+    await unfusedRun(Math.min(8, o.decode));
+    const dispatches = { fused: stepDispatches(backend, net, cache, ids.length, true), unfused: stepDispatches(backend, net, cache, ids.length, false) };
+    await backend.finish();
     const prefill: number[] = [];
     const decode: number[] = [];
     const decodeSync: number[] = [];
+    const decodeUnfused: number[] = [];
     for (let r = 0; r < o.repeats; r++) {
       const [p, d] = await decodeRun(o.decode);
       prefill.push(p);
       decode.push(d);
+      decodeUnfused.push(await unfusedRun(o.decode));
       decodeSync.push(await syncRun(o.decode));
     }
     let prefillLong: Spread | undefined;
@@ -229,7 +260,10 @@ async function frugal(file: string, contextSize: number, o: Settings): Promise<O
       }
       prefillLong = spread(runs);
     }
-    return { loadS, prefill: spread(prefill), decode: spread(decode), decodeSync: spread(decodeSync), ...(prefillLong ? { prefillLong } : {}) };
+    return {
+      loadS, prefill: spread(prefill), decode: spread(decode), decodeSync: spread(decodeSync), decodeUnfused: spread(decodeUnfused), dispatches,
+      ...(prefillLong ? { prefillLong } : {}),
+    };
   } finally {
     model.dispose();
   }
@@ -319,7 +353,7 @@ function tableRows(rep: Report): { headers: string[]; rows: string[][] } {
   const P = rep.settings.prompt;
   const L = rep.settings.longPrompt;
   const headers = [
-    "model", "format", "weights MiB", "Frugal decode t/s (min-max)", "of roofline", "llama.cpp decode t/s", "of roofline",
+    "model", "format", "weights MiB", "Frugal decode t/s (min-max)", "unfused t/s", "dispatches/step fused / unfused", "of roofline", "llama.cpp decode t/s", "of roofline",
     "decode ratio", `prefill ${P} Frugal / llama.cpp`, ...(L ? [`prefill ${L} Frugal / llama.cpp`] : []),
   ];
   const rows = rep.results.map((r) => {
@@ -329,7 +363,8 @@ function tableRows(rep: Report): { headers: string[]; rows: string[][] } {
     const lcell = (s?: Spread) => (l ? f1(s?.median) : r.llamaCpp && "error" in r.llamaCpp ? "failed" : "-");
     return [
       r.shape, r.format, f1(r.weightBytes / 2 ** 20),
-      f ? `${f1(f.decode.median)} (${f1(f.decode.min)}-${f1(f.decode.max)})` : "failed", pct(f?.ofRoofline),
+      f ? `${f1(f.decode.median)} (${f1(f.decode.min)}-${f1(f.decode.max)})` : "failed", f1(f?.decodeUnfused?.median),
+      f?.dispatches ? `${f.dispatches.fused} / ${f.dispatches.unfused}` : "-", pct(f?.ofRoofline),
       l ? `${f1(l.decode.median)} (${f1(l.decode.min)}-${f1(l.decode.max)})` : lcell(), pct(l?.ofRoofline),
       ratio, `${f1(f?.prefill.median)} / ${lcell(l?.prefill)}`,
       ...(L ? [`${f1(f?.prefillLong?.median)} / ${lcell(l?.prefillLong)}`] : []),
@@ -459,7 +494,8 @@ async function main(): Promise<void> {
         const rooflineTokS = rooflineTokensPerSecond(row.weightBytes + kvBytes, copy.gbs);
         row.frugal = { ...f, kvBytes, rooflineTokS, ofRoofline: f.decode.median / rooflineTokS };
         console.log(
-          `  Frugal: load ${f.loadS.toFixed(1)} s; decode ${f1(f.decode.median)} t/s (${f1(f.decode.min)}-${f1(f.decode.max)}; one wait per token: ${f1(f.decodeSync?.median)}), ${pct(row.frugal.ofRoofline)} of roofline ${f1(rooflineTokS)}; ` +
+          `  Frugal: load ${f.loadS.toFixed(1)} s; decode ${f1(f.decode.median)} t/s (${f1(f.decode.min)}-${f1(f.decode.max)}; one wait per token: ${f1(f.decodeSync?.median)}; unfused: ${f1(f.decodeUnfused?.median)}), ` +
+          `${f.dispatches?.fused} dispatches a step (unfused ${f.dispatches?.unfused}), ${pct(row.frugal.ofRoofline)} of roofline ${f1(rooflineTokS)}; ` +
           `prefill ${o.prompt}: ${f1(f.prefill.median)} t/s${f.prefillLong ? `, ${o.longPrompt}: ${f1(f.prefillLong.median)} t/s` : ""}`,
         );
         if (a.profile) {
