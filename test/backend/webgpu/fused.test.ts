@@ -16,6 +16,7 @@ import type { GpuKVCache, WebGpuBackend } from "../../../src/backend/webgpu/webg
 import type { GpuWeight } from "../../../src/backend/webgpu/weights.js";
 import type { BlockDType } from "../../../src/tensor/dtype.js";
 import type { RawTensor } from "../../../src/tensor/raw.js";
+import { GEMV_X } from "../../../src/backend/webgpu/kernels/matmul.js";
 import { ropeInverseFrequencies } from "../../../src/model/config.js";
 import { loadModel } from "../../../src/load.js";
 import { ROOT } from "../../paths.js";
@@ -135,6 +136,30 @@ test("matmulSwiglu: silu(gate·x) * (up·x) in one dispatch equals the exact val
       b.matmul(su, x, wu);
       b.swiglu(sg, sg, su);
       assertWithin(await b.read(sg), want, bound, `${what} separate`);
+    }
+  }
+});
+
+test("the fused GEMVs run the plain GEMV's variant: with x staged in workgroup memory too", { skip }, async () => {
+  const rng = new Rng(35);
+  for (const format of ["f16", "q4_0"] as const) {
+    const saved = GEMV_X[format];
+    GEMV_X[format] = "shared";
+    try {
+      const ws = [weight(format, 64, rng, "q"), weight(format, 32, rng, "k"), weight(format, 32, rng, "v")];
+      const xv = randoms(K, rng);
+      for (const b of backends()) {
+        const up = b.uploadStack(ws.map((w) => w.raw));
+        const x = tensorOf(b, 1, K, xv);
+        const outs = ws.map((w) => b.activation(1, w.raw.shape[0]!));
+        assert.equal(b.matmulStacked(outs, x, up), true);
+        for (let i = 0; i < 3; i++) {
+          const ref = exact(ws[i]!.w, xv, ws[i]!.raw.shape[0]!);
+          assertWithin(await b.read(outs[i]!), ref.sum, (o) => GAMMA * ref.mag[o]!, `${format} x shared, out ${i}`);
+        }
+      }
+    } finally {
+      GEMV_X[format] = saved;
     }
   }
 });
