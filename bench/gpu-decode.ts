@@ -71,6 +71,9 @@ interface FrugalResult {
   decodeSync?: Spread;
   /** Pipelined decode with the fused ops off (backend.fuse = false), interleaved with the fused runs. */
   decodeUnfused?: Spread;
+  /** Host ms per pipelined decode step spent recording and submitting it (forward + pickAhead): when it is
+   * close to the time per token, the host, not the GPU, sets the pace. */
+  recordMs?: Spread;
   /** Dispatches one decode step records (forward and the device-side pick), fused and unfused. */
   dispatches?: { fused: number; unfused: number };
   kvBytes: number;
@@ -201,21 +204,25 @@ async function frugal(file: string, contextSize: number, o: Settings): Promise<O
     const cache = net.newCache(contextSize);
     const step = (token: number, pos: number) => backend.argmax(net.forward(Int32Array.of(token), pos, cache));
     // what generate() does: step t + 1 is recorded and submitted before step t's token id is read back
-    const decodeRun = async (steps: number): Promise<[number, number]> => {
+    // returns prefill t/s, decode t/s and the host's ms per step spent recording and submitting (forward + pickAhead)
+    const decodeRun = async (steps: number): Promise<[number, number, number]> => {
       const t0 = ms();
       let pending = backend.pickAhead(model.prefill(ids, cache));
       await pending.id;
       const t1 = ms();
       let pos = ids.length;
       let t2 = t1;
+      let recording = 0;
       for (let i = 0; i < o.warmup + steps; i++) {
         if (i === o.warmup) t2 = ms();
+        const r0 = ms();
         const next = backend.pickAhead(net.forward(pending, pos++, cache));
+        if (i >= o.warmup) recording += ms() - r0;
         await pending.id;
         pending = next;
       }
       await pending.id;
-      return [(ids.length / (t1 - t0)) * 1000, (steps / (ms() - t2)) * 1000];
+      return [(ids.length / (t1 - t0)) * 1000, (steps / (ms() - t2)) * 1000, recording / steps];
     };
     // one submission and one wait per token, as before pipelining
     const syncRun = async (steps: number): Promise<number> => {
@@ -242,10 +249,12 @@ async function frugal(file: string, contextSize: number, o: Settings): Promise<O
     const decode: number[] = [];
     const decodeSync: number[] = [];
     const decodeUnfused: number[] = [];
+    const recordMs: number[] = [];
     for (let r = 0; r < o.repeats; r++) {
-      const [p, d] = await decodeRun(o.decode);
+      const [p, d, rec] = await decodeRun(o.decode);
       prefill.push(p);
       decode.push(d);
+      recordMs.push(rec);
       decodeUnfused.push(await unfusedRun(o.decode));
       decodeSync.push(await syncRun(o.decode));
     }
@@ -262,7 +271,7 @@ async function frugal(file: string, contextSize: number, o: Settings): Promise<O
     }
     return {
       loadS, prefill: spread(prefill), decode: spread(decode), decodeSync: spread(decodeSync), decodeUnfused: spread(decodeUnfused), dispatches,
-      ...(prefillLong ? { prefillLong } : {}),
+      recordMs: spread(recordMs), ...(prefillLong ? { prefillLong } : {}),
     };
   } finally {
     model.dispose();
@@ -495,7 +504,7 @@ async function main(): Promise<void> {
         row.frugal = { ...f, kvBytes, rooflineTokS, ofRoofline: f.decode.median / rooflineTokS };
         console.log(
           `  Frugal: load ${f.loadS.toFixed(1)} s; decode ${f1(f.decode.median)} t/s (${f1(f.decode.min)}-${f1(f.decode.max)}; one wait per token: ${f1(f.decodeSync?.median)}; unfused: ${f1(f.decodeUnfused?.median)}), ` +
-          `${f.dispatches?.fused} dispatches a step (unfused ${f.dispatches?.unfused}), ${pct(row.frugal.ofRoofline)} of roofline ${f1(rooflineTokS)}; ` +
+          `${f.dispatches?.fused} dispatches a step (unfused ${f.dispatches?.unfused}), host records a step in ${f.recordMs?.median.toFixed(3)} ms of ${(1000 / f.decode.median).toFixed(3)} ms, ${pct(row.frugal.ofRoofline)} of roofline ${f1(rooflineTokS)}; ` +
           `prefill ${o.prompt}: ${f1(f.prefill.median)} t/s${f.prefillLong ? `, ${o.longPrompt}: ${f1(f.prefillLong.median)} t/s` : ""}`,
         );
         if (a.profile) {

@@ -121,6 +121,13 @@ export async function createWebGpuBackend(options: WebGpuOptions = {}): Promise<
   return new WebGpuBackend(await openGpu(options), options);
 }
 
+/**
+ * Most rows a matmul runs as one GEMV a row (batched decoding of up to this many sequences); more rows
+ * take the tiled GEMM. Each GEMV re-reads the weight (from L2 where it fits), so this trades bandwidth
+ * for not wasting a 64-row GEMM tile on a handful of rows.
+ */
+export const GEMV_BATCH_ROWS = 8;
+
 export class WebGpuBackend implements Backend {
   readonly kind = "webgpu" as const;
   readonly formats: readonly DType[] = ["f32", "f16", "bf16", "q8_0", "q4_0", ...PACKED_DTYPES, "sparse-f32", "sparse-f16", "sparse-bf16"];
@@ -501,6 +508,12 @@ export class WebGpuBackend implements Backend {
     if (o.buf === xt.buf) throw new Error(`matmul ${wt.name}: the output may not share storage with x`);
     if (n === 0) return;
     const K = wt.inFeatures;
+    if (n > 1 && n <= GEMV_BATCH_ROWS && (K * 4) % this.rowViewAlign === 0 && (o.cols * 4) % this.rowViewAlign === 0) {
+      // a few rows (batched decoding): one GEMV per row over row views beats a 64-row GEMM tile mostly
+      // empty, and each row's result is then exactly its single-sequence result
+      for (let r = 0; r < n; r++) this.matmul(this.rowView(o, r, 1), this.rowView(xt, r, 1), w);
+      return;
+    }
     for (const part of wt.parts) {
       const bufs = part.scales ? [xt.buf, part.data, part.scales, o.buf] : [xt.buf, part.data, o.buf];
       if (n === 1 && wt.isBlock && this.activations === "int8") {
