@@ -1,6 +1,6 @@
 /**
  * RMSNorm: one workgroup per group of `group` consecutive values (a row, or a head for q/k norms).
- * Sums of squares are reduced through workgroup memory; each thread then scales its values.
+ * Sums of squares are reduced by a tree in workgroup memory; each thread then scales its values.
  */
 import { ENTRY_ARGS, GROUP_INDEX, memoKernel, type Kernel } from "../kernel.js";
 
@@ -37,10 +37,12 @@ fn main(${ENTRY_ARGS}) {
   }
   red[lid] = ss;
   workgroupBarrier();
-  // each thread adds all partial sums (broadcast reads): one barrier, not a log2(WG)-step tree
-  var total = 0.0;
-  for (var i = 0u; i < WG; i++) { total += red[i]; }
-  let scale = 1.0 / sqrt(total / f32(p.group) + p.eps);
+  // a log2(WG)-step tree: every thread reading all WG partial sums serially took ~20 us a row on an H200
+  for (var w = WG / 2u; w > 0u; w = w / 2u) {
+    if (lid < w) { red[lid] += red[lid + w]; }
+    workgroupBarrier();
+  }
+  let scale = 1.0 / sqrt(red[0] / f32(p.group) + p.eps);
   for (var i = lid; i < p.group; i += WG) {
     out[base + i] = weight[i] * (${X}[p.xBase + base + i] * scale);
   }
