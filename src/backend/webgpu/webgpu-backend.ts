@@ -204,6 +204,22 @@ export class WebGpuBackend implements Backend {
     return st;
   }
 
+  /**
+   * Runs a one-row fused op on each of x's rows (2..GEMV_BATCH_ROWS, batched decoding) through row views of
+   * x and `others` (its outputs): true when it ran, false (nothing recorded) when the rows cannot be viewed
+   * or the op declines, undefined when x has one row (the caller runs the op itself).
+   */
+  private fusedPerRow(x: GpuTensor, others: readonly GpuTensor[], op: (x: GpuTensor, row: (t: GpuTensor) => GpuTensor) => boolean): boolean | undefined {
+    const n = x.rows;
+    if (n === 1) return undefined;
+    if (!this.fuse || n > GEMV_BATCH_ROWS || [x, ...others].some((t) => t.rows < n || (t.cols * 4) % this.rowViewAlign !== 0)) return false;
+    for (let r = 0; r < n; r++) {
+      // the first row decides for all: the op declines on properties every row shares
+      if (!op(this.rowView(x, r, 1), (t) => this.rowView(t, r, 1))) return false;
+    }
+    return true;
+  }
+
   /** The GEMV variant the plain matmul uses for `format`, or with `rowsPerTeam` rows a team when given. */
   private gemvVariantOf(format: GpuFormat, rowsPerTeam = this.gemvRowsPerTeam[format]): GemvVariant {
     return gemvVariant(format, this.gpu.subgroupMinSize, rowsPerTeam === GEMV_ROWS_PER_TEAM[format] ? {} : { rowsPerTeam });
@@ -221,6 +237,8 @@ export class WebGpuBackend implements Backend {
    */
   matmulStacked(outs: readonly Tensor[], x: Tensor, ws: readonly Weight[]): boolean {
     const xt = x as GpuTensor;
+    const perRow = this.fusedPerRow(xt, outs as GpuTensor[], (xr, row) => this.matmulStacked(outs.map((o) => row(o as GpuTensor)), xr, ws));
+    if (perRow !== undefined) return perRow;
     const st = this.fusable(ws, xt);
     if (!st) return false;
     const os = outs as readonly GpuTensor[];
@@ -245,6 +263,8 @@ export class WebGpuBackend implements Backend {
    */
   matmulSwiglu(out: Tensor, x: Tensor, gate: Weight, up: Weight): boolean {
     const xt = x as GpuTensor;
+    const perRow = this.fusedPerRow(xt, [out as GpuTensor], (xr, row) => this.matmulSwiglu(row(out as GpuTensor), xr, gate, up));
+    if (perRow !== undefined) return perRow;
     const st = this.fusable([gate, up], xt);
     if (!st) return false;
     const o = out as GpuTensor;
@@ -263,11 +283,13 @@ export class WebGpuBackend implements Backend {
 
   /**
    * out += x · wᵀ for one row x (the residual add in the GEMV's store, so no projection round trip);
-   * false, recording nothing, when x has more rows or the int8-activation path would run.
+   * false, recording nothing, when x has more rows than GEMV_BATCH_ROWS or the int8-activation path would run.
    */
   matmulAdd(out: Tensor, x: Tensor, w: Weight): boolean {
     const xt = x as GpuTensor;
     const o = out as GpuTensor;
+    const perRow = this.fusedPerRow(xt, [o], (xr, row) => this.matmulAdd(row(o), xr, w));
+    if (perRow !== undefined) return perRow;
     if (!this.fuse || xt.rows !== 1 || !(w instanceof GpuWeight) || (w.isBlock && this.activations === "int8")) return false;
     if (xt.cols !== w.inFeatures || o.cols !== w.outFeatures || o.rows < 1) {
       throw new Error(`matmulAdd ${w.name}: x [${xt.rows}, ${xt.cols}] · [${w.shape.join(", ")}]ᵀ -> [${o.rows}, ${o.cols}] do not fit`);
