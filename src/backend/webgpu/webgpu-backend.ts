@@ -574,7 +574,7 @@ export class WebGpuBackend implements Backend {
     if (count % group !== 0) throw new Error(`rmsnorm: ${count} values are not whole groups of ${group}`);
     const threads = normThreads(group);
     const inPlace = o.buf === x.buf;
-    const k = rmsnormKernel(threads, inPlace);
+    const k = rmsnormKernel(threads, inPlace, group % 4 === 0 && xBase % 4 === 0);
     const wbuf = w.parts[0]!.data;
     const bufs = inPlace ? [o.buf, wbuf] : [o.buf, x.buf, wbuf];
     const groups = count / group;

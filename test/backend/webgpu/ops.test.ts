@@ -133,7 +133,7 @@ test("addBias, add and swiglu, with and without aliasing", { skip: !gpu && reaso
 
 test("rmsnorm (rows, heads in place, wide rows) and rmsnormRow", { skip: !gpu && reason }, async () => {
   const rng = new Rng(7);
-  for (const [rows, cols, group] of [[3, 64, 64], [3, 64, 16], [2, 1030, 1030]] as const) {
+  for (const [rows, cols, group] of [[3, 64, 64], [3, 64, 16], [2, 1030, 1030], [2, 2048, 2048]] as const) {
     const x = randoms(rows * cols, rng, 3);
     const weight = randomWeight("f16", [group], rng, "norm");
     await agree(`rmsnorm [${rows}, ${cols}] groups of ${group}`, async (b) => {

@@ -11,17 +11,20 @@ export function normThreads(group: number): number {
 
 /**
  * Bindings: out, (x unless in place), weight (f32). Params: groups, group, xBase (first element of x
- * read), eps.
+ * read), eps. `vec4` (group and xBase multiples of 4) reads and writes vec4s: a decode row is one
+ * workgroup on one SM, so it is bound by the latency of its loads, and a quarter as many helps.
  */
-export function rmsnormKernel(threads: number, inPlace: boolean): Kernel {
-  return memoKernel(`rmsnorm.${threads}.${+inPlace}`, () => {
+export function rmsnormKernel(threads: number, inPlace: boolean, vec4 = false): Kernel {
+  return memoKernel(`rmsnorm.${threads}.${+inPlace}${vec4 ? ".v4" : ""}`, () => {
     const X = inPlace ? "out" : "x";
+    const T = vec4 ? "vec4<f32>" : "f32";
+    const L = vec4 ? 4 : 1;
     const code = /* wgsl */ `
 struct P { groups: u32, group: u32, xBase: u32, eps: f32 }
 @group(0) @binding(0) var<uniform> p: P;
-@group(0) @binding(1) var<storage, read_write> out: array<f32>;
-${inPlace ? "" : "@group(0) @binding(2) var<storage, read> x: array<f32>;"}
-@group(0) @binding(${inPlace ? 2 : 3}) var<storage, read> weight: array<f32>;
+@group(0) @binding(1) var<storage, read_write> out: array<${T}>;
+${inPlace ? "" : `@group(0) @binding(2) var<storage, read> x: array<${T}>;`}
+@group(0) @binding(${inPlace ? 2 : 3}) var<storage, read> weight: array<${T}>;
 const WG = ${threads}u;
 var<workgroup> red: array<f32, WG>;
 
@@ -29,11 +32,13 @@ var<workgroup> red: array<f32, WG>;
 fn main(${ENTRY_ARGS}) {
   let g = ${GROUP_INDEX};
   if (g >= p.groups) { return; }
-  let base = g * p.group;
+  let n = p.group / ${L}u;
+  let base = g * n;
+  let xb = p.xBase / ${L}u;
   var ss = 0.0;
-  for (var i = lid; i < p.group; i += WG) {
-    let v = ${X}[p.xBase + base + i];
-    ss += v * v;
+  for (var i = lid; i < n; i += WG) {
+    let v = ${X}[xb + base + i];
+    ss += ${vec4 ? "dot(v, v)" : "v * v"};
   }
   red[lid] = ss;
   workgroupBarrier();
@@ -43,8 +48,8 @@ fn main(${ENTRY_ARGS}) {
     workgroupBarrier();
   }
   let scale = 1.0 / sqrt(red[0] / f32(p.group) + p.eps);
-  for (var i = lid; i < p.group; i += WG) {
-    out[base + i] = weight[i] * (${X}[p.xBase + base + i] * scale);
+  for (var i = lid; i < n; i += WG) {
+    out[base + i] = weight[i] * (${X}[xb + base + i] * scale);
   }
 }`;
     return { name: "rmsnorm", code, bindings: inPlace ? ["write", "read"] : ["write", "read", "read"] };
