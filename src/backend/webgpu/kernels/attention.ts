@@ -15,12 +15,92 @@ export const MAX_SPLITS = 64;
 /** Finite "minus infinity", so that exp(m - m') never sees inf - inf. */
 const NEG = "-3.0e38";
 
-/** Splits for `rows` query rows of `heads` heads over up to `maxLen` positions. */
+/** Fewest positions a split walks: shorter spans cost more partials to merge than they save. */
+const MIN_SPAN = 16;
+/**
+ * Workgroups a decode step aims for. A split's work is chains of dependent loads (q·k, then V per
+ * position), so the kernel is latency-bound: more, shorter splits put more of them in flight at once.
+ */
+const TARGET_GROUPS = 1024;
+
+/**
+ * Splits for `rows` query rows of `heads` heads over up to `maxLen` positions. Batched attention
+ * (kernels/rows.ts) asks this for each row alone, so both paths split a row alike.
+ */
 export function attentionSplits(rows: number, heads: number, maxLen: number): number {
-  const tiles = Math.ceil(maxLen / TILE);
   if (rows * heads >= 256) return 1;
-  return Math.max(1, Math.min(MAX_SPLITS, tiles, Math.ceil(256 / (rows * heads))));
+  const spans = Math.ceil(maxLen / MIN_SPAN);
+  return Math.max(1, Math.min(MAX_SPLITS, spans, Math.ceil(TARGET_GROUPS / (rows * heads))));
 }
+
+/**
+ * WGSL: `mNew`, the max of `m` and the WG scores in workgroup array `red` (filled, then a barrier), by a
+ * log2(WG)-step tree. Max is exact in any order, so this equals a serial scan bit for bit.
+ */
+export const maxTreeWgsl = (m: string) => `for (var w = WG / 2u; w > 0u; w >>= 1u) {
+      if (lid < w) { red[lid] = max(red[lid], red[lid + w]); }
+      workgroupBarrier();
+    }
+    let mNew = max(${m}, red[0]);`;
+
+/**
+ * WGSL: `a += probs[u] * V(u)` for u in [0, count), four loads issued before their sums so that their
+ * latencies overlap; the sums run in the serial order.
+ */
+export function accumulateWgsl(v: (u: string) => string): string {
+  return `var u = 0u;
+        for (; u + 4u <= count; u += 4u) {
+          let v0 = ${v("u")};
+          let v1 = ${v("(u + 1u)")};
+          let v2 = ${v("(u + 2u)")};
+          let v3 = ${v("(u + 3u)")};
+          a += probs[u] * v0;
+          a += probs[u + 1u] * v1;
+          a += probs[u + 2u] * v2;
+          a += probs[u + 3u] * v3;
+        }
+        for (; u < count; u++) { a += probs[u] * ${v("u")}; }`;
+}
+
+/**
+ * WGSL body of a combine workgroup: given `splits` (<= MAX_SPLITS), `base` (the row-head's first
+ * partial) and `outAt` (the row-head's first output), merges the splits. Each thread loads one split's
+ * max and weight once into workgroup memory, instead of every thread reading all of them from global
+ * memory in dependent chains; the sums keep the serial order.
+ */
+export function combineWgsl(outAt: string): string {
+  return `var ms = ${NEG};
+  if (lid < splits) { ms = partial[base + lid * (D + 2u)]; }
+  red[lid] = ms;
+  workgroupBarrier();
+  ${maxTreeWgsl(NEG)}
+  let m = mNew;
+  if (lid < splits) { wts[lid] = exp(ms - m); }
+  workgroupBarrier();
+  var l = 0.0;
+  for (var s = 0u; s < splits; s++) { l += wts[s] * partial[base + s * (D + 2u) + 1u]; }
+  for (var i = lid; i < D; i += WG) {
+    var a = 0.0;
+    var s = 0u;
+    for (; s + 4u <= splits; s += 4u) {
+      let o = base + s * (D + 2u) + 2u + i;
+      let y0 = partial[o];
+      let y1 = partial[o + (D + 2u)];
+      let y2 = partial[o + 2u * (D + 2u)];
+      let y3 = partial[o + 3u * (D + 2u)];
+      a += wts[s] * y0;
+      a += wts[s + 1u] * y1;
+      a += wts[s + 2u] * y2;
+      a += wts[s + 3u] * y3;
+    }
+    for (; s < splits; s++) { a += wts[s] * partial[base + s * (D + 2u) + 2u + i]; }
+    out[${outAt} + i] = a / l;
+  }`;
+}
+
+/** Workgroup arrays of combineWgsl (WG = 64 = MAX_SPLITS threads). */
+export const COMBINE_SHARED = `var<workgroup> red: array<f32, ${MAX_SPLITS}>;
+var<workgroup> wts: array<f32, ${MAX_SPLITS}>;`;
 
 /** Floats of one split's partial result: max, sum, then headDim accumulators. */
 export const partialStride = (headDim: number) => headDim + 2;
@@ -103,9 +183,7 @@ fn main(${ENTRY_ARGS}) {
     }
     red[lid] = s;
     workgroupBarrier();
-    // every thread reads all WG scores (broadcast reads): one barrier instead of a log2(WG)-step tree
-    var mNew = m;
-    for (var u = 0u; u < WG; u++) { mNew = max(mNew, red[u]); }
+    ${maxTreeWgsl("m")}
     let corr = exp(m - mNew);
     var e = 0.0;
     if (t < end) { e = exp(s - mNew); }
@@ -118,7 +196,10 @@ fn main(${ENTRY_ARGS}) {
       let i = lid + j * WG;
       if (i < D) {
         var a = acc[j] * corr;
-        for (var u = 0u; u < count; u++) { a += probs[u] * ${four ? `kv_v(${at("(t0 + u)")} * p.width / D + kvBase / D, i)` : int8 ? `vAt(${at("(t0 + u)")} * p.width + kvBase + i, ${at("(t0 + u)")} * p.width / D + kvBase / D)` : `vc[${at("(t0 + u)")} * p.width + kvBase + i]`}; }
+        ${accumulateWgsl((u) => {
+          const t = at(`(t0 + ${u})`);
+          return four ? `kv_v(${t} * p.width / D + kvBase / D, i)` : int8 ? `vAt(${t} * p.width + kvBase + i, ${t} * p.width / D + kvBase / D)` : `vc[${t} * p.width + kvBase + i]`;
+        })}
         acc[j] = a;
       }
     }
@@ -153,6 +234,7 @@ struct P { rows: u32, heads: u32, splits: u32, outCols: u32 }
 @group(0) @binding(2) var<storage, read> partial: array<f32>;
 const D = ${headDim}u;
 const WG = 64u;
+${COMBINE_SHARED}
 @compute @workgroup_size(WG)
 fn main(${ENTRY_ARGS}) {
   let rh = ${GROUP_INDEX};
@@ -160,21 +242,8 @@ fn main(${ENTRY_ARGS}) {
   let r = rh / p.heads;
   let h = rh % p.heads;
   let base = rh * p.splits * (D + 2u);
-  var m = ${NEG};
-  for (var s = 0u; s < p.splits; s++) { m = max(m, partial[base + s * (D + 2u)]); }
-  var l = 0.0;
-  for (var s = 0u; s < p.splits; s++) {
-    let o = base + s * (D + 2u);
-    l += exp(partial[o] - m) * partial[o + 1u];
-  }
-  for (var i = lid; i < D; i += WG) {
-    var a = 0.0;
-    for (var s = 0u; s < p.splits; s++) {
-      let o = base + s * (D + 2u);
-      a += exp(partial[o] - m) * partial[o + 2u + i];
-    }
-    out[r * p.outCols + h * D + i] = a / l;
-  }
+  let splits = p.splits;
+  ${combineWgsl("r * p.outCols + h * D")}
 }`,
   }));
 }
