@@ -102,6 +102,38 @@ export function combineWgsl(outAt: string): string {
 export const COMBINE_SHARED = `var<workgroup> red: array<f32, ${MAX_SPLITS}>;
 var<workgroup> wts: array<f32, ${MAX_SPLITS}>;`;
 
+/** Threads that share one key's q·k, each summing every KEY_LANES-th element (coalesced loads). */
+const KEY_LANES = 4;
+
+/** Workgroup array of scoresWgsl: one partial dot a thread and pass. */
+export const SCORES_SHARED = `var<workgroup> dots: array<f32, ${TILE * KEY_LANES}>;`;
+
+/**
+ * WGSL: the scores of the tile of positions [t0, min(t0 + WG, end)), leaving `t` (this thread's position
+ * in the tile) and `s` (its scaled score, NEG past end). KEY_LANES threads share a key, so a split
+ * shorter than WG still keeps every thread loading; `prelude` (per key) and `term` (element i) see the
+ * key's list position `t` (`kb` declares its base index), and qs holds the query as `qn` elements.
+ */
+export function scoresWgsl(qn: number, scale: string, kb: string, prelude: string, term: string): string {
+  return `for (var k0 = 0u; k0 < min(WG, end - t0); k0 += WG / ${KEY_LANES}u) {
+      let t = t0 + k0 + lid / ${KEY_LANES}u;
+      var d = 0.0;
+      if (t < end) {
+        ${kb}
+        ${prelude}
+        for (var i = lid % ${KEY_LANES}u; i < ${qn}u; i += ${KEY_LANES}u) { d += ${term}; }
+      }
+      dots[k0 * ${KEY_LANES}u + lid] = d;
+    }
+    workgroupBarrier();
+    let t = t0 + lid;
+    var s = ${NEG};
+    if (t < end) {
+      let b = lid * ${KEY_LANES}u;
+      s = ((dots[b] + dots[b + 1u]) + (dots[b + 2u] + dots[b + 3u])) * ${scale};
+    }`;
+}
+
 /** Floats of one split's partial result: max, sum, then headDim accumulators. */
 export const partialStride = (headDim: number) => headDim + 2;
 
@@ -149,6 +181,7 @@ const WG = ${TILE}u;
 var<workgroup> qs: array<${T}, ${QN}>;
 var<workgroup> probs: array<f32, WG>;
 var<workgroup> red: array<f32, WG>;
+${SCORES_SHARED}
 
 @compute @workgroup_size(WG)
 fn main(${ENTRY_ARGS}) {
@@ -171,16 +204,13 @@ fn main(${ENTRY_ARGS}) {
   var l = 0.0;
   var acc: array<f32, ${DPT}>;
   for (var t0 = start; t0 < end; t0 += WG) {
-    let t = t0 + lid;
-    var s = ${NEG};
-    if (t < end) {
-      let kb = ${V4 ? `(${at("t")} * p.width + kvBase) / 4u` : `${at("t")} * p.width + kvBase`};
-      var d = 0.0;
-      ${four ? `let ph = ${at("t")} * p.width / D + kvBase / D;
-      for (var i = 0u; i < ${QN}u; i++) { d += dot(qs[i], kv4_k(ph, i)); }` : int8 ? `let sk = ks[${at("t")} * p.width / D + kvBase / D];
-      for (var i = 0u; i < ${QN}u; i++) { d += dot(qs[i], kAt(kb + i, sk)); }` : `for (var i = 0u; i < ${QN}u; i++) { d += ${V4 ? "dot(qs[i], kc[kb + i])" : "qs[i] * kc[kb + i]"}; }`}
-      s = d * p.scale;
-    }
+    ${scoresWgsl(
+      QN,
+      "p.scale",
+      V4 ? `let kb = (${at("t")} * p.width + kvBase) / 4u;` : `let kb = ${at("t")} * p.width + kvBase;`,
+      four ? `let ph = ${at("t")} * p.width / D + kvBase / D;` : int8 ? `let sk = ks[${at("t")} * p.width / D + kvBase / D];` : "",
+      four ? "dot(qs[i], kv4_k(ph, i))" : int8 ? "dot(qs[i], kAt(kb + i, sk))" : V4 ? "dot(qs[i], kc[kb + i])" : "qs[i] * kc[kb + i]",
+    )}
     red[lid] = s;
     workgroupBarrier();
     ${maxTreeWgsl("m")}

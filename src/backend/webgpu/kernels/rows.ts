@@ -11,7 +11,7 @@
  * same numbers, bit for bit, as running the rows one by one.
  */
 import { ENTRY_ARGS, GROUP_INDEX, memoKernel, type Kernel } from "../kernel.js";
-import { COMBINE_SHARED, accumulateWgsl, combineWgsl, maxTreeWgsl } from "./attention.js";
+import { COMBINE_SHARED, SCORES_SHARED, accumulateWgsl, combineWgsl, maxTreeWgsl, scoresWgsl } from "./attention.js";
 
 /** Rows one dispatch's table holds; a larger batch runs in chunks of this many rows. */
 export const TABLE_ROWS = 64;
@@ -116,6 +116,7 @@ const WG = ${TILE}u;
 var<workgroup> qs: array<${T}, ${QN}>;
 var<workgroup> probs: array<f32, WG>;
 var<workgroup> red: array<f32, WG>;
+${SCORES_SHARED}
 
 @compute @workgroup_size(WG)
 fn main(${ENTRY_ARGS}) {
@@ -142,14 +143,13 @@ fn main(${ENTRY_ARGS}) {
   var l = 0.0;
   var acc: array<f32, ${DPT}>;
   for (var t0 = start; t0 < end; t0 += WG) {
-    let t = t0 + lid;
-    var s = ${NEG};
-    if (t < end) {
-      let kb = ${V4 ? "(slot + t * p.width + kvBase) / 4u" : "slot + t * p.width + kvBase"};
-      var d = 0.0;
-      for (var i = 0u; i < ${QN}u; i++) { d += ${V4 ? "dot(qs[i], kc[kb + i])" : "qs[i] * kc[kb + i]"}; }
-      s = d * scale;
-    }
+    ${scoresWgsl(
+      QN,
+      "scale",
+      V4 ? "let kb = (slot + t * p.width + kvBase) / 4u;" : "let kb = slot + t * p.width + kvBase;",
+      "",
+      V4 ? "dot(qs[i], kc[kb + i])" : "qs[i] * kc[kb + i]",
+    )}
     red[lid] = s;
     workgroupBarrier();
     ${maxTreeWgsl("m")}
