@@ -1,10 +1,16 @@
 /**
  * Causal grouped-query attention over the GPU KV cache, split over positions (flash-decoding): a
  * workgroup handles one (query row, head, split) and walks its span of positions in tiles of TILE,
- * keeping an online softmax (running max, per-thread running sums, rescaled accumulators; three
- * barriers a tile); a second
+ * keeping an online softmax (running max, per-thread running sums, rescaled accumulators); a second
  * kernel merges the splits of each (row, head). A decode step has one query row, so the splits are
- * what fills the GPU at long contexts; prefill has rows x heads workgroups already and uses fewer.
+ * what fills the GPU; prefill has rows x heads workgroups already and uses fewer.
+ *
+ * The work of a split is chains of dependent loads, so the kernels are latency-bound, not
+ * bandwidth-bound: decode aims for ~1024 workgroups of spans down to 16 positions; four threads share
+ * each key's q·k (coalesced loads, and a 16-position span still keeps all 64 threads loading); the tile
+ * max is a log2 tree in workgroup memory; V loads go four at a time before their (serial-order) sums;
+ * the combine loads each split's max and weight once into workgroup memory. The WGSL pieces are shared
+ * with kernels/rows.ts (whose rows must equal this kernel's bit for bit) and kernels/attention-select.ts.
  */
 import { ENTRY_ARGS, GROUP_INDEX, memoKernel, type Kernel } from "../kernel.js";
 import { checkKv4HeadDim, kvDecode4, type GpuKvFormat } from "./kv.js";
