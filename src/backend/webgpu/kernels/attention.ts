@@ -71,8 +71,8 @@ export function accumulateWgsl(v: (u: string) => string): string {
 /**
  * WGSL body of a combine workgroup: given `splits` (<= MAX_SPLITS), `base` (the row-head's first
  * partial) and `outAt` (the row-head's first output), merges the splits. Each thread loads one split's
- * max and weight once into workgroup memory, instead of every thread reading all of them from global
- * memory in dependent chains; the sums keep the serial order.
+ * max and sum once into workgroup memory, instead of every thread reading all of them from global
+ * memory in dependent chains; the sums keep the serial order, so the result equals a serial merge's.
  */
 export function combineWgsl(outAt: string): string {
   return `var ms = ${NEG};
@@ -81,10 +81,13 @@ export function combineWgsl(outAt: string): string {
   workgroupBarrier();
   ${maxTreeWgsl(NEG)}
   let m = mNew;
-  if (lid < splits) { wts[lid] = exp(ms - m); }
+  if (lid < splits) {
+    wts[lid] = exp(ms - m);
+    sums[lid] = partial[base + lid * (D + 2u) + 1u];
+  }
   workgroupBarrier();
   var l = 0.0;
-  for (var s = 0u; s < splits; s++) { l += wts[s] * partial[base + s * (D + 2u) + 1u]; }
+  for (var s = 0u; s < splits; s++) { l += wts[s] * sums[s]; }
   for (var i = lid; i < D; i += WG) {
     var a = 0.0;
     var s = 0u;
@@ -106,7 +109,8 @@ export function combineWgsl(outAt: string): string {
 
 /** Workgroup arrays of combineWgsl (WG = 64 = MAX_SPLITS threads). */
 export const COMBINE_SHARED = `var<workgroup> red: array<f32, ${MAX_SPLITS}>;
-var<workgroup> wts: array<f32, ${MAX_SPLITS}>;`;
+var<workgroup> wts: array<f32, ${MAX_SPLITS}>;
+var<workgroup> sums: array<f32, ${MAX_SPLITS}>;`;
 
 /** Threads that share one key's q·k, each summing every KEY_LANES-th element (coalesced loads). */
 const KEY_LANES = 4;
@@ -135,6 +139,7 @@ export function scoresWgsl(qn: number, scale: string, kb: string, prelude: strin
     let t = t0 + lid;
     var s = ${NEG};
     if (t < end) {
+      // KEY_LANES = 4 partial dots, summed pairwise
       let b = lid * ${KEY_LANES}u;
       s = ((dots[b] + dots[b + 1u]) + (dots[b + 2u] + dots[b + 3u])) * ${scale};
     }`;
