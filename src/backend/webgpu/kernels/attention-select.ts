@@ -13,6 +13,7 @@
  * Lists live in one buffer [heads][stride] (the host `KvSelection` layout, u32) plus counts [heads].
  */
 import { ENTRY_ARGS, GROUP_INDEX, memoKernel, type Kernel } from "../kernel.js";
+import { accumulateWgsl, maxTreeWgsl } from "./attention.js";
 
 /** Threads of the scores kernel's workgroups (one position each). */
 export const SCORE_GROUP = 64;
@@ -208,8 +209,7 @@ fn main(${ENTRY_ARGS}) {
     }
     red[lid] = s;
     workgroupBarrier();
-    var mNew = m;
-    for (var u = 0u; u < WG; u++) { mNew = max(mNew, red[u]); }
+    ${maxTreeWgsl("m")}
     let corr = exp(m - mNew);
     var e = 0.0;
     if (j < end) { e = exp(s - mNew); }
@@ -222,7 +222,8 @@ fn main(${ENTRY_ARGS}) {
       let i = lid + c * WG;
       if (i < D) {
         var a = acc[c] * corr;
-        for (var u = 0u; u < n; u++) { a += probs[u] * vc[pos[u] * p.width + kvBase + i]; }
+        let count = n;
+        ${accumulateWgsl((u) => `vc[pos[${u}] * p.width + kvBase + i]`)}
         acc[c] = a;
       }
     }

@@ -11,6 +11,7 @@
  * same numbers, bit for bit, as running the rows one by one.
  */
 import { ENTRY_ARGS, GROUP_INDEX, memoKernel, type Kernel } from "../kernel.js";
+import { COMBINE_SHARED, SCORES_SHARED, accumulateWgsl, combineWgsl, maxTreeWgsl, scoresWgsl } from "./attention.js";
 
 /** Rows one dispatch's table holds; a larger batch runs in chunks of this many rows. */
 export const TABLE_ROWS = 64;
@@ -115,6 +116,7 @@ const WG = ${TILE}u;
 var<workgroup> qs: array<${T}, ${QN}>;
 var<workgroup> probs: array<f32, WG>;
 var<workgroup> red: array<f32, WG>;
+${SCORES_SHARED}
 
 @compute @workgroup_size(WG)
 fn main(${ENTRY_ARGS}) {
@@ -141,18 +143,16 @@ fn main(${ENTRY_ARGS}) {
   var l = 0.0;
   var acc: array<f32, ${DPT}>;
   for (var t0 = start; t0 < end; t0 += WG) {
-    let t = t0 + lid;
-    var s = ${NEG};
-    if (t < end) {
-      let kb = ${V4 ? "(slot + t * p.width + kvBase) / 4u" : "slot + t * p.width + kvBase"};
-      var d = 0.0;
-      for (var i = 0u; i < ${QN}u; i++) { d += ${V4 ? "dot(qs[i], kc[kb + i])" : "qs[i] * kc[kb + i]"}; }
-      s = d * scale;
-    }
+    ${scoresWgsl(
+      QN,
+      "scale",
+      V4 ? "let kb = (slot + t * p.width + kvBase) / 4u;" : "let kb = slot + t * p.width + kvBase;",
+      "",
+      V4 ? "dot(qs[i], kc[kb + i])" : "qs[i] * kc[kb + i]",
+    )}
     red[lid] = s;
     workgroupBarrier();
-    var mNew = m;
-    for (var u = 0u; u < WG; u++) { mNew = max(mNew, red[u]); }
+    ${maxTreeWgsl("m")}
     let corr = exp(m - mNew);
     var ex = 0.0;
     if (t < end) { ex = exp(s - mNew); }
@@ -165,7 +165,7 @@ fn main(${ENTRY_ARGS}) {
       let i = lid + j * WG;
       if (i < D) {
         var a = acc[j] * corr;
-        for (var u = 0u; u < count; u++) { a += probs[u] * vc[slot + (t0 + u) * p.width + kvBase + i]; }
+        ${accumulateWgsl((u) => `vc[slot + (t0 + ${u}) * p.width + kvBase + i]`)}
         acc[j] = a;
       }
     }
@@ -204,6 +204,7 @@ ${HEAD("rows_: u32, heads: u32, maxSplits: u32, outCols: u32, h4: u32, h5: u32, 
 @group(0) @binding(2) var<storage, read> partial: array<f32>;
 const D = ${headDim}u;
 const WG = 64u;
+${COMBINE_SHARED}
 @compute @workgroup_size(WG)
 fn main(${ENTRY_ARGS}) {
   let rh = ${GROUP_INDEX};
@@ -212,21 +213,7 @@ fn main(${ENTRY_ARGS}) {
   let h = rh % p.heads;
   let splits = p.rows[r].z;
   let base = rh * p.maxSplits * (D + 2u);
-  var m = ${NEG};
-  for (var s = 0u; s < splits; s++) { m = max(m, partial[base + s * (D + 2u)]); }
-  var l = 0.0;
-  for (var s = 0u; s < splits; s++) {
-    let o = base + s * (D + 2u);
-    l += exp(partial[o] - m) * partial[o + 1u];
-  }
-  for (var i = lid; i < D; i += WG) {
-    var a = 0.0;
-    for (var s = 0u; s < splits; s++) {
-      let o = base + s * (D + 2u);
-      a += exp(partial[o] - m) * partial[o + 2u + i];
-    }
-    out[r * p.outCols + h * D + i] = a / l;
-  }
+  ${combineWgsl("r * p.outCols + h * D")}
 }`,
   }));
 }
