@@ -696,7 +696,7 @@ export class WebGpuBackend implements Backend {
   private dispatchArgmax(logits: Tensor, out = this.result, row = (logits as GpuTensor).rows - 1): void {
     const g = logits as GpuTensor;
     if (g.rows === 0 || g.cols === 0) throw new Error("argmax of an empty tensor");
-    this.run(argmaxKernel(), [g.cols, row * g.cols], [out, g.buf], [1, 1]);
+    this.run(argmaxKernel(g.cols % 4 === 0), [g.cols, row * g.cols], [out, g.buf], [1, 1]);
   }
 
   pickRows(logits: Tensor, picks: readonly ({ params: SampleParams; uniform: number } | undefined)[]): Promise<number[]> {

@@ -65,7 +65,7 @@ function allKernels(): Kernel[] {
   for (const [a, b] of [[false, false], [true, false], [false, true], [true, true]] as const) ks.push(addKernel(a, b), swigluKernel(a, b));
   for (const t of [64, 256]) ks.push(rmsnormKernel(t, false), rmsnormKernel(t, true), rmsnormKernel(t, false, true), rmsnormKernel(t, true, true));
   for (const v of ["f32", "f16", "bf16"] as const) for (const sg of [false, true]) ks.push(sparseGemvKernel(v, sg));
-  ks.push(addBiasKernel(), ropeKernel(), kvWriteKernel(), argmaxKernel(), sampleKernel(), copyKernel(), ropeRowsKernel(), kvWriteRowsKernel());
+  ks.push(addBiasKernel(), ropeKernel(), kvWriteKernel(), argmaxKernel(), argmaxKernel(true), sampleKernel(), copyKernel(), ropeRowsKernel(), kvWriteRowsKernel());
   return ks;
 }
 

@@ -217,6 +217,19 @@ test("read returns any row range; argmax finds the first largest value of the la
   const y = randoms(1 * 777, rng);
   const cpu = new CpuBackend();
   assert.equal(await g.argmax(tensorOf(g, 1, 777, y)), await cpu.argmax(tensorOf(cpu, 1, 777, y)));
+  // a long row (the vec4 scan: several vec4s a thread, four in flight, a partial last round): ties in one
+  // thread's later vec4 and inside one vec4 must keep the lowest index
+  const n = 20_004;
+  const z = randoms(2 * n, rng);
+  const at = (j: number, c: number) => n + 4 * j + c;
+  z[at(3 + 256 * 5, 1)] = 7;
+  z[at(3 + 256 * 17, 0)] = 7;
+  z[at(3, 3)] = 7;
+  z[at(3, 2)] = 7;
+  assert.equal(await g.argmax(tensorOf(g, 2, n, z)), 4 * 3 + 2);
+  assert.equal(await cpu.argmax(tensorOf(cpu, 2, n, z)), 4 * 3 + 2);
+  z[at(5000, 3)] = 8; // the very last value
+  assert.equal(await g.argmax(tensorOf(g, 2, n, z)), n - 1);
 });
 
 test("a forward pass's ops become one submission; parameter blocks are per dispatch", { skip: !gpu && reason }, async () => {
