@@ -31,7 +31,7 @@ import { GpuSelectOps } from "./select-ops.js";
 import { SlotPool } from "../../kv/slot-pool.js";
 import { ROWS_GROUP, TABLE_ROWS, attentionRowsCombineKernel, attentionRowsPartialKernel, kvWriteRowsKernel, ropeRowsKernel, rowsParams } from "./kernels/rows.js";
 import { uploadStacked, type WeightStack } from "./stacked-weights.js";
-import { MAX_STACK, addGemvKernel, stackedGemvKernel, stackedParams, swigluGemvKernel, swigluRowsPerTeam } from "./kernels/gemv-fused.js";
+import { MAX_STACK, addGemvKernel, fusedGemvI8Kernel, stackedGemvKernel, stackedParams, swigluGemvKernel, swigluRowsPerTeam } from "./kernels/gemv-fused.js";
 import { ROPE_KV_GROUP, ropeKvWriteKernel } from "./kernels/rope-kv.js";
 
 export class GpuTensor implements Tensor {
@@ -198,8 +198,6 @@ export class WebGpuBackend implements Backend {
     const st = this.stacks.get(ws[0]);
     if (!st || st.members.length !== ws.length || ws.some((w, i) => w !== st.members[i])) return undefined;
     const w = st.members[0]!;
-    // the int8-activation path has its own GEMV without these hooks
-    if (w.isBlock && this.activations === "int8") return undefined;
     if (x.cols !== w.inFeatures) throw new Error(`matmul ${w.name}: x [${x.rows}, ${x.cols}] does not fit [${w.shape.join(", ")}]`);
     return st;
   }
@@ -218,6 +216,21 @@ export class WebGpuBackend implements Backend {
       if (!op(this.rowView(x, r, 1), (t) => this.rowView(t, r, 1))) return false;
     }
     return true;
+  }
+
+  /** Whether a batch-1 matmul over w takes the int8-activation GEMV (kernels/gemv-i8.ts). */
+  private viaInt8(w: GpuWeight): boolean {
+    return w.isBlock && this.activations === "int8";
+  }
+
+  /**
+   * Records an int8-activation GEMV over `rows` rows: x quantized first unless the scratch holds it.
+   * `bufs` are the bindings after x's quants and scales.
+   */
+  private runI8(k: { kernel: Kernel; rowsPerGroup: number }, x: GpuTensor, w: GpuWeight, params: number[], bufs: readonly Buf[], rows: number): void {
+    const [xq, xs] = this.qx.of(x.buf, w.inFeatures, w.format as BlockFormat, this.recorder.dispatches, this.recorder.submissions);
+    this.run(k.kernel, params, [xq, xs, ...bufs], grid(Math.ceil(rows / k.rowsPerGroup)));
+    this.qx.keep(this.recorder.dispatches);
   }
 
   /** The GEMV variant the plain matmul uses for `format`, or with `rowsPerTeam` rows a team when given. */
@@ -248,8 +261,12 @@ export class WebGpuBackend implements Backend {
     }
     const w = st.members[0]!;
     const sg = this.gpu.subgroupMinSize;
-    const v = this.gemvVariantOf(w.format);
     const n = rows.reduce((a, b) => a + b, 0);
+    if (this.viaInt8(w)) {
+      this.runI8(fusedGemvI8Kernel(w.format as BlockFormat, sg, { stacked: ws.length }), xt, w, [n, w.inFeatures, 0, w.blocks, ...stackedParams(rows, st.members.map((m) => m.mul), f32bits)], [st.data, st.scales!, ...os.map((o) => o.buf)], n);
+      return true;
+    }
+    const v = this.gemvVariantOf(w.format);
     const k = stackedGemvKernel(w.format, xMode(w.format, w.inFeatures), sg, v, ws.length);
     const params = [...this.gemvParams(w, n), ...stackedParams(rows, st.members.map((m) => m.mul), f32bits)];
     const bufs = [xt.buf, st.data, ...(st.scales ? [st.scales] : []), ...os.map((o) => o.buf)];
@@ -273,8 +290,12 @@ export class WebGpuBackend implements Backend {
       throw new Error(`matmulSwiglu: [${o.rows}, ${o.cols}] does not fit ${g.name} [${g.shape.join(", ")}] and ${u.name} [${u.shape.join(", ")}]`);
     }
     const sg = this.gpu.subgroupMinSize;
-    const v = this.gemvVariantOf(g.format, swigluRowsPerTeam(this.gemvRowsPerTeam[g.format]));
     const n = 2 * g.outFeatures;
+    if (this.viaInt8(g)) {
+      this.runI8(fusedGemvI8Kernel(g.format as BlockFormat, sg, "swiglu"), xt, g, [n, g.inFeatures, 0, g.blocks, g.outFeatures, f32bits(g.mul), f32bits(u.mul)], [st.data, st.scales!, o.buf], n);
+      return true;
+    }
+    const v = this.gemvVariantOf(g.format, swigluRowsPerTeam(this.gemvRowsPerTeam[g.format]));
     const k = swigluGemvKernel(g.format, xMode(g.format, g.inFeatures), sg, v);
     const params = [...this.gemvParams(g, n), g.outFeatures, f32bits(g.mul), f32bits(u.mul)];
     this.run(k, params, [xt.buf, st.data, ...(st.scales ? [st.scales] : []), o.buf], grid(Math.ceil(n / gemvRows(sg, v.rowsPerTeam, v.split))));
@@ -290,12 +311,17 @@ export class WebGpuBackend implements Backend {
     const o = out as GpuTensor;
     const perRow = this.fusedPerRow(xt, [o], (xr, row) => this.matmulAdd(row(o), xr, w));
     if (perRow !== undefined) return perRow;
-    if (!this.fuse || xt.rows !== 1 || !(w instanceof GpuWeight) || (w.isBlock && this.activations === "int8")) return false;
+    if (!this.fuse || xt.rows !== 1 || !(w instanceof GpuWeight)) return false;
     if (xt.cols !== w.inFeatures || o.cols !== w.outFeatures || o.rows < 1) {
       throw new Error(`matmulAdd ${w.name}: x [${xt.rows}, ${xt.cols}] · [${w.shape.join(", ")}]ᵀ -> [${o.rows}, ${o.cols}] do not fit`);
     }
     if (o.buf === xt.buf) throw new Error(`matmulAdd ${w.name}: the output may not share storage with x`);
     const sg = this.gpu.subgroupMinSize;
+    if (this.viaInt8(w)) {
+      const k = fusedGemvI8Kernel(w.format as BlockFormat, sg, "add");
+      for (const part of w.parts) this.runI8(k, xt, w, [part.rows, w.inFeatures, part.rowStart, w.blocks], [part.data, part.scales!, o.buf], part.rows);
+      return true;
+    }
     const v = this.gemvVariantOf(w.format);
     const k = addGemvKernel(w.format, xMode(w.format, w.inFeatures), sg, v);
     for (const part of w.parts) {

@@ -8,7 +8,8 @@
  *   holds both sums and stores silu(gate) * up (the expression of the swiglu kernel) without a round trip.
  * - add: out += W·x, the residual add as the store (out is read and written by the same thread only).
  */
-import { gemvKernel, type GemvHooks, type GemvVariant, type XMode } from "./matmul.js";
+import { gemvKernel, gemvRows, gemvSplit, type GemvHooks, type GemvVariant, type XMode } from "./matmul.js";
+import { GEMV_I8_ROWS, GEMV_I8_UNROLL, gemvI8Kernel, type BlockFormat } from "./gemv-i8.js";
 import type { GpuFormat } from "../weights.js";
 import type { Kernel } from "../kernel.js";
 
@@ -94,4 +95,14 @@ export function addGemvKernel(format: GpuFormat, mode: XMode, sg: number, v: Gem
 /** The plain GEMV's variant `v` (matmul.ts's tables, as the backend picks it) with hooks. */
 function variantKernel(format: GpuFormat, mode: XMode, sg: number, v: GemvVariant, hooks: GemvHooks): Kernel {
   return gemvKernel(format, mode, sg, v.rowsPerTeam, v.split, v.unroll, v.pipeline, v.x, hooks);
+}
+
+/**
+ * The same three fusions on the int8-activation GEMV (gemv-i8.ts) for q8_0/q4_0: bindings x quants,
+ * x scales, w, scales, out(, out1..); params n, k, o0, blocks, then the hooks' as above.
+ */
+export function fusedGemvI8Kernel(format: BlockFormat, sg: number, fusion: { stacked: number } | "swiglu" | "add"): { kernel: Kernel; rowsPerGroup: number } {
+  const hooks = fusion === "swiglu" ? SWIGLU_HOOKS : fusion === "add" ? ADD_HOOKS : stackedHooks(fusion.stacked);
+  const R = fusion === "swiglu" ? swigluRowsPerTeam(GEMV_I8_ROWS[format]) : GEMV_I8_ROWS[format];
+  return { kernel: gemvI8Kernel(format, sg, R, gemvSplit(sg, R), GEMV_I8_UNROLL[format], hooks), rowsPerGroup: gemvRows(sg, R) };
 }
