@@ -20,7 +20,7 @@ import { GEMM_TILE, GEMV_ROWS_PER_TEAM, chunkElems, gemvRows, gemmKernel, gemvKe
 import { ELEMENTWISE_GROUP, addBiasKernel, addKernel, swigluKernel } from "./kernels/elementwise.js";
 import { normThreads, rmsnormKernel } from "./kernels/norm.js";
 import { ROPE_GROUP, ropeKernel } from "./kernels/rope.js";
-import { GPU_KV_FORMATS, KV_GROUP, checkKv4HeadDim, kvWords, kvWriteInt8Kernel, kvWriteKernel, kvWriteQuant4Kernel, type GpuKvFormat } from "./kernels/kv.js";
+import { GPU_KV_FORMATS, KV_GROUP, checkKv4HeadDim, isKv4, kvWords, kvWriteInt8Kernel, kvWriteKernel, kvWriteQuant4Kernel, type GpuKvFormat } from "./kernels/kv.js";
 import { attentionCombineKernel, attentionPartialKernel, attentionSplits, partialStride } from "./kernels/attention.js";
 import { EMBED_GROUP, EMBED_TOKENS, embedKernel } from "./kernels/embed.js";
 import { embedRowsKernel } from "./kernels/embed-rows.js";
@@ -398,7 +398,7 @@ export class WebGpuBackend implements Backend {
     const f = format as GpuKvFormat;
     // check the head dim
     if (f === "int8") kvWriteInt8Kernel(headDim);
-    if (f === "int4" || f === "razer") checkKv4HeadDim(f, headDim);
+    if (isKv4(f)) checkKv4HeadDim(f, headDim);
     const words = kvWords(f, headDim);
     const bytes = capacity * kvHeads * words.codes * 4;
     if (bytes > this.gpu.maxBindingBytes) {
