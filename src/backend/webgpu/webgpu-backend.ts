@@ -24,7 +24,7 @@ import { GPU_KV_FORMATS, KV_GROUP, checkKv4HeadDim, isKv4, kvWords, kvWriteInt8K
 import { attentionCombineKernel, attentionPartialKernel, attentionSplits, partialStride } from "./kernels/attention.js";
 import { EMBED_GROUP, EMBED_TOKENS, embedKernel } from "./kernels/embed.js";
 import { embedRowsKernel } from "./kernels/embed-rows.js";
-import { argmaxKernel } from "./kernels/argmax.js";
+import { ARGMAX_PARTS, ARGMAX_SPLIT_MIN, argmaxFinalKernel, argmaxKernel, argmaxPartsKernel } from "./kernels/argmax.js";
 import { sampleKernel } from "./kernels/sample.js";
 import { ropeCosSin } from "../../model/config.js";
 import { GpuSelectOps } from "./select-ops.js";
@@ -145,6 +145,8 @@ export class WebGpuBackend implements Backend {
   /** The stack each weight uploaded by uploadStack belongs to. */
   private readonly stacks = new WeakMap<GpuWeight, WeightStack>();
   private readonly result: Buf;
+  /** The two-stage argmax's per-workgroup values and indices (made at first use). */
+  private argmaxParts?: [Buf, Buf];
   /** pickRows' id slots, grown as needed (old ones stay until dispose: pending work may use them). */
   private rowResults?: Buf;
   private disposed = false;
@@ -722,6 +724,14 @@ export class WebGpuBackend implements Backend {
   private dispatchArgmax(logits: Tensor, out = this.result, row = (logits as GpuTensor).rows - 1): void {
     const g = logits as GpuTensor;
     if (g.rows === 0 || g.cols === 0) throw new Error("argmax of an empty tensor");
+    if (g.cols >= ARGMAX_SPLIT_MIN && g.cols % 4 === 0) {
+      // a vocabulary row: ARGMAX_PARTS workgroups, then one over their results
+      this.argmaxParts ??= [this.pool.storage(ARGMAX_PARTS * 4, "argmax part values"), this.pool.storage(ARGMAX_PARTS * 4, "argmax part indices")];
+      const [pv, pi] = this.argmaxParts;
+      this.run(argmaxPartsKernel(), [g.cols, row * g.cols, Math.ceil(g.cols / 4 / ARGMAX_PARTS)], [pv, pi, g.buf], [ARGMAX_PARTS, 1]);
+      this.run(argmaxFinalKernel(), [ARGMAX_PARTS], [out, pv, pi], [1, 1]);
+      return;
+    }
     this.run(argmaxKernel(g.cols % 4 === 0), [g.cols, row * g.cols], [out, g.buf], [1, 1]);
   }
 
