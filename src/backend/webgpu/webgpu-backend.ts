@@ -26,6 +26,7 @@ import { EMBED_GROUP, EMBED_TOKENS, embedKernel } from "./kernels/embed.js";
 import { embedRowsKernel } from "./kernels/embed-rows.js";
 import { ARGMAX_PARTS, ARGMAX_SPLIT_MIN, argmaxFinalKernel, argmaxKernel, argmaxPartsKernel } from "./kernels/argmax.js";
 import { sampleKernel } from "./kernels/sample.js";
+import { SAMPLE_PARTS, sampleMaxKernel, sampleSumKernel, sampleWalkKernel } from "./kernels/sample-split.js";
 import { ropeCosSin } from "../../model/config.js";
 import { GpuSelectOps } from "./select-ops.js";
 import { SlotPool } from "../../kv/slot-pool.js";
@@ -145,8 +146,8 @@ export class WebGpuBackend implements Backend {
   /** The stack each weight uploaded by uploadStack belongs to. */
   private readonly stacks = new WeakMap<GpuWeight, WeightStack>();
   private readonly result: Buf;
-  /** The two-stage argmax's per-workgroup values and indices (made at first use). */
-  private argmaxParts?: [Buf, Buf];
+  /** Per-workgroup results of the split argmax and sampling over a vocabulary row (made at first use). */
+  private splitParts?: [Buf, Buf];
   /** pickRows' id slots, grown as needed (old ones stay until dispose: pending work may use them). */
   private rowResults?: Buf;
   private disposed = false;
@@ -721,13 +722,18 @@ export class WebGpuBackend implements Backend {
     return new Uint32Array(await this.recorder.read(this.result.buffer, 0, 4))[0]!;
   }
 
+  /** Two scratch buffers of a word per workgroup of the split argmax and sampling kernels. */
+  private parts(): [Buf, Buf] {
+    const n = Math.max(ARGMAX_PARTS, SAMPLE_PARTS) * 4;
+    return (this.splitParts ??= [this.pool.storage(n, "split parts a"), this.pool.storage(n, "split parts b")]);
+  }
+
   private dispatchArgmax(logits: Tensor, out = this.result, row = (logits as GpuTensor).rows - 1): void {
     const g = logits as GpuTensor;
     if (g.rows === 0 || g.cols === 0) throw new Error("argmax of an empty tensor");
     if (g.cols >= ARGMAX_SPLIT_MIN && g.cols % 4 === 0) {
       // a vocabulary row: ARGMAX_PARTS workgroups, then one over their results
-      this.argmaxParts ??= [this.pool.storage(ARGMAX_PARTS * 4, "argmax part values"), this.pool.storage(ARGMAX_PARTS * 4, "argmax part indices")];
-      const [pv, pi] = this.argmaxParts;
+      const [pv, pi] = this.parts();
       this.run(argmaxPartsKernel(), [g.cols, row * g.cols, Math.ceil(g.cols / 4 / ARGMAX_PARTS)], [pv, pi, g.buf], [ARGMAX_PARTS, 1]);
       this.run(argmaxFinalKernel(), [ARGMAX_PARTS], [out, pv, pi], [1, 1]);
       return;
@@ -838,6 +844,15 @@ export class WebGpuBackend implements Backend {
     if (!(o.minP >= 0 && o.minP <= 1)) throw new RangeError(`sample: minP must be in [0, 1], got ${o.minP}`);
     if (!(uniform >= 0 && uniform < 1)) throw new RangeError(`sample: uniform must be in [0, 1), got ${uniform}`);
     const topK = Math.min(o.topK, g.cols);
+    if (mode === 0 && g.cols >= ARGMAX_SPLIT_MIN && (topK === 0 || topK === g.cols) && o.topP >= 1) {
+      // temperature (and min-p) over a vocabulary row: many workgroups (kernels/sample-split.ts)
+      const [keys, sums] = this.parts();
+      const split = [g.cols, row * g.cols, Math.ceil(g.cols / SAMPLE_PARTS), f32bits(o.temperature), f32bits(o.minP), f32bits(uniform)];
+      this.run(sampleMaxKernel(), split, [keys, g.buf], [SAMPLE_PARTS, 1]);
+      this.run(sampleSumKernel(), split, [sums, keys, g.buf], [SAMPLE_PARTS, 1]);
+      this.run(sampleWalkKernel(), split, [out, sums, keys, g.buf], [1, 1]);
+      return;
+    }
     const params = [g.cols, row * g.cols, topK, mode, f32bits(o.temperature), f32bits(o.topP), f32bits(o.minP), f32bits(uniform)];
     this.run(sampleKernel(), params, [out, g.buf], [1, 1]);
   }
