@@ -89,6 +89,35 @@ test("WebGPU batches stories260K through a KV pool though its 128-byte KV rows c
   }
 });
 
+test("WebGPU forwardBatch: batched GEMVs take one dispatch for all rows of each matmul (frugal-ar-small, 3 rows over a KV pool)", { skip }, async () => {
+  const model = await loadModel(join(ROOT, "models/frugal-ar-small"), { device: "webgpu" });
+  try {
+    const net = model.network;
+    const b = model.backend as WebGpuBackend;
+    const pool = net.newCachePool(3, 32)!;
+    const caches = [pool.take(), pool.take(), pool.take()];
+    for (const c of caches) model.prefill([1, 2, 3], c);
+    const step = (batched: boolean, pos: number) => {
+      b.batchedGemv = batched;
+      try {
+        const d0 = b.recorder.dispatches;
+        const out = net.forwardBatch(Int32Array.of(5, 6, 7), [pos, pos, pos], caches);
+        return { dispatches: b.recorder.dispatches - d0, out };
+      } finally {
+        b.batchedGemv = true;
+      }
+    };
+    const on = step(true, 3);
+    const a = await b.read(on.out);
+    const off = step(false, 3);
+    assert.deepEqual(await b.read(off.out), a, "one GEMV a row gives the same logits");
+    // per layer qkv, o + add, gate/up + SwiGLU, down + add, then the LM head: one dispatch instead of 3
+    assert.equal(off.dispatches - on.dispatches, 2 * (4 * model.config.numLayers + 1));
+  } finally {
+    model.dispose();
+  }
+});
+
 function argmaxOf(a: Float32Array): number {
   let best = 0;
   for (let i = 1; i < a.length; i++) if (a[i]! > a[best]!) best = i;
