@@ -5,12 +5,14 @@
  * 8192x2048, down 2048x8192, LM head 128256x2048) in q4_0 and f16.
  *
  *   node dist/bench/gpu-batch-gemv.js [--formats q4_0,f16] [--shapes 2048x2048,8192x2048,2048x8192,128256x2048]
- *        [--rows 8] [--batch-rows-per-team 1,2,4] [--iters 20] [--rounds 7] [--quick]
+ *        [--rows 8] [--batch-rows-per-team 1,2,4] [--iters 20] [--rounds 7] [--wall] [--quick]
  *
  * Each configuration (one-row, per-row, batched with each rows-per-team R of --batch-rows-per-team) is
  * timed in turn within every round, so clock drift hits them alike; a figure is the median over rounds of
  * the GPU time of --iters matmuls (timestamp queries: every dispatch in its own timed pass, summed per
- * matmul; wall time when the adapter has none), after one untimed round. Weights cycle through copies of
+ * matmul; wall time when the adapter has none), after one untimed round. --wall: no timestamps, the
+ * backend unprofiled, and the wall time of --iters (default 200) matmuls recorded into one submission,
+ * back to back as in a decode step: host recording (one dispatch a row against one a part) included. Weights cycle through copies of
  * >= 192 MiB so each matmul's first read comes from DRAM, as in a decode step; the per-row path's later
  * rows may then hit L2, as they do in the server. The last column checks that the batched rows equal the
  * per-row results bit for bit on this GPU (the property the server's batched decoding relies on).
@@ -30,6 +32,7 @@ const { values: a } = parseArgs({
     rows: { type: "string", default: "8" },
     "batch-rows-per-team": { type: "string" },
     iters: { type: "string" },
+    wall: { type: "boolean", default: false },
     rounds: { type: "string" },
     quick: { type: "boolean", default: false },
   },
@@ -43,12 +46,13 @@ const SHAPES = (a.shapes ?? (quick ? "256x512,512x256" : "2048x2048,8192x2048,20
 });
 const ROWS = Number(a.rows);
 if (!(Number.isInteger(ROWS) && ROWS >= 2 && ROWS <= GEMV_BATCH_ROWS)) throw new Error(`--rows must be 2..${GEMV_BATCH_ROWS}, got ${a.rows}`);
-const ITERS = Number(a.iters ?? (quick ? 3 : 20));
+const WALL = a.wall!;
+const ITERS = Number(a.iters ?? (quick ? 3 : WALL ? 200 : 20));
 const ROUNDS = Number(a.rounds ?? (quick ? 2 : 7));
 const COLD_BYTES = quick ? 4 << 20 : 192 << 20;
 
-const b = await createWebGpuBackend({ profile: true });
-const timed = b.gpu.timestamps ? "GPU timestamps" : "wall time (no timestamp queries)";
+const b = await createWebGpuBackend({ profile: !WALL });
+const timed = WALL ? "wall time, one submission" : b.gpu.timestamps ? "GPU timestamps" : "wall time (no timestamp queries)";
 console.log(`batched GEMV on ${b.description} (subgroups ${b.gpu.subgroups ? `min ${b.gpu.subgroupMinSize}` : "off"}; ${timed}; ${ROWS} rows, ${ITERS} matmuls a figure, median of ${ROUNDS} rounds)`);
 
 /** ms per matmul of `op` over `iters` calls: GPU time summed over its dispatches, or wall time. */
@@ -59,7 +63,7 @@ async function time(op: (i: number) => void): Promise<number> {
   for (let i = 0; i < ITERS; i++) op(i);
   await b.finish();
   const wall = (performance.now() - t0) / ITERS;
-  if (!b.gpu.timestamps) return wall;
+  if (WALL || !b.gpu.timestamps) return wall;
   const total = (await b.profile()).reduce((s, k) => s + k.totalMs, 0);
   return total / ITERS;
 }
