@@ -8,6 +8,7 @@
  *        [--shape-custom dim,layers,ffn,heads,kvheads,vocab[,tied]] [--prompt 512] [--long-prompt 4096]
  *        [--decode 64] [--warmup 4] [--repeats 3] [--dir bench/.models] [--skip-anchor] [--flash-attn]
  *        [--anchor-gpu vulkan|cuda|false] [--anchor-timeout 600] [--profile] [--copy-mib 512] [--out FILE.json] [--md FILE.md] [--svg FILE.svg]
+ *        [--activations f32|int8]
  *   node dist/bench/gpu-decode.js --from-json A.json[,B.json] [--md FILE.md] [--svg FILE.svg]   # render saved runs
  *
  * Decode: after a prefill of --prompt tokens, --warmup untimed greedy steps, then --decode timed ones
@@ -15,7 +16,9 @@
  * pipelined as generate() runs it (backend.pickAhead: step t + 1 is recorded while the GPU runs step t);
  * the same steps with one wait per token (backend.argmax) are reported beside it, and the pipelined steps
  * again without the fused ops (backend.fuse = false: separate q/k/v, gate/up/SwiGLU, RoPE/KV write and add
- * dispatches), interleaved with the fused runs, with the dispatches one decode step records either way. Prefill: tokens/s of the whole prompt, at --prompt and --long-prompt tokens. Every
+ * dispatches), interleaved with the fused runs, with the dispatches one decode step records either way;
+ * for q8_0/q4_0 also on the other activation path (--activations picks the main one: f32 x, or x quantized
+ * to int8 blocks for integer dot products), interleaved too. Prefill: tokens/s of the whole prompt, at --prompt and --long-prompt tokens. Every
  * figure is the median of --repeats runs (min and max kept), after one untimed warm-up run.
  * Roofline: a decode step must read every weight once (decodeWeightBytes) and the KV cache up to its
  * depth (Frugal keeps K/V in f32, llama.cpp in f16); at the copy kernel's bandwidth that takes
@@ -71,6 +74,8 @@ interface FrugalResult {
   decodeSync?: Spread;
   /** Pipelined decode with the fused ops off (backend.fuse = false), interleaved with the fused runs. */
   decodeUnfused?: Spread;
+  /** q8_0/q4_0: pipelined decode on the other activation path (int8 x when the run's is f32, and back), interleaved. */
+  decodeOtherX?: Spread;
   /** Host ms per pipelined decode step spent recording and submitting it (forward + pickAhead): when it is
    * close to the time per token, the host, not the GPU, sets the pace. */
   recordMs?: Spread;
@@ -104,7 +109,7 @@ interface Report {
   bench: "gpu-decode";
   device: string;
   copy?: CopyBandwidth;
-  settings: { prompt: number; longPrompt: number; decode: number; warmup: number; repeats: number; flashAttention: boolean; anchorGpu?: string };
+  settings: { prompt: number; longPrompt: number; decode: number; warmup: number; repeats: number; flashAttention: boolean; anchorGpu?: string; activations?: "f32" | "int8" };
   results: Row[];
   complete: boolean;
 }
@@ -125,6 +130,7 @@ const { values: a } = parseArgs({
     "anchor-gpu": { type: "string", default: "vulkan" },
     "anchor-timeout": { type: "string", default: "600" },
     profile: { type: "boolean", default: false },
+    activations: { type: "string", default: "f32" },
     "copy-mib": { type: "string", default: "512" },
     out: { type: "string" },
     md: { type: "string" },
@@ -162,6 +168,11 @@ function chosenShapes(): [string, Shape][] {
   return out;
 }
 
+function activationsOf(v: string): "f32" | "int8" {
+  if (v !== "f32" && v !== "int8") throw new Error(`--activations: "${v}" is not f32 or int8`);
+  return v;
+}
+
 /** The GGUF file of a shape and format, written (to a temporary name, then renamed) when missing. */
 function modelFile(name: string, s: Shape, format: DType): string {
   const file = join(a.dir!, `${name}-${format}-fast.gguf`);
@@ -190,8 +201,8 @@ function stepDispatches(backend: WebGpuBackend, net: LlamaModel, cache: KVCache,
   return backend.recorder.dispatches - d0;
 }
 
-async function frugal(file: string, contextSize: number, o: Settings): Promise<Omit<FrugalResult, "kvBytes" | "rooflineTokS" | "ofRoofline">> {
-  const backend = await createWebGpuBackend();
+async function frugal(file: string, format: DType, contextSize: number, o: Settings): Promise<Omit<FrugalResult, "kvBytes" | "rooflineTokS" | "ofRoofline">> {
+  const backend = await createWebGpuBackend({ activations: activationsOf(a.activations!) });
   const t0 = ms();
   const model = await loadModel(file, { backend, contextLength: contextSize }).catch((e: Error) => {
     backend.dispose();
@@ -233,6 +244,17 @@ async function frugal(file: string, contextSize: number, o: Settings): Promise<O
       for (let i = 0; i < steps; i++) token = await step(token, pos++);
       return (steps / (ms() - t2)) * 1000;
     };
+    const blockFormat = format === "q4_0" || format === "q8_0";
+    const otherX = backend.activations === "f32" ? "int8" : "f32";
+    const otherXRun = async (steps: number): Promise<number> => {
+      const was = backend.activations;
+      backend.activations = otherX;
+      try {
+        return (await decodeRun(steps))[1];
+      } finally {
+        backend.activations = was;
+      }
+    };
     const unfusedRun = async (steps: number): Promise<number> => {
       backend.fuse = false;
       try {
@@ -243,12 +265,14 @@ async function frugal(file: string, contextSize: number, o: Settings): Promise<O
     };
     await decodeRun(Math.min(8, o.decode)); // warm-up: pipelines compile, buffers settle
     await unfusedRun(Math.min(8, o.decode));
+    if (blockFormat) await otherXRun(Math.min(8, o.decode));
     const dispatches = { fused: stepDispatches(backend, net, cache, ids.length, true), unfused: stepDispatches(backend, net, cache, ids.length, false) };
     await backend.finish();
     const prefill: number[] = [];
     const decode: number[] = [];
     const decodeSync: number[] = [];
     const decodeUnfused: number[] = [];
+    const decodeOtherX: number[] = [];
     const recordMs: number[] = [];
     for (let r = 0; r < o.repeats; r++) {
       const [p, d, rec] = await decodeRun(o.decode);
@@ -256,6 +280,7 @@ async function frugal(file: string, contextSize: number, o: Settings): Promise<O
       decode.push(d);
       recordMs.push(rec);
       decodeUnfused.push(await unfusedRun(o.decode));
+      if (blockFormat) decodeOtherX.push(await otherXRun(o.decode));
       decodeSync.push(await syncRun(o.decode));
     }
     let prefillLong: Spread | undefined;
@@ -270,7 +295,7 @@ async function frugal(file: string, contextSize: number, o: Settings): Promise<O
       prefillLong = spread(runs);
     }
     return {
-      loadS, prefill: spread(prefill), decode: spread(decode), decodeSync: spread(decodeSync), decodeUnfused: spread(decodeUnfused), dispatches,
+      loadS, prefill: spread(prefill), decode: spread(decode), decodeSync: spread(decodeSync), decodeUnfused: spread(decodeUnfused), ...(blockFormat ? { decodeOtherX: spread(decodeOtherX) } : {}), dispatches,
       recordMs: spread(recordMs), ...(prefillLong ? { prefillLong } : {}),
     };
   } finally {
@@ -280,7 +305,7 @@ async function frugal(file: string, contextSize: number, o: Settings): Promise<O
 
 /** GPU time per kernel of one decode step at depth prompt+1, on a profiling backend (every dispatch timed). */
 async function frugalProfile(file: string, contextSize: number, o: Settings): Promise<{ kernels: KernelTime[]; totalMs: number }> {
-  const backend = await createWebGpuBackend({ profile: true });
+  const backend = await createWebGpuBackend({ profile: true, activations: activationsOf(a.activations!) });
   const model = await loadModel(file, { backend, contextLength: contextSize }).catch((e: Error) => {
     backend.dispose();
     throw e;
@@ -349,6 +374,8 @@ interface Settings {
   anchorTimeoutS: number;
   /** node-llama-cpp build: vulkan (default), cuda, or "false" for its CPU build (local checks). */
   anchorGpu: string;
+  /** Frugal's main activation path for q8_0/q4_0 (absent in runs before it was an option: f32). */
+  activations?: "f32" | "int8";
 }
 
 // ---- rendering (also for --from-json) ----
@@ -362,7 +389,7 @@ function tableRows(rep: Report): { headers: string[]; rows: string[][] } {
   const P = rep.settings.prompt;
   const L = rep.settings.longPrompt;
   const headers = [
-    "model", "format", "weights MiB", "Frugal decode t/s (min-max)", "unfused t/s", "dispatches/step fused / unfused", "of roofline", "llama.cpp decode t/s", "of roofline",
+    "model", "format", "weights MiB", "Frugal decode t/s (min-max)", "unfused t/s", `${rep.settings.activations === "int8" ? "f32" : "int8"} x t/s`, "dispatches/step fused / unfused", "of roofline", "llama.cpp decode t/s", "of roofline",
     "decode ratio", `prefill ${P} Frugal / llama.cpp`, ...(L ? [`prefill ${L} Frugal / llama.cpp`] : []),
   ];
   const rows = rep.results.map((r) => {
@@ -372,7 +399,7 @@ function tableRows(rep: Report): { headers: string[]; rows: string[][] } {
     const lcell = (s?: Spread) => (l ? f1(s?.median) : r.llamaCpp && "error" in r.llamaCpp ? "failed" : "-");
     return [
       r.shape, r.format, f1(r.weightBytes / 2 ** 20),
-      f ? `${f1(f.decode.median)} (${f1(f.decode.min)}-${f1(f.decode.max)})` : "failed", f1(f?.decodeUnfused?.median),
+      f ? `${f1(f.decode.median)} (${f1(f.decode.min)}-${f1(f.decode.max)})` : "failed", f1(f?.decodeUnfused?.median), f1(f?.decodeOtherX?.median),
       f?.dispatches ? `${f.dispatches.fused} / ${f.dispatches.unfused}` : "-", pct(f?.ofRoofline),
       l ? `${f1(l.decode.median)} (${f1(l.decode.min)}-${f1(l.decode.max)})` : lcell(), pct(l?.ofRoofline),
       ratio, `${f1(f?.prefill.median)} / ${lcell(l?.prefill)}`,
@@ -484,6 +511,7 @@ async function main(): Promise<void> {
 
   const settings = {
     prompt: o.prompt, longPrompt: o.longPrompt, decode: o.decode, warmup: o.warmup, repeats: o.repeats, flashAttention: o.flashAttention,
+    activations: activationsOf(a.activations!),
     ...(a["skip-anchor"] ? {} : { anchorGpu: o.anchorGpu }),
   };
   const rep: Report = { bench: "gpu-decode", device, copy, settings, results: [], complete: false };
@@ -498,12 +526,12 @@ async function main(): Promise<void> {
       const row: Row = { shape: name, format, config: shape, fileMiB: statSync(file).size / 2 ** 20, contextSize, weightBytes: decodeWeightBytes(config, format), kvDepth };
       rep.results.push(row);
       try {
-        const f = await frugal(file, contextSize, o);
+        const f = await frugal(file, format, contextSize, o);
         const kvBytes = kvReadBytes(config, row.kvDepth, 4);
         const rooflineTokS = rooflineTokensPerSecond(row.weightBytes + kvBytes, copy.gbs);
         row.frugal = { ...f, kvBytes, rooflineTokS, ofRoofline: f.decode.median / rooflineTokS };
         console.log(
-          `  Frugal: load ${f.loadS.toFixed(1)} s; decode ${f1(f.decode.median)} t/s (${f1(f.decode.min)}-${f1(f.decode.max)}; one wait per token: ${f1(f.decodeSync?.median)}; unfused: ${f1(f.decodeUnfused?.median)}), ` +
+          `  Frugal: load ${f.loadS.toFixed(1)} s; decode ${f1(f.decode.median)} t/s (${f1(f.decode.min)}-${f1(f.decode.max)}; one wait per token: ${f1(f.decodeSync?.median)}; unfused: ${f1(f.decodeUnfused?.median)}${f.decodeOtherX ? `; ${a.activations === "int8" ? "f32" : "int8"} activations: ${f1(f.decodeOtherX.median)}` : ""}), ` +
           `${f.dispatches?.fused} dispatches a step (unfused ${f.dispatches?.unfused}), host records a step in ${f.recordMs?.median.toFixed(3)} ms of ${(1000 / f.decode.median).toFixed(3)} ms, ${pct(row.frugal.ofRoofline)} of roofline ${f1(rooflineTokS)}; ` +
           `prefill ${o.prompt}: ${f1(f.prefill.median)} t/s${f.prefillLong ? `, ${o.longPrompt}: ${f1(f.prefillLong.median)} t/s` : ""}`,
         );

@@ -31,7 +31,7 @@ import { GpuSelectOps } from "./select-ops.js";
 import { SlotPool } from "../../kv/slot-pool.js";
 import { ROWS_GROUP, TABLE_ROWS, attentionRowsCombineKernel, attentionRowsPartialKernel, kvWriteRowsKernel, ropeRowsKernel, rowsParams } from "./kernels/rows.js";
 import { uploadStacked, type WeightStack } from "./stacked-weights.js";
-import { MAX_STACK, addGemvKernel, stackedGemvKernel, stackedParams, swigluGemvKernel, swigluRowsPerTeam } from "./kernels/gemv-fused.js";
+import { MAX_STACK, addGemvKernel, fusedGemvI8Kernel, stackedGemvKernel, stackedParams, swigluGemvKernel, swigluRowsPerTeam } from "./kernels/gemv-fused.js";
 import { ROPE_KV_GROUP, ropeKvWriteKernel } from "./kernels/rope-kv.js";
 
 export class GpuTensor implements Tensor {
@@ -212,8 +212,6 @@ export class WebGpuBackend implements Backend {
     const st = this.stacks.get(ws[0]);
     if (!st || st.members.length !== ws.length || ws.some((w, i) => w !== st.members[i])) return undefined;
     const w = st.members[0]!;
-    // the int8-activation path has its own GEMV without these hooks
-    if (w.isBlock && this.activations === "int8") return undefined;
     if (x.cols !== w.inFeatures) throw new Error(`matmul ${w.name}: x [${x.rows}, ${x.cols}] does not fit [${w.shape.join(", ")}]`);
     return st;
   }
@@ -221,7 +219,7 @@ export class WebGpuBackend implements Backend {
   /**
    * Runs a one-row fused op on each of x's rows (2..GEMV_BATCH_ROWS, batched decoding) through row views of
    * x and `others` (its outputs): true when it ran, false (nothing recorded) when the rows cannot be viewed
-   * or the op declines, undefined when x has one row (the caller runs the op itself).
+   * or the op declines. Used where batchVariant gives no batch kernel.
    */
   private fusedPerRow(x: GpuTensor, others: readonly GpuTensor[], op: (x: GpuTensor, row: (t: GpuTensor) => GpuTensor) => boolean): boolean {
     const n = x.rows;
@@ -233,6 +231,21 @@ export class WebGpuBackend implements Backend {
     return true;
   }
 
+  /** Whether a batch-1 matmul over w takes the int8-activation GEMV (kernels/gemv-i8.ts). */
+  private viaInt8(w: GpuWeight): boolean {
+    return w.isBlock && this.activations === "int8";
+  }
+
+  /**
+   * Records an int8-activation GEMV over `rows` rows: x quantized first unless the scratch holds it.
+   * `bufs` are the bindings after x's quants and scales.
+   */
+  private runI8(k: { kernel: Kernel; rowsPerGroup: number }, x: GpuTensor, w: GpuWeight, params: number[], bufs: readonly Buf[], rows: number): void {
+    const [xq, xs] = this.qx.of(x.buf, w.inFeatures, w.format as BlockFormat, this.recorder.dispatches, this.recorder.submissions);
+    this.run(k.kernel, params, [xq, xs, ...bufs], grid(Math.ceil(rows / k.rowsPerGroup)));
+    this.qx.keep(this.recorder.dispatches);
+  }
+
   /**
    * The variant of a GEMV over `rows` x rows whose rows equal the one-row variant `single` bit for bit
    * (`single` itself for one row), or undefined where each row runs its own GEMV: batchedGemv off, the
@@ -240,7 +253,7 @@ export class WebGpuBackend implements Backend {
    */
   private batchVariant(w: GpuWeight, rows: number, single: GemvVariant, even = false): GemvVariant | undefined {
     if (rows === 1) return single;
-    if (!this.batchedGemv || rows > GEMV_BATCH_ROWS || (w.isBlock && this.activations === "int8")) return undefined;
+    if (!this.batchedGemv || rows > GEMV_BATCH_ROWS || this.viaInt8(w)) return undefined;
     const R = this.gemvBatchRowsPerTeam[w.format];
     return gemvBatchVariant(single, even ? swigluRowsPerTeam(R) : R);
   }
@@ -275,6 +288,10 @@ export class WebGpuBackend implements Backend {
     if (!bv) return this.fusedPerRow(xt, os, (xr, row) => this.matmulStacked(os.map(row), xr, ws));
     const sg = this.gpu.subgroupMinSize;
     const n = rows.reduce((a, b) => a + b, 0);
+    if (xt.rows === 1 && this.viaInt8(w)) {
+      this.runI8(fusedGemvI8Kernel(w.format as BlockFormat, sg, { stacked: ws.length }), xt, w, [n, w.inFeatures, 0, w.blocks, ...stackedParams(rows, st.members.map((m) => m.mul), f32bits)], [st.data, st.scales!, ...os.map((o) => o.buf)], n);
+      return true;
+    }
     const k = stackedGemvKernel(w.format, xMode(w.format, w.inFeatures), sg, bv, ws.length, xt.rows);
     // a batch's ocols word goes unused: each output's rows are its member's width
     const params = [...this.gemvParams(w, n), ...stackedParams(rows, st.members.map((m) => m.mul), f32bits), ...(xt.rows > 1 ? [0] : [])];
@@ -301,6 +318,10 @@ export class WebGpuBackend implements Backend {
     if (!bv) return this.fusedPerRow(xt, [o], (xr, row) => this.matmulSwiglu(row(o), xr, gate, up));
     const sg = this.gpu.subgroupMinSize;
     const n = 2 * g.outFeatures;
+    if (xt.rows === 1 && this.viaInt8(g)) {
+      this.runI8(fusedGemvI8Kernel(g.format as BlockFormat, sg, "swiglu"), xt, g, [n, g.inFeatures, 0, g.blocks, g.outFeatures, f32bits(g.mul), f32bits(u.mul)], [st.data, st.scales!, o.buf], n);
+      return true;
+    }
     const k = swigluGemvKernel(g.format, xMode(g.format, g.inFeatures), sg, bv, xt.rows);
     // a batch's ocols word goes unused: out rows are half (= gate's rows) wide
     const params = [...this.gemvParams(g, n), g.outFeatures, f32bits(g.mul), f32bits(u.mul), ...(xt.rows > 1 ? [0] : [])];
@@ -316,7 +337,7 @@ export class WebGpuBackend implements Backend {
   matmulAdd(out: Tensor, x: Tensor, w: Weight): boolean {
     const xt = x as GpuTensor;
     const o = out as GpuTensor;
-    if (!this.fuse || xt.rows < 1 || xt.rows > GEMV_BATCH_ROWS || !(w instanceof GpuWeight) || (w.isBlock && this.activations === "int8")) return false;
+    if (!this.fuse || xt.rows < 1 || xt.rows > GEMV_BATCH_ROWS || !(w instanceof GpuWeight)) return false;
     if (xt.cols !== w.inFeatures || o.cols !== w.outFeatures || o.rows < xt.rows) {
       throw new Error(`matmulAdd ${w.name}: x [${xt.rows}, ${xt.cols}] · [${w.shape.join(", ")}]ᵀ -> [${o.rows}, ${o.cols}] do not fit`);
     }
@@ -324,6 +345,11 @@ export class WebGpuBackend implements Backend {
     const bv = this.batchVariant(w, xt.rows, this.gemvVariantOf(w.format));
     if (!bv) return this.fusedPerRow(xt, [o], (xr, row) => this.matmulAdd(row(o), xr, w));
     const sg = this.gpu.subgroupMinSize;
+    if (xt.rows === 1 && this.viaInt8(w)) {
+      const k = fusedGemvI8Kernel(w.format as BlockFormat, sg, "add");
+      for (const part of w.parts) this.runI8(k, xt, w, [part.rows, w.inFeatures, part.rowStart, w.blocks], [part.data, part.scales!, o.buf], part.rows);
+      return true;
+    }
     const k = addGemvKernel(w.format, xMode(w.format, w.inFeatures), sg, bv, xt.rows);
     for (const part of w.parts) {
       const bufs = part.scales ? [xt.buf, part.data, part.scales, o.buf] : [xt.buf, part.data, o.buf];

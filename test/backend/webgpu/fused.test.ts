@@ -268,3 +268,50 @@ test("frugal-ar-small: teacher-forced decode logits on WebGPU (fused) match the 
     g.dispose();
   }
 });
+
+test("int8 activations: the fused q8_0/q4_0 GEMVs equal the int8 matmuls (and add, swiglu) they replace", { skip }, async () => {
+  const i8 = await openOrSkip({ activations: "int8" });
+  const i8plain = await openOrSkip({ activations: "int8", subgroups: false });
+  try {
+    const rng = new Rng(36);
+    for (const format of ["q8_0", "q4_0"] as const) {
+      const xv = randoms(K, rng);
+      for (const b of [i8.gpu!, i8plain.gpu!]) {
+        const what = `${format} ${b.gpu.subgroups ? "subgroups" : "no subgroups"}`;
+        const x = tensorOf(b, 1, K, xv);
+        const ws = [weight(format, 64, rng, "q"), weight(format, 32, rng, "k"), weight(format, 32, rng, "v")];
+        const up = b.uploadStack(ws.map((w) => w.raw));
+        const outs = ws.map((w) => b.activation(1, w.raw.shape[0]!));
+        const before = b.recorder.dispatches;
+        assert.equal(b.matmulStacked(outs, x, up), true, `${what}: stacked on the int8 path`);
+        assert.ok(b.recorder.dispatches - before <= 2, `${what}: x quantized once, one GEMV`);
+        for (let i = 0; i < 3; i++) {
+          const sep = b.activation(1, ws[i]!.raw.shape[0]!);
+          b.matmul(sep, x, up[i]!);
+          assert.deepEqual(await b.read(outs[i]!), await b.read(sep), `${what}: stacked out ${i} = its own int8 matmul`);
+        }
+        const [g, u] = [weight(format, 64, rng, "gate"), weight(format, 64, rng, "up")];
+        const [wg, wu] = b.uploadStack([g.raw, u.raw]) as Weight[] as [Weight, Weight];
+        const fused = b.activation(1, 64);
+        assert.equal(b.matmulSwiglu(fused, x, wg, wu), true, `${what}: swiglu on the int8 path`);
+        const sg = b.activation(1, 64), su = b.activation(1, 64);
+        b.matmul(sg, x, wg);
+        b.matmul(su, x, wu);
+        b.swiglu(sg, sg, su);
+        const [f, s] = [await b.read(fused), await b.read(sg)];
+        // the same expression on the same sums; a compiler may contract it differently
+        for (let o = 0; o < 64; o++) assert.ok(Math.abs(f[o]! - s[o]!) <= 4 * 2 ** -24 * Math.abs(s[o]!), `${what}: swiglu [${o}] ${f[o]} vs ${s[o]}`);
+        const wo = b.upload(weight(format, 40, rng, "o").raw);
+        const rv = randoms(40, rng, 4);
+        const out = tensorOf(b, 1, 40, rv), res = tensorOf(b, 1, 40, rv), proj = b.activation(1, 40);
+        assert.equal(b.matmulAdd(out, x, wo), true, `${what}: add on the int8 path`);
+        b.matmul(proj, x, wo);
+        b.add(res, res, proj);
+        assert.deepEqual(await b.read(out), await b.read(res), `${what}: out += W·x = matmul then add`);
+      }
+    }
+  } finally {
+    i8.gpu?.dispose();
+    i8plain.gpu?.dispose();
+  }
+});

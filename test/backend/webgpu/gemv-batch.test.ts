@@ -14,7 +14,6 @@ import { decodeRow } from "../../../src/backend/cpu/reference.js";
 import type { Tensor, Weight } from "../../../src/backend/backend.js";
 import type { GpuTensor, WebGpuBackend } from "../../../src/backend/webgpu/webgpu-backend.js";
 import { f32bits, grid } from "../../../src/backend/webgpu/kernel.js";
-import type { GpuWeight } from "../../../src/backend/webgpu/weights.js";
 import {
   GEMV_BATCH_ROWS_PER_TEAM, GEMV_PORTABLE_WORKGROUP_BYTES, GEMV_ROWS_PER_TEAM, chunkElems, gemvBatchVariant, gemvKernel, gemvRows, gemvVariant,
   gemvWorkgroupBytes, xMode,
@@ -309,18 +308,39 @@ test("fused ops (stacked q/k/v, gate/up/SwiGLU, add) over 2, 3, 8 rows: one disp
   }
 });
 
-test("fused ops over several rows decline (nothing recorded) where they did: int8 activations on q4_0, over 8 rows", { skip }, async () => {
+test("int8 activations keep one int8 GEMV a row (their kernels are one-row): rows equal lone int8 runs; over 8 rows the fused ops decline", { skip }, async () => {
   const rng = new Rng(45);
   const g = gpu!;
-  const ow = weightOf("q4_0", 40, FK, rng);
-  const wt = g.upload(ow.raw) as GpuWeight;
+  // 256-byte rows, so the per-row path can take row views
+  const [N, K, B] = [64, 1024, 3];
+  const wt = g.upload(weightOf("q4_0", N, K, rng).raw);
+  const xs = randoms(B * K, rng);
+  const rv = randoms(B * N, rng, 4);
   g.activations = "int8";
   try {
-    const d0 = g.recorder.dispatches;
-    assert.equal(g.matmulAdd(g.activation(3, 40), g.activation(3, FK), wt), false);
-    assert.equal(g.recorder.dispatches, d0);
+    const out = g.activation(B, N);
+    g.matmul(out, tensorOf(g, B, K, xs), wt);
+    const sum = tensorOf(g, B, N, rv);
+    assert.equal(g.matmulAdd(sum, tensorOf(g, B, K, xs), wt), true);
+    const [got, gotSum] = [await g.read(out), await g.read(sum)];
+    const [want] = await perRow(g, xs, B, K, [N], (x, [o]) => g.matmul(o!, x, wt));
+    assertSameBits(got, want!, "int8 matmul");
+    const wantSum = new Float32Array(B * N);
+    for (let r = 0; r < B; r++) {
+      const o = tensorOf(g, 1, N, rowOf(rv, r, N));
+      assert.ok(g.matmulAdd(o, tensorOf(g, 1, K, rowOf(xs, r, K)), wt));
+      wantSum.set(await g.read(o), r * N);
+    }
+    assertSameBits(gotSum, wantSum, "int8 matmulAdd");
+    // and not the f32 GEMV's bits: the int8 path did run
+    g.activations = "f32";
+    const f32 = g.activation(B, N);
+    g.matmul(f32, tensorOf(g, B, K, xs), wt);
+    assert.notDeepEqual(await g.read(f32), got);
   } finally {
     g.activations = "f32";
   }
-  assert.equal(g.matmulAdd(g.activation(9, 40), g.activation(9, FK), wt), false);
+  const d0 = g.recorder.dispatches;
+  assert.equal(g.matmulAdd(g.activation(9, N), g.activation(9, K), wt), false);
+  assert.equal(g.recorder.dispatches, d0);
 });

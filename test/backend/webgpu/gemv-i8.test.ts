@@ -48,6 +48,8 @@ async function quantized(g: WebGpuBackend, x: GpuTensor, K: number, format: Bloc
   const xs = g.activation(1, Math.ceil(blocks / 8) * 8);
   g.recorder.dispatch(quantXKernel(format), [blocks, tiles], [x.buf, xq.buf, xs.buf], grid(Math.ceil(blocks / QUANT_X_BLOCKS)));
   const q = new Int8Array((await g.read(xq)).buffer);
+  // q4_0's whole tiles keep each word's bytes in the order 0 2 1 3 (gemv-i8.ts, `pair`)
+  if (format === "q4_0") for (let i = 0; i < tiles * 1024; i += 4) [q[i + 1], q[i + 2]] = [q[i + 2]!, q[i + 1]!];
   const sp = await g.read(xs);
   // undo the tile order of the scales
   const TB = TILE_BLOCKS[format];

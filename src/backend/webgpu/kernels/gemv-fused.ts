@@ -10,7 +10,8 @@
  * Each takes a batch B (1..8, matmul.ts's `batch`): x rows 0..B-1, and row b of each output (stacked: of
  * its member's width; swiglu: of half; add: of p.ocols) from x row b, the weights read once for all rows.
  */
-import { gemvKernel, type GemvHooks, type GemvVariant, type XMode } from "./matmul.js";
+import { gemvKernel, gemvRows, gemvSplit, type GemvHooks, type GemvVariant, type XMode } from "./matmul.js";
+import { GEMV_I8_ROWS, GEMV_I8_UNROLL, gemvI8Kernel, type BlockFormat } from "./gemv-i8.js";
 import type { GpuFormat } from "../weights.js";
 import type { Kernel } from "../kernel.js";
 
@@ -42,7 +43,7 @@ function stackedHooks(m: number): GemvHooks {
   return {
     key: `stack${m}`,
     params: ids.slice(1).map((i) => `, b${i}: u32`).join("") + ids.map((i) => `, mul${i}: f32`).join(""),
-    decls: (first, batch) => `${ids.slice(1).map((i) => `@group(0) @binding(${first + i - 1}) var<storage, read_write> out${i}: array<f32>;`).join("\n")}
+    decls: (first, batch = 1) => `${ids.slice(1).map((i) => `@group(0) @binding(${first + i - 1}) var<storage, read_write> out${i}: array<f32>;`).join("\n")}
 fn put(r: u32, v: f32${batch > 1 ? ", xr: u32" : ""}) {
   ${branches(batch > 1)}
 }`,
@@ -105,4 +106,14 @@ export function addGemvKernel(format: GpuFormat, mode: XMode, sg: number, v: Gem
 /** The plain GEMV's variant `v` (matmul.ts's tables, as the backend picks it) with hooks, over `batch` x rows. */
 function variantKernel(format: GpuFormat, mode: XMode, sg: number, v: GemvVariant, hooks: GemvHooks, batch: number): Kernel {
   return gemvKernel(format, mode, sg, v.rowsPerTeam, v.split, v.unroll, v.pipeline, v.x, hooks, batch);
+}
+
+/**
+ * The same three fusions on the int8-activation GEMV (gemv-i8.ts) for q8_0/q4_0: bindings x quants,
+ * x scales, w, scales, out(, out1..); params n, k, o0, blocks, then the hooks' as above.
+ */
+export function fusedGemvI8Kernel(format: BlockFormat, sg: number, fusion: { stacked: number } | "swiglu" | "add"): { kernel: Kernel; rowsPerGroup: number } {
+  const hooks = fusion === "swiglu" ? SWIGLU_HOOKS : fusion === "add" ? ADD_HOOKS : stackedHooks(fusion.stacked);
+  const R = fusion === "swiglu" ? swigluRowsPerTeam(GEMV_I8_ROWS[format]) : GEMV_I8_ROWS[format];
+  return { kernel: gemvI8Kernel(format, sg, R, gemvSplit(sg, R), GEMV_I8_UNROLL[format], hooks), rowsPerGroup: gemvRows(sg, R) };
 }

@@ -7,8 +7,9 @@
  * decoding; here it needs 32 bytes of int8 x (+ 32 bytes of x scales that 8 lanes share) and 8 dot4s.
  *
  * Layout of the quantized x (quantXKernel): quants in x's own order, 4 a u32 word (element i at byte
- * i % 4 of word i / 4), so lane l of a weight tile (weights.ts: its 16 bytes hold elements 4l + 128v + 0..3)
- * reads word l + 32v of the tile: coalesced, like the f32 path's x. Scales are permuted like the weight
+ * i % 4 of word i / 4; in q4_0's whole tiles bytes 1 and 2 of every word swap places, see `pair`), so lane
+ * l of a weight tile (weights.ts: its 16 bytes hold elements 4l + 128v + 0..3) reads word l + 32v of the
+ * tile: coalesced, like the f32 path's x. Scales are permuted like the weight
  * scales of the tile ([g][v], lane group g = l / 8), so a lane's x scales are one or two aligned vec4 loads
  * next to its weight scales; blocks past the last whole tile keep their order.
  *
@@ -18,7 +19,7 @@
  * a tie; the tests check the quantized x against that rule and the GEMV exactly against the read-back x.
  */
 import { ENTRY_ARGS, GROUP_INDEX, memoKernel, type Kernel } from "../kernel.js";
-import { gemvSplit, gemvTeam } from "./matmul.js";
+import { gemvSplit, gemvTeam, type GemvHooks } from "./matmul.js";
 
 export type BlockFormat = "q8_0" | "q4_0";
 
@@ -58,10 +59,11 @@ struct P { blocks: u32, tiles: u32 }
 @group(0) @binding(2) var<storage, read_write> xq: array<vec4<u32>>;
 @group(0) @binding(3) var<storage, read_write> xs: array<f32>;
 
-fn pack(v: vec4<f32>, inv: f32) -> u32 {
+fn pack(v: vec4<f32>, inv: f32, swap: bool) -> u32 {
   let q = vec4<i32>(clamp(round(v * inv), vec4<f32>(-127.0), vec4<f32>(127.0)));
   let b = bitcast<vec4<u32>>(q) & vec4<u32>(0xffu);
-  return b.x | (b.y << 8u) | (b.z << 16u) | (b.w << 24u);
+  let mid = select((b.y << 8u) | (b.z << 16u), (b.z << 8u) | (b.y << 16u), swap);
+  return b.x | mid | (b.w << 24u);
 }
 
 @compute @workgroup_size(${QUANT_X_GROUP})
@@ -76,9 +78,10 @@ fn main(${ENTRY_ARGS}) {
   }
   let amax = max(max(m.x, m.y), max(m.z, m.w));
   let inv = select(0.0, 127.0 / amax, amax > 0.0);
-  xq[2u * b] = vec4<u32>(pack(v[0], inv), pack(v[1], inv), pack(v[2], inv), pack(v[3], inv));
-  xq[2u * b + 1u] = vec4<u32>(pack(v[4], inv), pack(v[5], inv), pack(v[6], inv), pack(v[7], inv));
   let t = b / ${TB}u;
+  let sw = ${format === "q4_0" ? "t < p.tiles" : "false"};
+  xq[2u * b] = vec4<u32>(pack(v[0], inv, sw), pack(v[1], inv, sw), pack(v[2], inv, sw), pack(v[3], inv, sw));
+  xq[2u * b + 1u] = vec4<u32>(pack(v[4], inv, sw), pack(v[5], inv, sw), pack(v[6], inv, sw), pack(v[7], inv, sw));
   var at = b;
   if (t < p.tiles) {
     let bt = b % ${TB}u;
@@ -113,15 +116,23 @@ fn rscale(e: u32) -> f32 { return unpack2x16float(sc[e >> 2u][(e >> 1u) & 1u])[e
     fns: `
 // nibbles (0..15, one a byte) to int8 nibble - 8: +120 cannot carry out of a byte, ^128 then subtracts 128
 fn sgn(n: u32) -> u32 { return (n + 0x78787878u) ^ 0x80808080u; }
-// the four nibbles at bits 0, 4, 8, 12 of h, one a byte, minus 8
-fn ex(h: u32) -> u32 { return sgn((h & 0xfu) | ((h & 0xf0u) << 4u) | ((h & 0xf00u) << 8u) | ((h & 0xf000u) << 12u)); }
-fn idot(a: u32, b: u32) -> f32 { return f32(dot4I8Packed(ex(a), b)); }
+// Tile word w holds block v (bits 0-15) and block v + 1 (bits 16-31), the lane's elements e0..e3 of each at
+// nibbles 0..3 (4..7). a = nibbles 0,2,4,6 and b = 1,3,5,7, a byte each; one insertBits puts a block's four
+// in one word, in the order e0 e2 e1 e3 in which quantXKernel stores tile x words: 6 integer operations and
+// two dot4s per 8 weights (spreading each nibble to its own byte took ~12 operations per 4 weights).
+fn pair(w: u32, x0: u32, x1: u32) -> vec2<f32> {
+  let a = w & 0x0f0f0f0fu;
+  let b = (w >> 4u) & 0x0f0f0f0fu;
+  let lo = sgn(insertBits(a, b, 16u, 16u));
+  let hi = sgn(insertBits(b, a >> 16u, 0u, 16u));
+  return vec2<f32>(f32(dot4I8Packed(lo, x0)), f32(dot4I8Packed(hi, x1)));
+}
 // word j holds v = 2j (bits 0-15) and 2j + 1 (bits 16-31), block g + 4v: weight scale c[v], x scale s[v]
 fn tdot(q: vec4<u32>, c: vec4<u32>, s0: vec4<f32>, s1: vec4<f32>, x: array<u32, 8>) -> f32 {
   let d0 = vec4<f32>(unpack2x16float(c.x), unpack2x16float(c.y)) * s0;
   let d1 = vec4<f32>(unpack2x16float(c.z), unpack2x16float(c.w)) * s1;
-  return dot(d0, vec4<f32>(idot(q.x, x[0]), idot(q.x >> 16u, x[1]), idot(q.y, x[2]), idot(q.y >> 16u, x[3])))
-       + dot(d1, vec4<f32>(idot(q.z, x[4]), idot(q.z >> 16u, x[5]), idot(q.w, x[6]), idot(q.w >> 16u, x[7])));
+  return dot(d0, vec4<f32>(pair(q.x, x[0], x[1]), pair(q.y, x[2], x[3])))
+       + dot(d1, vec4<f32>(pair(q.z, x[4], x[5]), pair(q.w, x[6], x[7])));
 }
 // the file's order: byte i of the block holds element i (low nibble) and i + 16 (high nibble)
 fn rdot(q: vec4<u32>, d: f32, x: array<u32, 8>) -> f32 {
@@ -138,17 +149,19 @@ fn rscale(e: u32) -> f32 { return unpack2x16float(sc[e >> 3u][(e >> 1u) & 3u])[e
 
 /**
  * The int8-activation GEMV for q8_0/q4_0, with the f32 path's teams, rows per team R and split S
- * (kernels/matmul.ts), one load in flight per lane and row. Params: n, k, o0, blocks. Bindings: x quants
- * (u32), x scales (vec4 f32), weight quants, weight scales, out. Grid: ceil(n / gemvRows(sg, R, S)).
+ * (kernels/matmul.ts), one load in flight per lane and row. Params: n, k, o0, blocks (then the hooks').
+ * Bindings: x quants (u32), x scales (vec4 f32), weight quants, weight scales, out (then the hooks').
+ * Grid: ceil(n / gemvRows(sg, R, S)). `hooks` are the fused GEMVs' row mapping and store (gemv-fused.ts);
+ * they may use p.n, p.o0 and their own parameters.
  */
-export function gemvI8Kernel(format: BlockFormat, sg: number, rowsPerTeam = GEMV_I8_ROWS[format], split = gemvSplit(sg, rowsPerTeam), unroll = GEMV_I8_UNROLL[format]): Kernel {
+export function gemvI8Kernel(format: BlockFormat, sg: number, rowsPerTeam = GEMV_I8_ROWS[format], split = gemvSplit(sg, rowsPerTeam), unroll = GEMV_I8_UNROLL[format], hooks?: GemvHooks): Kernel {
   const team = gemvTeam(sg);
   const teams = GEMV_THREADS / team;
   const viaSubgroup = sg > 1;
   const [R, S, U] = [rowsPerTeam, split, unroll];
   if (!(S >= 1 && (S & (S - 1)) === 0 && teams % S === 0)) throw new Error(`GEMV split ${S} must be a power of two dividing ${teams} teams`);
   if (!(R >= 1 && U >= 1)) throw new Error(`GEMV rows per team ${R} and unroll ${U} must be at least 1`);
-  return memoKernel(`gemvi8.${format}.${team}.${+viaSubgroup}.${R}.${S}.${U}`, () => {
+  return memoKernel(`gemvi8.${format}.${team}.${+viaSubgroup}.${R}.${S}.${U}${hooks ? `.${hooks.key}` : ""}`, () => {
     const f = formatFns(format);
     const rows = Array.from({ length: R }, (_, j) => j);
     const each = (fn: (j: number) => string, sep = "\n    ") => rows.map(fn).join(sep);
@@ -195,13 +208,14 @@ export function gemvI8Kernel(format: BlockFormat, sg: number, rowsPerTeam = GEMV
   ${each((j) => `acc${j} = red[lid * R + ${j}u];`, "\n  ")}`;
     }
     const code = /* wgsl */ `${viaSubgroup ? "enable subgroups;" : ""}
-struct P { n: u32, k: u32, o0: u32, blocks: u32 }
+struct P { n: u32, k: u32, o0: u32, blocks: u32${hooks?.params ?? ""} }
 @group(0) @binding(0) var<uniform> p: P;
 @group(0) @binding(1) var<storage, read> xq: array<u32>;
 @group(0) @binding(2) var<storage, read> xs: array<vec4<f32>>;
 @group(0) @binding(3) var<storage, read> w: array<vec4<u32>>;
 @group(0) @binding(4) var<storage, read> sc: array<${f.scaleType}>;
 @group(0) @binding(5) var<storage, read_write> out: array<f32>;
+${hooks?.decls?.(6) ?? ""}
 ${f.fns}
 fn xscale(i: u32) -> f32 { return xs[i >> 2u][i & 3u]; }
 const TEAM = ${team}u;
@@ -220,7 +234,7 @@ fn main(${ENTRY_ARGS}) {
   if (row0 < p.n) {
     // rows past n (the last team of the last workgroup) read clamped in-bounds rows; their sums are dropped
     let last = p.n - 1u;
-    ${each((j) => `let o${j} = min(row0 + ${j}u, last);`)}
+    ${each((j) => `let o${j} = ${hooks?.row ? hooks.row(`min(row0 + ${j}u, last)`) : `min(row0 + ${j}u, last)`};`)}
     ${each((j) => `let w${j} = o${j} * ${format === "q4_0" ? "p.blocks" : "(2u * p.blocks)"};`)}
     ${each((j) => `let c${j} = o${j} * ${f.scaleRow};`)}
     let slots = ${f.slots};
@@ -251,10 +265,12 @@ fn main(${ENTRY_ARGS}) {
   }
   ${reduce}
   if (lane == 0u && kp == 0u) {
-    ${each((j) => `if (row0 + ${j}u < p.n) { out[p.o0 + row0 + ${j}u] = acc${j}; }`)}
+    ${hooks?.store
+      ? hooks.store(rows.map((j) => `acc${j}`), rows.map((j) => `(row0 + ${j}u)`))
+      : each((j) => `if (row0 + ${j}u < p.n) { out[p.o0 + row0 + ${j}u] = acc${j}; }`)}
   }
 }`;
-    return { name: `matmul.gemv.${format}`, code, bindings: ["read", "read", "read", "read", "write"] };
+    return { name: `matmul.gemv.${format}${hooks ? `.${hooks.key}` : ""}`, code, bindings: ["read", "read", "read", "read", "write", ...(hooks?.bindings ?? [])] };
   });
 }
 

@@ -300,8 +300,8 @@ export interface GemvHooks {
   key: string;
   /** Extra fields of the parameter struct P (after `mul`), e.g. ", half: u32". */
   params?: string;
-  /** Extra WGSL declarations: bindings after `out` (numbered from `firstBinding`), helper functions; `batch`: the kernel's x rows. */
-  decls?: (firstBinding: number, batch: number) => string;
+  /** Extra WGSL declarations: bindings after `out` (numbered from `firstBinding`), helper functions; `batch`: the kernel's x rows (absent: 1). */
+  decls?: (firstBinding: number, batch?: number) => string;
   /** Kinds of the bindings `decls` declares. */
   bindings?: readonly ("read" | "write")[];
   /** WGSL of the weight row that team row `r` (a u32 expression below p.n) reads. */
