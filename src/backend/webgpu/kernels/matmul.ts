@@ -17,6 +17,8 @@
  * (docs/results/gpu-gemv-h200-after.txt, one long process): 8192x8192 f32 96%, f16 78%, q8_0 56%, q4_0
  * 35% of copy bandwidth; the 14336-wide shapes far below, a figure in doubt (docs/performance.md) that
  * bench/gpu-gemv-sweep.ts re-measures one process per variant.
+ * A GEMV may serve up to 8 rows of x (`batch`, batched decoding): each weight load feeds every row, and
+ * each row's sum keeps the one-row kernel's order, so rows equal one-row GEMVs bit for bit.
  *
  * GEMM (prefill) tiles 64 rows x 64 output features per workgroup, steps K by 32 through workgroup
  * memory, and each of 256 threads accumulates a 4 x 4 block. Weights are decoded to f32 in groups of 8
