@@ -76,7 +76,7 @@ test("int8 KV on WebGPU: attention over codes = attention over the dequantized c
   }
 });
 
-test("WebGPU: dense through the KV interface is bit-identical to the plain cache; int8 KV runs the model; host-only formats say so", { skip: !gpu && reason }, async () => {
+test("WebGPU: dense through the KV interface is bit-identical to the plain cache; int8 KV runs the model; host-only methods say so", { skip: !gpu && reason }, async () => {
   const model = await loadModel(STORIES, { device: "webgpu" });
   try {
     const net = model.network;
@@ -99,8 +99,9 @@ test("WebGPU: dense through the KV interface is bit-identical to the plain cache
     } finally {
       cpu.dispose();
     }
-    // a host-only format (selection methods run on the device: test/kv/gpu-select.test.ts)
-    assert.throws(() => net.forward(Int32Array.of(1), 0, kvStoreFactory("dense")(net.kvContext(32, "nvfp4"))), /computes on the host and the webgpu backend/);
+    // a host-only method says so (every KV format and the selection methods run on the device:
+    // test/kv/gpu-kv4.test.ts, test/kv/gpu-select.test.ts)
+    assert.throws(() => net.forward(Int32Array.of(1), 0, kvStoreFactory("svd:rankK=4,rankV=4")(net.kvContext(32))), /svd.*the webgpu backend keeps it on the device/);
     // StreamingLLM: the GPU's windowed attention against the CPU's host selection, f32 and int8
     for (const format of ["f32", "int8"]) {
       const gpuRows = await run(kvStoreFactory("streaming:keep=0.25")(net.kvContext(32, format)));

@@ -1,6 +1,6 @@
 /**
- * The WebGPU 4-bit KV caches, int4 and razer (SwiftShader in CI, tiny shapes), against the CPU codecs of
- * src/kv/format.ts:
+ * The WebGPU 4-bit KV caches, int4, razer and nvfp4 (SwiftShader in CI, tiny shapes), against the CPU
+ * codecs of src/kv/format.ts:
  * - the GPU's own codes, decoded on the host by the CPU codec, give exactly the values the GPU attention
  *   decodes: attention over the codes equals the f32 attention kernel over that dequantized cache bit for
  *   bit (head dims 24, a partial group, and 64);
@@ -26,13 +26,13 @@ import { Rng, assertClose, openOrSkip, randoms, tensorOf } from "../backend/webg
 const { gpu, reason } = await openOrSkip();
 after(() => gpu?.dispose());
 
-const FORMATS = ["int4", "razer"] as const;
+const FORMATS = ["int4", "razer", "nvfp4"] as const;
 const HEADS = 4, KV = 2, CAP = 16;
 
 /**
  * The CPU codec's bytes of head row `ph` from the GPU's words: codes are the same nibbles (the codec pads
- * them to whole groups); int4 scale words are the codec's scale bytes; razer's scale bytes are packed
- * four to a word, then g.
+ * them to whole groups); int4 scale words are the codec's scale bytes; razer's and nvfp4's scale bytes are
+ * packed four to a word, then g.
  */
 function codecBytes(format: (typeof FORMATS)[number], D: number, codes: Uint32Array, scales: Uint32Array, ph: number): Uint8Array {
   const codec = kvFormat(format);
@@ -123,7 +123,7 @@ async function greedy(model: Model, prompt: string, maxTokens: number): Promise<
   return ids;
 }
 
-test("stories260K: greedy tokens with int4 and razer KV on WebGPU equal the CPU's with the same KV format", { skip: !gpu && reason }, async () => {
+test("stories260K: greedy tokens with int4, razer and nvfp4 KV on WebGPU equal the CPU's with the same KV format", { skip: !gpu && reason }, async () => {
   for (const format of FORMATS) {
     const cpu = await loadModel(STORIES, { kvFormat: format });
     const g = await loadModel(STORIES, { device: "webgpu", kvFormat: format });

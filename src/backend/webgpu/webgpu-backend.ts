@@ -20,12 +20,13 @@ import { GEMM_TILE, GEMV_BATCH_ROWS_PER_TEAM, GEMV_MAX_BATCH, GEMV_ROWS_PER_TEAM
 import { ELEMENTWISE_GROUP, addBiasKernel, addKernel, swigluKernel } from "./kernels/elementwise.js";
 import { normThreads, rmsnormKernel } from "./kernels/norm.js";
 import { ROPE_GROUP, ropeKernel } from "./kernels/rope.js";
-import { GPU_KV_FORMATS, KV_GROUP, checkKv4HeadDim, kvWords, kvWriteInt8Kernel, kvWriteKernel, kvWriteQuant4Kernel, type GpuKvFormat } from "./kernels/kv.js";
+import { GPU_KV_FORMATS, KV_GROUP, checkKv4HeadDim, isKv4, kvWords, kvWriteInt8Kernel, kvWriteKernel, kvWriteQuant4Kernel, type GpuKvFormat } from "./kernels/kv.js";
 import { attentionCombineKernel, attentionPartialKernel, attentionSplits, partialStride } from "./kernels/attention.js";
 import { EMBED_GROUP, EMBED_TOKENS, embedKernel } from "./kernels/embed.js";
 import { embedRowsKernel } from "./kernels/embed-rows.js";
-import { argmaxKernel } from "./kernels/argmax.js";
+import { ARGMAX_PARTS, ARGMAX_SPLIT_MIN, argmaxFinalKernel, argmaxKernel, argmaxPartsKernel } from "./kernels/argmax.js";
 import { sampleKernel } from "./kernels/sample.js";
+import { SAMPLE_PARTS, sampleMaxKernel, sampleSumKernel, sampleWalkKernel } from "./kernels/sample-split.js";
 import { ropeCosSin } from "../../model/config.js";
 import { GpuSelectOps } from "./select-ops.js";
 import { SlotPool } from "../../kv/slot-pool.js";
@@ -157,6 +158,8 @@ export class WebGpuBackend implements Backend {
   /** The stack each weight uploaded by uploadStack belongs to. */
   private readonly stacks = new WeakMap<GpuWeight, WeightStack>();
   private readonly result: Buf;
+  /** Per-workgroup results of the split argmax and sampling over a vocabulary row (made at first use). */
+  private splitParts?: [Buf, Buf];
   /** pickRows' id slots, grown as needed (old ones stay until dispose: pending work may use them). */
   private rowResults?: Buf;
   private disposed = false;
@@ -426,7 +429,7 @@ export class WebGpuBackend implements Backend {
     const f = format as GpuKvFormat;
     // check the head dim
     if (f === "int8") kvWriteInt8Kernel(headDim);
-    if (f === "int4" || f === "razer") checkKv4HeadDim(f, headDim);
+    if (isKv4(f)) checkKv4HeadDim(f, headDim);
     const words = kvWords(f, headDim);
     const bytes = capacity * kvHeads * words.codes * 4;
     if (bytes > this.gpu.maxBindingBytes) {
@@ -759,9 +762,22 @@ export class WebGpuBackend implements Backend {
     return new Uint32Array(await this.recorder.read(this.result.buffer, 0, 4))[0]!;
   }
 
+  /** Two scratch buffers of a word per workgroup of the split argmax and sampling kernels. */
+  private parts(): [Buf, Buf] {
+    const n = Math.max(ARGMAX_PARTS, SAMPLE_PARTS) * 4;
+    return (this.splitParts ??= [this.pool.storage(n, "split parts a"), this.pool.storage(n, "split parts b")]);
+  }
+
   private dispatchArgmax(logits: Tensor, out = this.result, row = (logits as GpuTensor).rows - 1): void {
     const g = logits as GpuTensor;
     if (g.rows === 0 || g.cols === 0) throw new Error("argmax of an empty tensor");
+    if (g.cols >= ARGMAX_SPLIT_MIN && g.cols % 4 === 0) {
+      // a vocabulary row: ARGMAX_PARTS workgroups, then one over their results
+      const [pv, pi] = this.parts();
+      this.run(argmaxPartsKernel(), [g.cols, row * g.cols, Math.ceil(g.cols / 4 / ARGMAX_PARTS)], [pv, pi, g.buf], [ARGMAX_PARTS, 1]);
+      this.run(argmaxFinalKernel(), [ARGMAX_PARTS], [out, pv, pi], [1, 1]);
+      return;
+    }
     this.run(argmaxKernel(g.cols % 4 === 0), [g.cols, row * g.cols], [out, g.buf], [1, 1]);
   }
 
@@ -868,6 +884,15 @@ export class WebGpuBackend implements Backend {
     if (!(o.minP >= 0 && o.minP <= 1)) throw new RangeError(`sample: minP must be in [0, 1], got ${o.minP}`);
     if (!(uniform >= 0 && uniform < 1)) throw new RangeError(`sample: uniform must be in [0, 1), got ${uniform}`);
     const topK = Math.min(o.topK, g.cols);
+    if (mode === 0 && g.cols >= ARGMAX_SPLIT_MIN && (topK === 0 || topK === g.cols) && o.topP >= 1) {
+      // temperature (and min-p) over a vocabulary row: many workgroups (kernels/sample-split.ts)
+      const [keys, sums] = this.parts();
+      const split = [g.cols, row * g.cols, Math.ceil(g.cols / SAMPLE_PARTS), f32bits(o.temperature), f32bits(o.minP), f32bits(uniform)];
+      this.run(sampleMaxKernel(), split, [keys, g.buf], [SAMPLE_PARTS, 1]);
+      this.run(sampleSumKernel(), split, [sums, keys, g.buf], [SAMPLE_PARTS, 1]);
+      this.run(sampleWalkKernel(), split, [out, sums, keys, g.buf], [1, 1]);
+      return;
+    }
     const params = [g.cols, row * g.cols, topK, mode, f32bits(o.temperature), f32bits(o.topP), f32bits(o.minP), f32bits(uniform)];
     this.run(sampleKernel(), params, [out, g.buf], [1, 1]);
   }

@@ -18,7 +18,7 @@ import { GEMV_DECODE_DEFAULTS, setGemvDecode } from "../../../src/backend/webgpu
 import { GEMV_DECODE_VARIANTS } from "../../../src/quant/wgsl/decode.js";
 import type { PackedDType } from "../../../src/tensor/dtype.js";
 import { embedKernel } from "../../../src/backend/webgpu/kernels/embed.js";
-import { argmaxKernel } from "../../../src/backend/webgpu/kernels/argmax.js";
+import { argmaxFinalKernel, argmaxKernel, argmaxPartsKernel } from "../../../src/backend/webgpu/kernels/argmax.js";
 import { sampleKernel } from "../../../src/backend/webgpu/kernels/sample.js";
 import { copyKernel } from "../../../src/backend/webgpu/kernels/copy.js";
 import { sparseGemvKernel } from "../../../src/backend/webgpu/kernels/sparse-gemv.js";
@@ -77,7 +77,7 @@ function allKernels(): Kernel[] {
   for (const [a, b] of [[false, false], [true, false], [false, true], [true, true]] as const) ks.push(addKernel(a, b), swigluKernel(a, b));
   for (const t of [64, 256]) ks.push(rmsnormKernel(t, false), rmsnormKernel(t, true), rmsnormKernel(t, false, true), rmsnormKernel(t, true, true));
   for (const v of ["f32", "f16", "bf16"] as const) for (const sg of [false, true]) ks.push(sparseGemvKernel(v, sg));
-  ks.push(addBiasKernel(), ropeKernel(), kvWriteKernel(), argmaxKernel(), argmaxKernel(true), sampleKernel(), copyKernel(), ropeRowsKernel(), kvWriteRowsKernel());
+  ks.push(addBiasKernel(), ropeKernel(), kvWriteKernel(), argmaxKernel(), argmaxKernel(true), argmaxPartsKernel(), argmaxFinalKernel(), sampleKernel(), copyKernel(), ropeRowsKernel(), kvWriteRowsKernel());
   return ks;
 }
 

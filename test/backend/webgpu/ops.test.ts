@@ -7,6 +7,7 @@ import assert from "node:assert/strict";
 import type { Backend, Tensor } from "../../../src/backend/backend.js";
 import { CpuBackend } from "../../../src/backend/cpu/cpu-backend.js";
 import type { WebGpuBackend } from "../../../src/backend/webgpu/webgpu-backend.js";
+import { ARGMAX_SPLIT_MIN } from "../../../src/backend/webgpu/kernels/argmax.js";
 import { ropeInverseFrequencies } from "../../../src/model/config.js";
 import type { BlockDType as DType } from "../../../src/tensor/dtype.js";
 import type { RawTensor } from "../../../src/tensor/raw.js";
@@ -217,19 +218,26 @@ test("read returns any row range; argmax finds the first largest value of the la
   const y = randoms(1 * 777, rng);
   const cpu = new CpuBackend();
   assert.equal(await g.argmax(tensorOf(g, 1, 777, y)), await cpu.argmax(tensorOf(cpu, 1, 777, y)));
-  // a long row (the vec4 scan: several vec4s a thread, four in flight, a partial last round): ties in one
-  // thread's later vec4 and inside one vec4 must keep the lowest index
-  const n = 20_004;
-  const z = randoms(2 * n, rng);
-  const at = (j: number, c: number) => n + 4 * j + c;
-  z[at(3 + 256 * 5, 1)] = 7;
-  z[at(3 + 256 * 17, 0)] = 7;
-  z[at(3, 3)] = 7;
-  z[at(3, 2)] = 7;
-  assert.equal(await g.argmax(tensorOf(g, 2, n, z)), 4 * 3 + 2);
-  assert.equal(await cpu.argmax(tensorOf(cpu, 2, n, z)), 4 * 3 + 2);
-  z[at(5000, 3)] = 8; // the very last value
-  assert.equal(await g.argmax(tensorOf(g, 2, n, z)), n - 1);
+  // long rows: 8004 takes one workgroup's vec4 scan (several vec4s a thread, four in flight, a partial last
+  // round), 20004 the two-stage argmax (ARGMAX_PARTS workgroups of 40 vec4s, then one over their results).
+  // Ties in one thread's later vec4, inside one vec4 and in a later part must keep the lowest index.
+  for (const n of [8_004, 20_004]) {
+    assert.equal(n >= ARGMAX_SPLIT_MIN, n === 20_004, "the two sizes take the two paths");
+    const z = randoms(2 * n, rng);
+    const at = (j: number, c: number) => n + 4 * j + c;
+    z[at(3 + 256 * 5, 1)] = 7;
+    z[at(3 + 256 * 7, 0)] = 7;
+    z[at(3, 3)] = 7;
+    z[at(3, 2)] = 7;
+    assert.equal(await g.argmax(tensorOf(g, 2, n, z)), 4 * 3 + 2, `n = ${n}`);
+    assert.equal(await cpu.argmax(tensorOf(cpu, 2, n, z)), 4 * 3 + 2);
+    z[at(3, 2)] = 0;
+    z[at(3, 3)] = 0;
+    // now the first 7 is in a later part (two-stage) or a later round of thread 3 (one workgroup)
+    assert.equal(await g.argmax(tensorOf(g, 2, n, z)), 4 * (3 + 256 * 5) + 1, `n = ${n}, tie across parts`);
+    z[at((n - 4) / 4, 3)] = 8; // the very last value
+    assert.equal(await g.argmax(tensorOf(g, 2, n, z)), n - 1, `n = ${n}, last value`);
+  }
 });
 
 test("a forward pass's ops become one submission; parameter blocks are per dispatch", { skip: !gpu && reason }, async () => {

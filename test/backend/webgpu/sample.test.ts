@@ -106,6 +106,31 @@ for (const n of [1000, 50000]) {
   });
 }
 
+test("vocab 60000, temperature (and min-p) only: the split sampler (three dispatches) draws as drawKept", { skip }, async () => {
+  const rng = new Rng(77);
+  const n = 60_000;
+  let draws = 0, boundary = 0;
+  for (const o of [optionSets["temperature only"]!, optionSets["min-p 0.05"]!, { temperature: 0.3, topK: 0, topP: 1, minP: 0 }]) {
+    const logits = tiedLogits(n, rng);
+    const t = tensorOf(gpu!, 1, n, logits);
+    const { ids, w } = cpuKept(logits, o);
+    const before = gpu!.recorder.dispatches;
+    await gpu!.sample(t, o, 0.5);
+    assert.equal(gpu!.recorder.dispatches - before, 3, "the split path ran");
+    // u = 0, near 1, and u that put the goal at part and thread-range edges of the id order
+    const us = [0, Math.fround(1 - 2 ** -20), ...Array.from({ length: 30 }, () => Math.fround(rng.next()))];
+    for (const u of us) {
+      const got = await gpu!.sample(t, o, u);
+      const want = drawKept(ids, w, u);
+      draws++;
+      if (got === want) continue;
+      assert.ok(nearBoundary(ids, w, u), `T ${o.temperature} min-p ${o.minP}, u = ${u}: GPU drew ${got}, CPU ${want}, not near a boundary`);
+      boundary++;
+    }
+  }
+  assert.ok(boundary <= draws / 20, `${boundary} of ${draws} draws differed at rounding boundaries`);
+});
+
 test("sample: bad parameters are refused by name; top-p 0 keeps nothing and says so", { skip }, async () => {
   const t = tensorOf(gpu!, 1, 8, Float32Array.from([1, 2, 3, 4, 5, 6, 7, 8]));
   const ok: SampleParams = { temperature: 1, topK: 0, topP: 1, minP: 0 };

@@ -13,7 +13,7 @@
  * with kernels/rows.ts (whose rows must equal this kernel's bit for bit) and kernels/attention-select.ts.
  */
 import { ENTRY_ARGS, GROUP_INDEX, memoKernel, type Kernel } from "../kernel.js";
-import { checkKv4HeadDim, kvDecode4, type GpuKvFormat } from "./kv.js";
+import { checkKv4HeadDim, isKv4, kvDecode4, type GpuKvFormat } from "./kv.js";
 
 const TILE = 64;
 /** Most splits of one (row, head). */
@@ -157,8 +157,8 @@ export const partialStride = (headDim: number) => headDim + 2;
  */
 export function attentionPartialKernel(headDim: number, kvFormat: GpuKvFormat = "f32", windowed = false): Kernel {
   const int8 = kvFormat === "int8";
-  // int4, razer: the 4-bit caches of kernels/kv.ts, decoded per element by kvDecode4 (same bindings as int8)
-  const four = kvFormat === "int4" || kvFormat === "razer";
+  // int4, razer, nvfp4: the 4-bit caches of kernels/kv.ts, decoded per element by kvDecode4 (same bindings as int8)
+  const four = isKv4(kvFormat);
   if (int8 && headDim % 4 !== 0) throw new Error(`int8 KV attention: head dim ${headDim} must be a multiple of 4`);
   if (four) checkKv4HeadDim(kvFormat, headDim);
   const quant = int8 || four;

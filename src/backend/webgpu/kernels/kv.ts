@@ -78,8 +78,11 @@ fn main(${ENTRY_ARGS}) {
 }
 
 /** KV-cache formats the WebGPU backend stores natively (src/kv/format.ts has the CPU codecs of the same names). */
-export type GpuKvFormat = "f32" | "int8" | "int4" | "razer";
-export const GPU_KV_FORMATS: readonly GpuKvFormat[] = ["f32", "int8", "int4", "razer"];
+export type GpuKvFormat = "f32" | "int8" | "int4" | "razer" | "nvfp4";
+export const GPU_KV_FORMATS: readonly GpuKvFormat[] = ["f32", "int8", "int4", "razer", "nvfp4"];
+/** The 4-bit KV formats (kvWriteQuant4Kernel, kvDecode4). */
+export type Kv4Format = "int4" | "razer" | "nvfp4";
+export const isKv4 = (f: string): f is Kv4Format => f === "int4" || f === "razer" || f === "nvfp4";
 
 /**
  * u32 words one (position, kv head) takes in a layer's code and scale buffers:
@@ -89,6 +92,7 @@ export const GPU_KV_FORMATS: readonly GpuKvFormat[] = ["f32", "int8", "int4", "r
  *   the f16 scale (low half) and the f16 zero point (high half), as the codec's scale bytes.
  * - razer ("razer": NVFP4-RaZeR, blocks of 16): nibbles as int4; the block scale bytes four to a word
  *   (block b at bits 8(b mod 4) of word b/4), then one word: the f32 bits of g, the per-(token, head) scale.
+ * - nvfp4 ("nvfp4": E2M1 codes, an E4M3 scale byte per block of 16): razer's layout.
  */
 export function kvWords(format: GpuKvFormat, headDim: number): { codes: number; scales: number } {
   switch (format) {
@@ -99,6 +103,7 @@ export function kvWords(format: GpuKvFormat, headDim: number): { codes: number; 
     case "int4":
       return { codes: headDim / 8, scales: Math.ceil(headDim / 32) };
     case "razer":
+    case "nvfp4":
       return { codes: headDim / 8, scales: Math.ceil(headDim / 64) + 1 };
   }
 }
@@ -142,25 +147,41 @@ fn e3m3v(p: u32) -> f32 {
 }`;
 
 /**
- * RaZeR's g = max|x|/168 rounded to nearest f32 as the CPU rounds it (WGSL's f32 division may be off by
- * ulps): corrected in integers, mantissa(max) << (exponent difference, 7 or 8) against 168 · mantissa(g),
- * both below 2^32, until the remainder is at most half of 168 units.
+ * The per-(token, head) scale g = max|x| / (21 · 2^k) rounded to nearest f32 as the CPU rounds it (WGSL's
+ * f32 division may be off by ulps): RaZeR divides by 168 (k = 3), NVFP4 by 6 · 448 = 2688 (k = 7).
+ * Corrected in integers: 2 · mantissa(max) << (exponent difference − k, 4 or 5) against 42 · mantissa(g),
+ * both below 2^30, until they are at most 21 (half a unit of g) apart.
  */
 const G_OF = /* wgsl */ `
-fn g_of(amax: f32) -> f32 {
-  var gb = bitcast<u32>(amax / 168.0);
+fn g_of(amax: f32, k: i32) -> f32 {
+  var gb = bitcast<u32>(amax / (21.0 * ldexp(1.0, k)));
   let ab = bitcast<u32>(amax);
   let ma = (ab & 0x7FFFFFu) | 0x800000u;
   for (var it = 0u; it < 4u; it++) {
-    let d = i32(ab >> 23u) - i32(gb >> 23u);
-    if (d < 7 || d > 8 || (gb >> 23u) == 0u) { break; }
-    let a = ma << u32(d);
-    let b = 168u * ((gb & 0x7FFFFFu) | 0x800000u);
-    if (a > b + 84u) { gb += 1u; continue; }
-    if (b > a + 84u) { gb -= 1u; continue; }
+    let d = i32(ab >> 23u) - i32(gb >> 23u) - k;
+    if (d < 4 || d > 5 || (gb >> 23u) == 0u) { break; }
+    let a = 2u * (ma << u32(d));
+    let b = 42u * ((gb & 0x7FFFFFu) | 0x800000u);
+    if (a > b + 21u) { gb += 1u; continue; }
+    if (b > a + 21u) { gb -= 1u; continue; }
     break;
   }
   return bitcast<f32>(gb);
+}`;
+
+/**
+ * E4M3 byte and value of v in [2^-9, 448], rounded to nearest even (src/quant/minifloat.ts e4m3Round):
+ * the quantum is 2^(e − 3) for v's exponent e (2^-9 below the normals), so v / quantum rounds exactly.
+ */
+const E4M3_RNE = /* wgsl */ `
+fn e4m3_rne(v: f32) -> vec2<f32> {
+  let e = max(i32(bitcast<u32>(v) >> 23u) - 127, -6);
+  let q = ldexp(1.0, e - 3);
+  let r = round(v / q) * q;
+  let er = i32(bitcast<u32>(r) >> 23u) - 127;
+  var code = u32(round(r * 512.0));
+  if (er >= -6) { code = (u32(er + 7) << 3u) | u32(round((ldexp(r, -er) - 1.0) * 8.0)); }
+  return vec2<f32>(f32(code), r);
 }`;
 
 /**
@@ -172,10 +193,12 @@ fn g_of(amax: f32) -> f32 {
  *   payload nearest clamp(max|x/g|/qmax, 2^-5, 28) (qmax 6 for ±5, 8 for ±8; ties keep the smaller
  *   payload), codes the nearest level of L(SV) (exact midpoints to the lower level); the least squared
  *   error wins, earlier SV on ties (src/quant/nvfp4-razer.ts without clipping).
+ * - nvfp4: g = max|x|/2688 per (row, head); per block of 16, s_b = E4M3_RNE(clamp(max|x/g|/6, 2^-9, 448)),
+ *   codes the nearest E2M1 of x/(g·s_b), exact midpoints away from zero, zero as +0 (src/quant/nvfp4.ts).
  * One workgroup per (row, head), one thread per group; run once for K, once for V.
  * Bindings: codes, scales, src. Params: heads, pos0, items (rows * heads).
  */
-export function kvWriteQuant4Kernel(format: "int4" | "razer", headDim: number): Kernel {
+export function kvWriteQuant4Kernel(format: Kv4Format, headDim: number): Kernel {
   checkKv4HeadDim(format, headDim);
   const G = format === "int4" ? 32 : 16;
   const NG = Math.ceil(headDim / G);
@@ -211,7 +234,7 @@ export function kvWriteQuant4Kernel(format: "int4" | "razer", headDim: number): 
   workgroupBarrier();
   var amax = 0.0;
   for (var u = 0u; u < NG; u++) { amax = max(amax, red[u]); }
-  let g = select(1.0, g_of(amax), amax > 0.0);
+  let g = select(1.0, g_of(amax, 3), amax > 0.0);
   var byte = 0u;
   if (lid < NG) {
     let start = lid * G;
@@ -266,6 +289,49 @@ export function kvWriteQuant4Kernel(format: "int4" | "razer", headDim: number): 
     scales[dst * SW + lid] = word;
   }
   if (lid == 0u) { scales[dst * SW + SW - 1u] = bitcast<u32>(g); }`;
+  const nvfp4 = /* wgsl */ `
+  var am = 0.0;
+  if (lid < NG) {
+    for (var i = lid * G; i < min(lid * G + G, D); i++) { am = max(am, abs(src[base + i])); }
+  }
+  red[lid] = am;
+  workgroupBarrier();
+  var amax = 0.0;
+  for (var u = 0u; u < NG; u++) { amax = max(amax, red[u]); }
+  let g = select(1.0, g_of(amax, 7), amax > 0.0);
+  var byte = 0u;
+  if (lid < NG) {
+    let start = lid * G;
+    let n = min(G, D - start);
+    var x: array<f32, 16>;
+    var bm = 0.0;
+    // the head's largest value is ±6·448 exactly, not w/g with g's rounding (as razer's ±168)
+    for (var i = 0u; i < n; i++) {
+      let w = src[base + start + i];
+      x[i] = select(w / g, sign(w) * 2688.0, abs(w) == amax);
+      bm = max(bm, abs(x[i]));
+    }
+    let sb = e4m3_rne(clamp(bm / 6.0, 0.001953125, 448.0));
+    byte = u32(sb.x);
+    var cw = vec2<u32>(0u);
+    for (var i = 0u; i < n; i++) {
+      let t = x[i] / sb.y;
+      // the E2M1 magnitude code: midpoints at or below |t| (exact midpoints away from zero); zero as +0
+      let a = abs(t);
+      let k = u32(a >= 0.25) + u32(a >= 0.75) + u32(a >= 1.25) + u32(a >= 1.75) + u32(a >= 2.5) + u32(a >= 3.5) + u32(a >= 5.0);
+      let c = select(k, k | 8u, t < 0.0 && k > 0u);
+      cw[i / 8u] |= c << (4u * (i % 8u));
+    }
+    for (var w = 0u; w < n / 8u; w++) { codes[dst * CW + start / 8u + w] = cw[w]; }
+  }
+  sbytes[lid] = byte;
+  workgroupBarrier();
+  if (lid < SW - 1u) {
+    var word = 0u;
+    for (var b = 0u; b < 4u; b++) { if (4u * lid + b < NG) { word |= sbytes[4u * lid + b] << (8u * b); } }
+    scales[dst * SW + lid] = word;
+  }
+  if (lid == 0u) { scales[dst * SW + SW - 1u] = bitcast<u32>(g); }`;
   return memoKernel(`kvWrite.${format}.${headDim}`, () => ({
     name: `kvWrite.${format}`,
     bindings: ["write", "write", "read"],
@@ -282,6 +348,7 @@ const CW = ${CW}u;
 const SW = ${SW}u;
 ${format === "int4" ? F16_RNE : `${MINIFLOATS}
 ${G_OF}
+${format === "nvfp4" ? E4M3_RNE : ""}
 var<workgroup> red: array<f32, 64>;
 var<workgroup> sbytes: array<u32, 64>;`}
 @compute @workgroup_size(64)
@@ -292,7 +359,7 @@ fn main(${ENTRY_ARGS}) {
   let h = id % p.heads;
   let base = id * D;
   let dst = (p.pos0 + r) * p.heads + h;
-  ${format === "int4" ? int4 : razer}
+  ${format === "int4" ? int4 : format === "razer" ? razer : nvfp4}
 }`,
   }));
 }
@@ -300,10 +367,11 @@ fn main(${ENTRY_ARGS}) {
 /**
  * WGSL reading a 4-bit KV cache in attention: `kv4_k(ph, j)`, elements 4j..4j+3 of the K head row `ph`
  * (= position · kv heads + kv head), and `kv_v(ph, i)`, element i of the V row, decoded exactly as the CPU
- * codec decodes (int4: (q − z)·s; razer: g·(S(p)·v(c)), v(0x0) = the SV, one rounding), over the bindings
+ * codec decodes (int4: (q − z)·s; razer: g·(S(p)·v(c)), v(0x0) = the SV; nvfp4: g·(s_b·v(c)); one
+ * rounding), over the bindings
  * kq, ks, vq, vs.
  */
-export function kvDecode4(format: "int4" | "razer", headDim: number): string {
+export function kvDecode4(format: Kv4Format, headDim: number): string {
   const { codes: CW, scales: SW } = kvWords(format, headDim);
   const one =
     format === "int4"
@@ -319,9 +387,17 @@ export function kvDecode4(format: "int4" | "razer", headDim: number): string {
   let v = select(e2m1v(c), sv, c == 0u);
   return bitcast<f32>(${s}[ph * ${SW}u + ${SW - 1}u]) * (e3m3v(b & 0x3Fu) * v);
 }`;
-  return `${format === "razer" ? MINIFLOATS : ""}
-${one("kq", "ks")}
-${one("vq", "vs")}
+  const nv = (q: string, s: string) => `fn ${q}_at(ph: u32, i: u32) -> f32 {
+  let c = (${q}[ph * ${CW}u + i / 8u] >> (4u * (i % 8u))) & 15u;
+  let b = (${s}[ph * ${SW}u + i / 64u] >> (8u * ((i / 16u) % 4u))) & 0x7Fu;
+  let e = (b >> 3u) & 15u;
+  let sb = select(ldexp(1.0 + f32(b & 7u) / 8.0, i32(e) - 7), f32(b & 7u) * 0.001953125, e == 0u);
+  return bitcast<f32>(${s}[ph * ${SW}u + ${SW - 1}u]) * (sb * e2m1v(c));
+}`;
+  const fn = format === "nvfp4" ? nv : one;
+  return `${format === "int4" ? "" : MINIFLOATS}
+${fn("kq", "ks")}
+${fn("vq", "vs")}
 fn kv4_k(ph: u32, j: u32) -> vec4<f32> { return vec4<f32>(kq_at(ph, 4u * j), kq_at(ph, 4u * j + 1u), kq_at(ph, 4u * j + 2u), kq_at(ph, 4u * j + 3u)); }
 fn kv_v(ph: u32, i: u32) -> f32 { return vq_at(ph, i); }`;
 }
