@@ -1,9 +1,9 @@
 /**
  * The server on WebGPU: concurrent sequences decode in one forwardBatch, and each sequence's token is
  * picked on the device (argmax, or the sample kernel with the sequence's own seeded draws), so only
- * token ids come back. Greedy streams decoded together must equal model.generate's (a batch's logits are
- * GEMM sums, a lone step's GEMV sums: equal to f32 rounding, which can move a temperature draw across a
- * cumulative boundary, so seeded sampling is compared on a lone stream).
+ * token ids come back. Streams decoded together must equal model.generate's, seeded sampling included: a
+ * batch's rows are GEMV sums in a lone step's order (docs/architecture.md decision 20), so the logits and
+ * therefore the draws are the same bit for bit.
  */
 import { test } from "node:test";
 import assert from "node:assert/strict";
@@ -29,6 +29,7 @@ test("WebGPU server: batched streams with tokens picked on the device equal mode
       { prompt: "The package manager", temperature: 0, seed: undefined },
       { prompt: "To configure the network", temperature: 0, seed: undefined },
       { prompt: "A file system", temperature: 0, seed: undefined },
+      { prompt: "The package manager", temperature: 0.7, seed: 9 },
     ];
     const wants: { text: string; tokens: number }[] = [];
     for (const r of requests) {

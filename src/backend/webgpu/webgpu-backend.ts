@@ -16,7 +16,7 @@ import { GpuSparseWeight, recordSparseMatmul, uploadSparse } from "./sparse-weig
 import { isSparseDType, type SparseDType } from "../../tensor/dtype.js";
 import { GEMV_I8_ROWS, gemvI8Kernel, type BlockFormat } from "./kernels/gemv-i8.js";
 import { QuantizedX, type ActivationPath } from "./quantized-x.js";
-import { GEMM_TILE, GEMV_ROWS_PER_TEAM, chunkElems, gemvRows, gemmKernel, gemvKernel, gemvVariant, xMode, type GemvVariant } from "./kernels/matmul.js";
+import { GEMM_TILE, GEMV_BATCH_ROWS_PER_TEAM, GEMV_MAX_BATCH, GEMV_ROWS_PER_TEAM, chunkElems, gemvBatchVariant, gemvRows, gemmKernel, gemvKernel, gemvVariant, xMode, type GemvVariant } from "./kernels/matmul.js";
 import { ELEMENTWISE_GROUP, addBiasKernel, addKernel, swigluKernel } from "./kernels/elementwise.js";
 import { normThreads, rmsnormKernel } from "./kernels/norm.js";
 import { ROPE_GROUP, ropeKernel } from "./kernels/rope.js";
@@ -115,6 +115,14 @@ export interface WebGpuOptions extends GpuOptions {
    * Default true; false makes them decline, so a model runs the separate ops (benchmarks compare both).
    */
   fuse?: boolean;
+  /**
+   * Whether matmuls and fused ops of 2..GEMV_BATCH_ROWS rows run one GEMV over all rows (weights read
+   * once; README "A few rows") rather than one GEMV per row over row views. Default true; the results are
+   * the same bit for bit, so benchmarks compare both.
+   */
+  batchedGemv?: boolean;
+  /** Weight rows each team of a GEMV over several rows computes, per format (default: GEMV_BATCH_ROWS_PER_TEAM). */
+  gemvBatchRowsPerTeam?: Partial<Record<GpuFormat, number>>;
 }
 
 /** Opens a device and returns a backend on it. */
@@ -123,11 +131,11 @@ export async function createWebGpuBackend(options: WebGpuOptions = {}): Promise<
 }
 
 /**
- * Most rows a matmul runs as one GEMV a row (batched decoding of up to this many sequences); more rows
- * take the tiled GEMM. Each GEMV re-reads the weight (from L2 where it fits), so this trades bandwidth
- * for not wasting a 64-row GEMM tile on a handful of rows.
+ * Most rows a matmul runs as GEMV (batched decoding of up to this many sequences): one GEMV over all rows
+ * (`batchedGemv`, weights read once), or one per row; more rows take the tiled GEMM, whose 64-row tiles
+ * would be mostly empty for a handful of rows.
  */
-export const GEMV_BATCH_ROWS = 8;
+export const GEMV_BATCH_ROWS = GEMV_MAX_BATCH;
 
 export class WebGpuBackend implements Backend {
   readonly kind = "webgpu" as const;
@@ -143,6 +151,10 @@ export class WebGpuBackend implements Backend {
   private readonly qx: QuantizedX;
   /** Whether the fused ops run; benchmarks change it between runs. */
   fuse: boolean;
+  /** Whether 2..GEMV_BATCH_ROWS rows run one GEMV for all rows (else one per row); benchmarks change it between runs. */
+  batchedGemv: boolean;
+  /** Weight rows per team of GEMVs over several rows, per format; benchmarks change it between runs. */
+  readonly gemvBatchRowsPerTeam: Record<GpuFormat, number>;
   /** The stack each weight uploaded by uploadStack belongs to. */
   private readonly stacks = new WeakMap<GpuWeight, WeightStack>();
   private readonly result: Buf;
@@ -161,6 +173,8 @@ export class WebGpuBackend implements Backend {
     this.activations = options.activations ?? "f32";
     if (this.activations !== "int8" && this.activations !== "f32") throw new Error(`WebGPU option activations: "${String(this.activations)}" is not "int8" or "f32"`);
     this.fuse = options.fuse ?? true;
+    this.batchedGemv = options.batchedGemv ?? true;
+    this.gemvBatchRowsPerTeam = { ...GEMV_BATCH_ROWS_PER_TEAM, ...options.gemvBatchRowsPerTeam };
     this.qx = new QuantizedX(this.pool, (k, p, b, g) => this.run(k, p, b, g));
     this.result = this.pool.storage(16, "argmax result");
     this.selectOps = new GpuSelectOps(this.pool, (k, p, b, g) => this.run(k, p, b, g), (buf, off, bytes) => this.recorder.read(buf, off, bytes));
@@ -197,7 +211,7 @@ export class WebGpuBackend implements Backend {
 
   /** The stack whose members are exactly `ws`, in order, when the fused GEMVs may run on it. */
   private fusable(ws: readonly Weight[], x: GpuTensor): WeightStack | undefined {
-    if (!this.fuse || x.rows !== 1 || !(ws[0] instanceof GpuWeight)) return undefined;
+    if (!this.fuse || x.rows < 1 || x.rows > GEMV_BATCH_ROWS || !(ws[0] instanceof GpuWeight)) return undefined;
     const st = this.stacks.get(ws[0]);
     if (!st || st.members.length !== ws.length || ws.some((w, i) => w !== st.members[i])) return undefined;
     const w = st.members[0]!;
@@ -208,11 +222,10 @@ export class WebGpuBackend implements Backend {
   /**
    * Runs a one-row fused op on each of x's rows (2..GEMV_BATCH_ROWS, batched decoding) through row views of
    * x and `others` (its outputs): true when it ran, false (nothing recorded) when the rows cannot be viewed
-   * or the op declines, undefined when x has one row (the caller runs the op itself).
+   * or the op declines. Used where batchVariant gives no batch kernel.
    */
-  private fusedPerRow(x: GpuTensor, others: readonly GpuTensor[], op: (x: GpuTensor, row: (t: GpuTensor) => GpuTensor) => boolean): boolean | undefined {
+  private fusedPerRow(x: GpuTensor, others: readonly GpuTensor[], op: (x: GpuTensor, row: (t: GpuTensor) => GpuTensor) => boolean): boolean {
     const n = x.rows;
-    if (n === 1) return undefined;
     if (!this.fuse || n > GEMV_BATCH_ROWS || [x, ...others].some((t) => t.rows < n || (t.cols * 4) % this.rowViewAlign !== 0)) return false;
     for (let r = 0; r < n; r++) {
       // the first row decides for all: the op declines on properties every row shares
@@ -236,6 +249,18 @@ export class WebGpuBackend implements Backend {
     this.qx.keep(this.recorder.dispatches);
   }
 
+  /**
+   * The variant of a GEMV over `rows` x rows whose rows equal the one-row variant `single` bit for bit
+   * (`single` itself for one row), or undefined where each row runs its own GEMV: batchedGemv off, the
+   * int8-activation path (one-row kernels only), or x staged as f16. `even`: a team holds (gate, up) pairs.
+   */
+  private batchVariant(w: GpuWeight, rows: number, single: GemvVariant, even = false): GemvVariant | undefined {
+    if (rows === 1) return single;
+    if (!this.batchedGemv || rows > GEMV_BATCH_ROWS || this.viaInt8(w)) return undefined;
+    const R = this.gemvBatchRowsPerTeam[w.format];
+    return gemvBatchVariant(single, even ? swigluRowsPerTeam(R) : R);
+  }
+
   /** The GEMV variant the plain matmul uses for `format`, or with `rowsPerTeam` rows a team when given. */
   private gemvVariantOf(format: GpuFormat, rowsPerTeam = this.gemvRowsPerTeam[format]): GemvVariant {
     return gemvVariant(format, this.gpu.subgroupMinSize, rowsPerTeam === GEMV_ROWS_PER_TEAM[format] ? {} : { rowsPerTeam });
@@ -248,88 +273,91 @@ export class WebGpuBackend implements Backend {
   }
 
   /**
-   * outs[i] = x · ws[i]ᵀ for one row x, in one dispatch, when ws were uploaded together by uploadStack
-   * (in this order); false, recording nothing, otherwise.
+   * outs[i] = x · ws[i]ᵀ for 1..GEMV_BATCH_ROWS rows of x, in one dispatch (or one a row, see
+   * batchVariant), when ws were uploaded together by uploadStack (in this order); false, recording
+   * nothing, otherwise.
    */
   matmulStacked(outs: readonly Tensor[], x: Tensor, ws: readonly Weight[]): boolean {
     const xt = x as GpuTensor;
-    const perRow = this.fusedPerRow(xt, outs as GpuTensor[], (xr, row) => this.matmulStacked(outs.map((o) => row(o as GpuTensor)), xr, ws));
-    if (perRow !== undefined) return perRow;
     const st = this.fusable(ws, xt);
     if (!st) return false;
     const os = outs as readonly GpuTensor[];
     const rows = st.members.map((w) => w.outFeatures);
-    if (os.length !== ws.length || os.some((o, i) => o.cols !== rows[i] || o.rows < 1 || o.buf === xt.buf)) {
-      throw new Error(`matmulStacked: outputs [${os.map((o) => `${o.rows}x${o.cols}`).join(", ")}] do not fit ${st.members.map((w) => w.name).join(", ")}`);
+    if (os.length !== ws.length || os.some((o, i) => o.cols !== rows[i] || o.rows < xt.rows || o.buf === xt.buf)) {
+      throw new Error(`matmulStacked: outputs [${os.map((o) => `${o.rows}x${o.cols}`).join(", ")}] do not fit ${xt.rows} rows of ${st.members.map((w) => w.name).join(", ")}`);
     }
     const w = st.members[0]!;
+    const bv = this.batchVariant(w, xt.rows, this.gemvVariantOf(w.format));
+    if (!bv) return this.fusedPerRow(xt, os, (xr, row) => this.matmulStacked(os.map(row), xr, ws));
     const sg = this.gpu.subgroupMinSize;
     const n = rows.reduce((a, b) => a + b, 0);
-    if (this.viaInt8(w)) {
+    if (xt.rows === 1 && this.viaInt8(w)) {
       this.runI8(fusedGemvI8Kernel(w.format as BlockFormat, sg, { stacked: ws.length }), xt, w, [n, w.inFeatures, 0, w.blocks, ...stackedParams(rows, st.members.map((m) => m.mul), f32bits)], [st.data, st.scales!, ...os.map((o) => o.buf)], n);
       return true;
     }
-    const v = this.gemvVariantOf(w.format);
-    const k = stackedGemvKernel(w.format, xMode(w.format, w.inFeatures), sg, v, ws.length);
-    const params = [...this.gemvParams(w, n), ...stackedParams(rows, st.members.map((m) => m.mul), f32bits)];
+    const k = stackedGemvKernel(w.format, xMode(w.format, w.inFeatures), sg, bv, ws.length, xt.rows);
+    // a batch's ocols word goes unused: each output's rows are its member's width
+    const params = [...this.gemvParams(w, n), ...stackedParams(rows, st.members.map((m) => m.mul), f32bits), ...(xt.rows > 1 ? [0] : [])];
     const bufs = [xt.buf, st.data, ...(st.scales ? [st.scales] : []), ...os.map((o) => o.buf)];
-    this.run(k, params, bufs, grid(Math.ceil(n / gemvRows(sg, v.rowsPerTeam, v.split))));
+    this.run(k, params, bufs, grid(Math.ceil(n / gemvRows(sg, bv.rowsPerTeam, bv.split))));
     return true;
   }
 
   /**
-   * out = silu(x · gateᵀ) * (x · upᵀ) for one row x, in one dispatch, when gate and up were uploaded
-   * together by uploadStack (gate first); false, recording nothing, otherwise.
+   * out = silu(x · gateᵀ) * (x · upᵀ) for 1..GEMV_BATCH_ROWS rows of x, in one dispatch (or one a row,
+   * see batchVariant), when gate and up were uploaded together by uploadStack (gate first); false,
+   * recording nothing, otherwise.
    */
   matmulSwiglu(out: Tensor, x: Tensor, gate: Weight, up: Weight): boolean {
     const xt = x as GpuTensor;
-    const perRow = this.fusedPerRow(xt, [out as GpuTensor], (xr, row) => this.matmulSwiglu(row(out as GpuTensor), xr, gate, up));
-    if (perRow !== undefined) return perRow;
     const st = this.fusable([gate, up], xt);
     if (!st) return false;
     const o = out as GpuTensor;
     const [g, u] = st.members as [GpuWeight, GpuWeight];
-    if (g.outFeatures !== u.outFeatures || o.cols !== g.outFeatures || o.rows < 1 || o.buf === xt.buf) {
-      throw new Error(`matmulSwiglu: [${o.rows}, ${o.cols}] does not fit ${g.name} [${g.shape.join(", ")}] and ${u.name} [${u.shape.join(", ")}]`);
+    if (g.outFeatures !== u.outFeatures || o.cols !== g.outFeatures || o.rows < xt.rows || o.buf === xt.buf) {
+      throw new Error(`matmulSwiglu: [${o.rows}, ${o.cols}] does not fit ${xt.rows} rows of ${g.name} [${g.shape.join(", ")}] and ${u.name} [${u.shape.join(", ")}]`);
     }
+    const bv = this.batchVariant(g, xt.rows, this.gemvVariantOf(g.format, swigluRowsPerTeam(this.gemvRowsPerTeam[g.format])), true);
+    if (!bv) return this.fusedPerRow(xt, [o], (xr, row) => this.matmulSwiglu(row(o), xr, gate, up));
     const sg = this.gpu.subgroupMinSize;
     const n = 2 * g.outFeatures;
-    if (this.viaInt8(g)) {
+    if (xt.rows === 1 && this.viaInt8(g)) {
       this.runI8(fusedGemvI8Kernel(g.format as BlockFormat, sg, "swiglu"), xt, g, [n, g.inFeatures, 0, g.blocks, g.outFeatures, f32bits(g.mul), f32bits(u.mul)], [st.data, st.scales!, o.buf], n);
       return true;
     }
-    const v = this.gemvVariantOf(g.format, swigluRowsPerTeam(this.gemvRowsPerTeam[g.format]));
-    const k = swigluGemvKernel(g.format, xMode(g.format, g.inFeatures), sg, v);
-    const params = [...this.gemvParams(g, n), g.outFeatures, f32bits(g.mul), f32bits(u.mul)];
-    this.run(k, params, [xt.buf, st.data, ...(st.scales ? [st.scales] : []), o.buf], grid(Math.ceil(n / gemvRows(sg, v.rowsPerTeam, v.split))));
+    const k = swigluGemvKernel(g.format, xMode(g.format, g.inFeatures), sg, bv, xt.rows);
+    // a batch's ocols word goes unused: out rows are half (= gate's rows) wide
+    const params = [...this.gemvParams(g, n), g.outFeatures, f32bits(g.mul), f32bits(u.mul), ...(xt.rows > 1 ? [0] : [])];
+    this.run(k, params, [xt.buf, st.data, ...(st.scales ? [st.scales] : []), o.buf], grid(Math.ceil(n / gemvRows(sg, bv.rowsPerTeam, bv.split))));
     return true;
   }
 
   /**
-   * out += x · wᵀ for one row x (the residual add in the GEMV's store, so no projection round trip);
-   * false, recording nothing, when x has more rows than GEMV_BATCH_ROWS or the int8-activation path would run.
+   * out += x · wᵀ for 1..GEMV_BATCH_ROWS rows of x (the residual add in the GEMV's store, so no
+   * projection round trip), one dispatch per weight part (or per part and row, see batchVariant); false,
+   * recording nothing, for more rows or where the int8-activation path would run.
    */
   matmulAdd(out: Tensor, x: Tensor, w: Weight): boolean {
     const xt = x as GpuTensor;
     const o = out as GpuTensor;
-    const perRow = this.fusedPerRow(xt, [o], (xr, row) => this.matmulAdd(row(o), xr, w));
-    if (perRow !== undefined) return perRow;
-    if (!this.fuse || xt.rows !== 1 || !(w instanceof GpuWeight)) return false;
-    if (xt.cols !== w.inFeatures || o.cols !== w.outFeatures || o.rows < 1) {
+    if (!this.fuse || xt.rows < 1 || xt.rows > GEMV_BATCH_ROWS || !(w instanceof GpuWeight)) return false;
+    if (xt.cols !== w.inFeatures || o.cols !== w.outFeatures || o.rows < xt.rows) {
       throw new Error(`matmulAdd ${w.name}: x [${xt.rows}, ${xt.cols}] · [${w.shape.join(", ")}]ᵀ -> [${o.rows}, ${o.cols}] do not fit`);
     }
     if (o.buf === xt.buf) throw new Error(`matmulAdd ${w.name}: the output may not share storage with x`);
+    const bv = this.batchVariant(w, xt.rows, this.gemvVariantOf(w.format));
+    if (!bv) return this.fusedPerRow(xt, [o], (xr, row) => this.matmulAdd(row(o), xr, w));
     const sg = this.gpu.subgroupMinSize;
-    if (this.viaInt8(w)) {
+    if (xt.rows === 1 && this.viaInt8(w)) {
       const k = fusedGemvI8Kernel(w.format as BlockFormat, sg, "add");
       for (const part of w.parts) this.runI8(k, xt, w, [part.rows, w.inFeatures, part.rowStart, w.blocks], [part.data, part.scales!, o.buf], part.rows);
       return true;
     }
-    const v = this.gemvVariantOf(w.format);
-    const k = addGemvKernel(w.format, xMode(w.format, w.inFeatures), sg, v);
+    const k = addGemvKernel(w.format, xMode(w.format, w.inFeatures), sg, bv, xt.rows);
     for (const part of w.parts) {
       const bufs = part.scales ? [xt.buf, part.data, part.scales, o.buf] : [xt.buf, part.data, o.buf];
-      this.run(k, this.gemvParams(w, part.rows, part.rowStart, w.mul), bufs, grid(Math.ceil(part.rows / gemvRows(sg, v.rowsPerTeam, v.split))));
+      const params = [...this.gemvParams(w, part.rows, part.rowStart, w.mul), ...(xt.rows > 1 ? [o.cols] : [])];
+      this.run(k, params, bufs, grid(Math.ceil(part.rows / gemvRows(sg, bv.rowsPerTeam, bv.split))));
     }
     return true;
   }
@@ -559,11 +587,23 @@ export class WebGpuBackend implements Backend {
     if (o.buf === xt.buf) throw new Error(`matmul ${wt.name}: the output may not share storage with x`);
     if (n === 0) return;
     const K = wt.inFeatures;
-    if (n > 1 && n <= GEMV_BATCH_ROWS && (K * 4) % this.rowViewAlign === 0 && (o.cols * 4) % this.rowViewAlign === 0) {
-      // a few rows (batched decoding): one GEMV per row over row views beats a 64-row GEMM tile mostly
-      // empty, and each row's result is then exactly its single-sequence result
-      for (let r = 0; r < n; r++) this.matmul(this.rowView(o, r, 1), this.rowView(xt, r, 1), w);
-      return;
+    if (n > 1 && n <= GEMV_BATCH_ROWS) {
+      // a few rows (batched decoding): GEMV beats a 64-row GEMM tile mostly empty, and each row's result
+      // is then exactly its single-sequence result; one GEMV over all rows reads the weights once
+      const bv = this.batchVariant(wt, n, this.gemvVariantOf(wt.format));
+      if (bv) {
+        const sg = this.gpu.subgroupMinSize;
+        const k = gemvKernel(wt.format, xMode(wt.format, K), sg, bv.rowsPerTeam, bv.split, bv.unroll, bv.pipeline, bv.x, undefined, n);
+        for (const part of wt.parts) {
+          const bufs = part.scales ? [xt.buf, part.data, part.scales, o.buf] : [xt.buf, part.data, o.buf];
+          this.run(k, [...this.gemvParams(wt, part.rows, part.rowStart, wt.mul), o.cols], bufs, grid(Math.ceil(part.rows / gemvRows(sg, bv.rowsPerTeam, bv.split))));
+        }
+        return;
+      }
+      if ((K * 4) % this.rowViewAlign === 0 && (o.cols * 4) % this.rowViewAlign === 0) {
+        for (let r = 0; r < n; r++) this.matmul(this.rowView(o, r, 1), this.rowView(xt, r, 1), w);
+        return;
+      }
     }
     for (const part of wt.parts) {
       const bufs = part.scales ? [xt.buf, part.data, part.scales, o.buf] : [xt.buf, part.data, o.buf];

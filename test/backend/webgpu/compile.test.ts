@@ -8,6 +8,7 @@ import assert from "node:assert/strict";
 import { openGpu } from "../../../src/backend/webgpu/device.js";
 import type { Kernel } from "../../../src/backend/webgpu/kernel.js";
 import { GEMV_PORTABLE_WORKGROUP_BYTES, gemmKernel, gemvKernel, gemvVariant, gemvWorkgroupBytes, type GemvX, type XMode } from "../../../src/backend/webgpu/kernels/matmul.js";
+import { addGemvKernel, stackedGemvKernel, swigluGemvKernel } from "../../../src/backend/webgpu/kernels/gemv-fused.js";
 import { attentionCombineKernel, attentionPartialKernel } from "../../../src/backend/webgpu/kernels/attention.js";
 import { addBiasKernel, addKernel, swigluKernel } from "../../../src/backend/webgpu/kernels/elementwise.js";
 import { rmsnormKernel } from "../../../src/backend/webgpu/kernels/norm.js";
@@ -54,11 +55,22 @@ function allKernels(): Kernel[] {
     ks.push(kvWriteInt8Kernel(d), attentionPartialKernel(d, "int8"), attentionPartialKernel(d, "int8", true));
     for (const f of ["int4", "razer"] as const) ks.push(kvWriteQuant4Kernel(f, d), attentionPartialKernel(d, f), attentionPartialKernel(d, f, true));
   }
+  // GEMVs over several x rows (batched decoding): every format and x mode, plain and fused, pipelined
+  for (const f of [...FORMATS, ...PACKED_DTYPES]) {
+    for (const sg of [1, 16, 32]) {
+      for (const B of [2, 8]) {
+        for (const mode of ["exact", "vec4", "scalar"] as XMode[]) ks.push(gemvKernel(f, mode, sg, 2, 2, 1, false, "global", undefined, B));
+        const v = { rowsPerTeam: 2, split: 2, unroll: 2, pipeline: true, x: "global" as GemvX };
+        ks.push(gemvKernel(f, "exact", sg, 1, 4, 1, false, "global", undefined, B), stackedGemvKernel(f, "vec4", sg, v, 3, B), stackedGemvKernel(f, "exact", sg, v, 4, B));
+        ks.push(swigluGemvKernel(f, "exact", sg, v, B), addGemvKernel(f, "scalar", sg, v, B));
+      }
+    }
+  }
   // every GEMV decode variant of the packed formats, with 32-lane subgroups and without subgroups
   for (const [f, vs] of Object.entries(GEMV_DECODE_VARIANTS) as [PackedDType, Record<string, unknown>][]) {
     for (const v of Object.keys(vs)) {
       setGemvDecode(f, v);
-      for (const sg of [1, 32]) ks.push(gemvKernel(f, "exact", sg), gemvKernel(f, "vec4", sg, 2, 2, 2, true));
+      for (const sg of [1, 32]) ks.push(gemvKernel(f, "exact", sg), gemvKernel(f, "vec4", sg, 2, 2, 2, true), gemvKernel(f, "exact", sg, 2, 2, 1, false, "global", undefined, 8));
     }
     setGemvDecode(f, GEMV_DECODE_DEFAULTS[f]!);
   }

@@ -7,6 +7,8 @@
  * - swiglu: gate and up are stacked; team rows 2i and 2i + 1 read gate row i and up row i, so one team
  *   holds both sums and stores silu(gate) * up (the expression of the swiglu kernel) without a round trip.
  * - add: out += W·x, the residual add as the store (out is read and written by the same thread only).
+ * Each takes a batch B (1..8, matmul.ts's `batch`): x rows 0..B-1, and row b of each output (stacked: of
+ * its member's width; swiglu: of half; add: of p.ocols) from x row b, the weights read once for all rows.
  */
 import { gemvKernel, gemvRows, gemvSplit, type GemvHooks, type GemvVariant, type XMode } from "./matmul.js";
 import { GEMV_I8_ROWS, GEMV_I8_UNROLL, gemvI8Kernel, type BlockFormat } from "./gemv-i8.js";
@@ -30,21 +32,23 @@ function stackedHooks(m: number): GemvHooks {
   const outName = (i: number) => (i === 0 ? "out" : `out${i}`);
   // weight i owns rows [b_i, b_(i+1)); b_0 = 0
   const bound = (i: number) => (i === 0 ? "0u" : `p.b${i}`);
-  const branches = ids
+  // the width of weight i's output rows (batched kernels: x row xr goes to row xr of each output)
+  const width = (i: number) => `(${i === m - 1 ? "p.n" : `p.b${i + 1}`} - ${bound(i)})`;
+  const branches = (batched: boolean) => ids
     .map((i) => {
-      const put = `${outName(i)}[r - ${bound(i)}] = v * p.mul${i};`;
+      const put = `${outName(i)}[${batched ? `xr * ${width(i)} + ` : ""}r - ${bound(i)}] = v * p.mul${i};`;
       return i === m - 1 ? `{ ${put} }` : `if (r < p.b${i + 1}) { ${put} }`;
     })
     .join(" else ");
   return {
     key: `stack${m}`,
     params: ids.slice(1).map((i) => `, b${i}: u32`).join("") + ids.map((i) => `, mul${i}: f32`).join(""),
-    decls: (first) => `${ids.slice(1).map((i) => `@group(0) @binding(${first + i - 1}) var<storage, read_write> out${i}: array<f32>;`).join("\n")}
-fn put(r: u32, v: f32) {
-  ${branches}
+    decls: (first, batch = 1) => `${ids.slice(1).map((i) => `@group(0) @binding(${first + i - 1}) var<storage, read_write> out${i}: array<f32>;`).join("\n")}
+fn put(r: u32, v: f32${batch > 1 ? ", xr: u32" : ""}) {
+  ${branches(batch > 1)}
 }`,
     bindings: ids.slice(1).map(() => "write" as const),
-    store: (sums, rows) => sums.map((s, j) => `if (${rows[j]} < p.n) { put(${rows[j]}, ${s}); }`).join("\n    "),
+    store: (sums, rows, b) => sums.map((s, j) => `if (${rows[j]} < p.n) { put(${rows[j]}, ${s}${b === undefined ? "" : `, ${b}u`}); }`).join("\n    "),
   };
 }
 
@@ -53,24 +57,30 @@ const SWIGLU_HOOKS: GemvHooks = {
   params: ", half: u32, mulGate: f32, mulUp: f32",
   row: (r) => `((${r}) >> 1u) + ((${r}) & 1u) * p.half`,
   decls: () => `fn silu_mul(g: f32, u: f32) -> f32 { return (g / (1.0 + exp(-g))) * u; }`,
-  store: (sums, rows) =>
+  store: (sums, rows, b) =>
     sums
-      .flatMap((s, j) => (j % 2 === 0 ? [`if (${rows[j]} < p.n) { out[${rows[j]} >> 1u] = silu_mul(${s} * p.mulGate, ${sums[j + 1]} * p.mulUp); }`] : []))
+      .flatMap((s, j) => (j % 2 === 0 ? [`if (${rows[j]} < p.n) { out[${b === undefined ? `${rows[j]} >> 1u` : `${b}u * p.half + (${rows[j]} >> 1u)`}] = silu_mul(${s} * p.mulGate, ${sums[j + 1]} * p.mulUp); }`] : []))
       .join("\n    "),
 };
 
 const ADD_HOOKS: GemvHooks = {
   key: "add",
-  store: (sums, rows) => sums.map((s, j) => `if (${rows[j]} < p.n) { out[p.o0 + ${rows[j]}] = out[p.o0 + ${rows[j]}] + ${s}; }`).join("\n    "),
+  store: (sums, rows, b) =>
+    sums
+      .map((s, j) => {
+        const o = `${b === undefined ? "" : `${b}u * p.ocols + `}p.o0 + ${rows[j]}`;
+        return `if (${rows[j]} < p.n) { out[${o}] = out[${o}] + ${s}; }`;
+      })
+      .join("\n    "),
 };
 
 /**
  * A GEMV over a stack of `m` weights (one buffer, rows one weight after another) writing each weight's
  * rows to its own output. Bindings: x, w, [scales,] out, out1..out(m-1). Params: the GEMV's (n = all rows,
- * mul = 1), then stackedParams.
+ * mul = 1), then stackedParams (and, for a batch over 1, ocols, unused: each output's width is its member's rows).
  */
-export function stackedGemvKernel(format: GpuFormat, mode: XMode, sg: number, v: GemvVariant, m: number): Kernel {
-  return variantKernel(format, mode, sg, v, stackedHooks(m));
+export function stackedGemvKernel(format: GpuFormat, mode: XMode, sg: number, v: GemvVariant, m: number, batch = 1): Kernel {
+  return variantKernel(format, mode, sg, v, stackedHooks(m), batch);
 }
 
 /** Rows per team of the swiglu GEMV: a team must hold whole (gate, up) pairs. */
@@ -80,21 +90,22 @@ export function swigluRowsPerTeam(rowsPerTeam: number): number {
 
 /**
  * out[i] = silu(gate_i · x) * (up_i · x) over a stack [gate; up] of 2 * half rows. Bindings: x, w,
- * [scales,] out. Params: the GEMV's (n = 2 * half, mul = 1), half, gate's factor, up's factor.
+ * [scales,] out. Params: the GEMV's (n = 2 * half, mul = 1), half, gate's factor, up's factor (and, for a
+ * batch over 1, ocols, unused: out rows are half wide).
  */
-export function swigluGemvKernel(format: GpuFormat, mode: XMode, sg: number, v: GemvVariant): Kernel {
+export function swigluGemvKernel(format: GpuFormat, mode: XMode, sg: number, v: GemvVariant, batch = 1): Kernel {
   if (v.rowsPerTeam % 2 !== 0) throw new Error(`the swiglu GEMV needs an even number of rows per team, not ${v.rowsPerTeam}`);
-  return variantKernel(format, mode, sg, v, SWIGLU_HOOKS);
+  return variantKernel(format, mode, sg, v, SWIGLU_HOOKS, batch);
 }
 
-/** out[o] += w_o · x: the GEMV with the residual add as its store. Bindings and params as the GEMV's. */
-export function addGemvKernel(format: GpuFormat, mode: XMode, sg: number, v: GemvVariant): Kernel {
-  return variantKernel(format, mode, sg, v, ADD_HOOKS);
+/** out[o] += w_o · x: the GEMV with the residual add as its store. Bindings and params as the GEMV's (ocols: out's row width). */
+export function addGemvKernel(format: GpuFormat, mode: XMode, sg: number, v: GemvVariant, batch = 1): Kernel {
+  return variantKernel(format, mode, sg, v, ADD_HOOKS, batch);
 }
 
-/** The plain GEMV's variant `v` (matmul.ts's tables, as the backend picks it) with hooks. */
-function variantKernel(format: GpuFormat, mode: XMode, sg: number, v: GemvVariant, hooks: GemvHooks): Kernel {
-  return gemvKernel(format, mode, sg, v.rowsPerTeam, v.split, v.unroll, v.pipeline, v.x, hooks);
+/** The plain GEMV's variant `v` (matmul.ts's tables, as the backend picks it) with hooks, over `batch` x rows. */
+function variantKernel(format: GpuFormat, mode: XMode, sg: number, v: GemvVariant, hooks: GemvHooks, batch: number): Kernel {
+  return gemvKernel(format, mode, sg, v.rowsPerTeam, v.split, v.unroll, v.pipeline, v.x, hooks, batch);
 }
 
 /**

@@ -17,6 +17,8 @@
  * (docs/results/gpu-gemv-h200-after.txt, one long process): 8192x8192 f32 96%, f16 78%, q8_0 56%, q4_0
  * 35% of copy bandwidth; the 14336-wide shapes far below, a figure in doubt (docs/performance.md) that
  * bench/gpu-gemv-sweep.ts re-measures one process per variant.
+ * A GEMV may serve up to 8 rows of x (`batch`, batched decoding): each weight load feeds every row, and
+ * each row's sum keeps the one-row kernel's order, so rows equal one-row GEMVs bit for bit.
  *
  * GEMM (prefill) tiles 64 rows x 64 output features per workgroup, steps K by 32 through workgroup
  * memory, and each of 256 threads accumulates a 4 x 4 block. Weights are decoded to f32 in groups of 8
@@ -74,6 +76,31 @@ export const GEMV_X: Record<DType, GemvX> = {
   f32: "global", f16: "global", bf16: "global", q8_0: "global", q4_0: "global",
   int8: "global", "int4-asym": "global", fp4: "global", nf4: "global", razer: "global", nvfp4: "global", "nvfp4-razer": "global",
 };
+
+/** Most x rows one GEMV dispatch serves (batched decoding: one row per sequence). */
+export const GEMV_MAX_BATCH = 8;
+
+/**
+ * Weight rows per team of a GEMV over several x rows (batch B > 1), per format. A lane holds R x B sums,
+ * so R stays small; it also sets how many teams share each x load (x bytes read per weight byte fall as R
+ * grows) and the workgroups of a small matrix (256 / 32 / S x R rows each). Untuned: 2 everywhere until
+ * bench/gpu-batch-gemv.ts (`--batch-rows-per-team`) measures it on a GPU.
+ */
+export const GEMV_BATCH_ROWS_PER_TEAM: Record<DType, number> = {
+  f32: 2, f16: 2, bf16: 2, q8_0: 2, q4_0: 2,
+  int8: 2, "int4-asym": 2, fp4: 2, nf4: 2, razer: 2, nvfp4: 2, "nvfp4-razer": 2,
+};
+
+/**
+ * The variant of a GEMV over several x rows whose rows equal the one-row variant `single` bit for bit:
+ * split and unroll fix the order of each row's sum, so they stay; R becomes `rowsPerTeam`; x is read from
+ * global memory (staged f32 x holds the same values, so "shared" agrees too). Undefined for x staged as f16
+ * (the one-row kernel rounds x there): such a format keeps one GEMV per row.
+ */
+export function gemvBatchVariant(single: GemvVariant, rowsPerTeam: number): GemvVariant | undefined {
+  if (single.x === "shared-f16") return undefined;
+  return { ...single, rowsPerTeam, x: "global" };
+}
 
 /**
  * Teams that split the K of one row group by default: the largest power of two dividing R (so R rows
@@ -137,10 +164,11 @@ export function parseGemvVariant(text: string, sg: number): GemvVariant {
   return { ...(v as GemvVariant), split: v.split ?? gemvSplit(sg, v.rowsPerTeam) };
 }
 
-/** Bytes of workgroup memory a GEMV variant declares (x window and team sums). */
-export function gemvWorkgroupBytes(format: DType, sg: number, v: GemvVariant): number {
+/** Bytes of workgroup memory a GEMV variant of `batch` x rows declares (x window and team sums). */
+export function gemvWorkgroupBytes(format: DType, sg: number, v: GemvVariant, batch = 1): number {
   const team = gemvTeam(sg);
-  const red = sg > 1 ? (v.split > 1 ? (GEMV_THREADS / team) * v.rowsPerTeam : 0) : GEMV_THREADS * v.rowsPerTeam;
+  // without subgroups a batch reduces its x rows one after another through one array
+  const red = sg > 1 ? (v.split > 1 ? (GEMV_THREADS / team) * v.rowsPerTeam * batch : 0) : GEMV_THREADS * v.rowsPerTeam;
   const window = v.x === "global" ? 0 : team * v.unroll * v.split * gemvFormat(format).xv * (v.x === "shared" ? 16 : 8);
   return 4 * red + window;
 }
@@ -163,7 +191,14 @@ export function xMode(format: DType, K: number): XMode {
   return K % 4 === 0 ? "vec4" : "scalar";
 }
 
-function xLoader(mode: XMode): string {
+function xLoader(mode: XMode, batched = false): string {
+  if (batched) {
+    // x row b starts at element xb = b * k (in the binding's elements: vec4s, or f32s for "scalar")
+    if (mode === "exact") return "fn xload(j: u32, xb: u32) -> vec4<f32> { return x[xb + j]; }";
+    if (mode === "vec4") return "fn xload(j: u32, xb: u32) -> vec4<f32> { if (j < p.k / 4u) { return x[xb + j]; } return vec4<f32>(0.0); }";
+    return `fn xs(i: u32, xb: u32) -> f32 { return select(0.0, x[xb + min(i, p.k - 1u)], i < p.k); }
+fn xload(j: u32, xb: u32) -> vec4<f32> { let i = 4u * j; return vec4<f32>(xs(i, xb), xs(i + 1u, xb), xs(i + 2u, xb), xs(i + 3u, xb)); }`;
+  }
   if (mode === "exact") return "fn xload(j: u32) -> vec4<f32> { return x[j]; }";
   if (mode === "vec4") return "fn xload(j: u32) -> vec4<f32> { if (j < p.k / 4u) { return x[j]; } return vec4<f32>(0.0); }";
   return `fn xs(i: u32) -> f32 { return select(0.0, x[min(i, p.k - 1u)], i < p.k); }
@@ -267,14 +302,19 @@ export interface GemvHooks {
   key: string;
   /** Extra fields of the parameter struct P (after `mul`), e.g. ", half: u32". */
   params?: string;
-  /** Extra WGSL declarations: bindings after `out` (numbered from `firstBinding`), helper functions. */
-  decls?: (firstBinding: number) => string;
+  /** Extra WGSL declarations: bindings after `out` (numbered from `firstBinding`), helper functions; `batch`: the kernel's x rows (absent: 1). */
+  decls?: (firstBinding: number, batch?: number) => string;
   /** Kinds of the bindings `decls` declares. */
   bindings?: readonly ("read" | "write")[];
   /** WGSL of the weight row that team row `r` (a u32 expression below p.n) reads. */
   row?: (r: string) => string;
-  /** WGSL statements storing a team's sums: sums[j] (after the format's post) of team row rows[j], to be stored only when rows[j] < p.n. */
-  store?: (sums: readonly string[], rows: readonly string[]) => string;
+  /**
+   * WGSL statements storing a team's sums: sums[j] (after the format's post) of team row rows[j], to be
+   * stored only when rows[j] < p.n. In a kernel of several x rows, `b` is the x row of these sums (its
+   * results go to row b of the outputs; `p.ocols` is the row stride the caller passed); undefined in a
+   * one-row kernel.
+   */
+  store?: (sums: readonly string[], rows: readonly string[], b?: number) => string;
 }
 
 /**
@@ -283,6 +323,13 @@ export interface GemvHooks {
  * of the next step issued before the current one computes (`pipeline`) and where x is read (`x`).
  * Params: n (rows of this part), k, chunks (16-byte loads a row, plain formats), o0 (first output),
  * stride4 (vec4s a row, plain formats), blocks (blocks a row). Grid: ceil(n / gemvRows(sg, R, split)).
+ *
+ * `batch` B > 1 serves B rows of x at once (batched decoding): x row b starts at element b * k, each lane
+ * loads each weight slot once and adds it into R x B sums, and row b's outputs start at b * ocols (ocols:
+ * a last parameter word, after the hooks' own). Each row's sum is formed in exactly the order of the one-
+ * row kernel with the same split and unroll (R only picks which rows a team holds), so row b equals the
+ * one-row GEMV on row b bit for bit (gemvBatchVariant keeps those). x must be read from global memory.
+ * B = 1 generates the one-row kernel unchanged.
  */
 export function gemvKernel(
   format: DType,
@@ -294,6 +341,7 @@ export function gemvKernel(
   pipeline = GEMV_PIPELINE[format],
   x: GemvX = GEMV_X[format],
   hooks?: GemvHooks,
+  batch = 1,
 ): Kernel {
   const team = gemvTeam(sg);
   const teams = GEMV_THREADS / team;
@@ -304,7 +352,11 @@ export function gemvKernel(
   if (!GEMV_XS.includes(x)) throw new Error(`GEMV x "${String(x)}" is not one of ${GEMV_XS.join(", ")}`);
   const staged = x !== "global";
   if (staged && pipeline) throw new Error("GEMV: a pipelined variant reads x from global memory (x staged in workgroup memory is not pipelined)");
-  return memoKernel(`gemv.${format}${gemvDecodeOf(format) ? `:${gemvDecodeOf(format)}` : ""}.${mode}.${team}.${+viaSubgroup}.${R}.${S}.${U}.${+pipeline}.${x}${hooks ? `.${hooks.key}` : ""}`, () => {
+  const B = batch;
+  if (!(Number.isInteger(B) && B >= 1 && B <= GEMV_MAX_BATCH)) throw new Error(`GEMV batch ${B} must be an integer from 1 to ${GEMV_MAX_BATCH}`);
+  if (B > 1 && staged) throw new Error(`GEMV: x staged in workgroup memory ("${x}") holds one x row; a batch of ${B} rows reads x from global memory`);
+  const batched = B > 1;
+  return memoKernel(`gemv.${format}${gemvDecodeOf(format) ? `:${gemvDecodeOf(format)}` : ""}.${mode}.${team}.${+viaSubgroup}.${R}.${S}.${U}.${+pipeline}.${x}${hooks ? `.${hooks.key}` : ""}${batched ? `.b${B}` : ""}`, () => {
     const f = gemvFormat(format);
     // per-load scales (block and 4-bit packed formats); a scale binding (those, and int8's row scales)
     const block = isBlock(format) || f.scaleAt !== undefined;
@@ -313,6 +365,10 @@ export function gemvKernel(
     const rows = Array.from({ length: R }, (_, j) => j);
     const loads = Array.from({ length: U }, (_, u) => u);
     const each = (fn: (j: number) => string, sep = "\n      ") => rows.map(fn).join(sep);
+    // x rows of a batched kernel; acc(j, b): team row j's sum for x row b
+    const xrows = Array.from({ length: B }, (_, b) => b);
+    const acc = (j: number, b: number) => (batched ? `acc${j}_${b}` : `acc${j}`);
+    const eachAcc = (fn: (a: string, j: number, b: number) => string, sep = "\n  ") => rows.flatMap((j) => xrows.map((b) => fn(acc(j, b), j, b))).join(sep);
     const slot = (u: number) => (u === 0 ? "s" : `(s + ${u * team}u)`);
     const xs = Array.from({ length: f.xv }, (_, v) => `x${v}`).join(", ");
     // x of a slot as lets x0.. (tile order: vec4 l + 32v of the tile; the rest: XV consecutive vec4s)
@@ -321,6 +377,14 @@ export function gemvKernel(
       Array.from({ length: f.xv }, (_, v) => `let x${v} = xload(b${v === 0 ? "" : ` + ${tile ? 32 * v : v}u`});`).join(" ");
     const hasRest = f.tileSlots !== f.slots;
     const tdot = (q: string, c: string) => (block ? `tdot(${q}, ${c}, ${xs})` : `tdot(${q}, ${xs})`);
+    // batched: the slot's x index once, then per x row its x vec4s and the R sums that use them (the
+    // weights `dot(j)` reads are loaded once for all rows)
+    const xRows = (sl: string, tile: boolean, dot: (j: number) => string) =>
+      `let xi = ${tile ? `(${sl} & ~31u) * ${f.xv}u + (${sl} & 31u)` : `${sl} * ${f.xv}u`};
+        ${xrows.map((b) => `{
+          ${Array.from({ length: f.xv }, (_, v) => `let x${v} = xload(xi${v === 0 ? "" : ` + ${tile ? 32 * v : v}u`}, xb${b});`).join(" ")}
+          ${each((j) => `${acc(j, b)} += ${dot(j)};`, "\n          ")}
+        }`).join("\n        ")}`;
     const names = loads.flatMap((u) => rows.map((j) => `${j}_${u}`));
     const fetch = (decl: string, base: string) =>
       [
@@ -329,8 +393,10 @@ export function gemvKernel(
       ].join("\n      ");
     const compute = (q: string, c: string) =>
       loads.map((u) => `{
-        ${xLets(slot(u), true)}
-        ${each((j) => `acc${j} += ${tdot(`${q}${j}_${u}`, `${c}${j}_${u}`)};`, "\n        ")}
+        ${batched
+          ? xRows(slot(u), true, (j) => tdot(`${q}${j}_${u}`, `${c}${j}_${u}`))
+          : `${xLets(slot(u), true)}
+        ${each((j) => `acc${j} += ${tdot(`${q}${j}_${u}`, `${c}${j}_${u}`)};`, "\n        ")}`}
       }`).join("\n      ");
     // pipelined: the next step's weights are loaded before this step's are used, so a team keeps a
     // step of loads in flight while it computes (the last step reloads itself: a cache hit)
@@ -381,9 +447,15 @@ export function gemvKernel(
         ? `var<workgroup> xw: array<vec2<u32>, ${WS * f.xv}>;
 fn xh(i: u32) -> vec4<f32> { let h = xw[i]; return vec4<f32>(unpack2x16float(h.x), unpack2x16float(h.y)); }`
         : `var<workgroup> xw: array<vec4<f32>, ${WS * f.xv}>;`;
-    const tileOne = `${xLets("s", true)}
+    const tileOne = batched
+      ? `${each((j) => `let tq${j} = w[w${j} + s];`, " ")}${block ? `\n        ${each((j) => `let tc${j} = ${scaleAt(`c${j}`, "s")};`, " ")}` : ""}
+        ${xRows("s", true, (j) => tdot(`tq${j}`, `tc${j}`))}`
+      : `${xLets("s", true)}
         ${each((j) => `acc${j} += ${tdot(`w[w${j} + s]`, scaleAt(`c${j}`, "s"))};`, "\n        ")}`;
-    const restOne = block
+    const restOne = batched
+      ? `${each((j) => `let tq${j} = w[w${j} + s];`, " ")}${block ? `\n        ${each((j) => `let td${j} = rscale(o${j} * SCALES + ${f.restBlock});`, " ")}` : ""}
+        ${xRows("s", false, (j) => (block ? `rdot(tq${j}, td${j}, ${xs})` : `rdot(tq${j}, ${xs})`))}`
+      : block
       ? `${xLets("s", false)}
         ${each((j) => `acc${j} += rdot(w[w${j} + s], rscale(o${j} * SCALES + ${f.restBlock}), ${xs});`, "\n        ")}`
       : `${xLets("s", false)}
@@ -399,9 +471,21 @@ fn xh(i: u32) -> vec4<f32> { let h = xw[i]; return vec4<f32>(unpack2x16float(h.x
     let wgMemory = "";
     if (viaSubgroup) {
       const shuffles: string[] = [];
-      for (let o = team / 2; o >= 1; o /= 2) for (const j of rows) shuffles.push(`acc${j} += subgroupShuffleXor(acc${j}, ${o}u);`);
+      for (let o = team / 2; o >= 1; o /= 2) for (const j of rows) for (const b of xrows) shuffles.push(`${acc(j, b)} += subgroupShuffleXor(${acc(j, b)}, ${o}u);`);
       reduce = shuffles.join("\n  ");
-      if (S > 1) {
+      if (S > 1 && batched) {
+        wgMemory = `var<workgroup> red: array<f32, ${teams * R * B}>;`;
+        reduce += `
+  if (lane == 0u) {
+    ${eachAcc((a, j, b) => `red[(team * R + ${j}u) * ${B}u + ${b}u] = ${a};`, "\n    ")}
+  }
+  workgroupBarrier();
+  if (lane == 0u && kp == 0u) {
+    for (var i = 1u; i < S; i++) {
+      ${eachAcc((a, j, b) => `${a} += red[((team + i) * R + ${j}u) * ${B}u + ${b}u];`, "\n      ")}
+    }
+  }`;
+      } else if (S > 1) {
         wgMemory = `var<workgroup> red: array<f32, ${teams * R}>;`;
         reduce += `
   if (lane == 0u) {
@@ -414,6 +498,20 @@ fn xh(i: u32) -> vec4<f32> { let h = xw[i]; return vec4<f32>(unpack2x16float(h.x
     }
   }`;
       }
+    } else if (batched) {
+      // one x row at a time through the same array: after a row's last barrier each thread reads back
+      // only its own slots, which only it overwrites with the next row's sums
+      wgMemory = `var<workgroup> red: array<f32, ${GEMV_THREADS * R}>;`;
+      reduce = `let q = lid % (TEAM * S);
+  ${xrows.map((b) => `${each((j) => `red[lid * R + ${j}u] = ${acc(j, b)};`, "\n  ")}
+  workgroupBarrier();
+  for (var h = TEAM * S / 2u; h > 0u; h >>= 1u) {
+    if (q < h) {
+      ${each((j) => `red[lid * R + ${j}u] += red[(lid + h) * R + ${j}u];`)}
+    }
+    workgroupBarrier();
+  }
+  ${each((j) => `${acc(j, b)} = red[lid * R + ${j}u];`, "\n  ")}`).join("\n  ")}`;
     } else {
       wgMemory = `var<workgroup> red: array<f32, ${GEMV_THREADS * R}>;`;
       reduce = `${each((j) => `red[lid * R + ${j}u] = acc${j};`, "\n  ")}
@@ -428,15 +526,15 @@ fn xh(i: u32) -> vec4<f32> { let h = xw[i]; return vec4<f32>(unpack2x16float(h.x
   ${each((j) => `acc${j} = red[lid * R + ${j}u];`, "\n  ")}`;
     }
     const code = /* wgsl */ `${viaSubgroup ? "enable subgroups;" : ""}
-struct P { n: u32, k: u32, chunks: u32, o0: u32, stride4: u32, blocks: u32, mul: f32${hooks?.params ?? ""} }
+struct P { n: u32, k: u32, chunks: u32, o0: u32, stride4: u32, blocks: u32, mul: f32${hooks?.params ?? ""}${batched ? ", ocols: u32" : ""} }
 @group(0) @binding(0) var<uniform> p: P;
 @group(0) @binding(1) var<storage, read> x: array<${mode === "scalar" ? "f32" : "vec4<f32>"}>;
 @group(0) @binding(2) var<storage, read> w: array<vec4<u32>>;
 ${scaled ? `@group(0) @binding(3) var<storage, read> sc: array<${f.scaleType}>;` : ""}
 @group(0) @binding(${scaled ? 4 : 3}) var<storage, read_write> out: array<f32>;
-${hooks?.decls?.(scaled ? 5 : 4) ?? ""}
+${hooks?.decls?.(scaled ? 5 : 4, B) ?? ""}
 ${DECODE_HELPERS}
-${xLoader(mode)}
+${xLoader(mode, batched)}
 ${f.fns}
 const TEAM = ${team}u;
 const R = ${R}u;
@@ -453,7 +551,8 @@ fn main(${ENTRY_ARGS}) {
   let kp = team % S;
   let row0 = ${GROUP_INDEX} * ROWS + (team / S) * R;
   ${f.prologue ?? ""}
-  ${each((j) => `var acc${j} = 0.0;`, "\n  ")}
+  ${batched ? eachAcc((a) => `var ${a} = 0.0;`) : each((j) => `var acc${j} = 0.0;`, "\n  ")}${batched ? `
+  ${xrows.map((b) => `let xb${b} = ${b}u * ${mode === "scalar" ? "p.k" : "(p.k / 4u)"};`).join(" ")}` : ""}
   // rows past n (the last teams of the last workgroup) read clamped in-bounds rows; their sums are dropped
   let last = p.n - 1u;
   ${each((j) => `let o${j} = ${hooks?.row ? hooks.row(`min(row0 + ${j}u, last)`) : `min(row0 + ${j}u, last)`};`, "\n  ")}
@@ -471,13 +570,17 @@ fn main(${ENTRY_ARGS}) {
   }
   ${reduce}
   if (lane == 0u && kp == 0u) {
-    ${hooks?.store
+    ${batched
+      ? xrows.map((b) => hooks?.store
+        ? hooks.store(rows.map((j) => (f.post ? f.post(acc(j, b), `o${j}`) : acc(j, b))), rows.map((j) => `(row0 + ${j}u)`), b)
+        : each((j) => `if (row0 + ${j}u < p.n) { out[${b}u * p.ocols + p.o0 + row0 + ${j}u] = ${f.post ? f.post(acc(j, b), `(row0 + ${j}u)`) : acc(j, b)}; }`, "\n    ")).join("\n    ")
+      : hooks?.store
       ? hooks.store(rows.map((j) => (f.post ? f.post(`acc${j}`, `o${j}`) : `acc${j}`)), rows.map((j) => `(row0 + ${j}u)`))
       : each((j) => `if (row0 + ${j}u < p.n) { out[p.o0 + row0 + ${j}u] = ${f.post ? f.post(`acc${j}`, `(row0 + ${j}u)`) : `acc${j}`}; }`, "\n    ")}
   }
 }`.replace(/SCALES/g, "((p.blocks + 7u) & ~7u)");
     return {
-      name: `matmul.gemv.${format}${hooks ? `.${hooks.key}` : ""}`,
+      name: `matmul.gemv.${format}${hooks ? `.${hooks.key}` : ""}${batched ? `.x${B}` : ""}`,
       code,
       bindings: [...(scaled ? ["read", "read", "read", "write"] as const : ["read", "read", "write"] as const), ...(hooks?.bindings ?? [])],
     };
