@@ -5,7 +5,6 @@
  * bitmap.test's whole suite (sparse = dense kernel bit-exactly, the f32 bound, the scalar reference)
  * runs again on them.
  */
-import v8 from "node:v8";
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { packSparse, sparseDTypeOf, SPARSE_DTYPES, valueTypeOf } from "../../src/sparse/bitmap.js";
@@ -13,11 +12,13 @@ import { rawTensor } from "../../src/tensor/raw.js";
 import { CpuBackend, CpuTensor, CpuWeight } from "../../src/backend/cpu/cpu-backend.js";
 import { Arena } from "../../src/backend/cpu/arena.js";
 import { createWasmMatmul, usesRelaxedSimd } from "../../src/backend/cpu/wasm-matmul.js";
+import { enableRelaxedSimd } from "../../src/backend/cpu/relaxed-simd.js";
 import { rng } from "../rng.js";
 
-v8.setFlagsFromString("--experimental-wasm-relaxed-simd");
+const available = await enableRelaxedSimd();
 
 test("the engine picks the relaxed-SIMD kernels where the runtime has relaxed SIMD, unless told not to", async () => {
+  assert.equal(available, true, "relaxed SIMD turned on");
   assert.equal(await usesRelaxedSimd(), true);
   assert.equal(await usesRelaxedSimd({ relaxedSimd: false }), false);
 });
