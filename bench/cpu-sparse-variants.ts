@@ -12,8 +12,10 @@
  *   walk   a set-bit walk (ctz, one multiply-add per non-zero): work per non-zero, not per position
  * With --relaxed (relaxed SIMD, turned on here for Node 20), also:
  *   denser the dense kernel with f32x4.relaxed_madd
- *   sp1r   sp1u with i8x16.relaxed_swizzle and the pattern table at a constant address
- *   sp1rv  sp1u with i8x16.relaxed_swizzle only (what kernels-relaxed.wasm runs)
+ *   sp1r   sp1u with i8x16.relaxed_swizzle and the pattern table at a constant address (what
+ *          kernels-relaxed.wasm runs; kernels.wasm is sp1u with the constant address)
+ *   sp1rv  sp1u with i8x16.relaxed_swizzle only (the table address in a register)
+ *   sp1r2  sp1r with two mask words (64 weights) per iteration (K a multiple of 64)
  *   sp1rm  sp1r with f32x4.relaxed_madd
  *   sp2r   sp1r over two output rows per pass, sharing the activation loads
  * Every variant's output is checked against the dense kernel's (sp* bit-exact, walk within 1e-5).
@@ -233,7 +235,7 @@ function wat(): string {
           (f32.store offset=4 (i32.add (local.get $out) (i32.shl (local.get $o) (i32.const 2))) (call $hsum (f32x4.add (local.get $a10) (local.get $a11))))
           (local.set $o (i32.add (local.get $o) (i32.const 2))) (br_if $ol (i32.lt_u (local.get $o) (local.get $rows)))))`);
     }
-    for (const [nm, madd, constTable] of [["sp1r", false, true], ["sp1rm", true, true], ["sp1rv", false, false]] as const) {
+    for (const [nm, madd, constTable, words] of [["sp1r", false, true, 1], ["sp1rm", true, true, 1], ["sp1rv", false, false, 1], ["sp1r2", false, true, 2]] as const) {
       const acc = (a: string, lane: string, xo: number) => madd
         ? `(local.set ${a} (f32x4.relaxed_madd ${lane} (v128.load offset=${xo} (local.get $x)) (local.get ${a})))`
         : `(local.set ${a} (f32x4.add (local.get ${a}) (f32x4.mul ${lane} (v128.load offset=${xo} (local.get $x)))))`;
@@ -241,13 +243,13 @@ function wat(): string {
         (local $a0 v128) (local $a1 v128) (local $b i32) (local $v v128) (local $zero v128)
         (block $done (loop $l
             (br_if $done (i32.ge_u (local.get $mp) (local.get $mEnd)))
-            ${[0, 1, 2, 3].map((k) => `(local.set $b (i32.load8_u offset=${k} (local.get $mp)))
+            ${Array.from({ length: 4 * words }, (_, k) => k).map((k) => `(local.set $b (i32.load8_u offset=${k} (local.get $mp)))
             (local.set $v (i8x16.relaxed_swizzle (v128.load (local.get $p)) ${constTable ? `(v128.load offset=${TABLE} (i32.shl (local.get $b) (i32.const 4)))` : "(v128.load (i32.add (local.get $table) (i32.shl (local.get $b) (i32.const 4))))"}))
             (local.set $p (i32.add (local.get $p) (i32.shl (i32.popcnt (local.get $b)) (i32.const 1))))
             ${acc("$a0", "(i8x16.shuffle 0 1 16 17 2 3 18 19 4 5 20 21 6 7 22 23 (local.get $zero) (local.get $v))", 32 * k)}
             ${acc("$a1", "(i8x16.shuffle 8 9 24 25 10 11 26 27 12 13 28 29 14 15 30 31 (local.get $zero) (local.get $v))", 32 * k + 16)}`).join("\n")}
-            (local.set $x (i32.add (local.get $x) (i32.const 128)))
-            (local.set $mp (i32.add (local.get $mp) (i32.const 4)))
+            (local.set $x (i32.add (local.get $x) (i32.const ${128 * words})))
+            (local.set $mp (i32.add (local.get $mp) (i32.const ${4 * words})))
             (br $l)))
         (call $hsum (f32x4.add (local.get $a0) (local.get $a1))))`);
       L.push(`(func (export "${nm}") (param $masks i32) (param $rowPtr i32) (param $vals i32) (param $x i32) (param $out i32) (param $rows i32) (param $nc i32) (param $table i32)
@@ -289,7 +291,7 @@ const out = alloc(N * 4 + 64);
 const med = (a: number[]) => [...a].sort((p, q) => p - q)[a.length >> 1]!;
 const w = new Float32Array(N * K);
 for (let i = 0; i < w.length; i++) w[i] = Math.random() * 2 - 1;
-const SPARSE = ["sp1", "sp1u", "sp1m", "sp4w", "walk", ...(RELAXED ? ["sp1r", "sp1rv", "sp1rm", "sp2r"] : [])];
+const SPARSE = ["sp1", "sp1u", "sp1m", "sp4w", "walk", ...(RELAXED ? ["sp1r", "sp1rv", "sp1r2", "sp1rm", "sp2r"] : [])];
 console.log(`bf16 GEMV variants, ${N}x${K}, 1 thread, CPU time; speed relative to the dense bf16 kernel (higher is faster)`);
 for (const cold of [false, true]) {
   for (const s of [0.5, 0.7, 0.9]) {

@@ -3,7 +3,7 @@
  * rmsnorm and swiglu, the first two spread over worker threads (worker-pool.ts). Weights, activations and
  * the job's control block all live in the arena's shared memory, so a job passes only offsets.
  */
-import type { Arena } from "./arena.js";
+import { SPARSE_TABLE_AT, type Arena } from "./arena.js";
 import type { CpuKVCache, CpuMatmul, CpuTensor, CpuWeight } from "./cpu-backend.js";
 import { isPackedDType, type DType, type PackedDType } from "../../tensor/dtype.js";
 import { f16Table } from "../../tensor/half.js";
@@ -155,9 +155,8 @@ export class WasmMatmul implements CpuMatmul {
     this.ctl = new Int32Array(arena.memory.buffer, ctrl, CTRL_BYTES / 4);
     this.ctlF32 = new Float32Array(arena.memory.buffer, ctrl, CTRL_BYTES / 4);
     this.ctl[CTRL.f16Table >> 2] = f16TableIn(arena);
-    const table = arena.alloc(SPARSE_TABLE_BYTES);
-    new Uint8Array(arena.memory.buffer, table, SPARSE_TABLE_BYTES).set(sparseSwizzleTable());
-    this.ctl[CTRL.sparseTable >> 2] = table;
+    // the sparse kernels read their swizzle patterns at this fixed address (a constant in kernels.wat)
+    new Uint8Array(arena.memory.buffer, SPARSE_TABLE_AT, SPARSE_TABLE_BYTES).set(sparseSwizzleTable());
   }
 
   /** Chunks of work the worker threads have run (0 without workers): tests check that they take part. */
