@@ -32,5 +32,14 @@ if (wats.length > 0) {
     const out = join(root, "dist", relative(root, wat)).replace(/\.wat$/, ".wasm");
     if (!existsSync(dirname(out))) mkdirSync(dirname(out), { recursive: true });
     writeFileSync(out, buffer);
+    if (wat.endsWith(`${join("backend", "cpu", "kernels.wat")}`)) {
+      // The same kernels with relaxed SIMD's swizzle (wasm-matmul.ts loads it where the engine validates
+      // it). Every swizzle index in kernels.wat is < 16 or 0x80, for which relaxed_swizzle's result is
+      // defined and equal to swizzle's; it compiles to a bare pshufb on x64 (swizzle adds a fix-up).
+      const relaxed = wabt.parseWat(wat, readFileSync(wat, "utf8").replaceAll("i8x16.swizzle", "i8x16.relaxed_swizzle"),
+        { simd: true, threads: true, relaxed_simd: true });
+      writeFileSync(out.replace(/\.wasm$/, "-relaxed.wasm"), relaxed.toBinary({}).buffer);
+      relaxed.destroy();
+    }
   }
 }

@@ -4,3 +4,5 @@ export type { ModelConfig } from "./model/config.js";
 export type { ChatMessage } from "./generate/chat-template.js";
 export type { Tokenizer } from "./io/tokenizer.js";
 export type { Backend } from "./backend/backend.js";
+/** Node 20: turn on relaxed SIMD (faster sparse CPU kernels, same results) before the first model loads. */
+export { enableRelaxedSimd } from "./backend/cpu/relaxed-simd.js";

@@ -3,12 +3,21 @@
  * WebAssembly kernels and the worker threads see the same bytes without copies. A bump allocator is
  * enough: a model allocates once at load and frees everything at dispose.
  */
+import { SPARSE_TABLE_BYTES } from "../../sparse/cpu-table.js";
+
 const PAGE = 65536;
 const ALIGN = 64;
+/**
+ * Where the sparse kernels' swizzle patterns live in every arena (src/sparse/cpu-table.ts; written by
+ * wasm-matmul.ts): kernels.wat has this address as a constant load offset, one add less per 8 weights
+ * than a table pointer. Changing it means changing kernels.wat's offsets 64 and 4160.
+ */
+export const SPARSE_TABLE_AT = 64;
 
 export class Arena {
   readonly memory: WebAssembly.Memory;
-  private top = ALIGN; // offset 0 is kept unused so that 0 can mean "none" to the kernels
+  // offset 0 is kept unused so that 0 can mean "none" to the kernels; then the sparse pattern table
+  private top = SPARSE_TABLE_AT + Math.ceil(SPARSE_TABLE_BYTES / ALIGN) * ALIGN;
 
   constructor(initialBytes = 16 * PAGE) {
     this.memory = new WebAssembly.Memory({

@@ -33,7 +33,9 @@
   ;;   192 kind   196 w   200 x   204 xs   208 out   212 inF   216 outF   220 rows   224 chunk   228 nChunks
   ;;   232 scratch (thread t's at scratch + t * stride)   236 stride   240 f16 -> f32 table (65536 f32)
   ;;   attention: 256 pos0   260 heads   264 kvHeads   268 headDim   272 scale (f32)
-  ;;   sparse (kinds 8..10): 276 swizzle pattern table
+  ;; The sparse kinds' swizzle patterns sit at a fixed address of every arena (SPARSE_TABLE_AT = 64 in
+  ;; arena.ts; 256 patterns for 16-bit values at 64, 16 per-nibble f32 patterns at 64 + 4096 = 4160), so the
+  ;; loads take the address as a constant offset: one add less per 8 weights than a table pointer.
 
   ;; f16 bits -> f32, exact for zeros, subnormals, normals, infinities and NaN.
   (func $h2f (param $h i32) (result f32)
@@ -977,8 +979,8 @@
   ;; ---------------------------------------------------------------------------------------------
   ;; Sparse-bitmap weights (kinds 8 f32, 9 f16, 10 bf16 values; layout in src/sparse/bitmap.ts): per row,
   ;; one mask bit per weight and the non-zeros packed in order. Each mask byte covers 8 weights: a
-  ;; 16-byte swizzle pattern looked up by that byte (table at CTRL 276: 256 patterns for 16-bit values,
-  ;; then 16 per-nibble patterns for f32 values) moves value #rank to lane i when bit i is set and zeroes
+  ;; 16-byte swizzle pattern looked up by that byte (the table at 64, see the top: 256 patterns for 16-bit
+  ;; values, then 16 per-nibble patterns for f32 values at 4160) moves value #rank to lane i when bit i is set and zeroes
   ;; the other lanes (index 0x80), so the expansion costs one load and one swizzle per 8 weights; the value
   ;; pointer then advances by popcount(byte). Activations are padded with zeros to whole 32-chunks.
 
@@ -987,7 +989,7 @@
   ;; measured 1.2x on bf16 (docs/sparsity.md). Each row has a whole number of mask words.
 
   ;; f16 values, one activation row: the dense f16 conversion after the expansion.
-  (func $sgemv_f16 (param $mp i32) (param $mEnd i32) (param $p i32) (param $x i32) (param $table i32) (result f32)
+  (func $sgemv_f16 (param $mp i32) (param $mEnd i32) (param $p i32) (param $x i32) (result f32)
     (local $a0 v128) (local $a1 v128) (local $b i32) (local $v v128) (local $hi v128) (local $lo v128)
     (local $kSignExp v128) (local $kExp v128) (local $kInf v128) (local $k112 v128)
     (local.set $kSignExp (v128.const i16x8 0x8fff 0x8fff 0x8fff 0x8fff 0x8fff 0x8fff 0x8fff 0x8fff))
@@ -999,7 +1001,7 @@
         (br_if $done (i32.ge_u (local.get $mp) (local.get $mEnd)))
         (local.set $b (i32.load8_u offset=0 (local.get $mp)))
         (local.set $v (i8x16.swizzle (v128.load (local.get $p))
-          (v128.load (i32.add (local.get $table) (i32.shl (local.get $b) (i32.const 4))))))
+          (v128.load offset=64 (i32.shl (local.get $b) (i32.const 4)))))
         (local.set $p (i32.add (local.get $p) (i32.shl (i32.popcnt (local.get $b)) (i32.const 1))))
         (local.set $hi (v128.or
           (v128.and (i16x8.shr_s (local.get $v) (i32.const 3)) (local.get $kSignExp))
@@ -1013,7 +1015,7 @@
           (v128.load offset=16 (local.get $x)))))
         (local.set $b (i32.load8_u offset=1 (local.get $mp)))
         (local.set $v (i8x16.swizzle (v128.load (local.get $p))
-          (v128.load (i32.add (local.get $table) (i32.shl (local.get $b) (i32.const 4))))))
+          (v128.load offset=64 (i32.shl (local.get $b) (i32.const 4)))))
         (local.set $p (i32.add (local.get $p) (i32.shl (i32.popcnt (local.get $b)) (i32.const 1))))
         (local.set $hi (v128.or
           (v128.and (i16x8.shr_s (local.get $v) (i32.const 3)) (local.get $kSignExp))
@@ -1027,7 +1029,7 @@
           (v128.load offset=48 (local.get $x)))))
         (local.set $b (i32.load8_u offset=2 (local.get $mp)))
         (local.set $v (i8x16.swizzle (v128.load (local.get $p))
-          (v128.load (i32.add (local.get $table) (i32.shl (local.get $b) (i32.const 4))))))
+          (v128.load offset=64 (i32.shl (local.get $b) (i32.const 4)))))
         (local.set $p (i32.add (local.get $p) (i32.shl (i32.popcnt (local.get $b)) (i32.const 1))))
         (local.set $hi (v128.or
           (v128.and (i16x8.shr_s (local.get $v) (i32.const 3)) (local.get $kSignExp))
@@ -1041,7 +1043,7 @@
           (v128.load offset=80 (local.get $x)))))
         (local.set $b (i32.load8_u offset=3 (local.get $mp)))
         (local.set $v (i8x16.swizzle (v128.load (local.get $p))
-          (v128.load (i32.add (local.get $table) (i32.shl (local.get $b) (i32.const 4))))))
+          (v128.load offset=64 (i32.shl (local.get $b) (i32.const 4)))))
         (local.set $p (i32.add (local.get $p) (i32.shl (i32.popcnt (local.get $b)) (i32.const 1))))
         (local.set $hi (v128.or
           (v128.and (i16x8.shr_s (local.get $v) (i32.const 3)) (local.get $kSignExp))
@@ -1059,14 +1061,14 @@
     (call $hsum (f32x4.add (local.get $a0) (local.get $a1))))
 
   ;; bf16 values, one activation row: bf16 is the top half of an f32.
-  (func $sgemv_bf16 (param $mp i32) (param $mEnd i32) (param $p i32) (param $x i32) (param $table i32) (result f32)
+  (func $sgemv_bf16 (param $mp i32) (param $mEnd i32) (param $p i32) (param $x i32) (result f32)
     (local $a0 v128) (local $a1 v128) (local $b i32) (local $v v128) (local $zero v128)
     (block $done
       (loop $l
         (br_if $done (i32.ge_u (local.get $mp) (local.get $mEnd)))
         (local.set $b (i32.load8_u offset=0 (local.get $mp)))
         (local.set $v (i8x16.swizzle (v128.load (local.get $p))
-          (v128.load (i32.add (local.get $table) (i32.shl (local.get $b) (i32.const 4))))))
+          (v128.load offset=64 (i32.shl (local.get $b) (i32.const 4)))))
         (local.set $p (i32.add (local.get $p) (i32.shl (i32.popcnt (local.get $b)) (i32.const 1))))
         (local.set $a0 (f32x4.add (local.get $a0) (f32x4.mul
           (i8x16.shuffle 0 1 16 17 2 3 18 19 4 5 20 21 6 7 22 23 (local.get $zero) (local.get $v))
@@ -1076,7 +1078,7 @@
           (v128.load offset=16 (local.get $x)))))
         (local.set $b (i32.load8_u offset=1 (local.get $mp)))
         (local.set $v (i8x16.swizzle (v128.load (local.get $p))
-          (v128.load (i32.add (local.get $table) (i32.shl (local.get $b) (i32.const 4))))))
+          (v128.load offset=64 (i32.shl (local.get $b) (i32.const 4)))))
         (local.set $p (i32.add (local.get $p) (i32.shl (i32.popcnt (local.get $b)) (i32.const 1))))
         (local.set $a0 (f32x4.add (local.get $a0) (f32x4.mul
           (i8x16.shuffle 0 1 16 17 2 3 18 19 4 5 20 21 6 7 22 23 (local.get $zero) (local.get $v))
@@ -1086,7 +1088,7 @@
           (v128.load offset=48 (local.get $x)))))
         (local.set $b (i32.load8_u offset=2 (local.get $mp)))
         (local.set $v (i8x16.swizzle (v128.load (local.get $p))
-          (v128.load (i32.add (local.get $table) (i32.shl (local.get $b) (i32.const 4))))))
+          (v128.load offset=64 (i32.shl (local.get $b) (i32.const 4)))))
         (local.set $p (i32.add (local.get $p) (i32.shl (i32.popcnt (local.get $b)) (i32.const 1))))
         (local.set $a0 (f32x4.add (local.get $a0) (f32x4.mul
           (i8x16.shuffle 0 1 16 17 2 3 18 19 4 5 20 21 6 7 22 23 (local.get $zero) (local.get $v))
@@ -1096,7 +1098,7 @@
           (v128.load offset=80 (local.get $x)))))
         (local.set $b (i32.load8_u offset=3 (local.get $mp)))
         (local.set $v (i8x16.swizzle (v128.load (local.get $p))
-          (v128.load (i32.add (local.get $table) (i32.shl (local.get $b) (i32.const 4))))))
+          (v128.load offset=64 (i32.shl (local.get $b) (i32.const 4)))))
         (local.set $p (i32.add (local.get $p) (i32.shl (i32.popcnt (local.get $b)) (i32.const 1))))
         (local.set $a0 (f32x4.add (local.get $a0) (f32x4.mul
           (i8x16.shuffle 0 1 16 17 2 3 18 19 4 5 20 21 6 7 22 23 (local.get $zero) (local.get $v))
@@ -1110,54 +1112,53 @@
     (call $hsum (f32x4.add (local.get $a0) (local.get $a1))))
 
   ;; f32 values, one activation row: one nibble (4 lanes) per swizzle.
-  (func $sgemv_f32 (param $mp i32) (param $mEnd i32) (param $p i32) (param $x i32) (param $table i32) (result f32)
+  (func $sgemv_f32 (param $mp i32) (param $mEnd i32) (param $p i32) (param $x i32) (result f32)
     (local $a0 v128) (local $a1 v128) (local $b i32) (local $n i32)
-    (local.set $table (i32.add (local.get $table) (i32.const 4096)))
     (block $done
       (loop $l
         (br_if $done (i32.ge_u (local.get $mp) (local.get $mEnd)))
         (local.set $b (i32.load8_u offset=0 (local.get $mp)))
         (local.set $n (i32.and (local.get $b) (i32.const 15)))
         (local.set $a0 (f32x4.add (local.get $a0) (f32x4.mul
-          (i8x16.swizzle (v128.load (local.get $p)) (v128.load (i32.add (local.get $table) (i32.shl (local.get $n) (i32.const 4)))))
+          (i8x16.swizzle (v128.load (local.get $p)) (v128.load offset=4160 (i32.shl (local.get $n) (i32.const 4))))
           (v128.load offset=0 (local.get $x)))))
         (local.set $p (i32.add (local.get $p) (i32.shl (i32.popcnt (local.get $n)) (i32.const 2))))
         (local.set $n (i32.shr_u (local.get $b) (i32.const 4)))
         (local.set $a1 (f32x4.add (local.get $a1) (f32x4.mul
-          (i8x16.swizzle (v128.load (local.get $p)) (v128.load (i32.add (local.get $table) (i32.shl (local.get $n) (i32.const 4)))))
+          (i8x16.swizzle (v128.load (local.get $p)) (v128.load offset=4160 (i32.shl (local.get $n) (i32.const 4))))
           (v128.load offset=16 (local.get $x)))))
         (local.set $p (i32.add (local.get $p) (i32.shl (i32.popcnt (local.get $n)) (i32.const 2))))
         (local.set $b (i32.load8_u offset=1 (local.get $mp)))
         (local.set $n (i32.and (local.get $b) (i32.const 15)))
         (local.set $a0 (f32x4.add (local.get $a0) (f32x4.mul
-          (i8x16.swizzle (v128.load (local.get $p)) (v128.load (i32.add (local.get $table) (i32.shl (local.get $n) (i32.const 4)))))
+          (i8x16.swizzle (v128.load (local.get $p)) (v128.load offset=4160 (i32.shl (local.get $n) (i32.const 4))))
           (v128.load offset=32 (local.get $x)))))
         (local.set $p (i32.add (local.get $p) (i32.shl (i32.popcnt (local.get $n)) (i32.const 2))))
         (local.set $n (i32.shr_u (local.get $b) (i32.const 4)))
         (local.set $a1 (f32x4.add (local.get $a1) (f32x4.mul
-          (i8x16.swizzle (v128.load (local.get $p)) (v128.load (i32.add (local.get $table) (i32.shl (local.get $n) (i32.const 4)))))
+          (i8x16.swizzle (v128.load (local.get $p)) (v128.load offset=4160 (i32.shl (local.get $n) (i32.const 4))))
           (v128.load offset=48 (local.get $x)))))
         (local.set $p (i32.add (local.get $p) (i32.shl (i32.popcnt (local.get $n)) (i32.const 2))))
         (local.set $b (i32.load8_u offset=2 (local.get $mp)))
         (local.set $n (i32.and (local.get $b) (i32.const 15)))
         (local.set $a0 (f32x4.add (local.get $a0) (f32x4.mul
-          (i8x16.swizzle (v128.load (local.get $p)) (v128.load (i32.add (local.get $table) (i32.shl (local.get $n) (i32.const 4)))))
+          (i8x16.swizzle (v128.load (local.get $p)) (v128.load offset=4160 (i32.shl (local.get $n) (i32.const 4))))
           (v128.load offset=64 (local.get $x)))))
         (local.set $p (i32.add (local.get $p) (i32.shl (i32.popcnt (local.get $n)) (i32.const 2))))
         (local.set $n (i32.shr_u (local.get $b) (i32.const 4)))
         (local.set $a1 (f32x4.add (local.get $a1) (f32x4.mul
-          (i8x16.swizzle (v128.load (local.get $p)) (v128.load (i32.add (local.get $table) (i32.shl (local.get $n) (i32.const 4)))))
+          (i8x16.swizzle (v128.load (local.get $p)) (v128.load offset=4160 (i32.shl (local.get $n) (i32.const 4))))
           (v128.load offset=80 (local.get $x)))))
         (local.set $p (i32.add (local.get $p) (i32.shl (i32.popcnt (local.get $n)) (i32.const 2))))
         (local.set $b (i32.load8_u offset=3 (local.get $mp)))
         (local.set $n (i32.and (local.get $b) (i32.const 15)))
         (local.set $a0 (f32x4.add (local.get $a0) (f32x4.mul
-          (i8x16.swizzle (v128.load (local.get $p)) (v128.load (i32.add (local.get $table) (i32.shl (local.get $n) (i32.const 4)))))
+          (i8x16.swizzle (v128.load (local.get $p)) (v128.load offset=4160 (i32.shl (local.get $n) (i32.const 4))))
           (v128.load offset=96 (local.get $x)))))
         (local.set $p (i32.add (local.get $p) (i32.shl (i32.popcnt (local.get $n)) (i32.const 2))))
         (local.set $n (i32.shr_u (local.get $b) (i32.const 4)))
         (local.set $a1 (f32x4.add (local.get $a1) (f32x4.mul
-          (i8x16.swizzle (v128.load (local.get $p)) (v128.load (i32.add (local.get $table) (i32.shl (local.get $n) (i32.const 4)))))
+          (i8x16.swizzle (v128.load (local.get $p)) (v128.load offset=4160 (i32.shl (local.get $n) (i32.const 4))))
           (v128.load offset=112 (local.get $x)))))
         (local.set $p (i32.add (local.get $p) (i32.shl (i32.popcnt (local.get $n)) (i32.const 2))))
         (local.set $x (i32.add (local.get $x) (i32.const 128)))
@@ -1166,7 +1167,7 @@
     (call $hsum (f32x4.add (local.get $a0) (local.get $a1))))
 
   ;; One weight row expanded to f32 at dst (several activation rows then reuse it: prefill).
-  (func $sexpand (param $kind i32) (param $mp i32) (param $mEnd i32) (param $p i32) (param $dst i32) (param $table i32) (param $f16 i32)
+  (func $sexpand (param $kind i32) (param $mp i32) (param $mEnd i32) (param $p i32) (param $dst i32) (param $f16 i32)
     (local $b i32) (local $v v128) (local $zero v128)
     (block $done
       (loop $l
@@ -1175,14 +1176,14 @@
         (if (i32.eq (local.get $kind) (i32.const 8))
           (then
             (v128.store (local.get $dst) (i8x16.swizzle (v128.load (local.get $p))
-              (v128.load offset=4096 (i32.add (local.get $table) (i32.shl (i32.and (local.get $b) (i32.const 15)) (i32.const 4))))))
+              (v128.load offset=4160 (i32.shl (i32.and (local.get $b) (i32.const 15)) (i32.const 4)))))
             (local.set $p (i32.add (local.get $p) (i32.shl (i32.popcnt (i32.and (local.get $b) (i32.const 15))) (i32.const 2))))
             (v128.store offset=16 (local.get $dst) (i8x16.swizzle (v128.load (local.get $p))
-              (v128.load offset=4096 (i32.add (local.get $table) (i32.shl (i32.shr_u (local.get $b) (i32.const 4)) (i32.const 4))))))
+              (v128.load offset=4160 (i32.shl (i32.shr_u (local.get $b) (i32.const 4)) (i32.const 4)))))
             (local.set $p (i32.add (local.get $p) (i32.shl (i32.popcnt (i32.shr_u (local.get $b) (i32.const 4))) (i32.const 2)))))
           (else
             (local.set $v (i8x16.swizzle (v128.load (local.get $p))
-              (v128.load (i32.add (local.get $table) (i32.shl (local.get $b) (i32.const 4))))))
+              (v128.load offset=64 (i32.shl (local.get $b) (i32.const 4)))))
             (local.set $p (i32.add (local.get $p) (i32.shl (i32.popcnt (local.get $b)) (i32.const 1))))
             (if (i32.eq (local.get $kind) (i32.const 10))
               (then
@@ -1208,7 +1209,7 @@
 
   ;; out[r, o] for o in [o0, o1) over a sparse weight at w (header, masks, rowPtr, values).
   (func $sparse_tile (param $kind i32) (param $w i32) (param $x i32) (param $out i32) (param $inF i32) (param $outF i32)
-                     (param $rows i32) (param $o0 i32) (param $o1 i32) (param $table i32) (param $scratch i32) (param $f16 i32)
+                     (param $rows i32) (param $o0 i32) (param $o1 i32) (param $scratch i32) (param $f16 i32)
     (local $nChunks i32) (local $masks i32) (local $rowPtr i32) (local $vals i32) (local $shift i32) (local $xstride i32)
     (local $o i32) (local $mp i32) (local $mEnd i32) (local $p i32) (local $r i32) (local $v f32)
     (local.set $nChunks (i32.shr_u (i32.add (local.get $inF) (i32.const 31)) (i32.const 5)))
@@ -1229,13 +1230,13 @@
           (then
             (block $got
               (if (i32.eq (local.get $kind) (i32.const 9))
-                (then (local.set $v (call $sgemv_f16 (local.get $mp) (local.get $mEnd) (local.get $p) (local.get $x) (local.get $table))) (br $got)))
+                (then (local.set $v (call $sgemv_f16 (local.get $mp) (local.get $mEnd) (local.get $p) (local.get $x))) (br $got)))
               (if (i32.eq (local.get $kind) (i32.const 10))
-                (then (local.set $v (call $sgemv_bf16 (local.get $mp) (local.get $mEnd) (local.get $p) (local.get $x) (local.get $table))) (br $got)))
-              (local.set $v (call $sgemv_f32 (local.get $mp) (local.get $mEnd) (local.get $p) (local.get $x) (local.get $table))))
+                (then (local.set $v (call $sgemv_bf16 (local.get $mp) (local.get $mEnd) (local.get $p) (local.get $x))) (br $got)))
+              (local.set $v (call $sgemv_f32 (local.get $mp) (local.get $mEnd) (local.get $p) (local.get $x))))
             (f32.store (i32.add (local.get $out) (i32.shl (local.get $o) (i32.const 2))) (local.get $v)))
           (else
-            (call $sexpand (local.get $kind) (local.get $mp) (local.get $mEnd) (local.get $p) (local.get $scratch) (local.get $table) (local.get $f16))
+            (call $sexpand (local.get $kind) (local.get $mp) (local.get $mEnd) (local.get $p) (local.get $scratch) (local.get $f16))
             (local.set $r (i32.const 0))
             (block $rdone
               (loop $rl
@@ -1274,7 +1275,7 @@
           (then (call $sparse_tile
             (i32.load offset=192 (local.get $c)) (i32.load offset=196 (local.get $c)) (i32.load offset=200 (local.get $c))
             (i32.load offset=208 (local.get $c)) (i32.load offset=212 (local.get $c)) (local.get $outF)
-            (i32.load offset=220 (local.get $c)) (local.get $o0) (local.get $o1) (i32.load offset=276 (local.get $c))
+            (i32.load offset=220 (local.get $c)) (local.get $o0) (local.get $o1)
             (i32.add (i32.load offset=232 (local.get $c)) (i32.mul (local.get $tid) (i32.load offset=236 (local.get $c))))
             (i32.load offset=240 (local.get $c))))
         (else (if (i32.eq (i32.load offset=192 (local.get $c)) (i32.const 7))

@@ -3,7 +3,7 @@
  * rmsnorm and swiglu, the first two spread over worker threads (worker-pool.ts). Weights, activations and
  * the job's control block all live in the arena's shared memory, so a job passes only offsets.
  */
-import type { Arena } from "./arena.js";
+import { SPARSE_TABLE_AT, type Arena } from "./arena.js";
 import type { CpuKVCache, CpuMatmul, CpuTensor, CpuWeight } from "./cpu-backend.js";
 import { isPackedDType, type DType, type PackedDType } from "../../tensor/dtype.js";
 import { f16Table } from "../../tensor/half.js";
@@ -30,6 +30,12 @@ export interface WasmMatmulOptions extends SpinOptions {
   activations?: ActivationPath;
   /** Matmuls with fewer multiply-adds than this run on the calling thread alone. */
   parallelMin?: number;
+  /**
+   * Use kernels-relaxed.wasm (the sparse kernels' swizzles as relaxed SIMD, same results) where this
+   * engine validates it; default true. Node 20 needs `--experimental-wasm-relaxed-simd` (bin/frugal.js
+   * sets it); Chrome 114+ has it by default.
+   */
+  relaxedSimd?: boolean;
 }
 
 interface Kernels {
@@ -48,7 +54,8 @@ export const KIND_PACKED = 11;
 /** Output-feature chunks per thread: enough that a late-waking worker does not hold up the others. */
 const CHUNKS_PER_THREAD = 4;
 
-let compiled: Promise<WebAssembly.Module | undefined> | undefined;
+const compiled = new Map<string, Promise<WebAssembly.Module | undefined>>();
+
 /** One f16 -> f32 table per arena, shared by its engines and threads. */
 const tables = new WeakMap<Arena, number>();
 
@@ -62,22 +69,43 @@ function f16TableIn(arena: Arena): number {
   return at;
 }
 
-/** The compiled kernels, or undefined where this engine lacks WebAssembly SIMD or threads. */
-export function kernelModule(): Promise<WebAssembly.Module | undefined> {
-  compiled ??= (async () => {
-    const url = new URL("./kernels.wasm", import.meta.url);
-    let bytes: Uint8Array<ArrayBuffer>;
-    if (typeof process !== "undefined" && process.versions?.node) {
-      const { readFile } = await import("node:fs/promises");
-      const { fileURLToPath } = await import("node:url");
+async function compileFile(file: string): Promise<WebAssembly.Module | undefined> {
+  const url = new URL(file, import.meta.url);
+  let bytes: Uint8Array<ArrayBuffer>;
+  if (typeof process !== "undefined" && process.versions?.node) {
+    const { readFile } = await import("node:fs/promises");
+    const { fileURLToPath } = await import("node:url");
+    try {
       bytes = new Uint8Array(await readFile(fileURLToPath(url)));
-    } else {
-      bytes = new Uint8Array(await (await fetch(url)).arrayBuffer());
+    } catch (e) {
+      if (file === "./kernels.wasm") throw e;
+      return undefined;
     }
-    if (!WebAssembly.validate(bytes)) return undefined;
-    return WebAssembly.compile(bytes);
-  })();
-  return compiled;
+  } else {
+    bytes = new Uint8Array(await (await fetch(url)).arrayBuffer());
+  }
+  if (!WebAssembly.validate(bytes)) return undefined;
+  return WebAssembly.compile(bytes);
+}
+
+/**
+ * The compiled kernels, or undefined where this engine lacks WebAssembly SIMD or threads. With `relaxed`
+ * (Node only: the web build ships kernels.wasm alone), kernels-relaxed.wasm where the engine accepts it.
+ */
+export function kernelModule(relaxed = false): Promise<WebAssembly.Module | undefined> {
+  const node = typeof process !== "undefined" && !!process.versions?.node;
+  const file = relaxed && node ? "./kernels-relaxed.wasm" : "./kernels.wasm";
+  let m = compiled.get(file);
+  if (!m) {
+    m = file === "./kernels.wasm" ? compileFile(file) : compileFile(file).then((r) => r ?? kernelModule(false));
+    compiled.set(file, m);
+  }
+  return m;
+}
+
+/** Whether the engine over `options` runs the relaxed-SIMD kernels (false where the runtime refuses them). */
+export async function usesRelaxedSimd(options: WasmMatmulOptions = {}): Promise<boolean> {
+  return (options.relaxedSimd ?? true) && (await kernelModule(true)) !== (await kernelModule(false));
 }
 
 /** Threads the machine offers (cores), at least 1. */
@@ -91,7 +119,7 @@ export async function defaultThreads(): Promise<number> {
 
 /** Creates the engine over `arena`, or returns undefined where WebAssembly SIMD/threads are unavailable. */
 export async function createWasmMatmul(arena: Arena, options: WasmMatmulOptions = {}): Promise<WasmMatmul | undefined> {
-  const module = await kernelModule();
+  const module = await kernelModule(options.relaxedSimd ?? true);
   // optional: without it (a page that does not ship packed-kernels.wasm) only the packed formats are missing
   const packedModule = await packedKernelModule();
   if (!module) return undefined;
@@ -127,9 +155,8 @@ export class WasmMatmul implements CpuMatmul {
     this.ctl = new Int32Array(arena.memory.buffer, ctrl, CTRL_BYTES / 4);
     this.ctlF32 = new Float32Array(arena.memory.buffer, ctrl, CTRL_BYTES / 4);
     this.ctl[CTRL.f16Table >> 2] = f16TableIn(arena);
-    const table = arena.alloc(SPARSE_TABLE_BYTES);
-    new Uint8Array(arena.memory.buffer, table, SPARSE_TABLE_BYTES).set(sparseSwizzleTable());
-    this.ctl[CTRL.sparseTable >> 2] = table;
+    // the sparse kernels read their swizzle patterns at this fixed address (a constant in kernels.wat)
+    new Uint8Array(arena.memory.buffer, SPARSE_TABLE_AT, SPARSE_TABLE_BYTES).set(sparseSwizzleTable());
   }
 
   /** Chunks of work the worker threads have run (0 without workers): tests check that they take part. */

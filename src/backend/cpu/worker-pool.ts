@@ -31,8 +31,6 @@ export const CTRL = {
   f16Table: 240,
   /** attention jobs (kind 7): first query position, heads, kv heads, head width, score scale (f32) */
   pos0: 256, heads: 260, kvHeads: 264, headDim: 268, scale: 272,
-  /** sparse-bitmap jobs (kinds 8..10): the swizzle pattern table (src/sparse/cpu-table.ts) */
-  sparseTable: 276,
   /** packed-format jobs (kind 11, packed-kernels.wat): see wasm-packed.ts */
   qfmt: 320, qgroup: 324, qscales: 328, qtensorScale: 332, qtables: 336, qxstride: 340, qscaleRow: 344, qcodeRow: 348,
 } as const;
