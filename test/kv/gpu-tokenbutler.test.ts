@@ -4,9 +4,10 @@
  * selection scores equal the CPU PredictorState's within f32 drift; per decode step, layer >= 1 and head,
  * the device's lists equal the CPU policy's except where a position's predicted score ties the list's
  * boundary within that drift; logits agree; keep = 1 is dense bit for bit; the first generated token is
- * dense's; `--kv tokenbutler:keep=F --device webgpu` works from the CLI.
+ * dense's; `--kv tokenbutler:keep=F --device webgpu` works from the CLI. The predictor ops alone are
+ * checked against f64 host formulas first.
  */
-import { test } from "node:test";
+import { after, test } from "node:test";
 import assert from "node:assert/strict";
 import { spawnSync } from "node:child_process";
 import { join } from "node:path";
@@ -22,10 +23,10 @@ import { DeviceTokenButlerStore } from "../../src/kv/tokenbutler/device-tokenbut
 import { PredictorState, readPredictor } from "../../src/kv/tokenbutler/predictor.js";
 import { loadModel } from "../../src/load.js";
 import { ROOT } from "../paths.js";
-import { assertClose, openOrSkip } from "../backend/webgpu/helpers.js";
+import { Rng, assertClose, openOrSkip, randoms, tensorOf } from "../backend/webgpu/helpers.js";
 
 const { gpu, reason } = await openOrSkip();
-gpu?.dispose(); // only the probe: the tests load their own models
+after(() => gpu?.dispose());
 
 const BASE = join(ROOT, "models/frugal-ar-base");
 const TEXT = "The kernel is the core of the operating system. It manages memory, processes and devices, and it schedules the work of every program that runs on the machine, so that each one sees a computer of its own.";
@@ -77,6 +78,67 @@ const maxAbs = (a: ArrayLike<number>, b: ArrayLike<number>, n = a.length) => {
   }
   return { d, s };
 };
+
+test("predictor ops = host formulas: LayerNorm with bias, GELU (erf), SiLU, row append, per-head predicted logits", { skip: !gpu && reason }, async () => {
+  const g = gpu!;
+  const rng = new Rng(5);
+  const f32 = (shape: number[], data: Float32Array) => g.upload({ name: "w", dtype: "f32", shape, data: new Uint8Array(data.buffer) });
+  const ops = g.selectOps.predictor;
+  // LayerNorm over rows of 70 (more than one workgroup stride, not a multiple of it), offset rows
+  const R = 5, C = 70;
+  const x = randoms(R * C, rng, 3).map((v, i) => v + (i % 7));
+  const w = randoms(C, rng), bias = randoms(C, rng);
+  const out = g.activation(R, C);
+  ops.layerNorm(out, tensorOf(g, R, C, x), f32([C], w), f32([C], bias), 1e-5);
+  const want = new Float32Array(R * C);
+  for (let r = 0; r < R; r++) {
+    let mean = 0, v = 0;
+    for (let c = 0; c < C; c++) mean += x[r * C + c]!;
+    mean /= C;
+    for (let c = 0; c < C; c++) v += (x[r * C + c]! - mean) ** 2;
+    const inv = 1 / Math.sqrt(v / C + 1e-5);
+    for (let c = 0; c < C; c++) want[r * C + c] = (x[r * C + c]! - mean) * inv * w[c]! + bias[c]!;
+  }
+  assertClose(await g.read(out), want, "layerNorm", 1e-5, 1e-6);
+  // GELU and SiLU in place, over [-6, 6]
+  const y = randoms(1000, rng, 6);
+  const gt = tensorOf(g, 1, 1000, y), st = tensorOf(g, 1, 1000, y);
+  ops.gelu(gt);
+  ops.silu(st);
+  // erf by its Taylor series: exact to f64 for |x| <= 6 / √2 with enough terms
+  const erf = (z: number) => {
+    let sum = 0, term = z;
+    for (let n = 0; n < 200; n++) {
+      sum += term / (2 * n + 1);
+      term *= (-z * z) / (n + 1);
+    }
+    return (2 / Math.sqrt(Math.PI)) * sum;
+  };
+  assertClose(await g.read(gt), y.map((v) => 0.5 * v * (1 + erf(v / Math.SQRT2))), "gelu", 1e-5, 1e-6);
+  assertClose(await g.read(st), y.map((v) => v / (1 + Math.exp(-v))), "silu", 1e-5, 1e-6);
+  // row append and scores: 3 heads x 2 layers x d' 8, 100 positions written in two appends
+  const H = 3, L = 2, DP = 8, W = H * L * DP, N = 100, CAP = 128;
+  const kd = randoms(N * W, rng), qd = randoms(W, rng);
+  const keys = g.activation(CAP, W);
+  ops.writeRows(keys, tensorOf(g, 60, W, kd.subarray(0, 60 * W)), 0);
+  ops.writeRows(keys, tensorOf(g, 40, W, kd.subarray(60 * W)), 60);
+  assert.deepEqual(await g.read(keys, 0, N), kd, "rows appended");
+  const state = g.selectOps.state(L, H, CAP, 8) as GpuSelectState;
+  for (let layer = 0; layer < L; layer++) {
+    ops.scores(state, tensorOf(g, 1, W, qd), keys, layer, L, N, DP);
+    const got = new Float32Array(await g.recorder.read(state.keys.buffer, 0, H * CAP * 4));
+    for (let h = 0; h < H; h++) {
+      const o = (h * L + layer) * DP;
+      const ref = new Float32Array(N);
+      for (let t = 0; t < N; t++) {
+        let s = 0;
+        for (let i = 0; i < DP; i++) s += qd[o + i]! * kd[t * W + o + i]!;
+        ref[t] = s / Math.sqrt(DP);
+      }
+      assertClose(got.subarray(h * CAP, h * CAP + N), ref, `scores layer ${layer} head ${h}`, 1e-5, 1e-6);
+    }
+  }
+});
 
 test("WebGPU tokenbutler:keep=0.25 = CPU: predictor state, lists (up to near-ties) and logits, frugal-ar-base, 32 decode steps", { skip: !gpu && reason }, async (tc) => {
   const CAP = 64, PROMPT = 8, STEPS = 32, KEEP = 0.25, spec = `tokenbutler:keep=${KEEP}`;
