@@ -12,6 +12,8 @@
  * rounds of (--warmup + --decode greedy steps on dense, the same on the method), pipelined as generate()
  * runs them (backend.pickAhead); tokens/s of the timed steps, median over rounds. Selection methods run at
  * the spec's 8x (keep 0.125) and 50% (keep 0.5) settings; methods without a WebGPU path print why.
+ * TokenButler reads a random-weight predictor for the shape (bench/random-predictor.ts, written next to
+ * the model): its speed is the predictor's forward and scoring, whatever the weights.
  * Prints a table and one JSON line.
  */
 import { parseArgs } from "node:util";
@@ -25,6 +27,8 @@ import { kvStoreFactory } from "../src/kv/spec.js";
 import type { KVCache } from "../src/backend/backend.js";
 import { markdownTable } from "../src/eval/plot.js";
 import { promptIds, spread, type Spread } from "./llama-cpp-anchor.js";
+import { writeRandomPredictor } from "./random-predictor.js";
+import type { PredictorConfig } from "../src/kv/tokenbutler/predictor.js";
 
 const ROOT = fileURLToPath(new URL("../../", import.meta.url));
 
@@ -50,6 +54,13 @@ const SHAPE: Shape = a.small
   ? { dim: 256, layers: 4, ffn: 512, heads: 8, kvHeads: 2, vocab: 512, tied: true }
   : { dim: 2048, layers: 16, ffn: 8192, heads: 32, kvHeads: 8, vocab: 128256, tied: true }; // Llama 3.2 1B
 const SHAPE_NAME = a.small ? "small-d256-l4" : "llama-3.2-1b";
+/**
+ * TokenButler's predictor for the shape, random weights (speed only): the spec's Llama-3.2-1B "1PC"
+ * config (ρ 8, d′ 16, I 512; tokenbutler.md §2.2); the small shape takes ρ 4 so mini-attention heads stay 8 wide.
+ */
+const PREDICTOR: PredictorConfig = a.small
+  ? { hidden: SHAPE.dim, layers: SHAPE.layers, heads: SHAPE.heads, reduce: 4, dPrime: 16, intDim: 128, ropeTheta: 500000 }
+  : { hidden: SHAPE.dim, layers: SHAPE.layers, heads: SHAPE.heads, reduce: 8, dPrime: 16, intDim: 512, ropeTheta: 500000 };
 
 function int(v: string | undefined, fallback: number, name: string): number {
   const x = Number(v ?? fallback);
@@ -71,7 +82,7 @@ const METHODS = (a.methods ?? [
   "h2o:keep=0.125", "h2o:keep=0.5",
   "snapkv:keep=0.125", "snapkv:keep=0.5",
   "quest:keep=0.125", "quest:keep=0.5",
-  "tokenbutler:keep=0.5",
+  "tokenbutler:keep=0.125", "tokenbutler:keep=0.5",
   "xkv:group=4,rankK=28,rankV=42",
 ].join(";")).split(";").filter(Boolean);
 
@@ -125,6 +136,17 @@ async function child(method: string, file: string): Promise<Result> {
   }
 }
 
+/** The random predictor `--kv tokenbutler` reads in the children (through FRUGAL_TOKENBUTLER). */
+function predictorFile(): string {
+  const file = join(a.dir!, `${SHAPE_NAME}-tokenbutler-random.safetensors`);
+  if (!existsSync(file)) {
+    mkdirSync(a.dir!, { recursive: true });
+    writeRandomPredictor(`${file}.partial`, PREDICTOR);
+    renameSync(`${file}.partial`, file);
+  }
+  return file;
+}
+
 function modelFile(): string {
   const file = join(a.dir!, `${SHAPE_NAME}-${a.format}-fast.gguf`);
   if (existsSync(file)) return file;
@@ -146,10 +168,11 @@ if (a.child) {
 } else {
   const file = modelFile();
   const results: Result[] = [];
+  const env = METHODS.some((m) => m.startsWith("tokenbutler")) ? { ...process.env, FRUGAL_TOKENBUTLER: predictorFile() } : process.env;
   const passOn = ["--context", String(CONTEXT), "--prompt", String(PROMPT), "--decode", String(DECODE), "--warmup", String(WARMUP), "--repeats", String(REPEATS), ...(a.small ? ["--small"] : [])];
   for (const method of METHODS) {
     const t0 = performance.now();
-    const p = spawnSync(process.execPath, [fileURLToPath(import.meta.url), "--child", method, "--file", file, ...passOn], { encoding: "utf8", maxBuffer: 1 << 26 });
+    const p = spawnSync(process.execPath, [fileURLToPath(import.meta.url), "--child", method, "--file", file, ...passOn], { encoding: "utf8", maxBuffer: 1 << 26, env });
     const line = p.stdout.split("\n").find((l) => l.startsWith("RESULT "));
     const r: Result = line ? JSON.parse(line.slice(7)) : { method, error: `child failed (status ${p.status}): ${p.stderr.trim().split("\n").slice(-3).join(" | ")}` };
     results.push(r);

@@ -264,4 +264,26 @@ export interface DeviceSelectOps {
   questSelect(state: SelectState, q: Tensor, cache: KVCache, layer: number, n: number, k: number, page: number, sinks: number, heads: number): void;
   /** Layer `layer`'s lists ([heads][capacity] and counts), read back (tests and tools). */
   readSelection(state: SelectState, layer: number): Promise<{ positions: Int32Array; counts: Int32Array }>;
+  /** TokenButler's predictor ops (optional; src/kv/tokenbutler/device-predictor.ts). */
+  readonly predictor?: DevicePredictorOps;
+}
+
+/**
+ * What TokenButler's predictor forward needs beyond the model's op set (WebGPU:
+ * src/backend/webgpu/predictor-ops.ts), recorded into the step's submission like every other op.
+ */
+export interface DevicePredictorOps {
+  /** out = LayerNorm(x) per row (biased variance, eps) · weight + bias. */
+  layerNorm(out: Tensor, x: Tensor, weight: Weight, bias: Weight, eps: number): void;
+  /** x = gelu(x), the exact (erf) form, in place. */
+  gelu(x: Tensor): void;
+  /** x = silu(x) = x / (1 + exp(−x)), in place. */
+  silu(x: Tensor): void;
+  /** Rows of src into rows row0.. of dst (same width). */
+  writeRows(dst: Tensor, src: Tensor, row0: number): void;
+  /**
+   * Selection keys of layer `layer` for the one query row q̃ [1, slots·d′] over the importance keys
+   * [capacity, slots·d′]: keys[h][t] = q̃_σ·K̃_σ[t]/√d′ for t < n, σ = h·layers + layer (spec tokenbutler.md §2.1).
+   */
+  scores(state: SelectState, q: Tensor, keys: Tensor, layer: number, layers: number, n: number, dPrime: number): void;
 }

@@ -12,6 +12,7 @@ import {
   questFoldKernel, questSelectKernel, snapKeysKernel, snapPoolKernel, topKKernel, zeroKernel,
 } from "./kernels/attention-select.js";
 import type { GpuKVCache, GpuTensor } from "./webgpu-backend.js";
+import { GpuPredictorOps } from "./predictor-ops.js";
 
 export class GpuSelectState implements SelectState {
   constructor(
@@ -42,6 +43,8 @@ type Read = (buffer: GPUBuffer, offset: number, bytes: number) => Promise<ArrayB
 
 export class GpuSelectOps implements DeviceSelectOps {
   constructor(private readonly pool: BufferPool, private readonly run: Run, private readonly read: Read) {}
+  /** TokenButler's predictor ops (predictor-ops.ts). */
+  readonly predictor = new GpuPredictorOps((k, p, b, g) => this.run(k, p, b, g));
 
   state(layers: number, heads: number, capacity: number, headDim: number): GpuSelectState {
     const idx: Buf[] = [], counts: Buf[] = [];

@@ -11,11 +11,13 @@ import { createHostStore, type HostStore, type SelectionPolicy } from "../host-s
 import type { LayerKv } from "../host-attention.js";
 import { type KvSelection, keepBudget, selectTopK } from "../selection.js";
 import { PredictorState, readPredictor, type PredictorWeights } from "./predictor.js";
+import { DeviceTokenButlerStore } from "./device-tokenbutler.js";
 
 /** The predictor trained for models/frugal-ar-base (training/tokenbutler); FRUGAL_TOKENBUTLER overrides it. */
 export const DEFAULT_PREDICTOR = decodeURIComponent(new URL("../../../../models/frugal-ar-base/tokenbutler/tokenbutler.safetensors", import.meta.url).pathname);
 
-class ButlerPolicy implements SelectionPolicy {
+/** The CPU selection rule (exported for the WebGPU identity tests, test/kv/gpu-tokenbutler.test.ts). */
+export class ButlerPolicy implements SelectionPolicy {
   readonly wantsProbs = false;
   readonly evicts = false;
   private readonly score: Float64Array;
@@ -98,6 +100,7 @@ export const tokenbutlerMethod: KvMethod = {
   params: [{ name: "keep", summary: "fraction of visible positions each head attends to, (0, 1]", kind: "fraction" }],
   create: (p, spec) => {
     const weights = predictorWeights();
-    return (ctx) => new TokenButlerStore(ctx, spec, weights, p.keep!);
+    // a backend without host views (WebGPU) runs the predictor and the selection on the device
+    return (ctx) => (!ctx.backend.hostView && ctx.backend.selectOps?.predictor ? new DeviceTokenButlerStore(ctx, spec, weights, p.keep!) : new TokenButlerStore(ctx, spec, weights, p.keep!));
   },
 };
