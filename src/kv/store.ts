@@ -91,6 +91,18 @@ export interface KvStore extends KVCache {
   bytes(): number;
   /** The backend cache underneath, for stores that have one (forwardBatch's dense path). */
   readonly backendCache?: KVCache;
+  /**
+   * Optional asynchronous end of the prompt: drivers await it (through `settleKv`) after a prefill and
+   * before the next one-row step. A store whose compression needs host work on a device backend (xKV/SVD on
+   * WebGPU: read the prompt back, factorize it on the host) does it here, since `step` is recorded
+   * synchronously; the positions written so far are then the prompt.
+   */
+  settle?(): Promise<void>;
+}
+
+/** Awaits `cache.settle()` where the cache is a store that has one (a no-op for every other cache). */
+export async function settleKv(cache: KVCache): Promise<void> {
+  if (isKvStore(cache) && cache.settle) await cache.settle();
 }
 
 /** A registered method: parsed parameters in, a store factory out. */
