@@ -18,7 +18,7 @@ import { XkvStore } from "../../src/kv/xkv/xkv-store.js";
 import { ropeCosSin } from "../../src/model/config.js";
 import { loadModel } from "../../src/load.js";
 import type { Model } from "../../src/model/model.js";
-import { ROOT } from "../paths.js";
+import { ROOT, STORIES } from "../paths.js";
 import { Rng, openOrSkip, randoms, tensorOf } from "../backend/webgpu/helpers.js";
 
 const { gpu, reason } = await openOrSkip();
@@ -40,41 +40,48 @@ function inverseFrequencies(d: number): Float64Array {
   return Float64Array.from({ length: d / 2 }, (_, i) => 1 / 10000 ** ((2 * i) / d));
 }
 
-test("device xKV attention = the host storage-mode loop on the same factors (groups of 2 and a short last one, T not a tile multiple, r_v > 64, 1 and 2 rows)", { skip: !gpu && reason }, async () => {
+test("device xKV attention = the host storage-mode loop on the same factors (groups of 2 and a short last one, T not a tile multiple, r_v > 64, several rows, splits of several tiles, recent rows over a tile)", { skip: !gpu && reason }, async () => {
   const g = gpu!;
   const rng = new Rng(5);
-  const LAYERS = 3, KV = 2, HEADS = 6, D = 32, T = 150, CAP = 160, WIDTH = KV * D;
-  const shape = { layers: LAYERS, kvHeads: KV, headDim: D };
-  const kPre = Array.from({ length: LAYERS }, () => randoms(T * WIDTH, rng, 2));
-  const v = Array.from({ length: LAYERS }, () => randoms(T * WIDTH, rng, 2));
-  const prompt = compressPrompt(shape, { group: 2, rankK: 9, rankV: 70 }, T, kPre, v);
-  assert.deepEqual(prompt.groups.map((x) => [x.k.rank, x.v.rank]), [[9, 70], [5, 35]]);
-  const inv = inverseFrequencies(D);
-  const { cos, sin } = ropeCosSin(inv, CAP);
-  const ops = g.xkvOps;
-  const st = ops.state(LAYERS, KV, D, CAP, g.ropeTable(inv, CAP));
-  ops.begin(st);
-  const recent = ops.load(st, prompt);
-  const R = 6;
-  const rk = Array.from({ length: LAYERS }, () => randoms(R * WIDTH, rng, 2));
-  const rv = Array.from({ length: LAYERS }, () => randoms(R * WIDTH, rng, 2));
-  for (let l = 0; l < LAYERS; l++) g.kvWrite(recent, l, tensorOf(g, R, WIDTH, rk[l]!), tensorOf(g, R, WIDTH, rv[l]!), 0);
+  const shapes = [
+    // three prompt splits of one partial tile each; the latent z and B_V's rank loop past 64
+    { layers: 3, kv: 2, heads: 6, d: 32, T: 150, R: 6, group: 2, rankK: 9, rankV: 70, ranks: [[9, 70], [5, 35]], runs: [[1, 5], [2, 4], [1, 0]] },
+    // 8 rows x 32 kv heads leave 4 prompt splits of 150 positions (tiles of 64, 64, 22); 70 recent rows: 2 recent splits
+    { layers: 1, kv: 32, heads: 32, d: 8, T: 600, R: 70, group: 1, rankK: 5, rankV: 7, ranks: [[5, 7]], runs: [[8, 62], [1, 69]] },
+  ] as const;
   let worst = 0;
-  for (const [rows, pos0] of [[1, T + R - 1], [2, T + R - 2], [1, T]] as const) {
-    for (let l = 0; l < LAYERS; l++) {
-      const q = randoms(rows * HEADS * D, rng, 1);
-      const want = new Float32Array(rows * HEADS * D);
-      attendCompressed({ prompt, layer: l, kvHeads: KV, headDim: D, rope: { cos, sin, half: D / 2 }, recentK: rk[l]!, recentV: rv[l]! }, q, rows, pos0, HEADS, want);
-      const out = g.activation(rows, HEADS * D);
-      ops.attend(out, tensorOf(g, rows, HEADS * D, q), st, l, pos0, HEADS);
-      const got = await g.read(out);
-      const diff = maxRelDiff(got, want);
-      worst = Math.max(worst, diff);
-      assert.ok(diff < 1e-5, `rows ${rows} at ${pos0}, layer ${l}: ${diff}`);
+  for (const sh of shapes) {
+    const { layers: LAYERS, kv: KV, heads: HEADS, d: D, T, R } = sh;
+    const WIDTH = KV * D, CAP = T + R + 4;
+    const kPre = Array.from({ length: LAYERS }, () => randoms(T * WIDTH, rng, 2));
+    const v = Array.from({ length: LAYERS }, () => randoms(T * WIDTH, rng, 2));
+    const prompt = compressPrompt({ layers: LAYERS, kvHeads: KV, headDim: D }, { group: sh.group, rankK: sh.rankK, rankV: sh.rankV }, T, kPre, v);
+    assert.deepEqual(prompt.groups.map((x) => [x.k.rank, x.v.rank]), sh.ranks);
+    const inv = inverseFrequencies(D);
+    const { cos, sin } = ropeCosSin(inv, CAP);
+    const ops = g.xkvOps;
+    const st = ops.state(LAYERS, KV, D, CAP, g.ropeTable(inv, CAP));
+    ops.begin(st);
+    const recent = ops.load(st, prompt);
+    const rk = Array.from({ length: LAYERS }, () => randoms(R * WIDTH, rng, 2));
+    const rv = Array.from({ length: LAYERS }, () => randoms(R * WIDTH, rng, 2));
+    for (let l = 0; l < LAYERS; l++) g.kvWrite(recent, l, tensorOf(g, R, WIDTH, rk[l]!), tensorOf(g, R, WIDTH, rv[l]!), 0);
+    for (const [rows, after] of sh.runs) {
+      const pos0 = T + after;
+      for (let l = 0; l < LAYERS; l++) {
+        const q = randoms(rows * HEADS * D, rng, 1);
+        const want = new Float32Array(rows * HEADS * D);
+        attendCompressed({ prompt, layer: l, kvHeads: KV, headDim: D, rope: { cos, sin, half: D / 2 }, recentK: rk[l]!, recentV: rv[l]! }, q, rows, pos0, HEADS, want);
+        const out = g.activation(rows, HEADS * D);
+        ops.attend(out, tensorOf(g, rows, HEADS * D, q), st, l, pos0, HEADS);
+        const diff = maxRelDiff(await g.read(out), want);
+        worst = Math.max(worst, diff);
+        assert.ok(diff < 1e-5, `${KV} kv heads of ${D}: rows ${rows} at ${pos0}, layer ${l}: ${diff}`);
+      }
     }
+    ops.release(st);
+    assert.equal(ops.residentBytes(st), 0);
   }
-  ops.release(st);
-  assert.equal(ops.residentBytes(st), 0);
   console.log(`# device vs host xKV attention: max relative difference ${worst.toExponential(2)}`);
 });
 
@@ -194,4 +201,25 @@ test("xKV on WebGPU: a decode step without settleKv is refused with the reason; 
   await dev.backend.read(net.forward(Int32Array.of(7), 3, store));
   assert.equal(store.length, 4);
   dev.dispose();
+});
+
+test("Model.generate with xKV on WebGPU (settle between the prefill and the pipelined decode, stories260K): full rank gives dense's greedy tokens, reduced rank dense's first", { skip: !gpu && reason }, async () => {
+  const gm = await loadModel(STORIES, { device: "webgpu" });
+  try {
+    const tokens = async () => {
+      const ids: number[] = [];
+      for await (const p of gm.generate("Once upon a time, there was a little girl named Lily. She", { maxTokens: 32, temperature: 0, stopAtEos: false })) if (p.tokenId !== undefined) ids.push(p.tokenId);
+      return ids;
+    };
+    const want = await tokens();
+    const width = gm.config.numKvHeads * gm.config.headDim;
+    gm.setKv(`xkv:group=2,rankK=${2 * width},rankV=${2 * width}`);
+    assert.deepEqual(await tokens(), want, "full-rank xKV-2");
+    gm.setKv("svd:rankK=1,rankV=1");
+    const low = await tokens();
+    assert.equal(low[0], want[0], "reduced rank: the first token");
+    assert.equal(low.length, want.length);
+  } finally {
+    gm.dispose();
+  }
 });

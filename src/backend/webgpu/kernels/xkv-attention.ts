@@ -24,6 +24,28 @@ export const XKV_MAX_SPLITS = 256;
 /** Finite "minus infinity", so that exp(m - m') never sees inf - inf. */
 const NEG = "-3.0e38";
 
+/**
+ * WGSL: `use(x, i)` for i in [0, count) in order, the loads `load(i)` issued four at a time before their
+ * uses so that their latencies overlap (the loops' trip counts are not constants the compiler unrolls).
+ */
+function accumulate4(x: string, load: (i: string) => string, use: (x: string, i: string) => string, i = "tt", count = "count"): string {
+  return `var ${i} = 0u;
+          for (; ${i} + 4u <= ${count}; ${i} += 4u) {
+            let ${x}0 = ${load(i)};
+            let ${x}1 = ${load(`(${i} + 1u)`)};
+            let ${x}2 = ${load(`(${i} + 2u)`)};
+            let ${x}3 = ${load(`(${i} + 3u)`)};
+            ${use(`${x}0`, i)}
+            ${use(`${x}1`, `(${i} + 1u)`)}
+            ${use(`${x}2`, `(${i} + 2u)`)}
+            ${use(`${x}3`, `(${i} + 3u)`)}
+          }
+          for (; ${i} < ${count}; ${i}++) {
+            let ${x}0 = ${load(i)};
+            ${use(`${x}0`, i)}
+          }`;
+}
+
 /** Floats of one split's partial result for one query head: max, sum, z (r_v), acc (headDim). */
 export const xkvPartialStride = (rankV: number, headDim: number) => 2 + rankV + headDim;
 
@@ -124,12 +146,17 @@ fn main(${ENTRY_ARGS}) {
       for (var m0 = 0u; m0 < p.rk; m0 += RC) {
         let mc = min(RC, p.rk - m0);
         for (var e = lid; e < mc * D4; e += WG) { bs[e] = b[bk + m0 * D4 + e]; }
-        for (var e = lid; e < WG * mc; e += WG) {
-          let tt = e / mc;
-          let mm = e % mc;
-          var x = 0.0;
-          if (t0 + tt < end) { x = a[(t0 + tt) * p.rk + m0 + mm]; }
-          at[mm * (WG + 1u) + tt] = x;
+        // four loads in flight before their stores (the copy is latency-bound, not bandwidth-bound)
+        for (var e = lid; e < WG * mc; e += 4u * WG) {
+          var xs = vec4<f32>(0.0);
+          for (var c = 0u; c < 4u; c++) {
+            let f = e + c * WG;
+            if (f < WG * mc && t0 + f / mc < end) { xs[c] = a[(t0 + f / mc) * p.rk + m0 + f % mc]; }
+          }
+          for (var c = 0u; c < 4u; c++) {
+            let f = e + c * WG;
+            if (f < WG * mc) { at[(f % mc) * (WG + 1u) + f / mc] = xs[c]; }
+          }
         }
         workgroupBarrier();
         if (live) {
@@ -190,10 +217,7 @@ fn main(${ENTRY_ARGS}) {
         let mm = lid + j * WG;
         if (mm < p.rv) {
           for (var u = 0u; u < G; u++) { z[u * ZPT + j] *= corr[u]; }
-          for (var tt = 0u; tt < count; tt++) {
-            let x = a[av0 + (t0 + tt) * p.rv + mm];
-            for (var u = 0u; u < G; u++) { z[u * ZPT + j] += pr[u * WG + tt] * x; }
-          }
+          ${accumulate4("x", (tt) => `a[av0 + (t0 + ${tt}) * p.rv + mm]`, (x, tt) => `for (var u = 0u; u < G; u++) { z[u * ZPT + j] += pr[u * WG + ${tt}] * ${x}; }`)}
         }
       }
     } else {
@@ -201,10 +225,7 @@ fn main(${ENTRY_ARGS}) {
         let i = lid + j * WG;
         if (i < D) {
           for (var u = 0u; u < G; u++) { acc[u * DPT + j] *= corr[u]; }
-          for (var tt = 0u; tt < count; tt++) {
-            let x = rv[(t0 + tt - p.T) * p.width + kvh * D + i];
-            for (var u = 0u; u < G; u++) { acc[u * DPT + j] += pr[u * WG + tt] * x; }
-          }
+          ${accumulate4("x", (tt) => `rv[(t0 + ${tt} - p.T) * p.width + kvh * D + i]`, (x, tt) => `for (var u = 0u; u < G; u++) { acc[u * DPT + j] += pr[u * WG + ${tt}] * ${x}; }`)}
         }
       }
     }
@@ -286,14 +307,14 @@ fn main(${ENTRY_ARGS}) {
     let mc = min(WG, p.rv - m0);
     if (lid < mc) {
       var zz = 0.0;
-      for (var s = 0u; s < p.splits; s++) { zz += wts[s] * partial[base + s * stride + 2u + m0 + lid]; }
+      ${accumulate4("y", (s) => `partial[base + ${s} * stride + 2u + m0 + lid]`, (y, s) => `zz += wts[${s}] * ${y};`, "s", "p.splits")}
       zs[lid] = zz;
     }
     workgroupBarrier();
     for (var j = 0u; j < DPT; j++) {
       let i = lid + j * WG;
       if (i < D) {
-        for (var mm = 0u; mm < mc; mm++) { o[j] += zs[mm] * b[bv + (m0 + mm) * D + i]; }
+        ${accumulate4("y", (mm) => `b[bv + (m0 + ${mm}) * D + i]`, (y, mm) => `o[j] += zs[${mm}] * ${y};`, "mm", "mc")}
       }
     }
     workgroupBarrier();
@@ -302,7 +323,7 @@ fn main(${ENTRY_ARGS}) {
     let i = lid + j * WG;
     if (i < D) {
       var a = 0.0;
-      for (var s = 0u; s < p.splits; s++) { a += wts[s] * partial[base + s * stride + 2u + p.rv + i]; }
+      ${accumulate4("y", (s) => `partial[base + ${s} * stride + 2u + p.rv + i]`, (y, s) => `a += wts[${s}] * ${y};`, "s", "p.splits")}
       out[r * p.outCols + h * D + i] = (o[j] + a) / l;
     }
   }
