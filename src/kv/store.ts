@@ -32,7 +32,8 @@
  *    position-only selections: StreamingLLM runs the backend's `attentionWindow` (window-store.ts), and
  *    oracle/H2O/SnapKV/Quest, whose rules also exist as device work (device-policies.ts, run by
  *    device-select-store.ts through `backend.selectOps`: scores, top-K and attention in the step's one
- *    submission). A
+ *    submission), and xKV/SVD (xkv/xkv-device-store.ts through `backend.xkvOps`: the prompt is read back
+ *    and factorized once, in `settle`, then decode attention runs from the factors on the device). A
  *    selection method implements `SelectionPolicy` (host-store.ts: select, optional prefill/observe/input
  *    hooks) and inherits exact prefill, quantized formats, bytes() and the keep = 1 identity.
  *    Quantized formats (`ctx.format`): a backend listing the format in `kvFormats` stores it natively
