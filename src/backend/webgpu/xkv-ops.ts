@@ -93,9 +93,13 @@ export class GpuXkvOps implements DeviceXkvOps {
     const st = state as GpuXkvState;
     if (!st.exact) throw new Error("xKV: there is no prefill to read back");
     const bytes = tokens * st.width * 4;
-    const kPre = await Promise.all(st.stage.map((b) => this.rec.read(b.buffer, 0, bytes)));
-    const v = await Promise.all(st.exact.v.map((b) => this.rec.read(b.buffer, 0, bytes)));
-    return { kPre: kPre.map((x) => new Float32Array(x)), v: v.map((x) => new Float32Array(x)) };
+    // one buffer at a time, so that one map-read staging buffer serves them all (the readback pool keeps it)
+    const kPre: Float32Array[] = [], v: Float32Array[] = [];
+    for (let l = 0; l < st.layers; l++) {
+      kPre.push(new Float32Array(await this.rec.read(st.stage[l]!.buffer, 0, bytes)));
+      v.push(new Float32Array(await this.rec.read(st.exact.v[l]!.buffer, 0, bytes)));
+    }
+    return { kPre, v };
   }
 
   load(state: XkvDeviceState, f: XkvFactors): KVCache {
