@@ -8,13 +8,17 @@
  *        [--repeats 3] [--methods SPEC;SPEC...] [--dir bench/.models] [--out FILE.json]
  *   node dist/bench/gpu-kv.js --small        # a tiny shape and context, for a SwiftShader check
  *
- * Per method: prefill --prompt tokens into a dense cache and into the method's cache, then --repeats
- * rounds of (--warmup + --decode greedy steps on dense, the same on the method), pipelined as generate()
- * runs them (backend.pickAhead); tokens/s of the timed steps, median over rounds. Selection methods run at
- * the spec's 8x (keep 0.125) and 50% (keep 0.5) settings; methods without a WebGPU path print why.
+ * Per method: prefill --prompt tokens into a dense cache and into the method's cache (then settleKv: xKV and
+ * SVD read the prompt back once, factorize it on the host and upload the factors; that time is reported,
+ * not timed as decode), then --repeats rounds of (--warmup + --decode greedy steps on dense, the same on
+ * the method), pipelined as generate() runs them (backend.pickAhead); tokens/s of the timed steps, median
+ * over rounds. Selection methods run at the spec's 8x (keep 0.125) and 50% (keep 0.5) settings; xKV/SVD at
+ * 8x prompt compression by the spec's formula at the default shape (T = 3584, H_kv·d = 512: r_k + r_v =
+ * 112 per layer for SVD, 199 per group of 2 for xKV-2; xKV-4's 2048-column groups make the host's f64 SVD
+ * take minutes, so it is not a default row). KV bytes are the store's `bytes()` after the last step.
  * TokenButler reads a random-weight predictor for the shape (bench/random-predictor.ts, written next to
  * the model): its speed is the predictor's forward and scoring, whatever the weights.
- * Prints a table and one JSON line.
+ * Methods without a WebGPU path print why. Prints a table and one JSON line.
  */
 import { parseArgs } from "node:util";
 import { existsSync, mkdirSync, renameSync, writeFileSync } from "node:fs";
@@ -24,6 +28,7 @@ import { fileURLToPath } from "node:url";
 import { loadModel } from "../src/load.js";
 import { createWebGpuBackend } from "../src/backend/webgpu/webgpu-backend.js";
 import { kvStoreFactory } from "../src/kv/spec.js";
+import { isKvStore, settleKv } from "../src/kv/store.js";
 import type { KVCache } from "../src/backend/backend.js";
 import { markdownTable } from "../src/eval/plot.js";
 import { promptIds, spread, type Spread } from "./llama-cpp-anchor.js";
@@ -83,10 +88,15 @@ const METHODS = (a.methods ?? [
   "snapkv:keep=0.125", "snapkv:keep=0.5",
   "quest:keep=0.125", "quest:keep=0.5",
   "tokenbutler:keep=0.125", "tokenbutler:keep=0.5",
-  "xkv:group=4,rankK=28,rankV=42",
+  "svd:rankK=45,rankV=67",
+  "xkv:group=2,rankK=80,rankV=119",
 ].join(";")).split(";").filter(Boolean);
 
-interface Result { method: string; device?: string; dense?: Spread; tokS?: Spread; ratio?: Spread; dispatchesDense?: number; dispatches?: number; error?: string }
+interface Result {
+  method: string; device?: string; dense?: Spread; tokS?: Spread; ratio?: Spread; dispatchesDense?: number; dispatches?: number; error?: string;
+  /** Store bytes() and the dense cache's bytes at the end; xKV/SVD: prompt compression ms (readback + SVD + upload) and the SVD's share. */
+  kvBytes?: number; denseKvBytes?: number; compressMs?: number; svdMs?: number;
+}
 
 /** Child: dense and one method, interleaved, on one model. */
 async function child(method: string, file: string): Promise<Result> {
@@ -101,6 +111,7 @@ async function child(method: string, file: string): Promise<Result> {
     try {
       store = kvStoreFactory(spec)(net.kvContext(CONTEXT, format));
       await backend.argmax(model.prefill(ids, store));
+      await settleKv(store);
     } catch (e) {
       return { method, device: backend.description, error: (e as Error).message.split("\n")[0]! };
     }
@@ -130,7 +141,13 @@ async function child(method: string, file: string): Promise<Result> {
       m.push(await run(store));
       r.push(m[i]! / d[i]!);
     }
-    return { method, device: backend.description, dense: spread(d), tokS: spread(m), ratio: spread(r), dispatchesDense: dispatches.get(dense), dispatches: dispatches.get(store) };
+    const c = model.config;
+    const compress = store as Partial<{ compressMs: number; svdMs: number }>;
+    return {
+      method, device: backend.description, dense: spread(d), tokS: spread(m), ratio: spread(r), dispatchesDense: dispatches.get(dense), dispatches: dispatches.get(store),
+      kvBytes: isKvStore(store) ? store.bytes() : undefined, denseKvBytes: pos.get(dense)! * c.numLayers * 2 * c.numKvHeads * c.headDim * 4,
+      compressMs: compress.compressMs, svdMs: compress.svdMs,
+    };
   } finally {
     model.dispose();
   }
@@ -182,10 +199,13 @@ if (a.child) {
   const f = (s?: Spread, d = 1) => (s ? `${s.median.toFixed(d)} (${s.min.toFixed(d)}–${s.max.toFixed(d)})` : "—");
   console.log(`\nWebGPU decode with KV methods: ${SHAPE_NAME} ${a.format} (random weights), context ${CONTEXT}, prompt ${PROMPT}, ${DECODE} timed steps x ${REPEATS} rounds interleaved with dense; ${device}\n`);
   console.log(markdownTable(
-    ["method", "--kv-format", "tok/s", "dense tok/s (same process)", "vs dense", "dispatches/step (dense)", "note"],
+    ["method", "--kv-format", "tok/s", "dense tok/s (same process)", "vs dense", "dispatches/step (dense)", "KV MB (dense)", "prompt compression s (SVD)", "note"],
     results.map((r) => {
       const [spec, format = "f32"] = r.method.split("@") as [string, string?];
-      return [spec, format, f(r.tokS), f(r.dense), r.ratio ? `${r.ratio.median.toFixed(3)}×` : "—", r.dispatches !== undefined ? `${r.dispatches} (${r.dispatchesDense})` : "—", r.error ? `not on WebGPU: ${r.error}` : ""];
+      const mb = (b: number) => (b / 2 ** 20).toFixed(1);
+      const kv = r.kvBytes !== undefined && r.denseKvBytes !== undefined ? `${mb(r.kvBytes)} (${mb(r.denseKvBytes)})` : "—";
+      const prep = r.compressMs !== undefined && r.compressMs > 0 ? `${(r.compressMs / 1000).toFixed(1)} (${(r.svdMs! / 1000).toFixed(1)})` : "—";
+      return [spec, format, f(r.tokS), f(r.dense), r.ratio ? `${r.ratio.median.toFixed(3)}×` : "—", r.dispatches !== undefined ? `${r.dispatches} (${r.dispatchesDense})` : "—", kv, prep, r.error ? `not on WebGPU: ${r.error}` : ""];
     }),
   ));
   const report = { bench: "gpu-kv", device, shape: SHAPE_NAME, format: a.format, settings: { context: CONTEXT, prompt: PROMPT, decode: DECODE, warmup: WARMUP, repeats: REPEATS }, results };

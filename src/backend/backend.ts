@@ -52,6 +52,11 @@ export interface Backend {
    * them, recorded into the step's submission. Optional; src/kv/device-select-store.ts uses it.
    */
   readonly selectOps?: DeviceSelectOps;
+  /**
+   * xKV / per-layer SVD on the device (WebGPU): the exact prefill cache, pre-RoPE key staging, the
+   * factors and decode attention over them. Optional; src/kv/xkv/xkv-device-store.ts uses it.
+   */
+  readonly xkvOps?: DeviceXkvOps;
 
   /** out[r] = table[tokens[r]] (table [vocab, cols], any format). */
   embed(out: Tensor, table: Weight, tokens: Int32Array): void;
@@ -286,4 +291,50 @@ export interface DevicePredictorOps {
    * [capacity, slots·d′]: keys[h][t] = q̃_σ·K̃_σ[t]/√d′ for t < n, σ = h·layers + layer (spec tokenbutler.md §2.1).
    */
   scores(state: SelectState, q: Tensor, keys: Tensor, layer: number, layers: number, n: number, dPrime: number): void;
+}
+
+/** Per-sequence device buffers of `DeviceXkvOps` (opaque to callers). */
+export interface XkvDeviceState {
+  readonly layers: number;
+  readonly capacity: number;
+}
+
+/** One factor pair of an xKV group (src/kv/xkv/xkv-factors.ts's FactorPair fits). */
+export interface XkvFactorPair {
+  readonly rank: number;
+  /** A [T][rank]. */
+  readonly a: Float32Array;
+  /** [layer in group][kv head] -> B's block [rank][headDim]. */
+  readonly b: readonly (readonly Float32Array[])[];
+}
+
+/** A compressed prompt as the device takes it (src/kv/xkv/xkv-factors.ts's XkvPrompt fits). */
+export interface XkvFactors {
+  readonly tokens: number;
+  readonly groups: readonly { readonly firstLayer: number; readonly size: number; readonly k: XkvFactorPair; readonly v: XkvFactorPair }[];
+}
+
+/**
+ * xKV on the device for one sequence at a time (src/backend/webgpu/xkv-ops.ts). Prefill writes and attends
+ * over `begin`'s exact cache with the ordinary kvWrite/attention and stashes pre-RoPE keys; `readPrompt`
+ * brings the prompt back for the host factorization; `load` uploads the factors, frees the exact cache and
+ * returns the cache of the rows after the prompt (position p at index p − T); `attend` is decode attention
+ * over [factors ∪ those rows], recorded into the step's submission.
+ */
+export interface DeviceXkvOps {
+  state(layers: number, kvHeads: number, headDim: number, capacity: number, rope: RopeTable): XkvDeviceState;
+  /** A new sequence: drops any factors and returns the exact f32 cache for prefill (made on first use). */
+  begin(state: XkvDeviceState): KVCache;
+  /** Records a copy of pre-RoPE keys k (rows at positions pos0..) of `layer` into the staging. */
+  stashKeys(state: XkvDeviceState, layer: number, k: Tensor, pos0: number): void;
+  /** Submits what is recorded and reads back positions [0, tokens) of the staged keys and exact values, per layer. */
+  readPrompt(state: XkvDeviceState, tokens: number): Promise<{ kPre: Float32Array[]; v: Float32Array[] }>;
+  /** Uploads the factors, frees the exact cache and staging, and returns the cache of rows after the prompt. */
+  load(state: XkvDeviceState, factors: XkvFactors): KVCache;
+  /** Attention of q's rows (positions pos0.., all >= the prompt) over the factors and the rows after the prompt. */
+  attend(out: Tensor, q: Tensor, state: XkvDeviceState, layer: number, pos0: number, heads: number): void;
+  /** Bytes of the device buffers the state holds now (exact cache and staging, or factors and recent rows). */
+  residentBytes(state: XkvDeviceState): number;
+  /** Frees every buffer of the state. */
+  release(state: XkvDeviceState): void;
 }

@@ -1,5 +1,6 @@
 import type { Model } from "../model/model.js";
 import type { KVCache } from "../backend/backend.js";
+import { settleKv } from "../kv/store.js";
 
 export interface PerplexityOptions {
   /** Tokens per window. Defaults to 512 (or the model's context if shorter). */
@@ -77,6 +78,7 @@ async function windowLogits(model: Model, w: readonly number[], cache: KVCache, 
   const vocab = model.config.vocabSize;
   const out = new Float32Array(w.length * vocab);
   out.set(await model.backend.read(net.forward(Int32Array.from(w.slice(0, decodeFrom)), 0, cache, true)));
+  await settleKv(cache);
   for (let t = decodeFrom; t < w.length; t++) out.set(await model.backend.read(net.forward(Int32Array.of(w[t]!), t, cache)), t * vocab);
   return out;
 }

@@ -32,7 +32,9 @@
  *    position-only selections: StreamingLLM runs the backend's `attentionWindow` (window-store.ts), and
  *    oracle/H2O/SnapKV/Quest, whose rules also exist as device work (device-policies.ts, run by
  *    device-select-store.ts through `backend.selectOps`: scores, top-K and attention in the step's one
- *    submission), and TokenButler, whose predictor also runs as backend ops (tokenbutler/device-*.ts). A
+ *    submission), TokenButler, whose predictor also runs as backend ops (tokenbutler/device-*.ts), and
+ *    xKV/SVD (xkv/xkv-device-store.ts through `backend.xkvOps`: the prompt is read back and factorized
+ *    once, in `settle`, then decode attention runs from the factors on the device). A
  *    selection method implements `SelectionPolicy` (host-store.ts: select, optional prefill/observe/input
  *    hooks) and inherits exact prefill, quantized formats, bytes() and the keep = 1 identity.
  *    Quantized formats (`ctx.format`): a backend listing the format in `kvFormats` stores it natively
@@ -91,6 +93,18 @@ export interface KvStore extends KVCache {
   bytes(): number;
   /** The backend cache underneath, for stores that have one (forwardBatch's dense path). */
   readonly backendCache?: KVCache;
+  /**
+   * Optional asynchronous end of the prompt: drivers await it (through `settleKv`) after a prefill and
+   * before the next one-row step. A store whose compression needs host work on a device backend (xKV/SVD on
+   * WebGPU: read the prompt back, factorize it on the host) does it here, since `step` is recorded
+   * synchronously; the positions written so far are then the prompt.
+   */
+  settle?(): Promise<void>;
+}
+
+/** Awaits `cache.settle()` where the cache is a store that has one (a no-op for every other cache). */
+export async function settleKv(cache: KVCache): Promise<void> {
+  if (isKvStore(cache) && cache.settle) await cache.settle();
 }
 
 /** A registered method: parsed parameters in, a store factory out. */

@@ -1,4 +1,5 @@
 import type { Backend, KVCache, PickedToken, Tensor } from "../backend/backend.js";
+import { settleKv } from "../kv/store.js";
 import type { Tokenizer } from "../io/tokenizer.js";
 import { StreamDecoder } from "../io/tokenizer.js";
 import type { LoadedSource } from "../io/source.js";
@@ -177,6 +178,8 @@ export class Model {
     let next = 0;
     if (pipelined) pending = pickAhead(first);
     else next = await pick(first);
+    // the end of the prompt for stores that compress it with host work (xKV on WebGPU)
+    await settleKv(cache);
     const t1 = performance.now();
     let generated = 0;
     let finish: GenerationStats["finishReason"] = "length";

@@ -9,6 +9,7 @@
  * batches, else one forward per sequence in turn.
  */
 import type { KVCache, KVPool, PickedRows, SampleParams, Tensor } from "../backend/backend.js";
+import { settleKv } from "../kv/store.js";
 import { StreamDecoder } from "../io/tokenizer.js";
 import type { Model } from "../model/model.js";
 import type { PickedBatch } from "../model/llama.js";
@@ -214,6 +215,7 @@ export class Scheduler {
       try {
         if (seq.limit < 1) throw new RangeError(`the prompt has ${job.promptIds.length} tokens; the context holds ${cache.capacity}`);
         seq.logits = await this.model.backend.read(this.model.prefill(job.promptIds, cache));
+        await settleKv(cache);
       } catch (e) {
         this.releaseCache(cache);
         job.onError(e as Error);

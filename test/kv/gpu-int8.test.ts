@@ -99,9 +99,9 @@ test("WebGPU: dense through the KV interface is bit-identical to the plain cache
     } finally {
       cpu.dispose();
     }
-    // a host-only method says so (every KV format and the selection methods run on the device:
-    // test/kv/gpu-kv4.test.ts, test/kv/gpu-select.test.ts)
-    assert.throws(() => net.forward(Int32Array.of(1), 0, kvStoreFactory("svd:rankK=4,rankV=4")(net.kvContext(32))), /svd.*the webgpu backend keeps it on the device/);
+    // a host-only method says so (every KV format, the selection methods and xKV/SVD run on the device:
+    // test/kv/gpu-kv4.test.ts, test/kv/gpu-select.test.ts, test/kv/gpu-xkv.test.ts)
+    assert.throws(() => net.forward(Int32Array.of(1), 0, kvStoreFactory("sparse:k=50,v=50")(net.kvContext(32))), /sparse.*computes on the host; the webgpu backend keeps tensors on the device/);
     // StreamingLLM: the GPU's windowed attention against the CPU's host selection, f32 and int8
     for (const format of ["f32", "int8"]) {
       const gpuRows = await run(kvStoreFactory("streaming:keep=0.25")(net.kvContext(32, format)));

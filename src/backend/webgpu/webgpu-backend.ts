@@ -29,6 +29,7 @@ import { sampleKernel } from "./kernels/sample.js";
 import { SAMPLE_PARTS, sampleMaxKernel, sampleSumKernel, sampleWalkKernel } from "./kernels/sample-split.js";
 import { ropeCosSin } from "../../model/config.js";
 import { GpuSelectOps } from "./select-ops.js";
+import { GpuXkvOps } from "./xkv-ops.js";
 import { SlotPool } from "../../kv/slot-pool.js";
 import { ROWS_GROUP, TABLE_ROWS, attentionRowsCombineKernel, attentionRowsPartialKernel, kvWriteRowsKernel, ropeRowsKernel, rowsParams } from "./kernels/rows.js";
 import { uploadStacked, type WeightStack } from "./stacked-weights.js";
@@ -164,6 +165,7 @@ export class WebGpuBackend implements Backend {
   private rowResults?: Buf;
   private disposed = false;
   readonly selectOps: GpuSelectOps;
+  readonly xkvOps: GpuXkvOps;
 
   constructor(readonly gpu: GpuDevice, options: WebGpuOptions = {}) {
     this.pool = new BufferPool(gpu.device, gpu.maxBufferBytes);
@@ -178,6 +180,13 @@ export class WebGpuBackend implements Backend {
     this.qx = new QuantizedX(this.pool, (k, p, b, g) => this.run(k, p, b, g));
     this.result = this.pool.storage(16, "argmax result");
     this.selectOps = new GpuSelectOps(this.pool, (k, p, b, g) => this.run(k, p, b, g), (buf, off, bytes) => this.recorder.read(buf, off, bytes));
+    const rec = this.recorder;
+    this.xkvOps = new GpuXkvOps(this.pool, {
+      run: (k, p, b, g) => this.run(k, p, b, g),
+      read: (buf, off, bytes) => rec.read(buf, off, bytes),
+      copy: (src, so, dst, doff, bytes) => rec.copy(src, so, dst, doff, bytes),
+      flush: () => rec.flush(),
+    }, gpu.device.limits.maxComputeWorkgroupStorageSize);
   }
 
   /** The adapter, for reports: vendor / architecture / device. */

@@ -11,6 +11,7 @@ import type { KvContext, KvMethod, KvStep, KvStore } from "../store.js";
 import { attendRow } from "../host-attention.js";
 import { compressPrompt, promptBytes, type XkvPrompt, type XkvRanks } from "./xkv-factors.js";
 import { attendCompressed, type HostRope } from "./xkv-attention.js";
+import { XkvDeviceStore } from "./xkv-device-store.js";
 
 export class XkvStore implements KvStore {
   readonly batchable = false;
@@ -211,13 +212,20 @@ function checkReference(p: Readonly<Record<string, number>>, spec: string): bool
   return p.reference === 1;
 }
 
+/** The host store where tensors are host memory (CPU), the device store where the backend has device xKV (WebGPU). */
+function makeStore(ctx: KvContext, spec: string, ranks: XkvRanks, reference: boolean): KvStore {
+  if (ctx.backend.hostView || !ctx.backend.xkvOps) return new XkvStore(ctx, spec, ranks, reference);
+  if (reference) throw new Error(`--kv ${spec}: reference=1 (the dense reconstruction) runs on the CPU backend only`);
+  return new XkvDeviceStore(ctx, spec, ranks);
+}
+
 export const xkvMethod: KvMethod = {
   name: "xkv",
   summary: "cross-layer SVD: pre-RoPE keys and values of G layers share one token basis per group (decode tokens exact)",
   params: [{ name: "group", summary: "layers per group G", kind: "int", default: 4 }, RANK_K, RANK_V, REFERENCE],
   create: (p, spec) => {
     const reference = checkReference(p, spec);
-    return (ctx) => new XkvStore(ctx, spec, { group: p.group!, rankK: p.rankK!, rankV: p.rankV! }, reference);
+    return (ctx) => makeStore(ctx, spec, { group: p.group!, rankK: p.rankK!, rankV: p.rankV! }, reference);
   },
 };
 
@@ -227,6 +235,6 @@ export const svdMethod: KvMethod = {
   params: [RANK_K, RANK_V, REFERENCE],
   create: (p, spec) => {
     const reference = checkReference(p, spec);
-    return (ctx) => new XkvStore(ctx, spec, { group: 1, rankK: p.rankK!, rankV: p.rankV! }, reference);
+    return (ctx) => makeStore(ctx, spec, { group: 1, rankK: p.rankK!, rankV: p.rankV! }, reference);
   },
 };
