@@ -26,7 +26,7 @@ import { EMBED_GROUP, EMBED_TOKENS, embedKernel } from "./kernels/embed.js";
 import { embedRowsKernel } from "./kernels/embed-rows.js";
 import { ARGMAX_PARTS, ARGMAX_SPLIT_MIN, argmaxFinalKernel, argmaxKernel, argmaxPartsKernel } from "./kernels/argmax.js";
 import { sampleKernel } from "./kernels/sample.js";
-import { SAMPLE_PARTS, sampleMaxKernel, sampleSumKernel, sampleWalkKernel } from "./kernels/sample-split.js";
+import { SAMPLE_PARTS, SAMPLE_ROWS, sampleMaxKernel, sampleSumKernel, sampleWalkKernel } from "./kernels/sample-split.js";
 import { ropeCosSin } from "../../model/config.js";
 import { GpuSelectOps } from "./select-ops.js";
 import { GpuXkvOps } from "./xkv-ops.js";
@@ -773,7 +773,7 @@ export class WebGpuBackend implements Backend {
 
   /** Two scratch buffers of a word per workgroup of the split argmax and sampling kernels. */
   private parts(): [Buf, Buf] {
-    const n = Math.max(ARGMAX_PARTS, SAMPLE_PARTS) * 4;
+    const n = Math.max(ARGMAX_PARTS, SAMPLE_PARTS * SAMPLE_ROWS) * 4;
     return (this.splitParts ??= [this.pool.storage(n, "split parts a"), this.pool.storage(n, "split parts b")]);
   }
 
@@ -807,7 +807,10 @@ export class WebGpuBackend implements Backend {
     const stride = this.rowViewAlign;
     if (!this.rowResults || this.rowResults.size < picks.length * stride) this.rowResults = this.pool.storage(Math.max(picks.length, 8) * stride, "picked rows");
     const results = this.rowResults;
-    picks.forEach((pick, r) => {
+    if (this.splitSampleable(g, picks)) {
+      // every row draws by temperature (and min-p): the rows' draws in three dispatches
+      this.dispatchSplitSample(g, 0, picks.map((p) => ({ ...p!.params, uniform: p!.uniform })), results, stride / 4);
+    } else picks.forEach((pick, r) => {
       const slot = this.pool.subrange(results, r * stride, 16);
       if (pick) this.dispatchSample(logits, pick.params, pick.uniform, slot, 0, r);
       else this.dispatchArgmax(logits, slot, r);
@@ -887,23 +890,35 @@ export class WebGpuBackend implements Backend {
   private dispatchSample(logits: Tensor, o: SampleParams, uniform: number, out: Buf, mode: number, row = (logits as GpuTensor).rows - 1): void {
     const g = logits as GpuTensor;
     if (g.rows === 0 || g.cols === 0) throw new Error("sample of an empty tensor");
-    if (!(o.temperature > 0 && Number.isFinite(o.temperature))) throw new RangeError(`sample: temperature must be positive, got ${o.temperature}`);
-    if (!(Number.isInteger(o.topK) && o.topK >= 0)) throw new RangeError(`sample: topK must be a non-negative integer, got ${o.topK}`);
-    if (!(o.topP >= 0 && o.topP <= 1)) throw new RangeError(`sample: topP must be in [0, 1], got ${o.topP}`);
-    if (!(o.minP >= 0 && o.minP <= 1)) throw new RangeError(`sample: minP must be in [0, 1], got ${o.minP}`);
-    if (!(uniform >= 0 && uniform < 1)) throw new RangeError(`sample: uniform must be in [0, 1), got ${uniform}`);
+    checkSample(o, uniform);
     const topK = Math.min(o.topK, g.cols);
-    if (mode === 0 && g.cols >= ARGMAX_SPLIT_MIN && (topK === 0 || topK === g.cols) && o.topP >= 1) {
-      // temperature (and min-p) over a vocabulary row: many workgroups (kernels/sample-split.ts)
-      const [keys, sums] = this.parts();
-      const split = [g.cols, row * g.cols, Math.ceil(g.cols / SAMPLE_PARTS), f32bits(o.temperature), f32bits(o.minP), f32bits(uniform)];
-      this.run(sampleMaxKernel(), split, [keys, g.buf], [SAMPLE_PARTS, 1]);
-      this.run(sampleSumKernel(), split, [sums, keys, g.buf], [SAMPLE_PARTS, 1]);
-      this.run(sampleWalkKernel(), split, [out, sums, keys, g.buf], [1, 1]);
+    if (mode === 0 && this.splitSampleable(g, [{ params: o }])) {
+      this.dispatchSplitSample(g, row, [{ ...o, uniform }], out, 0);
       return;
     }
     const params = [g.cols, row * g.cols, topK, mode, f32bits(o.temperature), f32bits(o.topP), f32bits(o.minP), f32bits(uniform)];
     this.run(sampleKernel(), params, [out, g.buf], [1, 1]);
+  }
+
+  /** Whether draws from these picks over `logits` take kernels/sample-split.ts: temperature (and min-p) only, over a vocabulary row. */
+  private splitSampleable(logits: GpuTensor, picks: readonly ({ params: SampleParams } | undefined)[]): boolean {
+    return logits.cols >= ARGMAX_SPLIT_MIN && picks.length <= SAMPLE_ROWS &&
+      picks.every((p) => p !== undefined && (p.params.topK === 0 || p.params.topK >= logits.cols) && p.params.topP >= 1);
+  }
+
+  /**
+   * Draws for logits rows row0.. (one a draw) by temperature and min-p over many workgroups: three
+   * dispatches whatever the number of rows; row r's id lands in out[r · stride] (words).
+   */
+  private dispatchSplitSample(g: GpuTensor, row0: number, draws: readonly (SampleParams & { uniform: number })[], out: Buf, stride: number): void {
+    for (const d of draws) checkSample(d, d.uniform);
+    const [keys, sums] = this.parts();
+    const per = (f: (d: SampleParams & { uniform: number }) => number) => Array.from({ length: SAMPLE_ROWS }, (_, r) => f32bits(r < draws.length ? f(draws[r]!) : 1));
+    const params = [g.cols, row0 * g.cols, Math.ceil(g.cols / SAMPLE_PARTS), stride, ...per((d) => d.temperature), ...per((d) => d.minP), ...per((d) => d.uniform)];
+    const rows = draws.length;
+    this.run(sampleMaxKernel(), params, [keys, g.buf], [SAMPLE_PARTS, rows]);
+    this.run(sampleSumKernel(), params, [sums, keys, g.buf], [SAMPLE_PARTS, rows]);
+    this.run(sampleWalkKernel(), params, [out, sums, keys, g.buf], [1, rows]);
   }
 
   private sampledToken(id: number): number {
@@ -932,4 +947,13 @@ export class WebGpuBackend implements Backend {
     this.pool.destroyAll();
     this.gpu.device.destroy();
   }
+}
+
+/** Throws a RangeError naming the first sampling parameter out of range. */
+function checkSample(o: SampleParams, uniform: number): void {
+  if (!(o.temperature > 0 && Number.isFinite(o.temperature))) throw new RangeError(`sample: temperature must be positive, got ${o.temperature}`);
+  if (!(Number.isInteger(o.topK) && o.topK >= 0)) throw new RangeError(`sample: topK must be a non-negative integer, got ${o.topK}`);
+  if (!(o.topP >= 0 && o.topP <= 1)) throw new RangeError(`sample: topP must be in [0, 1], got ${o.topP}`);
+  if (!(o.minP >= 0 && o.minP <= 1)) throw new RangeError(`sample: minP must be in [0, 1], got ${o.minP}`);
+  if (!(uniform >= 0 && uniform < 1)) throw new RangeError(`sample: uniform must be in [0, 1), got ${uniform}`);
 }

@@ -131,6 +131,29 @@ test("vocab 60000, temperature (and min-p) only: the split sampler (three dispat
   assert.ok(boundary <= draws / 20, `${boundary} of ${draws} draws differed at rounding boundaries`);
 });
 
+test("pickRows: a batch's temperature draws over a vocabulary are three dispatches and equal each row's own draw", { skip }, async () => {
+  const rng = new Rng(78);
+  const n = 40_000, rows = 5;
+  const logits = Float32Array.from({ length: rows * n }, () => Math.round(rng.next() * 200) / 10 - 10);
+  const t = tensorOf(gpu!, rows, n, logits);
+  const picks = Array.from({ length: rows }, (_, r) => ({ params: { temperature: 0.5 + 0.2 * r, topK: 0, topP: 1, minP: r === 2 ? 0.05 : 0 }, uniform: Math.fround(rng.next()) }));
+  const before = gpu!.recorder.dispatches;
+  const ids = await gpu!.pickRows(t, picks);
+  assert.equal(gpu!.recorder.dispatches - before, 3, "one split sampler for all rows");
+  for (let r = 0; r < rows; r++) {
+    // the same row alone (sample() draws from the last row of its tensor)
+    const alone = await gpu!.sample(tensorOf(gpu!, 1, n, logits.subarray(r * n, (r + 1) * n)), picks[r]!.params, picks[r]!.uniform);
+    assert.equal(ids[r], alone, `row ${r}`);
+    const { ids: kept, w } = cpuKept(logits.subarray(r * n, (r + 1) * n), picks[r]!.params);
+    const want = drawKept(kept, w, picks[r]!.uniform);
+    assert.ok(ids[r] === want || nearBoundary(kept, w, picks[r]!.uniform), `row ${r}: GPU ${ids[r]}, CPU ${want}`);
+  }
+  // a greedy row among them: each row its own dispatches, the same ids for the sampled rows
+  const mixed = await gpu!.pickRows(t, [picks[0], undefined, picks[2]]);
+  assert.equal(mixed[0], ids[0]);
+  assert.equal(mixed[2], ids[2]);
+});
+
 test("sample: bad parameters are refused by name; top-p 0 keeps nothing and says so", { skip }, async () => {
   const t = tensorOf(gpu!, 1, 8, Float32Array.from([1, 2, 3, 4, 5, 6, 7, 8]));
   const ok: SampleParams = { temperature: 1, topK: 0, topP: 1, minP: 0 };

@@ -83,11 +83,13 @@ export const GEMV_MAX_BATCH = 8;
 /**
  * Weight rows per team of a GEMV over several x rows (batch B > 1), per format. A lane holds R x B sums,
  * so R stays small; it also sets how many teams share each x load (x bytes read per weight byte fall as R
- * grows) and the workgroups of a small matrix (256 / 32 / S x R rows each). Untuned: 2 everywhere until
- * bench/gpu-batch-gemv.ts (`--batch-rows-per-team`) measures it on a GPU.
+ * grows) and the workgroups of a small matrix (256 / 32 / S x R rows each). f16 and q4_0: 4, from
+ * bench/gpu-batch-gemv.ts on an H200 at 8 rows (R = 1 / 2 / 4, µs: q4_0 2048x8192 121 / 104 / 96,
+ * 128256x2048 430 / 403 / 364; f16 2048x8192 107 / 96 / 84; only q4_0 2048x2048 preferred R = 1, 15 vs
+ * 19 µs; docs/results/session4/gpu-batch-gemv-h200.txt). The rest: 2, not measured.
  */
 export const GEMV_BATCH_ROWS_PER_TEAM: Record<DType, number> = {
-  f32: 2, f16: 2, bf16: 2, q8_0: 2, q4_0: 2,
+  f32: 2, f16: 4, bf16: 2, q8_0: 2, q4_0: 4,
   int8: 2, "int4-asym": 2, fp4: 2, nf4: 2, razer: 2, nvfp4: 2, "nvfp4-razer": 2,
 };
 

@@ -20,8 +20,13 @@ export const SAMPLE_PARTS = 128;
 const WG = 256;
 const ALL = 0xffffffff;
 
+/** Rows one dispatch samples (grid y; a server step's batch). */
+export const SAMPLE_ROWS = 8;
+/** Parameter words: n, base (first row's first value), chunk, result stride (words), then per row the temperature, min-p and u. */
+export const SAMPLE_SPLIT_PARAM_BYTES = 16 + 3 * 4 * SAMPLE_ROWS;
+
 const COMMON = /* wgsl */ `
-struct P { n: u32, base: u32, chunk: u32, temperature: f32, minP: f32, u: f32 }
+struct P { n: u32, base: u32, chunk: u32, stride: u32, t: array<vec4<f32>, ${SAMPLE_ROWS / 4}>, mp: array<vec4<f32>, ${SAMPLE_ROWS / 4}>, uu: array<vec4<f32>, ${SAMPLE_ROWS / 4}> }
 @group(0) @binding(0) var<uniform> p: P;
 const WG = ${WG}u;
 const PARTS = ${SAMPLE_PARTS}u;
@@ -29,6 +34,19 @@ const ALL = ${ALL}u;
 var<workgroup> redU: array<u32, WG>;
 var<workgroup> redF: array<f32, WG>;
 var<private> maxLogit: f32;
+// this workgroup's row (grid y): its first value, temperature, min-p, u and its parts' first slot
+var<private> rowBase: u32;
+var<private> temperature: f32;
+var<private> minP: f32;
+var<private> uDraw: f32;
+var<private> part0: u32;
+fn setRow(r: u32) {
+  rowBase = p.base + r * p.n;
+  temperature = p.t[r / 4u][r % 4u];
+  minP = p.mp[r / 4u][r % 4u];
+  uDraw = p.uu[r / 4u][r % 4u];
+  part0 = r * PARTS;
+}
 
 // larger floats get larger keys; -0 is +0 (as sample.ts)
 fn keyOf(v: f32) -> u32 {
@@ -39,7 +57,7 @@ fn keyOf(v: f32) -> u32 {
 fn valueOf(k: u32) -> f32 {
   return bitcast<f32>(select(~k, k & 0x7fffffffu, (k & 0x80000000u) != 0u));
 }
-fn weight(l: f32) -> f32 { return exp((l - maxLogit) / p.temperature); }
+fn weight(l: f32) -> f32 { return exp((l - maxLogit) / temperature); }
 fn maxU(lid: u32, v: u32) -> u32 {
   redU[lid] = v;
   workgroupBarrier();
@@ -61,8 +79,8 @@ fn range(w: u32, lid: u32) -> vec2<u32> {
 }
 // the kept weight of id i (0 when min-p drops it) and whether it is kept
 fn member(i: u32) -> vec2<f32> {
-  let w = weight(x[p.base + i]);
-  return vec2<f32>(select(0.0, 1.0, w >= p.minP), w);
+  let w = weight(x[rowBase + i]);
+  return vec2<f32>(select(0.0, 1.0, w >= minP), w);
 }
 // the sum of kept weights of thread lid's range of part w, and their count
 fn rangeSum(w: u32, lid: u32) -> vec2<f32> {
@@ -77,14 +95,20 @@ fn rangeSum(w: u32, lid: u32) -> vec2<f32> {
 }
 fn rowMax(lid: u32) -> f32 {
   var k = 0u;
-  for (var i = lid; i < PARTS; i += WG) { k = max(k, partKey[i]); }
+  for (var i = lid; i < PARTS; i += WG) { k = max(k, partKey[part0 + i]); }
   return valueOf(maxU(lid, k));
 }`;
 
-/** Bindings: part keys (u32), logits. Params: n, base, chunk (ids a part), then unused. Grid: SAMPLE_PARTS. */
+/**
+ * The kernels take up to SAMPLE_ROWS consecutive logits rows at once (grid y = rows; part buffers hold
+ * SAMPLE_PARTS words a row; row r's id goes to result[r · stride]), so a server step's draws are three
+ * dispatches, not three a row run one after another.
+ * Bindings: part keys (u32), logits. Params: SAMPLE_SPLIT_PARAM_BYTES as described there. Grid: SAMPLE_PARTS x rows.
+ */
 export function sampleMaxKernel(): Kernel {
   return memoKernel("sample.max", () => ({
     name: "sample",
+    paramBytes: SAMPLE_SPLIT_PARAM_BYTES,
     bindings: ["write", "read"],
     code: /* wgsl */ `
 @group(0) @binding(1) var<storage, read_write> partKey: array<u32>;
@@ -92,20 +116,22 @@ export function sampleMaxKernel(): Kernel {
 ${COMMON}
 @compute @workgroup_size(WG)
 fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: vec3<u32>) {
+  setRow(wid.y);
   let p0 = min(wid.x * p.chunk, p.n);
   let p1 = min(p0 + p.chunk, p.n);
   var k = 0u;
-  for (var i = p0 + lid; i < p1; i += WG) { k = max(k, keyOf(x[p.base + i])); }
+  for (var i = p0 + lid; i < p1; i += WG) { k = max(k, keyOf(x[rowBase + i])); }
   let m = maxU(lid, k);
-  if (lid == 0u) { partKey[wid.x] = m; }
+  if (lid == 0u) { partKey[part0 + wid.x] = m; }
 }`,
   }));
 }
 
-/** Bindings: part sums (f32), part keys, logits. Params: n, base, chunk, temperature, minP. Grid: SAMPLE_PARTS. */
+/** Bindings: part sums (f32), part keys, logits. Grid: SAMPLE_PARTS x rows. */
 export function sampleSumKernel(): Kernel {
   return memoKernel("sample.sum", () => ({
     name: "sample",
+    paramBytes: SAMPLE_SPLIT_PARAM_BYTES,
     bindings: ["write", "read", "read"],
     code: /* wgsl */ `
 @group(0) @binding(1) var<storage, read_write> partSum: array<f32>;
@@ -114,6 +140,7 @@ export function sampleSumKernel(): Kernel {
 ${COMMON}
 @compute @workgroup_size(WG)
 fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: vec3<u32>) {
+  setRow(wid.y);
   maxLogit = rowMax(lid);
   let e = rangeSum(wid.x, lid);
   redF[lid] = e.x;
@@ -124,16 +151,17 @@ fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: v
     var s = 0.0;
     var any = false;
     for (var j = 0u; j < WG; j++) { if (redU[j] > 0u) { s += redF[j]; any = true; } }
-    partSum[wid.x] = select(-1.0, s, any);
+    partSum[part0 + wid.x] = select(-1.0, s, any);
   }
 }`,
   }));
 }
 
-/** Bindings: result (u32), part sums, part keys, logits. Params: n, base, chunk, temperature, minP, u. Grid: 1. */
+/** Bindings: result (u32), part sums, part keys, logits. Grid: 1 x rows. */
 export function sampleWalkKernel(): Kernel {
   return memoKernel("sample.walk", () => ({
     name: "sample",
+    paramBytes: SAMPLE_SPLIT_PARAM_BYTES,
     bindings: ["write", "read", "read", "read"],
     code: /* wgsl */ `
 @group(0) @binding(1) var<storage, read_write> result: array<u32>;
@@ -143,21 +171,27 @@ export function sampleWalkKernel(): Kernel {
 ${COMMON}
 var<workgroup> shU: array<u32, 2>;
 var<workgroup> shF: array<f32, 2>;
+var<workgroup> ps: array<f32, PARTS>;
 
 @compute @workgroup_size(WG)
-fn main(@builtin(local_invocation_index) lid: u32) {
+fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: vec3<u32>) {
+  setRow(wid.y);
   maxLogit = rowMax(lid);
+  // the part sums into workgroup memory at once: thread 0's walk over them is serial (a dependent global
+  // load per part would be a chain of 128 loads)
+  for (var w = lid; w < PARTS; w += WG) { ps[w] = partSum[part0 + w]; }
+  workgroupBarrier();
   if (lid == 0u) {
     var total = 0.0;
-    for (var w = 0u; w < PARTS; w++) { if (partSum[w] >= 0.0) { total += partSum[w]; } }
-    let goal = p.u * total;
+    for (var w = 0u; w < PARTS; w++) { if (ps[w] >= 0.0) { total += ps[w]; } }
+    let goal = uDraw * total;
     var acc = 0.0;
     var owner = ALL;
     var base = 0.0;
     for (var w = 0u; w < PARTS; w++) {
-      if (partSum[w] >= 0.0) {
+      if (ps[w] >= 0.0) {
         if (owner == ALL || acc < goal) { owner = w; base = acc; }
-        acc += partSum[w];
+        acc += ps[w];
         if (acc >= goal) { break; }
       }
     }
@@ -168,7 +202,7 @@ fn main(@builtin(local_invocation_index) lid: u32) {
   let part = workgroupUniformLoad(&shU[0]);
   workgroupBarrier();
   if (part == ALL) {
-    if (lid == 0u) { result[0] = ALL; }
+    if (lid == 0u) { result[wid.y * p.stride] = ALL; }
     return;
   }
   let e = rangeSum(part, lid);
@@ -202,7 +236,7 @@ fn main(@builtin(local_invocation_index) lid: u32) {
         if (acc >= shF[1]) { break; }
       }
     }
-    result[0] = last;
+    result[wid.y * p.stride] = last;
   }
 }`,
   }));
