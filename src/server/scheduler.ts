@@ -184,6 +184,29 @@ export class Scheduler {
     return this.pool ? this.pool.available : undefined;
   }
 
+  /**
+   * Records and runs one batched step at every batch size from 1 to maxBatch on the pool's slots (and
+   * gives them back), so that each size's kernels are compiled before the first request: on WebGPU each
+   * batch size is its own GEMV pipeline, and compiling them during a load test stalled steps for seconds.
+   * A no-op on the CPU backend (it compiles nothing per size) and without a KV slot pool.
+   */
+  async warmUp(): Promise<void> {
+    if (this.model.backend.kind !== "webgpu") return;
+    if (this.pool === undefined) this.pool = this.model.network.newCachePool(this.maxBatch) ?? null;
+    const pool = this.pool;
+    if (!pool || pool.available < this.maxBatch) return;
+    const net = this.model.network;
+    const caches = Array.from({ length: this.maxBatch }, () => pool.take());
+    try {
+      for (let n = 1; n <= this.maxBatch; n++) {
+        const logits = net.forwardBatch(new Int32Array(n), new Array<number>(n).fill(0), caches.slice(0, n));
+        await this.model.backend.read(logits, 0, 1);
+      }
+    } finally {
+      for (const c of caches) pool.release(c);
+    }
+  }
+
   private takeCache(): KVCache {
     if (this.pool === undefined) this.pool = this.model.network.newCachePool(this.maxBatch) ?? null;
     if (this.pool) return this.pool.take();

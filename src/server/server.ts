@@ -64,8 +64,9 @@ export class FrugalServer {
     this.http = createServer((req, res) => void this.handle(req, res));
   }
 
-  /** Starts listening; resolves to the bound address (port 0 picks a free port). */
-  listen(port = 8080, host = "127.0.0.1"): Promise<AddressInfo> {
+  /** Compiles the batched step's kernels (Scheduler.warmUp), then starts listening; resolves to the bound address (port 0 picks a free port). */
+  async listen(port = 8080, host = "127.0.0.1"): Promise<AddressInfo> {
+    await this.scheduler.warmUp();
     return new Promise((resolve, reject) => {
       this.http.once("error", reject);
       this.http.listen(port, host, () => {
