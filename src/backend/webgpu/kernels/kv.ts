@@ -185,6 +185,44 @@ fn e4m3_rne(v: f32) -> vec2<f32> {
 }`;
 
 /**
+ * The razer/nvfp4 write kernels' shared start: the head's max |x| (a thread a block, then all threads),
+ * g = max / (21·2^k), and in thread `lid < NG` its block's x/g in `x` and their max |x/g| in `bm`. The
+ * head's largest value becomes ±top exactly (168 for RaZeR, 6·448 for NVFP4), not w/g with g's rounding,
+ * as the CPU codecs do. Leaves the `if (lid < NG)` block open and `byte` for the block's scale byte.
+ */
+const blockHead = (k: number, top: string) => /* wgsl */ `  var am = 0.0;
+  if (lid < NG) {
+    for (var i = lid * G; i < min(lid * G + G, D); i++) { am = max(am, abs(src[base + i])); }
+  }
+  red[lid] = am;
+  workgroupBarrier();
+  var amax = 0.0;
+  for (var u = 0u; u < NG; u++) { amax = max(amax, red[u]); }
+  let g = select(1.0, g_of(amax, ${k}), amax > 0.0);
+  var byte = 0u;
+  if (lid < NG) {
+    let start = lid * G;
+    let n = min(G, D - start);
+    var x: array<f32, 16>;
+    var bm = 0.0;
+    for (var i = 0u; i < n; i++) {
+      let w = src[base + start + i];
+      x[i] = select(w / g, sign(w) * ${top}, abs(w) == amax);
+      bm = max(bm, abs(x[i]));
+    }
+`;
+
+/** The razer/nvfp4 write kernels' end: the blocks' scale bytes four to a word, then g (layout in kvWords). */
+const SCALE_WORDS = /* wgsl */ `  sbytes[lid] = byte;
+  workgroupBarrier();
+  if (lid < SW - 1u) {
+    var word = 0u;
+    for (var b = 0u; b < 4u; b++) { if (4u * lid + b < NG) { word |= sbytes[4u * lid + b] << (8u * b); } }
+    scales[dst * SW + lid] = word;
+  }
+  if (lid == 0u) { scales[dst * SW + SW - 1u] = bitcast<u32>(g); }`;
+
+/**
  * Quantizes n rows of `heads` heads of D values into a 4-bit KV cache at positions pos0.. (layout in
  * kvWords), with the CPU codec's rules (src/kv/format.ts), computed in f32 where the CPU uses f64:
  * - int4: per group of 32, s = f16((max − min)/15) (|max| if max = min), z = clamp(round(−min/s), 0, 15),
@@ -226,28 +264,7 @@ export function kvWriteQuant4Kernel(format: Kv4Format, headDim: number): Kernel 
     }
   }`;
   const razer = /* wgsl */ `
-  var am = 0.0;
-  if (lid < NG) {
-    for (var i = lid * G; i < min(lid * G + G, D); i++) { am = max(am, abs(src[base + i])); }
-  }
-  red[lid] = am;
-  workgroupBarrier();
-  var amax = 0.0;
-  for (var u = 0u; u < NG; u++) { amax = max(amax, red[u]); }
-  let g = select(1.0, g_of(amax, 3), amax > 0.0);
-  var byte = 0u;
-  if (lid < NG) {
-    let start = lid * G;
-    let n = min(G, D - start);
-    var x: array<f32, 16>;
-    var bm = 0.0;
-    // the head's largest value is ±168 exactly, not w/g with g's rounding (as src/quant/nvfp4-razer.ts)
-    for (var i = 0u; i < n; i++) {
-      let w = src[base + start + i];
-      x[i] = select(w / g, sign(w) * 168.0, abs(w) == amax);
-      bm = max(bm, abs(x[i]));
-    }
-    var bestErr = 3.0e38;
+${blockHead(3, "168.0")}    var bestErr = 3.0e38;
     var bestCodes = vec2<u32>(0u);
     for (var cand = 0u; cand < 4u; cand++) {
       let big = cand >= 2u;
@@ -281,37 +298,9 @@ export function kvWriteQuant4Kernel(format: Kv4Format, headDim: number): Kernel 
     }
     for (var w = 0u; w < n / 8u; w++) { codes[dst * CW + start / 8u + w] = bestCodes[w]; }
   }
-  sbytes[lid] = byte;
-  workgroupBarrier();
-  if (lid < SW - 1u) {
-    var word = 0u;
-    for (var b = 0u; b < 4u; b++) { if (4u * lid + b < NG) { word |= sbytes[4u * lid + b] << (8u * b); } }
-    scales[dst * SW + lid] = word;
-  }
-  if (lid == 0u) { scales[dst * SW + SW - 1u] = bitcast<u32>(g); }`;
+${SCALE_WORDS}`;
   const nvfp4 = /* wgsl */ `
-  var am = 0.0;
-  if (lid < NG) {
-    for (var i = lid * G; i < min(lid * G + G, D); i++) { am = max(am, abs(src[base + i])); }
-  }
-  red[lid] = am;
-  workgroupBarrier();
-  var amax = 0.0;
-  for (var u = 0u; u < NG; u++) { amax = max(amax, red[u]); }
-  let g = select(1.0, g_of(amax, 7), amax > 0.0);
-  var byte = 0u;
-  if (lid < NG) {
-    let start = lid * G;
-    let n = min(G, D - start);
-    var x: array<f32, 16>;
-    var bm = 0.0;
-    // the head's largest value is ±6·448 exactly, not w/g with g's rounding (as razer's ±168)
-    for (var i = 0u; i < n; i++) {
-      let w = src[base + start + i];
-      x[i] = select(w / g, sign(w) * 2688.0, abs(w) == amax);
-      bm = max(bm, abs(x[i]));
-    }
-    let sb = e4m3_rne(clamp(bm / 6.0, 0.001953125, 448.0));
+${blockHead(7, "2688.0")}    let sb = e4m3_rne(clamp(bm / 6.0, 0.001953125, 448.0));
     byte = u32(sb.x);
     var cw = vec2<u32>(0u);
     for (var i = 0u; i < n; i++) {
@@ -324,14 +313,7 @@ export function kvWriteQuant4Kernel(format: Kv4Format, headDim: number): Kernel 
     }
     for (var w = 0u; w < n / 8u; w++) { codes[dst * CW + start / 8u + w] = cw[w]; }
   }
-  sbytes[lid] = byte;
-  workgroupBarrier();
-  if (lid < SW - 1u) {
-    var word = 0u;
-    for (var b = 0u; b < 4u; b++) { if (4u * lid + b < NG) { word |= sbytes[4u * lid + b] << (8u * b); } }
-    scales[dst * SW + lid] = word;
-  }
-  if (lid == 0u) { scales[dst * SW + SW - 1u] = bitcast<u32>(g); }`;
+${SCALE_WORDS}`;
   return memoKernel(`kvWrite.${format}.${headDim}`, () => ({
     name: `kvWrite.${format}`,
     bindings: ["write", "write", "read"],

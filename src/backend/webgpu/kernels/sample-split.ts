@@ -15,6 +15,7 @@
  * cumulative boundary.
  */
 import { memoKernel, type Kernel } from "../kernel.js";
+import { MAX_U, ORDER_KEYS } from "./sample.js";
 
 export const SAMPLE_PARTS = 128;
 const WG = 256;
@@ -48,27 +49,9 @@ fn setRow(r: u32) {
   part0 = r * PARTS;
 }
 
-// larger floats get larger keys; -0 is +0 (as sample.ts)
-fn keyOf(v: f32) -> u32 {
-  var b = bitcast<u32>(v);
-  if (b == 0x80000000u) { b = 0u; }
-  return select(b | 0x80000000u, ~b, (b & 0x80000000u) != 0u);
-}
-fn valueOf(k: u32) -> f32 {
-  return bitcast<f32>(select(~k, k & 0x7fffffffu, (k & 0x80000000u) != 0u));
-}
+${ORDER_KEYS}
 fn weight(l: f32) -> f32 { return exp((l - maxLogit) / temperature); }
-fn maxU(lid: u32, v: u32) -> u32 {
-  redU[lid] = v;
-  workgroupBarrier();
-  for (var s = WG / 2u; s > 0u; s >>= 1u) {
-    if (lid < s) { redU[lid] = max(redU[lid], redU[lid + s]); }
-    workgroupBarrier();
-  }
-  let r = workgroupUniformLoad(&redU[0]);
-  workgroupBarrier();
-  return r;
-}
+${MAX_U}
 // ids [i0, i1) of thread lid in part w
 fn range(w: u32, lid: u32) -> vec2<u32> {
   let p0 = min(w * p.chunk, p.n);

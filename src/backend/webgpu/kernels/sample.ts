@@ -15,6 +15,30 @@ import { memoKernel, type Kernel } from "../kernel.js";
 
 export const SAMPLE_GROUP = 256;
 
+/** WGSL: order-preserving u32 keys of f32 logits and back (shared with sample-split.ts). */
+export const ORDER_KEYS = /* wgsl */ `// larger floats get larger keys; -0 is +0 (the CPU compares them equal)
+fn keyOf(v: f32) -> u32 {
+  var b = bitcast<u32>(v);
+  if (b == 0x80000000u) { b = 0u; }
+  return select(b | 0x80000000u, ~b, (b & 0x80000000u) != 0u);
+}
+fn valueOf(k: u32) -> f32 {
+  return bitcast<f32>(select(~k, k & 0x7fffffffu, (k & 0x80000000u) != 0u));
+}`;
+
+/** WGSL: the max of a u32 over the workgroup (`redU: array<u32, WG>`), the same in every thread. */
+export const MAX_U = /* wgsl */ `fn maxU(lid: u32, v: u32) -> u32 {
+  redU[lid] = v;
+  workgroupBarrier();
+  for (var s = WG / 2u; s > 0u; s >>= 1u) {
+    if (lid < s) { redU[lid] = max(redU[lid], redU[lid + s]); }
+    workgroupBarrier();
+  }
+  let r = workgroupUniformLoad(&redU[0]);
+  workgroupBarrier();
+  return r;
+}`;
+
 /** "No tie cut" (every id passes `i < ALL`), and "no member" as a result. */
 const ALL = 0xffffffff;
 
@@ -47,15 +71,7 @@ var<private> kEnd: u32;
 var<private> pKey: u32;
 var<private> pEnd: u32;
 
-// larger floats get larger keys; -0 is +0 (the CPU compares them equal)
-fn keyOf(v: f32) -> u32 {
-  var b = bitcast<u32>(v);
-  if (b == 0x80000000u) { b = 0u; }
-  return select(b | 0x80000000u, ~b, (b & 0x80000000u) != 0u);
-}
-fn valueOf(k: u32) -> f32 {
-  return bitcast<f32>(select(~k, k & 0x7fffffffu, (k & 0x80000000u) != 0u));
-}
+${ORDER_KEYS}
 fn weight(l: f32) -> f32 { return exp((l - maxLogit) / p.temperature); }
 fn inTopK(i: u32, k: u32) -> bool { return k > kKey || (k == kKey && i < kEnd); }
 fn keptBeforeTopP(i: u32, l: f32, k: u32) -> bool { return inTopK(i, k) && weight(l) >= p.minP; }
@@ -83,17 +99,7 @@ fn sumU(lid: u32, v: u32) -> u32 {
   workgroupBarrier();
   return r;
 }
-fn maxU(lid: u32, v: u32) -> u32 {
-  redU[lid] = v;
-  workgroupBarrier();
-  for (var s = WG / 2u; s > 0u; s >>= 1u) {
-    if (lid < s) { redU[lid] = max(redU[lid], redU[lid + s]); }
-    workgroupBarrier();
-  }
-  let r = workgroupUniformLoad(&redU[0]);
-  workgroupBarrier();
-  return r;
-}
+${MAX_U}
 fn minU(lid: u32, v: u32) -> u32 {
   redU[lid] = v;
   workgroupBarrier();
