@@ -14,9 +14,9 @@ import type { KernelTime } from "./profiler.js";
 import { GpuWeight, uploadWeight, type GpuFormat } from "./weights.js";
 import { GpuSparseWeight, recordSparseMatmul, uploadSparse } from "./sparse-weight.js";
 import { isSparseDType, type SparseDType } from "../../tensor/dtype.js";
-import { GEMV_I8_ROWS, gemvI8Kernel, type BlockFormat } from "./kernels/gemv-i8.js";
+import { GEMV_I8_ROWS, GEMV_I8_UNROLL, gemvI8Kernel, type BlockFormat } from "./kernels/gemv-i8.js";
 import { QuantizedX, type ActivationPath } from "./quantized-x.js";
-import { GEMM_TILE, GEMV_BATCH_ROWS_PER_TEAM, GEMV_MAX_BATCH, GEMV_ROWS_PER_TEAM, chunkElems, gemvBatchVariant, gemvRows, gemmKernel, gemvKernel, gemvVariant, xMode, type GemvVariant } from "./kernels/matmul.js";
+import { GEMM_TILE, GEMV_BATCH_ROWS_PER_TEAM, GEMV_MAX_BATCH, GEMV_ROWS_PER_TEAM, chunkElems, gemvBatchVariant, gemvRows, gemvSplit, gemmKernel, gemvKernel, gemvVariant, xMode, type GemvVariant } from "./kernels/matmul.js";
 import { ELEMENTWISE_GROUP, addBiasKernel, addKernel, swigluKernel } from "./kernels/elementwise.js";
 import { normThreads, rmsnormKernel } from "./kernels/norm.js";
 import { ROPE_GROUP, ropeKernel } from "./kernels/rope.js";
@@ -620,7 +620,7 @@ export class WebGpuBackend implements Backend {
         const [xq, xs] = this.qx.of(xt.buf, K, wt.format as BlockFormat, this.recorder.dispatches, this.recorder.submissions);
         const sg = this.gpu.subgroupMinSize;
         const R = GEMV_I8_ROWS[wt.format as BlockFormat];
-        this.run(gemvI8Kernel(wt.format as BlockFormat, sg, R), [part.rows, K, part.rowStart, wt.blocks], [xq, xs, part.data, part.scales!, o.buf], grid(Math.ceil(part.rows / gemvRows(sg, R))));
+        this.run(gemvI8Kernel(wt.format as BlockFormat, sg, R, gemvSplit(sg, R), GEMV_I8_UNROLL[wt.format as BlockFormat]), [part.rows, K, part.rowStart, wt.blocks], [xq, xs, part.data, part.scales!, o.buf], grid(Math.ceil(part.rows / gemvRows(sg, R))));
         this.qx.keep(this.recorder.dispatches);
       } else if (n === 1) {
         const sg = this.gpu.subgroupMinSize;

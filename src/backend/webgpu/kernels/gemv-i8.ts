@@ -26,10 +26,14 @@ export type BlockFormat = "q8_0" | "q4_0";
 /** Blocks of one weight tile (weights.ts TILE_ELEMS / 32). */
 export const TILE_BLOCKS: Record<BlockFormat, number> = { q8_0: 16, q4_0: 32 };
 
-/** Rows per team for the int8-activation GEMV (the f32 path's defaults; not yet tuned on a GPU). */
+/** Rows per team for the int8-activation GEMV (q8_0: the f32 path's default, not tuned on a GPU). */
 export const GEMV_I8_ROWS: Record<BlockFormat, number> = { q8_0: 4, q4_0: 2 };
-/** Tile slots a lane loads before it computes (1: one at a time). */
-export const GEMV_I8_UNROLL: Record<BlockFormat, number> = { q8_0: 1, q4_0: 1 };
+/**
+ * Tile slots a lane loads before it computes (1: one at a time). q4_0: 2, from bench/gpu-gemv-anatomy.ts
+ * on an H200 (R2 S2, µs U1 / U2: 8192² 19.0 / 16.5, 14336x4096 16.3 / 15.1, 4096x14336 16.8 / 14.6,
+ * 8192x2048 7.6 / 7.2, 2048x8192 10.0 / 8.2; docs/results/session5/). q8_0: 1, not tuned.
+ */
+export const GEMV_I8_UNROLL: Record<BlockFormat, number> = { q8_0: 1, q4_0: 2 };
 
 const GEMV_THREADS = 256;
 export const QUANT_X_GROUP = 64;
@@ -93,20 +97,27 @@ fn main(${ENTRY_ARGS}) {
   }));
 }
 
+/**
+ * An integer dot product as f32 without an int-to-float conversion: 1.5 * 2^23 + i read as f32, minus
+ * 1.5 * 2^23, is i exactly for |i| < 2^22 (every sum here is below 2^20). On an H200 a conversion costs
+ * ~3.7 f32 FMAs of issue (bench/gpu-op-cost.ts), an integer add and an f32 add ~2.
+ */
+const I2F = /* wgsl */ `fn i2f(i: i32) -> f32 { return bitcast<f32>(i + 0x4B400000) - 12582912.0; }`;
+
 /** Per format: x words per tile slot (v), the tile-slot dot and the rest-slot dot, in WGSL. */
 function formatFns(format: BlockFormat): { xv: number; slots: string; tileSlots: string; scaleType: string; scaleRow: string; fns: string } {
   if (format === "q8_0") {
     return {
       xv: 4, slots: "(2u * p.blocks)", tileSlots: "((p.blocks >> 4u) * 32u)", scaleType: "vec2<u32>", scaleRow: "(((p.blocks + 7u) >> 3u) * 2u)",
       fns: `
-fn idot(a: u32, b: u32) -> f32 { return f32(dot4I8Packed(a, b)); }
+fn idot(a: u32, b: u32) -> f32 { return i2f(dot4I8Packed(a, b)); }
 // lane word v is block g + 4v: its weight scale c[v], its x scale xs0[v]
 fn tdot(q: vec4<u32>, c: vec2<u32>, s: vec4<f32>, x: array<u32, 4>) -> f32 {
   let d = vec4<f32>(unpack2x16float(c.x), unpack2x16float(c.y)) * s;
   return dot(d, vec4<f32>(idot(q.x, x[0]), idot(q.y, x[1]), idot(q.z, x[2]), idot(q.w, x[3])));
 }
 fn rdot(q: vec4<u32>, d: f32, x: array<u32, 4>) -> f32 {
-  return d * f32(dot4I8Packed(q.x, x[0]) + dot4I8Packed(q.y, x[1]) + dot4I8Packed(q.z, x[2]) + dot4I8Packed(q.w, x[3]));
+  return d * i2f(dot4I8Packed(q.x, x[0]) + dot4I8Packed(q.y, x[1]) + dot4I8Packed(q.z, x[2]) + dot4I8Packed(q.w, x[3]));
 }
 fn rscale(e: u32) -> f32 { return unpack2x16float(sc[e >> 2u][(e >> 1u) & 1u])[e & 1u]; }`,
     };
@@ -125,7 +136,7 @@ fn pair(w: u32, x0: u32, x1: u32) -> vec2<f32> {
   let b = (w >> 4u) & 0x0f0f0f0fu;
   let lo = sgn(insertBits(a, b, 16u, 16u));
   let hi = sgn(insertBits(b, a >> 16u, 0u, 16u));
-  return vec2<f32>(f32(dot4I8Packed(lo, x0)), f32(dot4I8Packed(hi, x1)));
+  return vec2<f32>(i2f(dot4I8Packed(lo, x0)), i2f(dot4I8Packed(hi, x1)));
 }
 // word j holds v = 2j (bits 0-15) and 2j + 1 (bits 16-31), block g + 4v: weight scale c[v], x scale s[v]
 fn tdot(q: vec4<u32>, c: vec4<u32>, s0: vec4<f32>, s1: vec4<f32>, x: array<u32, 8>) -> f32 {
@@ -141,7 +152,7 @@ fn rdot(q: vec4<u32>, d: f32, x: array<u32, 8>) -> f32 {
   for (var j = 0u; j < 4u; j++) {
     s += dot4I8Packed(sgn(q[j] & m), x[j]) + dot4I8Packed(sgn((q[j] >> 4u) & m), x[j + 4u]);
   }
-  return d * f32(s);
+  return d * i2f(s);
 }
 fn rscale(e: u32) -> f32 { return unpack2x16float(sc[e >> 3u][(e >> 1u) & 3u])[e & 1u]; }`,
   };
@@ -216,6 +227,7 @@ struct P { n: u32, k: u32, o0: u32, blocks: u32${hooks?.params ?? ""} }
 @group(0) @binding(4) var<storage, read> sc: array<${f.scaleType}>;
 @group(0) @binding(5) var<storage, read_write> out: array<f32>;
 ${hooks?.decls?.(6) ?? ""}
+${I2F}
 ${f.fns}
 fn xscale(i: u32) -> f32 { return xs[i >> 2u][i & 3u]; }
 const TEAM = ${team}u;

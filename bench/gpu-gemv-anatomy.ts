@@ -1,0 +1,188 @@
+/**
+ * Where a q4_0 GEMV's time goes: the production kernel next to probes that keep its grid and weight reads
+ * and drop the rest, all back to back in one timestamped pass per case (the decode situation), weights
+ * cycled through >= 256 MiB of copies so every call reads DRAM.
+ *
+ * - `copy`: a streaming copy of the weight's bytes (read + write), the yardstick;
+ * - `loads R U`: each 32-lane team reads R weight rows, U 16-byte loads per lane and row in flight, and
+ *   XORs the words (no x, no scales, no decode): what this access pattern alone costs;
+ * - `loads+x R U`: the same plus the f32 x a q4_0 slot needs (8 vec4s, shared by the R rows);
+ * - `gemv q4_0 ...`: kernels/matmul.ts's GEMV (R rows per team, S teams splitting K, U loads in flight);
+ *   `l2` reads one copy every call (L2-resident on an H200: the kernel's compute ceiling);
+ * - `gemv-i8 q4_0 ...`: kernels/gemv-i8.ts's GEMV on an x already quantized to int8 (the quantization
+ *   itself, one more dispatch, is not in it).
+ *
+ *   node dist/bench/gpu-gemv-anatomy.js [--rows 8192] [--k 8192] [--calls 100] [--rounds 5] [--json FILE]
+ *        [--dawn-flags enable-dawn-features=disable_robustness]
+ */
+import { parseArgs } from "node:util";
+import { writeFileSync } from "node:fs";
+import { openGpu, BufferUsage, COMPUTE_STAGE, MAP_READ_MODE } from "../src/backend/webgpu/device.js";
+import { gemvKernel } from "../src/backend/webgpu/kernels/matmul.js";
+import { gemvI8Kernel, quantXBytes } from "../src/backend/webgpu/kernels/gemv-i8.js";
+
+const { values: a } = parseArgs({
+  options: {
+    rows: { type: "string", default: "8192" }, k: { type: "string", default: "8192" },
+    calls: { type: "string", default: "100" }, rounds: { type: "string", default: "5" },
+    json: { type: "string" }, "dawn-flags": { type: "string", default: "" }, only: { type: "string" },
+  },
+});
+const N = Number(a.rows);
+const K = Number(a.k);
+const CALLS = Number(a.calls);
+const ROUNDS = Number(a.rounds);
+if (!(N % 64 === 0 && K % 1024 === 0 && CALLS >= 1 && ROUNDS >= 1)) throw new Error("--rows a multiple of 64, --k of 1024, --calls and --rounds >= 1");
+
+const gpu = await openGpu({ dawnFlags: a["dawn-flags"] ? a["dawn-flags"].split(",") : [] });
+const device = gpu.device;
+const sg = gpu.subgroups ? Math.max(gpu.subgroupMinSize, 32) : 1;
+const median = (xs: number[]) => [...xs].sort((x, y) => x - y)[Math.floor(xs.length / 2)]!;
+
+// q4_0 as the GPU holds it: a row is K/32 16-byte slots, its scales K/256 vec4s of eight f16
+const SLOTS = K / 32;
+const wBytes = N * SLOTS * 16;
+const scBytes = N * (SLOTS / 8) * 16;
+const copies = Math.max(1, Math.ceil((256 << 20) / (wBytes + scBytes)));
+const storage = (bytes: number) => device.createBuffer({ size: bytes, usage: BufferUsage.STORAGE | BufferUsage.COPY_DST | BufferUsage.COPY_SRC });
+function filled(bytes: number, seed: number): GPUBuffer {
+  const buf = storage(bytes);
+  const words = new Uint32Array(Math.min(bytes, 1 << 22) / 4);
+  let s = seed >>> 0;
+  // scales: small f16s (0x2000..0x23ff pairs), codes: any nibbles
+  for (let i = 0; i < words.length; i++) { s = (Math.imul(s, 1664525) + 1013904223) >>> 0; words[i] = (s & 0x03ff03ff) | 0x20002000; }
+  for (let o = 0; o < bytes; o += words.byteLength) device.queue.writeBuffer(buf, o, words, 0, Math.min(words.length, (bytes - o) / 4));
+  return buf;
+}
+const weights = Array.from({ length: copies }, (_, i) => ({ w: filled(wBytes, 2 * i + 1), sc: filled(scBytes, 2 * i + 2) }));
+const x = filled(K * 4, 99);
+const out = storage(N * 4);
+const copyDst = storage(wBytes);
+const params = device.createBuffer({ size: 256, usage: BufferUsage.UNIFORM | BufferUsage.COPY_DST });
+{
+  const p = new Uint32Array(8);
+  p.set([N, K, SLOTS, 0, SLOTS, SLOTS]);
+  new Float32Array(p.buffer)[6] = 1;
+  device.queue.writeBuffer(params, 0, p);
+}
+
+/** A probe: teams of 32 lanes, R rows each, U slots per lane and row per step, all of K (no split). */
+function probe(R: number, U: number, withX: boolean): string {
+  const rows = Array.from({ length: R }, (_, j) => j);
+  const us = Array.from({ length: U }, (_, u) => u);
+  const body = us.map((u) => {
+    const loads = rows.map((j) => `let q${j}_${u} = w[w${j} + s + ${u * 32}u];`).join(" ");
+    if (!withX) return `${loads}\n      ${rows.map((j) => `h ^= q${j}_${u}.x ^ q${j}_${u}.y ^ q${j}_${u}.z ^ q${j}_${u}.w;`).join(" ")}`;
+    const xs = Array.from({ length: 8 }, (_, v) => `let x${v} = x[(s + ${u * 32}u) * 8u + ${v}u];`).join(" ");
+    return `{ ${loads}\n      ${xs}\n      ${rows.map((j) => `f += dot(bitcast<vec4<f32>>(q${j}_${u}), x0 + x1 + x2 + x3 + x4 + x5 + x6 + x7);`).join(" ")} }`;
+  }).join("\n      ");
+  return /* wgsl */ `
+struct P { n: u32, k: u32, chunks: u32, o0: u32, stride4: u32, blocks: u32, mul: f32 }
+@group(0) @binding(0) var<uniform> p: P;
+@group(0) @binding(1) var<storage, read> x: array<vec4<f32>>;
+@group(0) @binding(2) var<storage, read> w: array<vec4<u32>>;
+@group(0) @binding(3) var<storage, read> sc: array<vec4<u32>>;
+@group(0) @binding(4) var<storage, read_write> out: array<f32>;
+@compute @workgroup_size(256)
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
+  let lane = lid % 32u;
+  let row0 = (wid.x * 8u + lid / 32u) * ${R}u;
+  ${rows.map((j) => `let w${j} = (row0 + ${j}u) * p.stride4;`).join(" ")}
+  var h = 0u;
+  var f = 0.0;
+  for (var s = lane; s < p.blocks; s += ${32 * U}u) {
+      ${body}
+  }
+  if (h == 0x12345678u || f == 1.2345) { out[row0] = f + f32(h); }
+}`;
+}
+
+interface Case { name: string; bytes: number; record: (pass: GPUComputePassEncoder, i: number) => void }
+const layoutOf = (kinds: ("uniform" | "read-only-storage" | "storage")[]) =>
+  device.createBindGroupLayout({ entries: kinds.map((type, binding) => ({ binding, visibility: COMPUTE_STAGE, buffer: { type } })) });
+const gemvLayout = layoutOf(["uniform", "read-only-storage", "read-only-storage", "read-only-storage", "storage"]);
+const copyLayout = layoutOf(["uniform", "storage", "read-only-storage"]);
+const pipe = (code: string, layout: GPUBindGroupLayout) =>
+  device.createComputePipeline({ layout: device.createPipelineLayout({ bindGroupLayouts: [layout] }), compute: { module: device.createShaderModule({ code }), entryPoint: "main" } });
+const gemvGroups = weights.map((c) => device.createBindGroup({
+  layout: gemvLayout,
+  entries: [params, x, c.w, c.sc, out].map((buffer, binding) => ({ binding, resource: { buffer } })),
+}));
+const gemvCase = (name: string, code: string, rowsPerGroup: number, l2 = false): Case => {
+  const p = pipe(code, gemvLayout);
+  const groups = N / rowsPerGroup;
+  return {
+    name, bytes: wBytes + scBytes,
+    record: (pass, i) => { pass.setPipeline(p); pass.setBindGroup(0, gemvGroups[l2 ? 0 : i % copies]!); pass.dispatchWorkgroups(Math.min(groups, 65535), Math.ceil(groups / 65535)); },
+  };
+};
+const COPY = /* wgsl */ `
+struct P { n: u32 }
+@group(0) @binding(0) var<uniform> p: P;
+@group(0) @binding(1) var<storage, read_write> dst: array<vec4<u32>>;
+@group(0) @binding(2) var<storage, read> src: array<vec4<u32>>;
+@compute @workgroup_size(256)
+fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+  let i = gid.y * nwg.x * 256u + gid.x;
+  if (i < ${wBytes / 16}u) { dst[i] = src[i]; }
+}`;
+const copyPipe = pipe(COPY, copyLayout);
+const copyGroups = weights.map((c) => device.createBindGroup({ layout: copyLayout, entries: [params, copyDst, c.w].map((buffer, binding) => ({ binding, resource: { buffer } })) }));
+const copyWgs = wBytes / 16 / 256;
+
+// the int8-activation GEMV (kernels/gemv-i8.ts) on an already quantized x
+const i8Layout = layoutOf(["uniform", "read-only-storage", "read-only-storage", "read-only-storage", "read-only-storage", "storage"]);
+const i8Params = device.createBuffer({ size: 16, usage: BufferUsage.UNIFORM | BufferUsage.COPY_DST });
+device.queue.writeBuffer(i8Params, 0, new Uint32Array([N, K, 0, SLOTS]));
+const xq = filled(quantXBytes(K).quants, 7);
+const xsc = filled(quantXBytes(K).scales, 8);
+const i8Groups = weights.map((c) => device.createBindGroup({ layout: i8Layout, entries: [i8Params, xq, xsc, c.w, c.sc, out].map((buffer, binding) => ({ binding, resource: { buffer } })) }));
+const gemvI8 = (R: number, S: number, U: number): Case => {
+  const p = pipe(gemvI8Kernel("q4_0", sg, R, S, U).code, i8Layout);
+  const groups = N / ((8 / S) * R);
+  return { name: `gemv-i8 q4_0 R${R} S${S} U${U}`, bytes: wBytes + scBytes, record: (pass, i) => { pass.setPipeline(p); pass.setBindGroup(0, i8Groups[i % copies]!); pass.dispatchWorkgroups(groups); } };
+};
+const gemv = (R: number, S: number, U: number, l2 = false) =>
+  gemvCase(`gemv q4_0 R${R} S${S} U${U}${l2 ? " l2" : ""}`, gemvKernel("q4_0", "exact", sg, R, S, U, false, "global").code, (8 / S) * R, l2);
+const cases: Case[] = [
+  { name: "copy (read + write)", bytes: 2 * wBytes, record: (pass, i) => { pass.setPipeline(copyPipe); pass.setBindGroup(0, copyGroups[i % copies]!); pass.dispatchWorkgroups(Math.min(copyWgs, 65535), Math.ceil(copyWgs / 65535)); } },
+  ...[[2, 1], [2, 2], [2, 4], [1, 4], [4, 2], [1, 8]].map(([R, U]) => gemvCase(`loads R${R} U${U}`, probe(R!, U!, false), 8 * R!)),
+  ...[[2, 1], [2, 4], [4, 2]].map(([R, U]) => gemvCase(`loads+x R${R} U${U}`, probe(R!, U!, true), 8 * R!)),
+  gemv(2, 2, 1), gemv(2, 1, 1), gemv(2, 1, 2), gemv(1, 1, 4), gemv(4, 1, 2), gemv(4, 2, 2), gemv(2, 2, 1, true),
+  ...[[2, 2, 1], [2, 1, 1], [2, 1, 2], [2, 1, 4], [1, 1, 4], [4, 1, 2], [4, 2, 1], [4, 4, 1], [2, 2, 2], [4, 2, 2]].map(([R, S, U]) => gemvI8(R!, S!, U!)),
+];
+// the copy always runs: it is what "of copy" divides by
+const chosen = a.only ? cases.filter((c, i) => i === 0 || a.only!.split(",").some((o) => c.name.includes(o))) : cases;
+
+async function time(c: Case): Promise<number> {
+  const qs = device.createQuerySet({ type: "timestamp", count: 2 });
+  const resolve = device.createBuffer({ size: 16, usage: BufferUsage.QUERY_RESOLVE | BufferUsage.COPY_SRC });
+  const read = device.createBuffer({ size: 16, usage: BufferUsage.MAP_READ | BufferUsage.COPY_DST });
+  const enc = device.createCommandEncoder();
+  const pass = enc.beginComputePass({ timestampWrites: { querySet: qs, beginningOfPassWriteIndex: 0, endOfPassWriteIndex: 1 } });
+  for (let i = 0; i < CALLS; i++) c.record(pass, i);
+  pass.end();
+  enc.resolveQuerySet(qs, 0, 2, resolve, 0);
+  enc.copyBufferToBuffer(resolve, 0, read, 0, 16);
+  device.queue.submit([enc.finish()]);
+  await read.mapAsync(MAP_READ_MODE);
+  const t = new BigUint64Array(read.getMappedRange().slice(0));
+  read.unmap();
+  qs.destroy();
+  return Number(t[1]! - t[0]!) / 1e3 / CALLS;
+}
+
+console.log(`${gpu.description}: q4_0 ${N}x${K} (${((wBytes + scBytes) / 2 ** 20).toFixed(1)} MiB), ${copies} copies cycled, ${CALLS} calls a pass, median of ${ROUNDS} interleaved rounds${a["dawn-flags"] ? `, dawn flags ${a["dawn-flags"]}` : ""}`);
+for (const c of chosen) await time(c);
+const runs = new Map<string, number[]>(chosen.map((c) => [c.name, []]));
+for (let r = 0; r < ROUNDS; r++) for (const c of chosen) runs.get(c.name)!.push(await time(c));
+const copyUs = median(runs.get(cases[0]!.name) ?? [NaN]);
+const copyGBs = (2 * wBytes) / copyUs / 1e3;
+const rows = chosen.map((c) => {
+  const us = median(runs.get(c.name)!);
+  return { name: c.name, us, gbs: c.bytes / us / 1e3, ofCopy: c.bytes / us / 1e3 / copyGBs };
+});
+for (const r of rows) console.log(`${r.name.padEnd(26)} ${r.us.toFixed(2).padStart(8)} µs  ${r.gbs.toFixed(0).padStart(6)} GB/s  ${(100 * r.ofCopy).toFixed(0).padStart(4)}% of copy`);
+const report = { bench: "gpu-gemv-anatomy", device: gpu.description, n: N, k: K, calls: CALLS, rounds: ROUNDS, dawnFlags: a["dawn-flags"], copyGBs, rows };
+if (a.json) writeFileSync(a.json, JSON.stringify(report, null, 2));
+device.destroy();
