@@ -73,6 +73,14 @@ const dst = storage(1 << 20);
 
 interface Case { name: string; record: (pass: GPUComputePassEncoder, i: number) => void }
 const oneShared = group(one, [shared]);
+// the same kernel bound without a dynamic offset (its own layout), for the host split
+const staticLayout = device.createBindGroupLayout({
+  entries: [
+    { binding: 0, visibility: COMPUTE_STAGE, buffer: { type: "uniform" } },
+    { binding: 1, visibility: COMPUTE_STAGE, buffer: { type: "storage" } },
+  ],
+});
+const oneStatic = device.createBindGroup({ layout: staticLayout, entries: [{ binding: 0, resource: { buffer: params, size: 16 } }, { binding: 1, resource: { buffer: shared } }] });
 const oneOwn = own.map((buf) => group(one, [buf]));
 const wideShared = group(wide, [shared]);
 const copyGroup = group(copy, [dst, src]);
@@ -107,7 +115,7 @@ async function time(c: Case): Promise<{ gpuUs: number; hostUs: number }> {
 }
 
 /** Host µs per call of each recording call alone (the split of `hostUs`). */
-function hostSplit(): { setPipeline: number; setBindGroup: number; dispatch: number } {
+function hostSplit(): { setPipeline: number; setBindGroup: number; setBindGroupTyped: number; setBindGroupStatic: number; dispatch: number } {
   const enc = device.createCommandEncoder();
   const pass = enc.beginComputePass();
   const us = (f: () => void) => {
@@ -115,7 +123,17 @@ function hostSplit(): { setPipeline: number; setBindGroup: number; dispatch: num
     for (let i = 0; i < CALLS; i++) f();
     return ((performance.now() - t0) * 1e3) / CALLS;
   };
-  const r = { setPipeline: us(() => pass.setPipeline(one.pipe)), setBindGroup: us(() => pass.setBindGroup(0, oneShared, [0])), dispatch: us(() => pass.dispatchWorkgroups(1)) };
+  const offsets = new Uint32Array([0]);
+  const r = {
+    setPipeline: us(() => pass.setPipeline(one.pipe)),
+    setBindGroup: us(() => pass.setBindGroup(0, oneShared, [0])),
+    setBindGroupTyped: us(() => pass.setBindGroup(0, oneShared, offsets, 0, 1)),
+    setBindGroupStatic: us(() => pass.setBindGroup(0, oneStatic)),
+    dispatch: 0,
+  };
+  // the static group's layout is not the pipeline's: bind a matching group again before dispatching
+  pass.setBindGroup(0, oneShared, [0]);
+  r.dispatch = us(() => pass.dispatchWorkgroups(1));
   pass.end();
   device.queue.submit([enc.finish()]);
   return r;
@@ -132,8 +150,13 @@ for (const c of cases) {
   console.log(`${row.name.padEnd(22)} GPU ${row.gpuUs.toFixed(2).padStart(7)} µs a call   host ${row.hostUs.toFixed(2).padStart(6)} µs a call`);
 }
 const splits = Array.from({ length: ROUNDS }, hostSplit);
-const split = { setPipeline: median(splits.map((s) => s.setPipeline)), setBindGroup: median(splits.map((s) => s.setBindGroup)), dispatch: median(splits.map((s) => s.dispatch)) };
+const split = {
+  setPipeline: median(splits.map((s) => s.setPipeline)), setBindGroup: median(splits.map((s) => s.setBindGroup)),
+  setBindGroupTyped: median(splits.map((s) => s.setBindGroupTyped)), setBindGroupStatic: median(splits.map((s) => s.setBindGroupStatic)),
+  dispatch: median(splits.map((s) => s.dispatch)),
+};
 console.log(`host split: setPipeline ${split.setPipeline.toFixed(2)} µs, setBindGroup (dynamic offset) ${split.setBindGroup.toFixed(2)} µs, dispatchWorkgroups ${split.dispatch.toFixed(2)} µs`);
+console.log(`setBindGroup variants: offsets as a Uint32Array ${split.setBindGroupTyped.toFixed(2)} µs, no dynamic offset ${split.setBindGroupStatic.toFixed(2)} µs`);
 await b.finish();
 const report = { bench: "gpu-dispatch-floor", device: b.description, calls: CALLS, rounds: ROUNDS, rows, hostSplit: split };
 console.log(JSON.stringify(report));

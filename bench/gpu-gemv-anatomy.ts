@@ -10,7 +10,8 @@
  * - `gemv q4_0 ...`: kernels/matmul.ts's GEMV (R rows per team, S teams splitting K, U loads in flight);
  *   `l2` reads one copy every call (L2-resident on an H200: the kernel's compute ceiling);
  * - `gemv-i8 q4_0 ...`: kernels/gemv-i8.ts's GEMV on an x already quantized to int8 (the quantization
- *   itself, one more dispatch, is not in it).
+ *   itself, one more dispatch, is not in it); `noconv`: its weight scales read as f32 without conversion
+ *   (wrong values, same loads), which prices the f16 scale unpacking.
  *
  *   node dist/bench/gpu-gemv-anatomy.js [--rows 8192] [--k 8192] [--calls 100] [--rounds 5] [--json FILE]
  *        [--dawn-flags enable-dawn-features=disable_robustness]
@@ -137,10 +138,21 @@ device.queue.writeBuffer(i8Params, 0, new Uint32Array([N, K, 0, SLOTS]));
 const xq = filled(quantXBytes(K).quants, 7);
 const xsc = filled(quantXBytes(K).scales, 8);
 const i8Groups = weights.map((c) => device.createBindGroup({ layout: i8Layout, entries: [i8Params, xq, xsc, c.w, c.sc, out].map((buffer, binding) => ({ binding, resource: { buffer } })) }));
-const gemvI8 = (R: number, S: number, U: number): Case => {
-  const p = pipe(gemvI8Kernel("q4_0", sg, R, S, U).code, i8Layout);
+// `noconv`: a probe whose weight scales skip the f16 conversion (the scale words read as f32, wrong
+// values, same loads): what the eight unpack2x16float a tile slot cost
+const NOCONV: [string, string][] = [
+  ["let d0 = vec4<f32>(unpack2x16float(c.x), unpack2x16float(c.y)) * s0;", "let d0 = bitcast<vec4<f32>>(c) * s0;"],
+  ["let d1 = vec4<f32>(unpack2x16float(c.z), unpack2x16float(c.w)) * s1;", "let d1 = bitcast<vec4<f32>>(c.wzyx) * s1;"],
+];
+const gemvI8 = (R: number, S: number, U: number, noconv = false): Case => {
+  let code = gemvI8Kernel("q4_0", sg, R, S, U).code;
+  for (const [from, to] of noconv ? NOCONV : []) {
+    if (!code.includes(from)) throw new Error(`anatomy: the int8 GEMV no longer has "${from}"`);
+    code = code.replace(from, to);
+  }
+  const p = pipe(code, i8Layout);
   const groups = N / ((8 / S) * R);
-  return { name: `gemv-i8 q4_0 R${R} S${S} U${U}`, bytes: wBytes + scBytes, record: (pass, i) => { pass.setPipeline(p); pass.setBindGroup(0, i8Groups[i % copies]!); pass.dispatchWorkgroups(groups); } };
+  return { name: `gemv-i8 q4_0 R${R} S${S} U${U}${noconv ? " noconv" : ""}`, bytes: wBytes + scBytes, record: (pass, i) => { pass.setPipeline(p); pass.setBindGroup(0, i8Groups[i % copies]!); pass.dispatchWorkgroups(groups); } };
 };
 const gemv = (R: number, S: number, U: number, l2 = false) =>
   gemvCase(`gemv q4_0 R${R} S${S} U${U}${l2 ? " l2" : ""}`, gemvKernel("q4_0", "exact", sg, R, S, U, false, "global").code, (8 / S) * R, l2);
@@ -150,6 +162,7 @@ const cases: Case[] = [
   ...[[2, 1], [2, 4], [4, 2]].map(([R, U]) => gemvCase(`loads+x R${R} U${U}`, probe(R!, U!, true), 8 * R!)),
   gemv(2, 2, 1), gemv(2, 1, 1), gemv(2, 1, 2), gemv(1, 1, 4), gemv(4, 1, 2), gemv(4, 2, 2), gemv(2, 2, 1, true),
   ...[[2, 2, 1], [2, 1, 1], [2, 1, 2], [2, 1, 4], [1, 1, 4], [4, 1, 2], [4, 2, 1], [4, 4, 1], [2, 2, 2], [4, 2, 2]].map(([R, S, U]) => gemvI8(R!, S!, U!)),
+  gemvI8(2, 2, 2, true), gemvI8(4, 2, 2, true), gemvI8(4, 4, 2, true), gemvI8(2, 2, 4, true),
 ];
 // the copy always runs: it is what "of copy" divides by
 const chosen = a.only ? cases.filter((c, i) => i === 0 || a.only!.split(",").some((o) => c.name.includes(o))) : cases;
