@@ -8,7 +8,7 @@
  *        [--shape-custom dim,layers,ffn,heads,kvheads,vocab[,tied]] [--prompt 512] [--long-prompt 4096]
  *        [--decode 64] [--warmup 4] [--repeats 3] [--dir bench/.models] [--skip-anchor] [--flash-attn]
  *        [--anchor-gpu vulkan|cuda|false] [--anchor-timeout 600] [--profile] [--copy-mib 512] [--out FILE.json] [--md FILE.md] [--svg FILE.svg]
- *        [--activations f32|int8]
+ *        [--activations f32|int8] [--dawn-flags enable-dawn-features=skip_validation]
  *   node dist/bench/gpu-decode.js --from-json A.json[,B.json] [--md FILE.md] [--svg FILE.svg]   # render saved runs
  *
  * Decode: after a prefill of --prompt tokens, --warmup untimed greedy steps, then --decode timed ones
@@ -126,6 +126,7 @@ const { values: a } = parseArgs({
     repeats: { type: "string", default: "3" },
     dir: { type: "string", default: join(ROOT, "bench/.models") },
     "skip-anchor": { type: "boolean", default: false },
+    "dawn-flags": { type: "string", default: "" },
     "flash-attn": { type: "boolean", default: false },
     "anchor-gpu": { type: "string", default: "vulkan" },
     "anchor-timeout": { type: "string", default: "600" },
@@ -305,7 +306,7 @@ async function frugal(file: string, format: DType, contextSize: number, o: Setti
 
 /** GPU time per kernel of one decode step at depth prompt+1, on a profiling backend (every dispatch timed). */
 async function frugalProfile(file: string, contextSize: number, o: Settings): Promise<{ kernels: KernelTime[]; totalMs: number }> {
-  const backend = await createWebGpuBackend({ profile: true, activations: activationsOf(a.activations!) });
+  const backend = await createWebGpuBackend({ profile: true, activations: activationsOf(a.activations!), dawnFlags: a["dawn-flags"] ? a["dawn-flags"].split(",") : [] });
   const model = await loadModel(file, { backend, contextLength: contextSize }).catch((e: Error) => {
     backend.dispose();
     throw e;
