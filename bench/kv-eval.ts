@@ -65,7 +65,7 @@ const ROWS: Row[] = [
   ...[0.5, 0.75, 0.875].flatMap((w) => sel("tokenbutler", `,window=${w}`).map((r) => ({ ...r, label: `${r.label} window=${w}`, family: `tokenbutler-w${w}`, models: ["base"] }))),
   // 8x of a 16-bit cache needs 1/16 of the f32 bytes: an evicting selection at keep ~0.35 (layer 0 stays dense) on
   // int4 with one group per head row of 64 (4.5 bits a value); TokenButler keeps the whole cache resident
-  ...[0.5, 0.4, 0.35, 0.3].map((k): Row => ({ label: `streaming keep=${k} + int4g64`, kv: `streaming:keep=${k}`, format: "int4g64", family: "8x-vs-16bit", keep: k })),
+  ...[0.5, 0.45, 0.4, 0.35, 0.3].map((k): Row => ({ label: `streaming keep=${k} + int4g64`, kv: `streaming:keep=${k}`, format: "int4g64", family: "8x-vs-16bit", keep: k })),
   ...["h2o", "snapkv"].map((name): Row => ({ label: `${name} keep=0.35 + int4g64`, kv: `${name}:keep=0.35`, format: "int4g64", family: "8x-vs-16bit", keep: 0.35 })),
 ];
 
