@@ -13,7 +13,8 @@
  * A method is one line in ROWS below: a label, the `--kv` spec, the `--kv-format`, and its family (the
  * plot's series). `ratio` is the KV compression the row is plotted at: the nominal 1/keep for selection
  * methods (positions attended; times the format's bytes ratio on a quantized cache), measured f32-dense
- * bytes / resident bytes for everything else.
+ * bytes / resident bytes for everything else. "vs 16-bit ×" is measured for every row: half the f32 dense
+ * bytes (a 16-bit cache of the same positions) over the resident bytes.
  */
 import { existsSync, readFileSync, writeFileSync } from "node:fs";
 import { loadModel } from "../src/load.js";
@@ -49,6 +50,7 @@ const ROWS: Row[] = [
   ...sel("streaming"),
   { label: "int8 KV", kv: "dense", format: "int8", family: "kv-format" },
   { label: "int4 KV", kv: "dense", format: "int4", family: "kv-format" },
+  { label: "int4g64 KV", kv: "dense", format: "int4g64", family: "kv-format" },
   { label: "razer KV", kv: "dense", format: "razer", family: "kv-format" },
   { label: "nvfp4 KV", kv: "dense", format: "nvfp4", family: "kv-format" },
   // src/kv/xkv and src/kv/tokenbutler (docs/kv-xkv-tokenbutler.md; TokenButler's predictor exists for frugal-ar-base only)
@@ -59,6 +61,12 @@ const ROWS: Row[] = [
   // methods' resident bytes lag the nominal ratio (the prefill stays whole), hence keep=0.7 as well
   ...["oracle", "h2o", "snapkv", "streaming", "quest"].map((name): Row => ({ label: `${name} keep=0.8 + int4`, kv: `${name}:keep=0.8`, format: "int4", family: "selection+int4", keep: 0.8 })),
   ...["h2o", "snapkv", "streaming"].map((name): Row => ({ label: `${name} keep=0.7 + int4`, kv: `${name}:keep=0.7`, format: "int4", family: "selection+int4", keep: 0.7 })),
+  // TokenButler's labeled local-window variant (a share of K_i pinned to the most recent positions, inside the budget)
+  ...[0.5, 0.75, 0.875].flatMap((w) => sel("tokenbutler", `,window=${w}`).map((r) => ({ ...r, label: `${r.label} window=${w}`, family: `tokenbutler-w${w}`, models: ["base"] }))),
+  // 8x of a 16-bit cache needs 1/16 of the f32 bytes: an evicting selection at keep ~0.35 (layer 0 stays dense) on
+  // int4 with one group per head row of 64 (4.5 bits a value); TokenButler keeps the whole cache resident
+  ...[0.5, 0.45, 0.4, 0.35, 0.3].map((k): Row => ({ label: `streaming keep=${k} + int4g64`, kv: `streaming:keep=${k}`, format: "int4g64", family: "8x-vs-16bit", keep: k })),
+  ...["h2o", "snapkv"].map((name): Row => ({ label: `${name} keep=0.35 + int4g64`, kv: `${name}:keep=0.35`, format: "int4g64", family: "8x-vs-16bit", keep: 0.35 })),
 ];
 
 const MODELS: Record<string, { path: string; title: string }> = {
@@ -197,12 +205,13 @@ async function evalModel(key: string): Promise<Result[]> {
 function table(results: Result[]): string {
   const dense = results.find((r) => r.label === "dense")!;
   return markdownTable(
-    ["method", "--kv", "--kv-format", "compression ×", "KV bytes/token", "attended %", "ppl", "Δppl vs dense", "decode speed vs dense"],
+    ["method", "--kv", "--kv-format", "compression ×", "KV bytes/token", "vs 16-bit ×", "attended %", "ppl", "Δppl vs dense", "decode speed vs dense"],
     results.map((r) => [
-      r.label, r.kv, r.format, r.ratio.toFixed(2), Math.round(r.bytesPerToken), (100 * r.attended).toFixed(1), r.ppl.toFixed(3),
+      // measured against a 16-bit cache of the same positions: half the f32 dense bytes
+      r.label, r.kv, r.format, r.ratio.toFixed(2), Math.round(r.bytesPerToken), (dense.bytesPerToken / 2 / r.bytesPerToken).toFixed(2), (100 * r.attended).toFixed(1), r.ppl.toFixed(3),
       `${r.ppl >= dense.ppl ? "+" : ""}${((100 * (r.ppl - dense.ppl)) / dense.ppl).toFixed(2)}%`, `${r.decodeRatio!.toFixed(2)}×`,
     ]),
-    [false, false, false, true, true, true, true, true, true],
+    [false, false, false, true, true, true, true, true, true, true],
   );
 }
 

@@ -66,14 +66,23 @@ function xkvRow(group: number, ratio: number): Row {
 const sel = (name: string, keeps: number[], extra = "") => keeps.map((k): Row => ({ label: `${name} keep=${k}`, kv: `${name}:keep=${k}${extra}`, family: name, keep: k }));
 const KEEPS = [0.5, 0.25];
 const RATIOS = [4, 8];
+/** TokenButler window variant: the share of K_i given to the most recent positions (0.5 = H2O's recent half). */
+const WINDOW_SHARES = [0.25, 0.5, 0.625, 0.75, 0.875];
 
 const PPL_ROWS: Row[] = [
   { label: "dense", kv: "dense", family: "dense" },
   ...RATIOS.map((r) => xkvRow(1, r)),
   ...RATIOS.map((r) => xkvRow(2, r)),
   ...RATIOS.map((r) => xkvRow(4, r)),
+  // 8x of a 16-bit prompt with xKV v2's int4 A (groups of 32, f16 scale and zero) and a 16-bit B (spec xkv.md
+  // §5): 4·T·r·0.625 + 8·r·256·2 bytes <= 2·8·T·256·2 / 8 gives r_k + r_v <= 77 at T = 384, G = 2. Run with
+  // f32 factors, so its loss is what those ranks cost before A is quantized at all.
+  { label: "xkv-2 r31/46", kv: "xkv:group=2,rankK=31,rankV=46,reference=1", family: "xkv G=2 ranks of 8x vs 16-bit", group: 2, rankK: 31, rankV: 46 },
   ...sel("oracle", KEEPS),
   ...sel("tokenbutler", KEEPS),
+  // the labeled local-window variant (spec §2.3/§3.6): a share of K_i pinned to the most recent positions, inside the budget
+  ...WINDOW_SHARES.flatMap((w) => sel("tokenbutler", KEEPS, `,window=${w}`).map((r) => ({ ...r, label: `${r.label} window=${w}`, family: `tokenbutler-w${w}` }))),
+  { label: "tokenbutler keep=0.5 window=0.5 anchors=8", kv: "tokenbutler:keep=0.5,window=0.5,anchors=8", family: "tokenbutler-w0.5-a8", keep: 0.5 },
   ...sel("h2o", KEEPS),
   ...sel("snapkv", KEEPS),
   ...sel("quest", KEEPS),
@@ -270,7 +279,8 @@ async function main(): Promise<void> {
   const needles = needleExamples(model, text, NEEDLES);
   const corefs = corefExamples(model, COREF);
   const probes: ProbeResult[] = [];
-  const probeRows = PROBE_ROWS.filter((r) => !ONLY || r.family === "dense" || ONLY.split(",").some((o) => r.family.startsWith(o)));
+  // --needles 0 --coref 0: no probes at all (perplexity rows only)
+  const probeRows = NEEDLES + COREF === 0 ? [] : PROBE_ROWS.filter((r) => !ONLY || r.family === "dense" || ONLY.split(",").some((o) => r.family.startsWith(o)));
   done = 0;
   for (const row of probeRows) {
     model.setKv(row.kv);

@@ -288,9 +288,11 @@ export interface DevicePredictorOps {
   writeRows(dst: Tensor, src: Tensor, row0: number): void;
   /**
    * Selection keys of layer `layer` for the one query row q̃ [1, slots·d′] over the importance keys
-   * [capacity, slots·d′]: keys[h][t] = q̃_σ·K̃_σ[t]/√d′ for t < n, σ = h·layers + layer (spec tokenbutler.md §2.1).
+   * [capacity, slots·d′]: keys[h][t] = q̃_σ·K̃_σ[t]/√d′ for t < n, σ = h·layers + layer (spec tokenbutler.md §2.1);
+   * positions t < pinLo and t >= pinHi get the largest finite f32 instead (the window variant's pinned
+   * anchors and window, taken first by any top-K that covers them; pinLo = 0, pinHi = n: none).
    */
-  scores(state: SelectState, q: Tensor, keys: Tensor, layer: number, layers: number, n: number, dPrime: number): void;
+  scores(state: SelectState, q: Tensor, keys: Tensor, layer: number, layers: number, n: number, dPrime: number, pinLo?: number, pinHi?: number): void;
 }
 
 /** Per-sequence device buffers of `DeviceXkvOps` (opaque to callers). */

@@ -76,11 +76,13 @@ function int4Decode(g: number): FastDecode {
 }
 
 /** Every KV format; "f32" is the unquantized cache (the backend's own). */
-export const KV_FORMATS: readonly string[] = ["f32", "int8", "int4", "razer", "nvfp4"];
+export const KV_FORMATS: readonly string[] = ["f32", "int8", "int4", "int4g64", "razer", "nvfp4"];
 
 const CODECS: Record<string, () => KvFormat> = {
   int8: () => fromQuant("int8", "int8 symmetric, one f32 scale per (token, head)", int8Format, false, int8Decode),
   int4: () => fromQuant("int4", "int4 asymmetric, groups of 32 along head_dim (f16 scale and zero)", int4AsymFormat(32), false, int4Decode(32)),
+  // one group per head row of 64: half int4's scale overhead (36 bytes a row of 64, 4.5 bits a value); CPU only
+  int4g64: () => fromQuant("int4g64", "int4 asymmetric, groups of 64 along head_dim (f16 scale and zero)", int4AsymFormat(64), false, int4Decode(64)),
   razer: () => fromQuant("razer", "NVFP4-RaZeR (E2M1, ±5/±8 special value, blocks of 16), f32 g per (token, head)", nvfp4RazerFormat(8), true),
   nvfp4: () => fromQuant("nvfp4", "NVFP4 (E2M1, E4M3 scale per 16), f32 g per (token, head)", nvfp4Format, true),
 };

@@ -62,3 +62,35 @@ export function writeMarked(sel: KvSelection, h: number, mark: Uint8Array, n: nu
   for (let t = 0; t < n; t++) if (mark[t]) sel.positions[row + c++] = t;
   sel.counts[h] = c;
 }
+
+/**
+ * TokenButler's windowed variant (spec tokenbutler.md §2.3's "-Butler" checkpoints: a sliding window and
+ * anchor tokens; §3.6 v2: sinks + local window + top-K): anchors and window count INSIDE K_i, so the set
+ * holds exactly K_i positions (at least the 4 sinks). `anchors` (>= SINKS) first positions and the
+ * floor(share·K_i) most recent ones are pinned, each capped so that the two fit in K_i.
+ */
+export function pinnedSplit(k: number, anchors: number, share: number): { anchors: number; window: number } {
+  const a = Math.min(anchors, k);
+  return { anchors: a, window: Math.min(Math.floor(share * k), k - a) };
+}
+
+/**
+ * Fills head h's list with the sinks, positions [0, a), [n − w, n) and the k − a − w positions of [a, n − w)
+ * with the highest score (ties go to the lower position), ascending. With a + w <= k < n the pinned ranges
+ * do not overlap and the list holds max(k, min(SINKS, n)) positions.
+ */
+export function selectPinnedTopK(sel: KvSelection, h: number, score: Float64Array | Float32Array, n: number, k: number, a: number, w: number, order: Int32Array): void {
+  const mark = markScratch(n);
+  for (let t = 0; t < Math.min(SINKS, n); t++) mark[t] = 1;
+  for (let t = 0; t < a; t++) mark[t] = 1;
+  for (let t = n - w; t < n; t++) mark[t] = 1;
+  const rest = k - a - w;
+  if (rest > 0) {
+    let m = 0;
+    for (let t = a; t < n - w; t++) order[m++] = t;
+    const ord = order.subarray(0, m);
+    ord.sort((x, y) => score[y]! - score[x]! || x - y);
+    for (let j = 0; j < Math.min(rest, m); j++) mark[ord[j]!] = 1;
+  }
+  writeMarked(sel, h, mark, n);
+}

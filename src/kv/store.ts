@@ -121,7 +121,8 @@ export interface KvMethod {
 export interface KvParam {
   readonly name: string;
   readonly summary: string;
-  readonly kind: "fraction" | "int";
+  /** fraction: (0, 1]; share: [0, 1] (0 allowed); int: an integer >= min. */
+  readonly kind: "fraction" | "share" | "int";
   /** Absent: the parameter is required. */
   readonly default?: number;
   /** Smallest accepted value for "int" (default 1). */

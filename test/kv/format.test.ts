@@ -59,7 +59,7 @@ test("each quantized KV format's attention equals the dense attention over its d
 });
 
 test("each KV format's head-row round trip is its weight codec's pack and unpack of a [1, headDim] row", () => {
-  const codecs = { int8: int8Format, int4: int4AsymFormat(32), razer: nvfp4RazerFormat(8), nvfp4: nvfp4Format };
+  const codecs = { int8: int8Format, int4: int4AsymFormat(32), int4g64: int4AsymFormat(64), razer: nvfp4RazerFormat(8), nvfp4: nvfp4Format };
   const r = rng(11);
   for (const [name, q] of Object.entries(codecs)) {
     const f = kvFormat(name);

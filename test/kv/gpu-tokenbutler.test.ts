@@ -15,7 +15,7 @@ import type { GpuSelectState } from "../../src/backend/webgpu/select-ops.js";
 import type { WebGpuBackend } from "../../src/backend/webgpu/webgpu-backend.js";
 import type { KVCache } from "../../src/backend/backend.js";
 import { kvStoreFactory } from "../../src/kv/spec.js";
-import { KvSelection } from "../../src/kv/selection.js";
+import { KvSelection, keepBudget, pinnedSplit } from "../../src/kv/selection.js";
 import type { LayerKv } from "../../src/kv/host-attention.js";
 import { createHostStore, type SelectionPolicy } from "../../src/kv/host-store.js";
 import { ButlerPolicy, DEFAULT_PREDICTOR } from "../../src/kv/tokenbutler/tokenbutler-store.js";
@@ -46,8 +46,8 @@ class RecordingButler implements SelectionPolicy {
   readonly lists = new Map<number, KvSelection>();
   readonly scores = new Map<number, Float64Array[]>();
   private readonly policy: ButlerPolicy;
-  constructor(keep: number, readonly predictor: PredictorState) {
-    this.policy = new ButlerPolicy(keep, predictor);
+  constructor(keep: number, readonly predictor: PredictorState, window = 0, anchors = 4) {
+    this.policy = new ButlerPolicy(keep, predictor, window, anchors);
   }
   reset(): void {}
   input(layer: number, pos0: number, rows: number, h: Float32Array): void {
@@ -138,10 +138,22 @@ test("predictor ops = host formulas: LayerNorm with bias, GELU (erf), SiLU, row 
       assertClose(got.subarray(h * CAP, h * CAP + N), ref, `scores layer ${layer} head ${h}`, 1e-5, 1e-6);
     }
   }
+  // the window variant's pinned ranges: [0, 6) and [90, 100) get the largest finite f32, the rest is unchanged
+  ops.scores(state, tensorOf(g, 1, W, qd), keys, 1, L, N, DP, 6, 90);
+  const pinned = new Float32Array(await g.recorder.read(state.keys.buffer, 0, H * CAP * 4));
+  ops.scores(state, tensorOf(g, 1, W, qd), keys, 1, L, N, DP);
+  const plain = new Float32Array(await g.recorder.read(state.keys.buffer, 0, H * CAP * 4));
+  for (let h = 0; h < H; h++) for (let t = 0; t < N; t++) {
+    const want = t < 6 || t >= 90 ? 3.4028234663852886e38 : plain[h * CAP + t]!;
+    assert.equal(pinned[h * CAP + t], want, `pinned scores head ${h} position ${t}`);
+  }
+  assert.throws(() => ops.scores(state, tensorOf(g, 1, W, qd), keys, 1, L, N, DP, 50, 40), /pinned ranges/);
 });
 
-test("WebGPU tokenbutler:keep=0.25 = CPU: predictor state, lists (up to near-ties) and logits, frugal-ar-base, 32 decode steps", { skip: !gpu && reason }, async (tc) => {
-  const CAP = 64, PROMPT = 8, STEPS = 32, KEEP = 0.25, spec = `tokenbutler:keep=${KEEP}`;
+for (const [KEEP, WINDOW, ANCHORS] of [[0.25, 0, 4], [0.5, 0.5, 6]] as const) {
+const spec = WINDOW > 0 ? `tokenbutler:keep=${KEEP},window=${WINDOW},anchors=${ANCHORS}` : `tokenbutler:keep=${KEEP}`;
+test(`WebGPU ${spec} = CPU: predictor state, lists (up to near-ties) and logits, frugal-ar-base, 32 decode steps`, { skip: !gpu && reason }, async (tc) => {
+  const CAP = 64, PROMPT = 8, STEPS = 32;
   const gm = await loadModel(BASE, { device: "webgpu" });
   const cm = await loadModel(BASE);
   try {
@@ -151,7 +163,7 @@ test("WebGPU tokenbutler:keep=0.25 = CPU: predictor state, lists (up to near-tie
     assert.ok(gs instanceof DeviceTokenButlerStore, "WebGPU gets the device store");
     const cctx = cm.network.kvContext(CAP);
     const cp = new PredictorState(readPredictor(DEFAULT_PREDICTOR), CAP);
-    const rec = new RecordingButler(KEEP, cp);
+    const rec = new RecordingButler(KEEP, cp, WINDOW, ANCHORS);
     const cs = createHostStore(cctx, spec, rec);
     const { layers, heads } = cctx;
     const width = cp.slots * gs.predictor.dPrime;
@@ -170,8 +182,16 @@ test("WebGPU tokenbutler:keep=0.25 = CPU: predictor state, lists (up to near-tie
       const st = gs.state as GpuSelectState;
       const dev = new Float32Array(await (gm.backend as WebGpuBackend).recorder.read(st.keys.buffer, 0, heads * CAP * 4));
       const cpuScores = rec.scores.get(layers - 1)!;
+      // the window variant's pinned positions hold the largest f32 instead of their logit
+      const kLast = keepBudget(t + 1, KEEP), pinLast = WINDOW > 0 ? pinnedSplit(kLast, ANCHORS, WINDOW) : { anchors: 0, window: 0 };
+      const pinned = (x: number) => x < pinLast.anchors || x >= t + 1 - pinLast.window;
       for (let h = 0; h < heads; h++) {
-        const s = maxAbs(dev.subarray(h * CAP, h * CAP + t + 1), cpuScores[h]!);
+        const row = dev.slice(h * CAP, h * CAP + t + 1), want = Float64Array.from(cpuScores[h]!);
+        for (let x = 0; x <= t; x++) if (pinned(x)) {
+          assert.equal(row[x], 3.4028234663852886e38, `step ${t} head ${h}: pinned position ${x}`);
+          row[x] = want[x] = 0;
+        }
+        const s = maxAbs(row, want);
         worstScore = Math.max(worstScore, s.d / s.s);
       }
       for (let l = 1; l < layers; l++) {
@@ -187,7 +207,9 @@ test("WebGPU tokenbutler:keep=0.25 = CPU: predictor state, lists (up to near-tie
           const diff = [...a].filter((x) => !b.has(x)).concat([...b].filter((x) => !a.has(x)));
           if (diff.length === 0) continue;
           const r = scores[h]!;
-          const edge = Math.min(...[...a].filter((x) => x >= 4).map((x) => r[x]!));
+          // the boundary: the lowest logit chosen by rank (not pinned as a sink, anchor or window position)
+          const k = keepBudget(t + 1, KEEP), pin = WINDOW > 0 ? pinnedSplit(k, ANCHORS, WINDOW) : { anchors: 4, window: 0 };
+          const edge = Math.min(...[...a].filter((x) => x >= Math.max(4, pin.anchors) && x < t + 1 - pin.window).map((x) => r[x]!));
           const scale = Math.max(...Array.from(r, Math.abs));
           for (const x of diff) assert.ok(Math.abs(r[x]! - edge) <= DRIFT * scale, `step ${t} layer ${l} head ${h}: position ${x} (S̃ ${r[x]}, boundary ${edge}) differs`);
           nearTies++;
@@ -206,6 +228,7 @@ test("WebGPU tokenbutler:keep=0.25 = CPU: predictor state, lists (up to near-tie
     cm.dispose();
   }
 });
+}
 
 test("WebGPU tokenbutler: keep = 1 is dense bit for bit; keep = 0.25: the first generated token is dense's, later logits differ", { skip: !gpu && reason }, async () => {
   const gm = await loadModel(BASE, { device: "webgpu" });
@@ -219,6 +242,7 @@ test("WebGPU tokenbutler: keep = 1 is dense bit for bit; keep = 0.25: the first 
     };
     const dense = await run(net.newCache(32));
     assert.deepEqual(await run(kvStoreFactory("tokenbutler:keep=1")(net.kvContext(32))), dense, "keep = 1");
+    assert.deepEqual(await run(kvStoreFactory("tokenbutler:keep=1,window=0.5,anchors=8")(net.kvContext(32))), dense, "keep = 1 with a window");
     const sparse = await run(kvStoreFactory("tokenbutler:keep=0.25")(net.kvContext(32)));
     assert.deepEqual(sparse[0], dense[0], "the prefill (the first generated token's logits) is dense");
     assert.ok(sparse.some((row, r) => row.some((x, i) => x !== dense[r]![i])), "selection changes later logits");

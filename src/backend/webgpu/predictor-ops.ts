@@ -40,13 +40,14 @@ export class GpuPredictorOps implements DevicePredictorOps {
     this.run(writeRowsKernel(), [n, row0 * d.cols], [d.buf, s.buf], grid(Math.ceil(n / POINTWISE_GROUP)));
   }
 
-  scores(state: SelectState, q: Tensor, keys: Tensor, layer: number, layers: number, n: number, dPrime: number): void {
+  scores(state: SelectState, q: Tensor, keys: Tensor, layer: number, layers: number, n: number, dPrime: number, pinLo = 0, pinHi = n): void {
     const st = state as GpuSelectState, qt = q as GpuTensor, kt = keys as GpuTensor;
     const width = st.heads * layers * dPrime;
     if (qt.rows !== 1 || qt.cols !== width || kt.cols !== width) throw new Error(`TokenButler scores: q̃ [${qt.rows}, ${qt.cols}] and K̃ rows of ${kt.cols}, expected one row and rows of ${st.heads} heads x ${layers} layers x ${dPrime}`);
     if (!(layer >= 0 && layer < layers) || n < 1 || n > kt.rows || n > st.capacity) throw new Error(`TokenButler scores: layer ${layer} of ${layers}, ${n} positions (keys hold ${kt.rows}, lists ${st.capacity})`);
+    if (!(Number.isInteger(pinLo) && Number.isInteger(pinHi) && pinLo >= 0 && pinLo <= pinHi && pinHi <= n)) throw new Error(`TokenButler scores: pinned ranges [0, ${pinLo}) and [${pinHi}, ${n}) are not 0 <= lo <= hi <= n`);
     const tiles = Math.ceil(n / SCORES_GROUP);
-    this.run(butlerScoresKernel(), [n, st.heads, layers, layer, dPrime, width, st.capacity, f32bits(1 / Math.sqrt(dPrime)), tiles], [st.keys, qt.buf, kt.buf], grid(st.heads * tiles));
+    this.run(butlerScoresKernel(), [n, st.heads, layers, layer, dPrime, width, st.capacity, f32bits(1 / Math.sqrt(dPrime)), tiles, pinLo, pinHi], [st.keys, qt.buf, kt.buf], grid(st.heads * tiles));
   }
 
   private pointwise(k: Kernel, x: GpuTensor): void {

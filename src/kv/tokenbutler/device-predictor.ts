@@ -127,9 +127,12 @@ export class DevicePredictor {
     b.rope(out, this.dPrime, pos0, this.ropeD);
   }
 
-  /** Selection keys of layer `layer` for the last decode row at n − 1 into the state's keys (per query head). */
-  scores(state: SelectState, layer: number, n: number): void {
+  /**
+   * Selection keys of layer `layer` for the last decode row at n − 1 into the state's keys (per query head);
+   * positions below pinLo and from pinHi on are pinned (the largest f32 key).
+   */
+  scores(state: SelectState, layer: number, n: number, pinLo = 0, pinHi = n): void {
     if (n !== this.written) throw new Error(`TokenButler predictor: scores for ${n} positions but ${this.written} are cached`);
-    this.ops.scores(state, this.query, this.keys, layer, this.weights.config.layers, n, this.dPrime);
+    this.ops.scores(state, this.query, this.keys, layer, this.weights.config.layers, n, this.dPrime, pinLo, pinHi);
   }
 }

@@ -7,6 +7,7 @@
  * - `writeRowsKernel`: appends rows into the importance-key store at a row offset.
  * - `butlerScoresKernel`: the predicted logits q̃_σ·K̃_σ[t]/√d′ of one query row over positions [0, n),
  *   per query head; they are the ranking keys the shared radix top-K (attention-select.ts) selects from.
+ *   Positions outside [pinLo, pinHi) get the largest finite f32 (the window variant's pinned positions).
  */
 import { ENTRY_ARGS, GROUP_INDEX, memoKernel, type Kernel } from "../kernel.js";
 
@@ -118,7 +119,7 @@ export function butlerScoresKernel(): Kernel {
     name: "butler.scores",
     bindings: ["write", "read", "read"],
     code: /* wgsl */ `
-struct P { n: u32, heads: u32, layers: u32, layer: u32, dp: u32, width: u32, stride: u32, scale: f32, tiles: u32 }
+struct P { n: u32, heads: u32, layers: u32, layer: u32, dp: u32, width: u32, stride: u32, scale: f32, tiles: u32, pinLo: u32, pinHi: u32 }
 @group(0) @binding(0) var<uniform> p: P;
 @group(0) @binding(1) var<storage, read_write> keys: array<f32>;
 @group(0) @binding(2) var<storage, read> q: array<f32>;
@@ -133,7 +134,8 @@ fn main(${ENTRY_ARGS}) {
   let kb = t * p.width + o;
   var s = 0.0;
   for (var i = 0u; i < p.dp; i++) { s += q[o + i] * kc[kb + i]; }
-  keys[h * p.stride + t] = s * p.scale;
+  // pinned positions (the window variant's anchors and window) take the largest finite f32: the top-K takes them first
+  keys[h * p.stride + t] = select(s * p.scale, bitcast<f32>(0x7f7fffffu), t < p.pinLo || t >= p.pinHi);
 }`,
   }));
 }
