@@ -8,7 +8,7 @@
  * per row, each lane walks its own mask word's bits) and "compact" (kernels/sparse-gemv-compact.ts: lanes
  * take a block's non-zeros in order after a compaction of their columns; a row split over several teams).
  * "compact-s1" ... "compact-s8" fix the teams a row, which "compact" otherwise picks from the shape
- * (`compactSplit`).
+ * (`compactSplit`); "-h1", "-h2" (default), "-h4" set the sub-steps a block (less workgroup memory).
  */
 import type { Weight } from "../backend.js";
 import type { RawTensor } from "../../tensor/raw.js";
@@ -20,14 +20,30 @@ import type { Recorder } from "./recorder.js";
 import { sparseGemvKernel, SPARSE_ROWS_PER_GROUP } from "./kernels/sparse-gemv.js";
 import { compactWorkgroupBytes, sparseCompactKernel } from "./kernels/sparse-gemv-compact.js";
 
-export const SPARSE_GEMV_VARIANTS = ["walk", "compact", "compact-s1", "compact-s2", "compact-s4", "compact-s8"] as const;
-export type SparseGemvVariant = (typeof SPARSE_GEMV_VARIANTS)[number];
+/**
+ * A sparse GEMV variant's name: "walk", or "compact" with optional "-s<teams a row: 1, 2, 4, 8>" (else
+ * `compactSplit` picks) and "-h<sub-steps a block: 1, 2, 4>" (default 2), e.g. "compact-s4-h1".
+ */
+export type SparseGemvVariant = string;
+export type SparseGemvPlan = { kind: "walk" } | { kind: "compact"; split?: number; sub: number };
 /** The variant a backend runs unless told otherwise. */
 export const SPARSE_GEMV_DEFAULT: SparseGemvVariant = "walk";
+/** Variants the tests check and the benchmark can time side by side. */
+export const SPARSE_GEMV_VARIANTS: readonly SparseGemvVariant[] = [
+  "walk", "compact", "compact-s1", "compact-s2", "compact-s4", "compact-s8", "compact-h1", "compact-h4", "compact-s8-h1",
+];
+export const COMPACT_DEFAULT_SUB = 2;
 
-export function parseSparseGemvVariant(text: string): SparseGemvVariant {
-  if (!(SPARSE_GEMV_VARIANTS as readonly string[]).includes(text)) throw new Error(`sparse GEMV variant "${text}": expected one of ${SPARSE_GEMV_VARIANTS.join(", ")}`);
-  return text as SparseGemvVariant;
+const plans = new Map<string, SparseGemvPlan>();
+export function parseSparseGemvVariant(text: SparseGemvVariant): SparseGemvPlan {
+  let plan = plans.get(text);
+  if (plan) return plan;
+  const m = /^compact(?:-s([1248]))?(?:-h([124]))?$/.exec(text);
+  if (text === "walk") plan = { kind: "walk" };
+  else if (m) plan = { kind: "compact", ...(m[1] ? { split: Number(m[1]) } : {}), sub: m[2] ? Number(m[2]) : COMPACT_DEFAULT_SUB };
+  else throw new Error(`sparse GEMV variant "${text}": expected "walk" or "compact" with optional -s1/-s2/-s4/-s8 (teams a row) and -h1/-h2/-h4 (sub-steps a block), e.g. compact-s4-h2`);
+  plans.set(text, plan);
+  return plan;
 }
 
 export interface SparsePart {
@@ -70,9 +86,9 @@ export function uploadSparse(raw: RawTensor, pool: BufferPool, maxBinding: numbe
 }
 
 /** The most teams a workgroup of the compact kernel may have on a device with this much workgroup memory. */
-export function compactTeams(workgroupBytes: number, subgroups: boolean): number {
-  for (const t of [8, 4, 2, 1]) if (compactWorkgroupBytes(t, subgroups) <= workgroupBytes) return t;
-  throw new Error(`sparse compact GEMV: ${compactWorkgroupBytes(1, subgroups)} bytes of workgroup memory needed, the device offers ${workgroupBytes}`);
+export function compactTeams(workgroupBytes: number, subgroups: boolean, sub: number): number {
+  for (const t of [8, 4, 2, 1]) if (compactWorkgroupBytes(t, subgroups, sub) <= workgroupBytes) return t;
+  throw new Error(`sparse compact GEMV: ${compactWorkgroupBytes(1, subgroups, sub)} bytes of workgroup memory needed, the device offers ${workgroupBytes}`);
 }
 
 /**
@@ -102,13 +118,15 @@ export function sparseDispatch(w: GpuSparseWeight, variant: SparseGemvVariant, r
   const K = w.inFeatures;
   const l = sparseLayout(w.values, part.rows, K, part.nnz);
   if (rows > 65535) throw new Error(`matmul ${w.name}: ${rows} rows exceed one dispatch`);
-  if (variant === "walk") {
+  const plan = parseSparseGemvVariant(variant);
+  if (plan.kind === "walk") {
     const groups = Math.ceil(part.rows / SPARSE_ROWS_PER_GROUP);
     if (groups > 65535) throw new Error(`matmul ${w.name}: ${part.rows} rows exceed one dispatch`);
     return { kernel: sparseGemvKernel(w.values, subgroups), params: [part.rows, K, l.nChunks, l.masks / 4, l.rowPtr / 4, l.values / 4], groups: [groups, rows] };
   }
-  const teams = compactTeams(workgroupBytes, subgroups);
-  let split = variant === "compact" ? compactSplit(part.rows, K, teams) : Math.min(Number(variant.slice("compact-s".length)), teams);
+  const teams = compactTeams(workgroupBytes, subgroups, plan.sub);
+  // a fixed split is capped where teams would have no block at all (the smallest power of two >= nBlocks)
+  let split = plan.split === undefined ? compactSplit(part.rows, K, teams) : Math.min(plan.split, teams, 2 ** Math.ceil(Math.log2(blocksPerRow(K))));
   // a dispatch has at most 65535 workgroups a dimension: fewer teams a row for very tall weights
   while (split > 1 && Math.ceil((part.rows * split) / teams) > 65535) split /= 2;
   const groups = Math.ceil((part.rows * split) / teams);
@@ -116,7 +134,7 @@ export function sparseDispatch(w: GpuSparseWeight, variant: SparseGemvVariant, r
   const nBlocks = blocksPerRow(K);
   const segBlocks = Math.ceil(nBlocks / split);
   return {
-    kernel: sparseCompactKernel(w.values, subgroups, teams),
+    kernel: sparseCompactKernel(w.values, subgroups, teams, plan.sub),
     params: [part.rows, K, l.nChunks, l.masks / 4, l.values / 4, l.bytes / 4, nBlocks, split, segBlocks],
     groups: [groups, rows],
   };

@@ -124,7 +124,7 @@ export interface WebGpuOptions extends GpuOptions {
   batchedGemv?: boolean;
   /** Weight rows each team of a GEMV over several rows computes, per format (default: GEMV_BATCH_ROWS_PER_TEAM). */
   gemvBatchRowsPerTeam?: Partial<Record<GpuFormat, number>>;
-  /** The sparse-bitmap GEMV kernel (sparse-weight.ts: "walk", "compact", "compact-s1" ... "compact-s8"). */
+  /** The sparse-bitmap GEMV kernel (sparse-weight.ts: "walk", "compact", "compact-s4-h2", ...). */
   sparseGemv?: SparseGemvVariant;
 }
 
@@ -181,7 +181,8 @@ export class WebGpuBackend implements Backend {
     this.fuse = options.fuse ?? true;
     this.batchedGemv = options.batchedGemv ?? true;
     this.gemvBatchRowsPerTeam = { ...GEMV_BATCH_ROWS_PER_TEAM, ...options.gemvBatchRowsPerTeam };
-    this.sparseGemv = parseSparseGemvVariant(options.sparseGemv ?? SPARSE_GEMV_DEFAULT);
+    this.sparseGemv = options.sparseGemv ?? SPARSE_GEMV_DEFAULT;
+    parseSparseGemvVariant(this.sparseGemv);
     this.qx = new QuantizedX(this.pool, (k, p, b, g) => this.run(k, p, b, g));
     this.result = this.pool.storage(16, "argmax result");
     this.selectOps = new GpuSelectOps(this.pool, (k, p, b, g) => this.run(k, p, b, g), (buf, off, bytes) => this.recorder.read(buf, off, bytes));
@@ -591,7 +592,7 @@ export class WebGpuBackend implements Backend {
       const n = rows ?? xt.rows;
       if (xt.cols !== w.inFeatures || o.cols !== w.outFeatures || n > xt.rows || n > o.rows) throw new Error(`matmul ${w.name}: x [${xt.rows}, ${xt.cols}] · [${w.shape.join(", ")}]ᵀ -> [${o.rows}, ${o.cols}] do not fit`);
       const sg = this.gpu.subgroups && this.gpu.subgroupMinSize === 32;
-      if (n > 0) recordSparseMatmul(this.recorder, w, xt.buf, o.buf, n, o.cols, sg, parseSparseGemvVariant(this.sparseGemv), this.gpu.device.limits.maxComputeWorkgroupStorageSize);
+      if (n > 0) recordSparseMatmul(this.recorder, w, xt.buf, o.buf, n, o.cols, sg, this.sparseGemv, this.gpu.device.limits.maxComputeWorkgroupStorageSize);
       return;
     }
     const wt = w as GpuWeight;

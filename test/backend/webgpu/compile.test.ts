@@ -77,7 +77,7 @@ function allKernels(): Kernel[] {
   }
   for (const [a, b] of [[false, false], [true, false], [false, true], [true, true]] as const) ks.push(addKernel(a, b), swigluKernel(a, b));
   for (const t of [64, 256]) ks.push(rmsnormKernel(t, false), rmsnormKernel(t, true), rmsnormKernel(t, false, true), rmsnormKernel(t, true, true));
-  for (const v of ["f32", "f16", "bf16"] as const) for (const sg of [false, true]) ks.push(sparseGemvKernel(v, sg), ...[1, 2, 4, 8].filter((t) => compactWorkgroupBytes(t, sg) <= GEMV_PORTABLE_WORKGROUP_BYTES).map((t) => sparseCompactKernel(v, sg, t)));
+  for (const v of ["f32", "f16", "bf16"] as const) for (const sg of [false, true]) ks.push(sparseGemvKernel(v, sg), ...[1, 2, 4, 8].flatMap((t) => [1, 2, 4].filter((h) => compactWorkgroupBytes(t, sg, h) <= GEMV_PORTABLE_WORKGROUP_BYTES).map((h) => sparseCompactKernel(v, sg, t, h))));
   ks.push(addBiasKernel(), ropeKernel(), kvWriteKernel(), argmaxKernel(), argmaxKernel(true), argmaxPartsKernel(), argmaxFinalKernel(), sampleKernel(), copyKernel(), ropeRowsKernel(), kvWriteRowsKernel());
   return ks;
 }

@@ -1,6 +1,7 @@
 /**
  * The WebGPU sparse-bitmap GEMV/GEMM, every variant (sparse-weight.ts: "walk", kernels/sparse-gemv.ts;
- * "compact" with the split it picks and with 1, 2, 4 and 8 teams a row, kernels/sparse-gemv-compact.ts)
+ * "compact" with the split it picks and with 1, 2, 4 and 8 teams a row, with 1, 2 and 4 sub-steps a block,
+ * kernels/sparse-gemv-compact.ts)
  * against the dense product of the same pruned weights decoded on the CPU, f32/f16/bf16 values, with
  * subgroups and with the workgroup-memory scan; ragged K (not a multiple of 32, nor of a 1024-column block),
  * K of several blocks split unevenly over teams, all-zero and all-dense rows, an all-zero tensor, rows not
@@ -15,7 +16,7 @@ import { packSparse, sparseDTypeOf, sparseView, decodeSparseRow, type SparseValu
 import { f32ToBf16, f32ToF16 } from "../../../src/tensor/half.js";
 import { rawTensor } from "../../../src/tensor/raw.js";
 import type { SparseDType } from "../../../src/tensor/dtype.js";
-import { compactSplit, compactTeams, SPARSE_GEMV_VARIANTS } from "../../../src/backend/webgpu/sparse-weight.js";
+import { compactSplit, compactTeams, parseSparseGemvVariant, SPARSE_GEMV_VARIANTS } from "../../../src/backend/webgpu/sparse-weight.js";
 import { compactWorkgroupBytes } from "../../../src/backend/webgpu/kernels/sparse-gemv-compact.js";
 
 const { gpu, reason } = await openOrSkip();
@@ -83,14 +84,23 @@ for (const [label, which] of [["subgroups when offered", gpu], ["workgroup-memor
   });
 }
 
+test("sparse GEMV variant names parse, typos are refused", () => {
+  assert.deepEqual(parseSparseGemvVariant("walk"), { kind: "walk" });
+  assert.deepEqual(parseSparseGemvVariant("compact"), { kind: "compact", sub: 2 });
+  assert.deepEqual(parseSparseGemvVariant("compact-s4-h1"), { kind: "compact", split: 4, sub: 1 });
+  for (const bad of ["compact-s3", "compact-h2-s4", "Walk", "compact-"]) assert.throws(() => parseSparseGemvVariant(bad), /expected "walk" or "compact"/);
+});
+
 test("compact GEMV: teams a workgroup fit the device's workgroup memory; the split covers enough rows and no more than a row's blocks", () => {
-  assert.equal(compactTeams(49152, true), 8);
-  assert.equal(compactTeams(32768, true), 8);
-  assert.equal(compactTeams(32768, false), 4);
-  assert.equal(compactTeams(16384, true), 4);
-  assert.equal(compactTeams(16384, false), 2);
-  for (const sg of [false, true]) for (const lim of [16384, 32768, 49152]) assert.ok(compactWorkgroupBytes(compactTeams(lim, sg), sg) <= lim);
-  assert.throws(() => compactTeams(1024, true), /workgroup memory/);
+  assert.equal(compactTeams(49152, true, 1), 8);
+  assert.equal(compactTeams(32768, true, 1), 8);
+  assert.equal(compactTeams(32768, false, 1), 4);
+  assert.equal(compactTeams(16384, true, 1), 4);
+  assert.equal(compactTeams(16384, false, 1), 2);
+  assert.equal(compactTeams(16384, true, 2), 8);
+  assert.equal(compactTeams(16384, false, 2), 4);
+  for (const sg of [false, true]) for (const h of [1, 2, 4]) for (const lim of [16384, 32768, 49152]) assert.ok(compactWorkgroupBytes(compactTeams(lim, sg, h), sg, h) <= lim);
+  assert.throws(() => compactTeams(1024, true, 1), /workgroup memory/);
   assert.equal(compactSplit(4096, 14336, 8), 4);
   assert.equal(compactSplit(8192, 8192, 8), 2);
   assert.equal(compactSplit(100, 14336, 8), 8);
