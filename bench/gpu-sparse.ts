@@ -21,7 +21,7 @@
  * docs/sparsity.md (between <!-- gpu-sparse:begin --> and <!-- gpu-sparse:end -->).
  *
  *   node dist/bench/gpu-sparse.js [--out DIR] [--variants walk,compact,compact-s8-h1] [--values f16] [--shapes 4096x14336,8192x8192]
- *        [--sparsities 0,0.5,0.9,0.99] [--iters 50] [--rounds 7] [--warmup-ms 150] [--no-subgroups] [--smoke]
+ *        [--sparsities 0,0.5,0.9,0.99] [--iters 50] [--rounds 7] [--warmup-ms 150] [--budget-s 200] [--no-subgroups] [--smoke]
  *   node dist/bench/gpu-sparse.js --from DIR/gpu-sparse.json --doc docs/sparsity.md --svg docs/sparsity-gpu.svg
  *
  * --smoke: small shapes (K of several 1024-column blocks), few calls: checks the whole path on SwiftShader.
@@ -254,6 +254,8 @@ function logClocks(): void {
 export interface RunOptions {
   variants: SparseGemvVariant[]; values: SparseValueType[]; shapes: [number, number][]; sparsities: number[];
   iters: number; rounds: number; warmupMs: number; coldBytes: number; copyBytes: number; subgroups: boolean;
+  /** No new (shape, sparsity) is started after this many seconds; the rest is listed as not run. */
+  budgetS: number;
 }
 
 export async function run(o: RunOptions): Promise<GpuSparseReport> {
@@ -298,6 +300,10 @@ export async function run(o: RunOptions): Promise<GpuSparseReport> {
       const pts = o.variants.map(() => [] as { s: number; speedup: number }[]);
       for (const s of o.sparsities) {
         const t0 = performance.now();
+        if ((t0 - started) / 1e3 > o.budgetS) {
+          console.log(`${N}x${K} ${v} s=${(s * 100).toFixed(0)}%: not run (budget of ${o.budgetS} s spent)`);
+          continue;
+        }
         const sparseData = randomSparse(v, N, K, s, N + K + Math.round(s * 1000));
         let sparse: GpuSparseWeight[];
         try {
@@ -433,7 +439,7 @@ if (process.argv[1]?.endsWith("gpu-sparse.js")) {
       out: { type: "string" }, from: { type: "string" }, doc: { type: "string" }, svg: { type: "string" },
       variants: { type: "string", default: SPARSE_GEMV_VARIANTS.join(",") }, values: { type: "string", default: "f16" },
       shapes: { type: "string" }, sparsities: { type: "string" }, iters: { type: "string" }, rounds: { type: "string" },
-      "warmup-ms": { type: "string" }, "no-subgroups": { type: "boolean", default: false }, smoke: { type: "boolean", default: false },
+      "warmup-ms": { type: "string" }, "budget-s": { type: "string", default: "200" }, "no-subgroups": { type: "boolean", default: false }, smoke: { type: "boolean", default: false },
     },
   });
   const smoke = a.smoke!;
@@ -461,6 +467,7 @@ if (process.argv[1]?.endsWith("gpu-sparse.js")) {
       coldBytes: smoke ? 1 << 20 : 192 << 20,
       copyBytes: smoke ? 4 << 20 : 256 << 20,
       subgroups: !a["no-subgroups"],
+      budgetS: numbers("budget-s", a["budget-s"]!, (n) => n > 0)[0]!,
     });
   }
   console.log(`\n${reportMarkdown(report, "gpu-sparse.svg")}`);

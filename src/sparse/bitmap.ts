@@ -12,8 +12,8 @@
  * V is f32, f16 or bf16 (the source weight's own bits, never re-rounded: −0 counts as zero and becomes +0).
  * f16/bf16 values sit two per u32, low half first, which is how WGSL reads them (unpack2x16float).
  *
- * Derived, never stored in the tensor: the block pointers (`blockPointers`, the spec's segPtr at a fixed
- * granularity), u32[rows][nBlocks] with nBlocks = ceil(nChunks / 32): the index of the first non-zero of
+ * Derived, never stored in the tensor: the block pointers (`blockPointers`: the spec's optional segPtr with
+ * B = 32, plus rowPtr[n]), u32[rows][nBlocks] with nBlocks = ceil(nChunks / 32): the index of the first non-zero of
  * each block of 32 mask words (1024 weights) of each row, = rowPtr[n] + the popcounts of the row's earlier
  * words. The WebGPU backend computes them at upload, so a GEMV can start several thread teams inside one
  * row without first summing the popcounts of everything before them.
