@@ -7,7 +7,7 @@
  * Per (shape, values, sparsity):
  *  1. correctness first: every variant through the backend's matmul against the dense kernel on the same
  *     pruned weights (the first and last 64 rows), within both f32 summation bounds; a variant outside them
- *     stops the run;
+ *     is reported WRONG and not timed there, the rest go on, and the exit code is 1;
  *  2. timing: the dense GEMV, each variant and a streaming copy, each a timestamped compute pass of --iters
  *     calls back to back (as in a decode step: no per-pass cost in the time per call), weights cycled
  *     through >= 192 MiB of GPU copies so each call reads DRAM; --rounds rounds in one submission, the
@@ -55,6 +55,8 @@ export interface GpuSparseReport {
   iters: number; rounds: number; coldMiB: number; variants: string[]; rows: GpuSparseRow[];
   /** "OUTxIN values variant" -> crossover sparsity (null: sparse slower at every measured sparsity). */
   crossover: Record<string, number | null>;
+  /** Variants that failed a check (wrong results: not timed there). */
+  failures: string[];
 }
 
 function xorshift(seed: number): () => number {
@@ -272,6 +274,7 @@ export async function run(o: RunOptions): Promise<GpuSparseReport> {
   const n4 = o.copyBytes / 16;
   const copyKind = await kindOf(b, "copy", 1, copyKernel(), [n4], [[copyDst, copySrc]], grid(Math.ceil(n4 / COPY_GROUP)));
   const rows: GpuSparseRow[] = [];
+  const failures: string[] = [];
   for (const [N, K] of o.shapes) {
     for (const v of o.values) {
       const denseData = denseBits(v, N * K, N + K);
@@ -297,7 +300,6 @@ export async function run(o: RunOptions): Promise<GpuSparseReport> {
       const yCheck = b.activation(1, checkRows.length) as GpuTensor;
       const ySparse = o.variants.map(() => b.activation(1, N) as GpuTensor);
       const ySparseRef = b.activation(1, N) as GpuTensor;
-      const pts = o.variants.map(() => [] as { s: number; speedup: number }[]);
       for (const s of o.sparsities) {
         const t0 = performance.now();
         if ((t0 - started) / 1e3 > o.budgetS) {
@@ -322,45 +324,56 @@ export async function run(o: RunOptions): Promise<GpuSparseReport> {
         b.matmul(yCheck, x, check);
         const d = await readBuf(b, yCheck.buf, checkRows.length);
         const mag = 0.25 * xs.reduce((a, c) => a + Math.abs(c), 0);
-        const refs: Float32Array[] = [];
-        const errs: number[] = [];
+        // a variant outside the bounds is reported and not timed; the others go on (exit code 1 at the end)
+        const refs = new Map<string, Float32Array>();
+        const errs = new Map<string, number>();
+        const fail = (variant: string, why: string) => {
+          const m = `${N}x${K} ${v} s=${s} ${variant}: ${why}`;
+          console.log(`WRONG ${m}`);
+          failures.push(m);
+        };
         for (const variant of o.variants) {
           b.sparseGemv = variant;
           b.matmul(ySparseRef, x, sparse[0]!);
           const got = await readBuf(b, ySparseRef.buf, N);
-          refs.push(got);
           let maxErrRatio = 0;
           checkRows.forEach((n, i) => (maxErrRatio = Math.max(maxErrRatio, Math.abs(d[i]! - got[n]!) / ((K + 8 + K / 32 + 8) * 2 ** -24 * mag))));
-          if (!(maxErrRatio <= 1)) throw new Error(`${N}x${K} ${v} s=${s} ${variant}: sparse GEMV differs from dense by ${maxErrRatio.toFixed(2)}x the f32 bound: kernel bug`);
-          errs.push(maxErrRatio);
+          if (!(maxErrRatio <= 1)) {
+            fail(variant, `sparse GEMV differs from dense by ${maxErrRatio.toFixed(2)}x the f32 bound: kernel bug`);
+            continue;
+          }
+          refs.set(variant, got);
+          errs.set(variant, maxErrRatio);
         }
+        const timed = o.variants.filter((variant) => refs.has(variant));
         // 2. the timing, every kind interleaved
         const kinds = [copyKind, denseKind];
-        for (const [i, variant] of o.variants.entries()) {
+        for (const variant of timed) {
           const ds = sparse.map((w) => sparseDispatch(w, variant, 1, sg32, wgBytes));
-          kinds.push(await kindOf(b, variant, o.iters, ds[0]!.kernel, ds[0]!.params, sparse.map((w) => [x.buf, w.parts[0]!.data, ySparse[i]!.buf]), ds[0]!.groups));
+          const y = ySparse[o.variants.indexOf(variant)]!;
+          kinds.push(await kindOf(b, variant, o.iters, ds[0]!.kernel, ds[0]!.params, sparse.map((w) => [x.buf, w.parts[0]!.data, y.buf]), ds[0]!.groups));
         }
         const us = await timeKinds(b, kinds, o.rounds, o.warmupMs);
         // 3. what was timed is what was checked
         const dGot = await readBuf(b, yDense.buf, N);
         if (dGot.some((y, i) => !Object.is(y, denseRef[i]))) throw new Error(`${N}x${K} ${v}: the timed dense pipeline's output differs from the backend's`);
-        for (const [i, variant] of o.variants.entries()) {
-          const got = await readBuf(b, ySparse[i]!.buf, N);
-          if (got.some((y, j) => !Object.is(y, refs[i]![j]))) throw new Error(`${N}x${K} ${v} s=${s} ${variant}: the timed pipeline's output differs from the backend's`);
-        }
         const [copyUs, denseUs] = [us[0]!, us[1]!];
         const bitsV = v === "f32" ? 32 : 16;
         const row: GpuSparseRow = {
           out: N, in: K, values: v, sparsity: s, denseUs, denseGBs: denseData.byteLength / denseUs / 1e3,
           copyGBs: (2 * o.copyBytes) / copyUs / 1e3, sparseMiB: gpuBytes / 2 ** 20, ceiling: bitsV / (1 + (1 - s) * bitsV), variants: {},
         };
-        o.variants.forEach((variant, i) => {
+        for (const [i, variant] of timed.entries()) {
+          const got = await readBuf(b, ySparse[o.variants.indexOf(variant)]!.buf, N);
+          if (got.some((y, j) => !Object.is(y, refs.get(variant)![j]))) {
+            fail(variant, "the timed pipeline's output differs from the backend's");
+            continue;
+          }
           const t = us[2 + i]!;
-          row.variants[variant] = { us: t, speedup: denseUs / t, gbs: gpuBytes / t / 1e3, maxErrRatio: errs[i]! };
-          pts[i]!.push({ s, speedup: denseUs / t });
-        });
+          row.variants[variant] = { us: t, speedup: denseUs / t, gbs: gpuBytes / t / 1e3, maxErrRatio: errs.get(variant)! };
+        }
         rows.push(row);
-        const parts = o.variants.map((variant) => `${variant} ${row.variants[variant]!.us.toFixed(1)} us x${row.variants[variant]!.speedup.toFixed(2)}`);
+        const parts = o.variants.map((variant) => (row.variants[variant] ? `${variant} ${row.variants[variant]!.us.toFixed(1)} us x${row.variants[variant]!.speedup.toFixed(2)}` : `${variant} WRONG`));
         console.log(`${N}x${K} ${v} s=${(s * 100).toFixed(0).padStart(2)}%: dense ${denseUs.toFixed(1)} us | ${parts.join(" | ")} | copy ${row.copyGBs.toFixed(0)} GB/s [${((performance.now() - t0) / 1000).toFixed(1)} s]`);
         for (const w of sparse) for (const p of w.parts) b.pool.destroy(p.data);
         for (const p of check.parts) b.pool.destroy(p.data);
@@ -379,7 +392,7 @@ export async function run(o: RunOptions): Promise<GpuSparseReport> {
   }
   const report: GpuSparseReport = {
     bench: "gpu-sparse", version: 2, device: b.description, subgroups, date: new Date().toISOString(), seconds: (performance.now() - started) / 1e3,
-    iters: o.iters, rounds: o.rounds, coldMiB: o.coldBytes / 2 ** 20, variants: o.variants, rows, crossover: crossovers,
+    iters: o.iters, rounds: o.rounds, coldMiB: o.coldBytes / 2 ** 20, variants: o.variants, rows, crossover: crossovers, failures,
   };
   b.dispose();
   return report;
@@ -391,8 +404,8 @@ export function reportMarkdown(r: GpuSparseReport, svgName: string): string {
     headers,
     r.rows.map((x) => [
       `${x.out} x ${x.in}`, x.values, `${(x.sparsity * 100).toFixed(0)}%`, x.denseUs.toFixed(1),
-      ...r.variants.map((v) => (x.variants[v] ? `${x.variants[v]!.us.toFixed(1)} (**${x.variants[v]!.speedup.toFixed(2)}**)` : "-")),
-      x.ceiling.toFixed(2), Math.max(...Object.values(x.variants).map((e) => e.gbs)).toFixed(0), x.copyGBs.toFixed(0),
+      ...r.variants.map((v) => (x.variants[v] ? `${x.variants[v]!.us.toFixed(1)} (**${x.variants[v]!.speedup.toFixed(2)}**)` : "wrong / not run")),
+      x.ceiling.toFixed(2), (Object.keys(x.variants).length ? Math.max(...Object.values(x.variants).map((e) => e.gbs)).toFixed(0) : "-"), x.copyGBs.toFixed(0),
     ]),
     headers.map((_, i) => i >= 2),
   );
@@ -400,7 +413,7 @@ export function reportMarkdown(r: GpuSparseReport, svgName: string): string {
   return `Device: ${r.device} (${r.subgroups}); measured ${r.date} in ${r.seconds.toFixed(0)} s. Times: GPU timestamps around passes of ${r.iters} calls back to back, weights cycled through >= ${r.coldMiB} MiB, median of ${r.rounds} interleaved rounds; speedup = dense us / sparse us; copy GB/s = read + write of a streaming copy in the same rounds.
 
 **Crossover sparsity** (sparse GEMV faster than our dense GEMV of the same value type): ${cross}.
-
+${r.failures.length ? `\n**Failed checks** (not timed there): ${r.failures.join("; ")}.\n` : ""}
 ${table}
 ![GPU sparse vs dense GEMV](${svgName})
 `;
@@ -471,6 +484,10 @@ if (process.argv[1]?.endsWith("gpu-sparse.js")) {
     });
   }
   console.log(`\n${reportMarkdown(report, "gpu-sparse.svg")}`);
+  if (report.failures.length) {
+    console.log(`${report.failures.length} variant checks FAILED:\n${report.failures.join("\n")}`);
+    process.exitCode = 1;
+  }
   if (a.out) {
     await mkdir(a.out, { recursive: true });
     await writeFile(join(a.out, "gpu-sparse.json"), JSON.stringify(report) + "\n");
