@@ -11,6 +11,12 @@
  *
  * V is f32, f16 or bf16 (the source weight's own bits, never re-rounded: −0 counts as zero and becomes +0).
  * f16/bf16 values sit two per u32, low half first, which is how WGSL reads them (unpack2x16float).
+ *
+ * Derived, never stored in the tensor: the block pointers (`blockPointers`: the spec's optional segPtr with
+ * B = 32, plus rowPtr[n]), u32[rows][nBlocks] with nBlocks = ceil(nChunks / 32): the index of the first non-zero of
+ * each block of 32 mask words (1024 weights) of each row, = rowPtr[n] + the popcounts of the row's earlier
+ * words. The WebGPU backend computes them at upload, so a GEMV can start several thread teams inside one
+ * row without first summing the popcounts of everything before them.
  */
 import { f16Table, bf16ToF32 } from "../tensor/half.js";
 import { isSparseDType, SPARSE_DTYPES, type SparseDType } from "../tensor/dtype.js";
@@ -41,6 +47,36 @@ export function sparseLayout(values: SparseValueType, rows: number, cols: number
   const vals = rowPtr + (rows + 1) * 4;
   const bytes = vals + Math.ceil(((nnz + SPARSE_PAD) * valueBytes(values)) / 4) * 4;
   return { nChunks, masks, rowPtr, values: vals, bytes };
+}
+
+/** Mask words per block of the block-pointer table (1024 weights). */
+export const BLOCK_WORDS = 32;
+
+/** Blocks of BLOCK_WORDS mask words in a row of `cols` weights. */
+export function blocksPerRow(cols: number): number {
+  return Math.ceil(Math.ceil(cols / 32) / BLOCK_WORDS);
+}
+
+/** The block pointers of a sparse tensor (see the layout above): u32[rows][blocksPerRow(cols)]. */
+export function blockPointers(s: SparseView): Uint32Array {
+  const nBlocks = blocksPerRow(s.cols);
+  const out = new Uint32Array(s.rows * nBlocks);
+  for (let n = 0; n < s.rows; n++) {
+    let p = s.rowPtr[n]!;
+    const m0 = n * s.nChunks;
+    for (let c = 0; c < s.nChunks; c++) {
+      if (c % BLOCK_WORDS === 0) out[n * nBlocks + c / BLOCK_WORDS] = p;
+      p += popcount(s.masks[m0 + c]!);
+    }
+    if (p !== s.rowPtr[n + 1]) throw new Error(`sparse tensor: row ${n}'s masks hold ${p - s.rowPtr[n]!} non-zeros, its row pointers ${s.rowPtr[n + 1]! - s.rowPtr[n]!}`);
+  }
+  return out;
+}
+
+function popcount(v: number): number {
+  v = v - ((v >>> 1) & 0x55555555);
+  v = (v & 0x33333333) + ((v >>> 2) & 0x33333333);
+  return (Math.imul((v + (v >>> 4)) & 0x0f0f0f0f, 0x01010101) >>> 24);
 }
 
 /** A sparse tensor's parts as typed views over its bytes (which must be 4-byte aligned). */

@@ -6,7 +6,7 @@
  */
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { packSparse, sparseView, unpackSparse, sparseGemvRef, decodeSparseRow, type SparseValueType, sparseDTypeOf } from "../../src/sparse/bitmap.js";
+import { packSparse, sparseView, unpackSparse, sparseGemvRef, decodeSparseRow, type SparseValueType, sparseDTypeOf, blockPointers, blocksPerRow } from "../../src/sparse/bitmap.js";
 import { rawTensor } from "../../src/tensor/raw.js";
 import { CpuBackend, CpuTensor, CpuWeight } from "../../src/backend/cpu/cpu-backend.js";
 import { Arena } from "../../src/backend/cpu/arena.js";
@@ -67,6 +67,31 @@ test("round trip is bit-exact (-0 becomes +0), row pointers and masks are consis
       }
     }
   }
+});
+
+test("block pointers: the index of each 1024-column block's first non-zero, counted from the dense weights", () => {
+  for (const s of [0, 0.5, 0.97, 1]) {
+    for (const [rows, cols] of [[5, 4864 + 5], [3, 1024], [2, 1025], [4, 7]] as const) {
+      const dense = denseBits("f16", rows, cols, s, rows * 7 + cols);
+      const view = sparseView("sparse-f16", [rows, cols], packSparse("f16", rows, cols, dense));
+      const nBlocks = blocksPerRow(cols);
+      assert.equal(nBlocks, Math.ceil(cols / 1024));
+      const got = blockPointers(view);
+      assert.equal(got.length, rows * nBlocks);
+      let p = 0;
+      for (let n = 0; n < rows; n++) {
+        for (let k = 0; k < cols; k++) {
+          if (k % 1024 === 0) assert.equal(got[n * nBlocks + k / 1024], p, `s=${s} [${rows},${cols}] row ${n} block ${k / 1024}`);
+          if ((dense[n * cols + k]! & 0x7fff) !== 0) p++;
+        }
+      }
+    }
+  }
+  // masks that disagree with the row pointers are refused
+  const data = packSparse("f32", 2, 40, new Uint32Array(80).fill(0x3f800000));
+  const view = sparseView("sparse-f32", [2, 40], data);
+  view.masks[0] = 1;
+  assert.throws(() => blockPointers(view), /row 0/);
 });
 
 test("a sparse tensor with a wrong header or size is refused with its name", () => {

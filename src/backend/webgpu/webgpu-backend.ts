@@ -12,7 +12,7 @@ import { Recorder } from "./recorder.js";
 import { f32bits, grid, type Kernel } from "./kernel.js";
 import type { KernelTime } from "./profiler.js";
 import { GpuWeight, uploadWeight, type GpuFormat } from "./weights.js";
-import { GpuSparseWeight, recordSparseMatmul, uploadSparse } from "./sparse-weight.js";
+import { GpuSparseWeight, parseSparseGemvVariant, recordSparseMatmul, SPARSE_GEMV_DEFAULT, uploadSparse, type SparseGemvVariant } from "./sparse-weight.js";
 import { isSparseDType, type SparseDType } from "../../tensor/dtype.js";
 import { GEMV_I8_ROWS, GEMV_I8_UNROLL, gemvI8Kernel, type BlockFormat } from "./kernels/gemv-i8.js";
 import { QuantizedX, type ActivationPath } from "./quantized-x.js";
@@ -124,6 +124,8 @@ export interface WebGpuOptions extends GpuOptions {
   batchedGemv?: boolean;
   /** Weight rows each team of a GEMV over several rows computes, per format (default: GEMV_BATCH_ROWS_PER_TEAM). */
   gemvBatchRowsPerTeam?: Partial<Record<GpuFormat, number>>;
+  /** The sparse-bitmap GEMV kernel (sparse-weight.ts: "walk", "compact", "compact-s4-h2", ...). */
+  sparseGemv?: SparseGemvVariant;
 }
 
 /** Opens a device and returns a backend on it. */
@@ -156,6 +158,8 @@ export class WebGpuBackend implements Backend {
   batchedGemv: boolean;
   /** Weight rows per team of GEMVs over several rows, per format; benchmarks change it between runs. */
   readonly gemvBatchRowsPerTeam: Record<GpuFormat, number>;
+  /** The sparse-bitmap GEMV kernel; benchmarks change it between runs. */
+  sparseGemv: SparseGemvVariant;
   /** The stack each weight uploaded by uploadStack belongs to. */
   private readonly stacks = new WeakMap<GpuWeight, WeightStack>();
   private readonly result: Buf;
@@ -177,6 +181,8 @@ export class WebGpuBackend implements Backend {
     this.fuse = options.fuse ?? true;
     this.batchedGemv = options.batchedGemv ?? true;
     this.gemvBatchRowsPerTeam = { ...GEMV_BATCH_ROWS_PER_TEAM, ...options.gemvBatchRowsPerTeam };
+    this.sparseGemv = options.sparseGemv ?? SPARSE_GEMV_DEFAULT;
+    parseSparseGemvVariant(this.sparseGemv);
     this.qx = new QuantizedX(this.pool, (k, p, b, g) => this.run(k, p, b, g));
     this.result = this.pool.storage(16, "argmax result");
     this.selectOps = new GpuSelectOps(this.pool, (k, p, b, g) => this.run(k, p, b, g), (buf, off, bytes) => this.recorder.read(buf, off, bytes));
@@ -585,7 +591,8 @@ export class WebGpuBackend implements Backend {
       if (this.disposed) throw new Error("this WebGPU backend was disposed");
       const n = rows ?? xt.rows;
       if (xt.cols !== w.inFeatures || o.cols !== w.outFeatures || n > xt.rows || n > o.rows) throw new Error(`matmul ${w.name}: x [${xt.rows}, ${xt.cols}] · [${w.shape.join(", ")}]ᵀ -> [${o.rows}, ${o.cols}] do not fit`);
-      if (n > 0) recordSparseMatmul(this.recorder, w, xt.buf, o.buf, n, o.cols, this.gpu.subgroups && this.gpu.subgroupMinSize === 32);
+      const sg = this.gpu.subgroups && this.gpu.subgroupMinSize === 32;
+      if (n > 0) recordSparseMatmul(this.recorder, w, xt.buf, o.buf, n, o.cols, sg, this.sparseGemv, this.gpu.device.limits.maxComputeWorkgroupStorageSize);
       return;
     }
     const wt = w as GpuWeight;

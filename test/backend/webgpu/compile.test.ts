@@ -22,6 +22,7 @@ import { argmaxFinalKernel, argmaxKernel, argmaxPartsKernel } from "../../../src
 import { sampleKernel } from "../../../src/backend/webgpu/kernels/sample.js";
 import { copyKernel } from "../../../src/backend/webgpu/kernels/copy.js";
 import { sparseGemvKernel } from "../../../src/backend/webgpu/kernels/sparse-gemv.js";
+import { compactWorkgroupBytes, sparseCompactKernel } from "../../../src/backend/webgpu/kernels/sparse-gemv-compact.js";
 import { PACKED_DTYPES, type BlockDType as DType } from "../../../src/tensor/dtype.js";
 import { attentionRowsCombineKernel, attentionRowsPartialKernel, kvWriteRowsKernel, ropeRowsKernel } from "../../../src/backend/webgpu/kernels/rows.js";
 import { embedRowsKernel } from "../../../src/backend/webgpu/kernels/embed-rows.js";
@@ -76,7 +77,7 @@ function allKernels(): Kernel[] {
   }
   for (const [a, b] of [[false, false], [true, false], [false, true], [true, true]] as const) ks.push(addKernel(a, b), swigluKernel(a, b));
   for (const t of [64, 256]) ks.push(rmsnormKernel(t, false), rmsnormKernel(t, true), rmsnormKernel(t, false, true), rmsnormKernel(t, true, true));
-  for (const v of ["f32", "f16", "bf16"] as const) for (const sg of [false, true]) ks.push(sparseGemvKernel(v, sg));
+  for (const v of ["f32", "f16", "bf16"] as const) for (const sg of [false, true]) ks.push(sparseGemvKernel(v, sg), ...[1, 2, 4, 8].flatMap((t) => [1, 2, 4].filter((h) => compactWorkgroupBytes(t, sg, h) <= GEMV_PORTABLE_WORKGROUP_BYTES).map((h) => sparseCompactKernel(v, sg, t, h))));
   ks.push(addBiasKernel(), ropeKernel(), kvWriteKernel(), argmaxKernel(), argmaxKernel(true), argmaxPartsKernel(), argmaxFinalKernel(), sampleKernel(), copyKernel(), ropeRowsKernel(), kvWriteRowsKernel());
   return ks;
 }

@@ -1,6 +1,7 @@
 /**
- * Sparse-bitmap GEMV/GEMM on WebGPU (spec sparamx §4.2; layout in src/sparse/bitmap.ts, bound as one
- * array<u32>). A team of 32 lanes computes one output row: in iteration i, lane l owns mask chunk
+ * Sparse-bitmap GEMV/GEMM on WebGPU, variant "walk" (spec sparamx §4.2; layout in src/sparse/bitmap.ts,
+ * bound as one array<u32>; the faster "compact" variant is kernels/sparse-gemv-compact.ts, the choice
+ * sparse-weight.ts). A team of 32 lanes computes one output row: in iteration i, lane l owns mask chunk
  * c = 32i + l, so the team reads 32 consecutive mask words and, after an exclusive prefix sum of their
  * popcounts, one contiguous run of packed values; each lane walks its set bits (firstTrailingBit) and
  * multiplies value and x[32c + j]. The prefix sum and the final reduction use subgroup operations when the
@@ -17,7 +18,8 @@ const TEAM = 32;
 /** Output rows one workgroup computes. */
 export const SPARSE_ROWS_PER_GROUP = THREADS / TEAM;
 
-function valueFn(v: SparseValueType): string {
+/** WGSL `val(i)`: non-zero i of the tensor as f32 (needs `w` and `p.vals`, the values' word offset). */
+export function valueFn(v: SparseValueType): string {
   if (v === "f32") return "fn val(i: u32) -> f32 { return bitcast<f32>(w[p.vals + i]); }";
   if (v === "f16") return "fn val(i: u32) -> f32 { return unpack2x16float(w[p.vals + (i >> 1u)])[i & 1u]; }";
   // bf16: the half is the top of an f32
