@@ -15,7 +15,8 @@
 import { parseArgs } from "node:util";
 import { writeFileSync } from "node:fs";
 import { createWebGpuBackend } from "../src/backend/webgpu/webgpu-backend.js";
-import { BufferUsage, COMPUTE_STAGE, MAP_READ_MODE } from "../src/backend/webgpu/device.js";
+import { BufferUsage, COMPUTE_STAGE } from "../src/backend/webgpu/device.js";
+import { timedPass } from "./gpu-timing.js";
 
 const { values: a } = parseArgs({ options: { calls: { type: "string", default: "500" }, rounds: { type: "string", default: "5" }, json: { type: "string" } } });
 const CALLS = Number(a.calls);
@@ -95,23 +96,8 @@ device.queue.writeBuffer(params, 0, words);
 
 /** GPU ns per call over `CALLS` calls in one timestamped pass, and host ns per call to record them. */
 async function time(c: Case): Promise<{ gpuUs: number; hostUs: number }> {
-  const qs = device.createQuerySet({ type: "timestamp", count: 2 });
-  const resolve = device.createBuffer({ size: 16, usage: BufferUsage.QUERY_RESOLVE | BufferUsage.COPY_SRC });
-  const read = device.createBuffer({ size: 16, usage: BufferUsage.MAP_READ | BufferUsage.COPY_DST });
-  const enc = device.createCommandEncoder();
-  const pass = enc.beginComputePass({ timestampWrites: { querySet: qs, beginningOfPassWriteIndex: 0, endOfPassWriteIndex: 1 } });
-  const t0 = performance.now();
-  for (let i = 0; i < CALLS; i++) c.record(pass, i);
-  const hostUs = ((performance.now() - t0) * 1e3) / CALLS;
-  pass.end();
-  enc.resolveQuerySet(qs, 0, 2, resolve, 0);
-  enc.copyBufferToBuffer(resolve, 0, read, 0, 16);
-  device.queue.submit([enc.finish()]);
-  await read.mapAsync(MAP_READ_MODE);
-  const t = new BigUint64Array(read.getMappedRange().slice(0));
-  read.unmap();
-  qs.destroy();
-  return { gpuUs: Number(t[1]! - t[0]!) / 1e3 / CALLS, hostUs };
+  const { gpuNs, hostMs } = await timedPass(device, (pass) => { for (let i = 0; i < CALLS; i++) c.record(pass, i); });
+  return { gpuUs: gpuNs / 1e3 / CALLS, hostUs: (hostMs * 1e3) / CALLS };
 }
 
 /** Host µs per call of each recording call alone (the split of `hostUs`). */

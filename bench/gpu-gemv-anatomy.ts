@@ -21,6 +21,7 @@ import { writeFileSync } from "node:fs";
 import { openGpu, BufferUsage, COMPUTE_STAGE, MAP_READ_MODE } from "../src/backend/webgpu/device.js";
 import { gemvKernel } from "../src/backend/webgpu/kernels/matmul.js";
 import { gemvI8Kernel, quantXBytes } from "../src/backend/webgpu/kernels/gemv-i8.js";
+import { timedPass } from "./gpu-timing.js";
 
 const { values: a } = parseArgs({
   options: {
@@ -305,21 +306,8 @@ const cases: Case[] = [
 const chosen = a.only ? cases.filter((c, i) => i === 0 || a.only!.split(",").some((o) => c.name.includes(o))) : cases;
 
 async function time(c: Case): Promise<number> {
-  const qs = device.createQuerySet({ type: "timestamp", count: 2 });
-  const resolve = device.createBuffer({ size: 16, usage: BufferUsage.QUERY_RESOLVE | BufferUsage.COPY_SRC });
-  const read = device.createBuffer({ size: 16, usage: BufferUsage.MAP_READ | BufferUsage.COPY_DST });
-  const enc = device.createCommandEncoder();
-  const pass = enc.beginComputePass({ timestampWrites: { querySet: qs, beginningOfPassWriteIndex: 0, endOfPassWriteIndex: 1 } });
-  for (let i = 0; i < CALLS; i++) c.record(pass, i);
-  pass.end();
-  enc.resolveQuerySet(qs, 0, 2, resolve, 0);
-  enc.copyBufferToBuffer(resolve, 0, read, 0, 16);
-  device.queue.submit([enc.finish()]);
-  await read.mapAsync(MAP_READ_MODE);
-  const t = new BigUint64Array(read.getMappedRange().slice(0));
-  read.unmap();
-  qs.destroy();
-  return Number(t[1]! - t[0]!) / 1e3 / CALLS;
+  const { gpuNs } = await timedPass(device, (pass) => { for (let i = 0; i < CALLS; i++) c.record(pass, i); });
+  return gpuNs / 1e3 / CALLS;
 }
 
 console.log(`${gpu.description}: q4_0 ${N}x${K} (${((wBytes + scBytes) / 2 ** 20).toFixed(1)} MiB), ${copies} copies cycled, ${CALLS} calls a pass, median of ${ROUNDS} interleaved rounds${a["dawn-flags"] ? `, dawn flags ${a["dawn-flags"]}` : ""}`);

@@ -8,7 +8,8 @@
  */
 import { parseArgs } from "node:util";
 import { writeFileSync } from "node:fs";
-import { openGpu, BufferUsage, COMPUTE_STAGE, MAP_READ_MODE } from "../src/backend/webgpu/device.js";
+import { openGpu, BufferUsage, COMPUTE_STAGE } from "../src/backend/webgpu/device.js";
+import { timedPass } from "./gpu-timing.js";
 
 const { values: a } = parseArgs({ options: { iters: { type: "string", default: "4096" }, rounds: { type: "string", default: "5" }, json: { type: "string" } } });
 const ITERS = Number(a.iters);
@@ -61,23 +62,8 @@ const cases = Object.entries(OPS).map(([name, step]) => ({
 }));
 
 async function time(pipe: GPUComputePipeline): Promise<number> {
-  const qs = device.createQuerySet({ type: "timestamp", count: 2 });
-  const resolve = device.createBuffer({ size: 16, usage: BufferUsage.QUERY_RESOLVE | BufferUsage.COPY_SRC });
-  const read = device.createBuffer({ size: 16, usage: BufferUsage.MAP_READ | BufferUsage.COPY_DST });
-  const enc = device.createCommandEncoder();
-  const pass = enc.beginComputePass({ timestampWrites: { querySet: qs, beginningOfPassWriteIndex: 0, endOfPassWriteIndex: 1 } });
-  pass.setPipeline(pipe);
-  pass.setBindGroup(0, group);
-  pass.dispatchWorkgroups(WGS);
-  pass.end();
-  enc.resolveQuerySet(qs, 0, 2, resolve, 0);
-  enc.copyBufferToBuffer(resolve, 0, read, 0, 16);
-  device.queue.submit([enc.finish()]);
-  await read.mapAsync(MAP_READ_MODE);
-  const t = new BigUint64Array(read.getMappedRange().slice(0));
-  read.unmap();
-  qs.destroy();
-  return Number(t[1]! - t[0]!);
+  const { gpuNs } = await timedPass(device, (pass) => { pass.setPipeline(pipe); pass.setBindGroup(0, group); pass.dispatchWorkgroups(WGS); });
+  return gpuNs;
 }
 
 for (const c of cases) await time(c.pipe);

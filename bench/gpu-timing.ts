@@ -4,6 +4,7 @@
  * and whole decode steps are reported against.
  */
 import type { WebGpuBackend } from "../src/backend/webgpu/webgpu-backend.js";
+import { BufferUsage, MAP_READ_MODE } from "../src/backend/webgpu/device.js";
 import { copyKernel, COPY_GROUP } from "../src/backend/webgpu/kernels/copy.js";
 import { grid } from "../src/backend/webgpu/kernel.js";
 
@@ -55,4 +56,30 @@ export async function copyBandwidth(b: WebGpuBackend, bytes: number, iters: numb
     b.pool.destroy(src);
     b.pool.destroy(dst);
   }
+}
+
+/**
+ * One compute pass recorded by `record` (any number of dispatches) between two timestamps, submitted
+ * alone: GPU ns of the pass, and host ms spent in `record`. For benches that bypass the backend's recorder.
+ */
+export async function timedPass(device: GPUDevice, record: (pass: GPUComputePassEncoder) => void): Promise<{ gpuNs: number; hostMs: number }> {
+  const qs = device.createQuerySet({ type: "timestamp", count: 2 });
+  const resolve = device.createBuffer({ size: 16, usage: BufferUsage.QUERY_RESOLVE | BufferUsage.COPY_SRC });
+  const read = device.createBuffer({ size: 16, usage: BufferUsage.MAP_READ | BufferUsage.COPY_DST });
+  const enc = device.createCommandEncoder();
+  const pass = enc.beginComputePass({ timestampWrites: { querySet: qs, beginningOfPassWriteIndex: 0, endOfPassWriteIndex: 1 } });
+  const t0 = performance.now();
+  record(pass);
+  const hostMs = performance.now() - t0;
+  pass.end();
+  enc.resolveQuerySet(qs, 0, 2, resolve, 0);
+  enc.copyBufferToBuffer(resolve, 0, read, 0, 16);
+  device.queue.submit([enc.finish()]);
+  await read.mapAsync(MAP_READ_MODE);
+  const t = new BigUint64Array(read.getMappedRange().slice(0));
+  read.unmap();
+  qs.destroy();
+  resolve.destroy();
+  read.destroy();
+  return { gpuNs: Number(t[1]! - t[0]!), hostMs };
 }
