@@ -16,6 +16,7 @@ import { parseArgs } from "node:util";
 import { writeFileSync } from "node:fs";
 import { createWebGpuBackend } from "../src/backend/webgpu/webgpu-backend.js";
 import { BufferUsage, COMPUTE_STAGE } from "../src/backend/webgpu/device.js";
+import { copyKernel } from "../src/backend/webgpu/kernels/copy.js";
 import { timedPass } from "./gpu-timing.js";
 
 const { values: a } = parseArgs({ options: { calls: { type: "string", default: "500" }, rounds: { type: "string", default: "5" }, json: { type: "string" } } });
@@ -34,15 +35,6 @@ struct P { n: u32 }
 @compute @workgroup_size(WG)
 fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
   if (gid.x < p.n) { out[gid.x] = out[gid.x] + 1u; }
-}`;
-const COPY = /* wgsl */ `
-struct P { n: u32 }
-@group(0) @binding(0) var<uniform> p: P;
-@group(0) @binding(1) var<storage, read_write> dst: array<vec4<u32>>;
-@group(0) @binding(2) var<storage, read> src: array<vec4<u32>>;
-@compute @workgroup_size(256)
-fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
-  if (gid.x < p.n) { dst[gid.x] = src[gid.x]; }
 }`;
 
 function pipeline(code: string, bindings: ("storage" | "read-only-storage")[]): { pipe: GPUComputePipeline; layout: GPUBindGroupLayout } {
@@ -64,7 +56,7 @@ device.queue.writeBuffer(params, 0, words);
 const storage = (bytes: number) => device.createBuffer({ size: bytes, usage: BufferUsage.STORAGE | BufferUsage.COPY_DST | BufferUsage.COPY_SRC });
 const one = pipeline(WRITE.replace("WG", "64"), ["storage"]);
 const wide = pipeline(WRITE.replace("WG", "256"), ["storage"]);
-const copy = pipeline(COPY, ["storage", "read-only-storage"]);
+const copy = pipeline(copyKernel().code, ["storage", "read-only-storage"]);
 const group = (p: { layout: GPUBindGroupLayout }, bufs: GPUBuffer[]) =>
   device.createBindGroup({ layout: p.layout, entries: [{ binding: 0, resource: { buffer: params, size: 16 } }, ...bufs.map((buffer, i) => ({ binding: i + 1, resource: { buffer } }))] });
 const shared = storage(1 << 20);

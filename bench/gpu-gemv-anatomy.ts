@@ -21,6 +21,7 @@ import { writeFileSync } from "node:fs";
 import { openGpu, BufferUsage, COMPUTE_STAGE, MAP_READ_MODE } from "../src/backend/webgpu/device.js";
 import { gemvKernel } from "../src/backend/webgpu/kernels/matmul.js";
 import { gemvI8Kernel, quantXBytes } from "../src/backend/webgpu/kernels/gemv-i8.js";
+import { copyKernel, COPY_GROUP } from "../src/backend/webgpu/kernels/copy.js";
 import { timedPass } from "./gpu-timing.js";
 
 const { values: a } = parseArgs({
@@ -118,19 +119,12 @@ const gemvCase = (name: string, code: string, rowsPerGroup: number, l2 = false):
     record: (pass, i) => { pass.setPipeline(p); pass.setBindGroup(0, gemvGroups[l2 ? 0 : i % copies]!); pass.dispatchWorkgroups(Math.min(groups, 65535), Math.ceil(groups / 65535)); },
   };
 };
-const COPY = /* wgsl */ `
-struct P { n: u32 }
-@group(0) @binding(0) var<uniform> p: P;
-@group(0) @binding(1) var<storage, read_write> dst: array<vec4<u32>>;
-@group(0) @binding(2) var<storage, read> src: array<vec4<u32>>;
-@compute @workgroup_size(256)
-fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
-  let i = gid.y * nwg.x * 256u + gid.x;
-  if (i < ${wBytes / 16}u) { dst[i] = src[i]; }
-}`;
-const copyPipe = pipe(COPY, copyLayout);
-const copyGroups = weights.map((c) => device.createBindGroup({ layout: copyLayout, entries: [params, copyDst, c.w].map((buffer, binding) => ({ binding, resource: { buffer } })) }));
-const copyWgs = wBytes / 16 / 256;
+// the engine's streaming copy (kernels/copy.ts), over the weight's bytes
+const copyParams = device.createBuffer({ size: 16, usage: BufferUsage.UNIFORM | BufferUsage.COPY_DST });
+device.queue.writeBuffer(copyParams, 0, new Uint32Array([wBytes / 16]));
+const copyPipe = pipe(copyKernel().code, copyLayout);
+const copyGroups = weights.map((c) => device.createBindGroup({ layout: copyLayout, entries: [copyParams, copyDst, c.w].map((buffer, binding) => ({ binding, resource: { buffer } })) }));
+const copyWgs = wBytes / 16 / COPY_GROUP;
 
 // the int8-activation GEMV (kernels/gemv-i8.ts) on an already quantized x
 const i8Layout = layoutOf(["uniform", "read-only-storage", "read-only-storage", "read-only-storage", "read-only-storage", "storage"]);

@@ -29,7 +29,7 @@
  */
 import { ENTRY_ARGS, memoKernel, type Kernel } from "../kernel.js";
 import type { SparseValueType } from "../../../sparse/bitmap.js";
-import { valueFn } from "./sparse-gemv.js";
+import { teamScanWgsl, valueFn } from "./sparse-gemv.js";
 
 const TEAM = 32;
 /** Columns a block of 32 mask words covers. */
@@ -143,18 +143,7 @@ fn main(${ENTRY_ARGS}) {
     var next = 0u;
     if (i + 1u < nb && c0 + (i + 1u) * 32u < p.nChunks) { next = w[mrow + (i + 1u) * 32u]; }
     let pc = countOneBits(m);
-${sg ? `    let off = subgroupExclusiveAdd(pc);
-    let total = subgroupAdd(pc);` : `    scan[lid] = pc;
-    workgroupBarrier();
-    for (var d = 1u; d < ${TEAM}u; d = d << 1u) {
-      var add = 0u;
-      if (lane >= d) { add = scan[lid - d]; }
-      workgroupBarrier();
-      scan[lid] = scan[lid] + add;
-      workgroupBarrier();
-    }
-    let off = scan[lid] - pc;
-    let total = scan[team * ${TEAM}u + ${TEAM - 1}u];`}
+${teamScanWgsl(sg)}
 ${starts.replace(/^ {2}/gm, "    ")}
     // every sub-step's first value, loaded before any compaction
 ${firsts}

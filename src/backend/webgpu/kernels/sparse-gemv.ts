@@ -27,6 +27,28 @@ export function valueFn(v: SparseValueType): string {
 }
 
 /**
+ * WGSL statements (4-space indent): `off`, the exclusive prefix sum of the team's `pc` (a u32 a lane) up to
+ * this lane, and `total`, the team's sum. Subgroup operations when the subgroup is the team, else a
+ * Hillis-Steele scan through workgroup array `scan` (every lane of the workgroup must reach it; a caller
+ * that writes `scan` again later needs a barrier first).
+ */
+export function teamScanWgsl(subgroups: boolean): string {
+  if (subgroups) return `    let off = subgroupExclusiveAdd(pc);
+    let total = subgroupAdd(pc);`;
+  return `    scan[lid] = pc;
+    workgroupBarrier();
+    for (var d = 1u; d < ${TEAM}u; d = d << 1u) {
+      var add = 0u;
+      if (lane >= d) { add = scan[lid - d]; }
+      workgroupBarrier();
+      scan[lid] = scan[lid] + add;
+      workgroupBarrier();
+    }
+    let off = scan[lid] - pc;
+    let total = scan[team * ${TEAM}u + ${TEAM - 1}u];`;
+}
+
+/**
  * Bindings: x (f32 [rows][k]), w (the sparse tensor's words), out (f32 [rows][n]).
  * Params: n (weight rows), k, nChunks, masks, rowPtr, vals (word offsets into w).
  */
@@ -62,19 +84,7 @@ fn main(${ENTRY_ARGS}) {
     var m = 0u;
     if (valid && c < p.nChunks) { m = w[p.masks + row * p.nChunks + c]; }
     let pc = countOneBits(m);
-${sg ? `    let off = subgroupExclusiveAdd(pc);
-    let total = subgroupAdd(pc);` : `    scan[lid] = pc;
-    workgroupBarrier();
-    for (var d = 1u; d < ${TEAM}u; d = d << 1u) {
-      var add = 0u;
-      if (lane >= d) { add = scan[lid - d]; }
-      workgroupBarrier();
-      scan[lid] = scan[lid] + add;
-      workgroupBarrier();
-    }
-    let off = scan[lid] - pc;
-    let total = scan[team * ${TEAM}u + ${TEAM - 1}u];
-    workgroupBarrier();`}
+${teamScanWgsl(sg)}${sg ? "" : "\n    workgroupBarrier();"}
     var q = base + off;
     let xc = xb + c * 32u;
     while (m != 0u) {
