@@ -8,7 +8,7 @@
  *        [--shape-custom dim,layers,ffn,heads,kvheads,vocab[,tied]] [--prompt 512] [--long-prompt 4096]
  *        [--decode 64] [--warmup 4] [--repeats 3] [--dir bench/.models] [--skip-anchor] [--flash-attn]
  *        [--anchor-gpu vulkan|cuda|false] [--anchor-timeout 600] [--profile] [--copy-mib 512] [--out FILE.json] [--md FILE.md] [--svg FILE.svg]
- *        [--activations f32|int8] [--dawn-flags enable-dawn-features=skip_validation]
+ *        [--activations f32|int8] [--q4-layout tiles|blocks] [--dawn-flags enable-dawn-features=skip_validation]
  *   node dist/bench/gpu-decode.js --from-json A.json[,B.json] [--md FILE.md] [--svg FILE.svg]   # render saved runs
  *
  * Decode: after a prefill of --prompt tokens, --warmup untimed greedy steps, then --decode timed ones
@@ -18,7 +18,9 @@
  * again without the fused ops (backend.fuse = false: separate q/k/v, gate/up/SwiGLU, RoPE/KV write and add
  * dispatches), interleaved with the fused runs, with the dispatches one decode step records either way;
  * for q8_0/q4_0 also on the other activation path (--activations picks the main one: f32 x, or x quantized
- * to int8 blocks for integer dot products), interleaved too. Prefill: tokens/s of the whole prompt, at --prompt and --long-prompt tokens. Every
+ * to int8 blocks for integer dot products), interleaved too; q4_0 weights are uploaded in --q4-layout (the
+ * backend's default: blocks with int8 activations, tiles with f32; the other path then reads a layout made
+ * for the main one). Prefill: tokens/s of the whole prompt, at --prompt and --long-prompt tokens. Every
  * figure is the median of --repeats runs (min and max kept), after one untimed warm-up run.
  * Roofline: a decode step must read every weight once (decodeWeightBytes) and the KV cache up to its
  * depth (Frugal keeps K/V in f32, llama.cpp in f16); at the copy kernel's bandwidth that takes
@@ -38,6 +40,7 @@ import { loadModel } from "../src/load.js";
 import type { LlamaModel } from "../src/model/llama.js";
 import type { KVCache } from "../src/backend/backend.js";
 import { createWebGpuBackend, type WebGpuBackend } from "../src/backend/webgpu/webgpu-backend.js";
+import { Q4_LAYOUTS, type Q4Layout } from "../src/backend/webgpu/weights.js";
 import type { KernelTime } from "../src/backend/webgpu/profiler.js";
 import { isBlockDType as isDType, type BlockDType as DType } from "../src/tensor/dtype.js";
 import { copyBandwidth, type CopyBandwidth } from "./gpu-timing.js";
@@ -109,7 +112,7 @@ interface Report {
   bench: "gpu-decode";
   device: string;
   copy?: CopyBandwidth;
-  settings: { prompt: number; longPrompt: number; decode: number; warmup: number; repeats: number; flashAttention: boolean; anchorGpu?: string; activations?: "f32" | "int8" };
+  settings: { prompt: number; longPrompt: number; decode: number; warmup: number; repeats: number; flashAttention: boolean; anchorGpu?: string; activations?: "f32" | "int8"; q4Layout?: Q4Layout };
   results: Row[];
   complete: boolean;
 }
@@ -132,6 +135,7 @@ const { values: a } = parseArgs({
     "anchor-timeout": { type: "string", default: "600" },
     profile: { type: "boolean", default: false },
     activations: { type: "string", default: "f32" },
+    "q4-layout": { type: "string" },
     "copy-mib": { type: "string", default: "512" },
     out: { type: "string" },
     md: { type: "string" },
@@ -169,6 +173,11 @@ function chosenShapes(): [string, Shape][] {
   return out;
 }
 
+function q4LayoutOf(v: string | undefined): Q4Layout | undefined {
+  if (v !== undefined && !(Q4_LAYOUTS as readonly string[]).includes(v)) throw new Error(`--q4-layout: "${v}" is not one of ${Q4_LAYOUTS.join(", ")}`);
+  return v as Q4Layout | undefined;
+}
+
 function activationsOf(v: string): "f32" | "int8" {
   if (v !== "f32" && v !== "int8") throw new Error(`--activations: "${v}" is not f32 or int8`);
   return v;
@@ -203,7 +212,7 @@ function stepDispatches(backend: WebGpuBackend, net: LlamaModel, cache: KVCache,
 }
 
 async function frugal(file: string, format: DType, contextSize: number, o: Settings): Promise<Omit<FrugalResult, "kvBytes" | "rooflineTokS" | "ofRoofline">> {
-  const backend = await createWebGpuBackend({ activations: activationsOf(a.activations!) });
+  const backend = await createWebGpuBackend({ activations: activationsOf(a.activations!), q4Layout: q4LayoutOf(a["q4-layout"]) });
   const t0 = ms();
   const model = await loadModel(file, { backend, contextLength: contextSize }).catch((e: Error) => {
     backend.dispose();
@@ -306,7 +315,7 @@ async function frugal(file: string, format: DType, contextSize: number, o: Setti
 
 /** GPU time per kernel of one decode step at depth prompt+1, on a profiling backend (every dispatch timed). */
 async function frugalProfile(file: string, contextSize: number, o: Settings): Promise<{ kernels: KernelTime[]; totalMs: number }> {
-  const backend = await createWebGpuBackend({ profile: true, activations: activationsOf(a.activations!), dawnFlags: a["dawn-flags"] ? a["dawn-flags"].split(",") : [] });
+  const backend = await createWebGpuBackend({ profile: true, activations: activationsOf(a.activations!), q4Layout: q4LayoutOf(a["q4-layout"]), dawnFlags: a["dawn-flags"] ? a["dawn-flags"].split(",") : [] });
   const model = await loadModel(file, { backend, contextLength: contextSize }).catch((e: Error) => {
     backend.dispose();
     throw e;
@@ -513,6 +522,7 @@ async function main(): Promise<void> {
   const settings = {
     prompt: o.prompt, longPrompt: o.longPrompt, decode: o.decode, warmup: o.warmup, repeats: o.repeats, flashAttention: o.flashAttention,
     activations: activationsOf(a.activations!),
+    ...(a["q4-layout"] ? { q4Layout: q4LayoutOf(a["q4-layout"]) } : {}),
     ...(a["skip-anchor"] ? {} : { anchorGpu: o.anchorGpu }),
   };
   const rep: Report = { bench: "gpu-decode", device, copy, settings, results: [], complete: false };

@@ -6,7 +6,7 @@
  */
 import type { RawTensor } from "../../tensor/raw.js";
 import type { Buf, BufferPool } from "./buffers.js";
-import { GpuWeight, uploadWeight, type WeightPart } from "./weights.js";
+import { GpuWeight, uploadWeight, type Q4Layout, type WeightPart } from "./weights.js";
 
 export interface WeightStack {
   /** The members in stacking order; member i owns rows [sum of earlier rows, + its rows). */
@@ -20,7 +20,7 @@ export interface WeightStack {
  * member's bytes end at a multiple of `align` (a sub-range must start there); otherwise one by one, as
  * `uploadWeight` does. `stack` is undefined in that case.
  */
-export function uploadStacked(raws: readonly RawTensor[], pool: BufferPool, maxBinding: number, align: number): { weights: GpuWeight[]; stack?: WeightStack } {
+export function uploadStacked(raws: readonly RawTensor[], pool: BufferPool, maxBinding: number, align: number, q4Layout: Q4Layout = "tiles"): { weights: GpuWeight[]; stack?: WeightStack } {
   // repack each tensor as uploadWeight does, keeping the bytes on the host until we know where they go
   const bytes = new Map<Buf, Uint8Array>();
   const capture = {
@@ -30,7 +30,7 @@ export function uploadStacked(raws: readonly RawTensor[], pool: BufferPool, maxB
       return b;
     },
   } as unknown as BufferPool;
-  const staged = raws.map((r) => uploadWeight(r, capture, maxBinding));
+  const staged = raws.map((r) => uploadWeight(r, capture, maxBinding, q4Layout));
   const first = staged[0]!;
   const parts = staged.map((w) => w.parts);
   const stackable =
@@ -73,5 +73,5 @@ function fits(arrays: readonly Uint8Array[], maxBinding: number, align: number):
 }
 
 function rebuild(w: GpuWeight, parts: WeightPart[]): GpuWeight {
-  return new GpuWeight(w.name, w.dtype, w.shape, w.format, w.stride, w.blocks, parts, w.mul);
+  return new GpuWeight(w.name, w.dtype, w.shape, w.format, w.stride, w.blocks, parts, w.mul, w.tiled);
 }

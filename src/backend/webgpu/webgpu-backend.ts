@@ -11,10 +11,11 @@ import { BufferPool, type Buf } from "./buffers.js";
 import { Recorder } from "./recorder.js";
 import { f32bits, grid, type Kernel } from "./kernel.js";
 import type { KernelTime } from "./profiler.js";
-import { GpuWeight, uploadWeight, type GpuFormat } from "./weights.js";
+import { GpuWeight, Q4_LAYOUTS, uploadWeight, type GpuFormat, type Q4Layout } from "./weights.js";
 import { GpuSparseWeight, parseSparseGemvVariant, recordSparseMatmul, SPARSE_GEMV_DEFAULT, uploadSparse, type SparseGemvVariant } from "./sparse-weight.js";
 import { isSparseDType, type SparseDType } from "../../tensor/dtype.js";
 import { GEMV_I8_ROWS, GEMV_I8_UNROLL, gemvI8Kernel, type BlockFormat } from "./kernels/gemv-i8.js";
+import { GEMV_BLOCKS, GEMV_BLOCKS_QUANT, gemvBlocksI8Kernel, gemvBlocksQuantKernel } from "./kernels/gemv-blocks.js";
 import { QuantizedX, type ActivationPath } from "./quantized-x.js";
 import { GEMM_TILE, GEMV_BATCH_ROWS_PER_TEAM, GEMV_MAX_BATCH, GEMV_ROWS_PER_TEAM, chunkElems, gemvBatchVariant, gemvRows, gemvSplit, gemmKernel, gemvKernel, gemvVariant, xMode, type GemvVariant } from "./kernels/matmul.js";
 import { ELEMENTWISE_GROUP, addBiasKernel, addKernel, swigluKernel } from "./kernels/elementwise.js";
@@ -33,7 +34,7 @@ import { GpuXkvOps } from "./xkv-ops.js";
 import { SlotPool } from "../../kv/slot-pool.js";
 import { ROWS_GROUP, TABLE_ROWS, attentionRowsCombineKernel, attentionRowsPartialKernel, kvWriteRowsKernel, ropeRowsKernel, rowsParams } from "./kernels/rows.js";
 import { uploadStacked, type WeightStack } from "./stacked-weights.js";
-import { MAX_STACK, addGemvKernel, fusedGemvI8Kernel, stackedGemvKernel, stackedParams, swigluGemvKernel, swigluRowsPerTeam } from "./kernels/gemv-fused.js";
+import { MAX_STACK, addGemvKernel, fusedGemvBlocksQuantKernel, fusedGemvI8Kernel, stackedGemvKernel, stackedParams, swigluGemvKernel, swigluRowsPerTeam } from "./kernels/gemv-fused.js";
 import { ROPE_KV_GROUP, ropeKvWriteKernel } from "./kernels/rope-kv.js";
 
 export class GpuTensor implements Tensor {
@@ -112,6 +113,13 @@ export interface WebGpuOptions extends GpuOptions {
    */
   activations?: ActivationPath;
   /**
+   * q4_0's layout on the GPU (weights.ts): "tiles" for the f32-x GEMV, "blocks" for the int8-activation
+   * GEMV in which a lane owns whole blocks (kernels/gemv-blocks.ts). Default: "blocks" with int8
+   * activations, "tiles" otherwise. Every path reads either layout; the other activation path on it is
+   * slower, not wrong (the f32-x GEMV reads blocks in the file's order, without coalesced x).
+   */
+  q4Layout?: Q4Layout;
+  /**
    * Whether the fused ops run (matmulStacked, matmulSwiglu, matmulAdd, ropeKvWrite; README "Fusions").
    * Default true; false makes them decline, so a model runs the separate ops (benchmarks compare both).
    */
@@ -151,6 +159,13 @@ export class WebGpuBackend implements Backend {
   private scratch?: Buf;
   /** "int8" or "f32" activations for batch-1 q8_0/q4_0 matmuls; benchmarks change it between runs. */
   activations: ActivationPath;
+  /** The layout q4_0 weights are uploaded in (WebGpuOptions.q4Layout). */
+  readonly q4Layout: Q4Layout;
+  /**
+   * Whether int8 GEMVs over q4_0 blocks quantize x themselves (kernels/gemv-blocks.ts, no dispatch of its
+   * own; the same results bit for bit) rather than in a quantX dispatch; benchmarks change it between runs.
+   */
+  quantizeInGemv = true;
   private readonly qx: QuantizedX;
   /** Whether the fused ops run; benchmarks change it between runs. */
   fuse: boolean;
@@ -178,6 +193,8 @@ export class WebGpuBackend implements Backend {
     this.gemvRowsPerTeam = { ...GEMV_ROWS_PER_TEAM, ...options.gemvRowsPerTeam };
     this.activations = options.activations ?? "f32";
     if (this.activations !== "int8" && this.activations !== "f32") throw new Error(`WebGPU option activations: "${String(this.activations)}" is not "int8" or "f32"`);
+    this.q4Layout = options.q4Layout ?? (this.activations === "int8" ? "blocks" : "tiles");
+    if (!Q4_LAYOUTS.includes(this.q4Layout)) throw new Error(`WebGPU option q4Layout: "${String(this.q4Layout)}" is not one of ${Q4_LAYOUTS.join(", ")}`);
     this.fuse = options.fuse ?? true;
     this.batchedGemv = options.batchedGemv ?? true;
     this.gemvBatchRowsPerTeam = { ...GEMV_BATCH_ROWS_PER_TEAM, ...options.gemvBatchRowsPerTeam };
@@ -210,7 +227,7 @@ export class WebGpuBackend implements Backend {
   upload(raw: RawTensor): GpuWeight;
   upload(raw: RawTensor): GpuWeight | GpuSparseWeight {
     if (isSparseDType(raw.dtype)) return uploadSparse(raw, this.pool, this.maxBinding);
-    return uploadWeight(raw, this.pool, this.maxBinding);
+    return uploadWeight(raw, this.pool, this.maxBinding, this.q4Layout);
   }
 
   /**
@@ -219,7 +236,7 @@ export class WebGpuBackend implements Backend {
    */
   uploadStack(raws: readonly RawTensor[]): GpuWeight[] {
     if (raws.length < 2 || raws.length > MAX_STACK || raws.some((r) => isSparseDType(r.dtype) || r.shape.length !== 2)) return raws.map((r) => this.upload(r));
-    const { weights, stack } = uploadStacked(raws, this.pool, this.maxBinding, this.rowViewAlign);
+    const { weights, stack } = uploadStacked(raws, this.pool, this.maxBinding, this.rowViewAlign, this.q4Layout);
     if (stack) for (const w of weights) this.stacks.set(w, stack);
     return weights;
   }
@@ -249,6 +266,17 @@ export class WebGpuBackend implements Backend {
     return true;
   }
 
+  /** Whether w's int8-activation GEMVs quantize x themselves (quantizeInGemv, q4_0 blocks). */
+  private selfQuantizing(w: GpuWeight): boolean {
+    return !w.tiled && this.quantizeInGemv;
+  }
+
+  /** The fused int8-activation GEMV kernel for w's layout (see runI8 for its bindings). */
+  private fusedI8(w: GpuWeight, fusion: { stacked: number } | "swiglu" | "add"): { kernel: Kernel; rowsPerGroup: number } {
+    const sg = this.gpu.subgroupMinSize;
+    return this.selfQuantizing(w) ? fusedGemvBlocksQuantKernel(sg, fusion) : fusedGemvI8Kernel(w.format as BlockFormat, sg, fusion, w.tiled);
+  }
+
   /** Whether a batch-1 matmul over w takes the int8-activation GEMV (kernels/gemv-i8.ts). */
   private viaInt8(w: GpuWeight): boolean {
     return w.isBlock && this.activations === "int8";
@@ -259,7 +287,11 @@ export class WebGpuBackend implements Backend {
    * `bufs` are the bindings after x's quants and scales.
    */
   private runI8(k: { kernel: Kernel; rowsPerGroup: number }, x: GpuTensor, w: GpuWeight, params: number[], bufs: readonly Buf[], rows: number): void {
-    const [xq, xs] = this.qx.of(x.buf, w.inFeatures, w.format as BlockFormat, this.recorder.dispatches, this.recorder.submissions);
+    if (this.selfQuantizing(w)) {
+      this.run(k.kernel, params, [x.buf, ...bufs], grid(Math.ceil(rows / k.rowsPerGroup)));
+      return;
+    }
+    const [xq, xs] = this.qx.of(x.buf, w.inFeatures, w.format as BlockFormat, this.recorder.dispatches, this.recorder.submissions, w.tiled);
     this.run(k.kernel, params, [xq, xs, ...bufs], grid(Math.ceil(rows / k.rowsPerGroup)));
     this.qx.keep(this.recorder.dispatches);
   }
@@ -307,10 +339,10 @@ export class WebGpuBackend implements Backend {
     const sg = this.gpu.subgroupMinSize;
     const n = rows.reduce((a, b) => a + b, 0);
     if (xt.rows === 1 && this.viaInt8(w)) {
-      this.runI8(fusedGemvI8Kernel(w.format as BlockFormat, sg, { stacked: ws.length }), xt, w, [n, w.inFeatures, 0, w.blocks, ...stackedParams(rows, st.members.map((m) => m.mul), f32bits)], [st.data, st.scales!, ...os.map((o) => o.buf)], n);
+      this.runI8(this.fusedI8(w, { stacked: ws.length }), xt, w, [n, w.inFeatures, 0, w.blocks, ...stackedParams(rows, st.members.map((m) => m.mul), f32bits)], [st.data, st.scales!, ...os.map((o) => o.buf)], n);
       return true;
     }
-    const k = stackedGemvKernel(w.format, xMode(w.format, w.inFeatures), sg, bv, ws.length, xt.rows);
+    const k = stackedGemvKernel(w.format, xMode(w.format, w.inFeatures), sg, bv, ws.length, xt.rows, w.tiled);
     // a batch's ocols word goes unused: each output's rows are its member's width
     const params = [...this.gemvParams(w, n), ...stackedParams(rows, st.members.map((m) => m.mul), f32bits), ...(xt.rows > 1 ? [0] : [])];
     const bufs = [xt.buf, st.data, ...(st.scales ? [st.scales] : []), ...os.map((o) => o.buf)];
@@ -337,10 +369,10 @@ export class WebGpuBackend implements Backend {
     const sg = this.gpu.subgroupMinSize;
     const n = 2 * g.outFeatures;
     if (xt.rows === 1 && this.viaInt8(g)) {
-      this.runI8(fusedGemvI8Kernel(g.format as BlockFormat, sg, "swiglu"), xt, g, [n, g.inFeatures, 0, g.blocks, g.outFeatures, f32bits(g.mul), f32bits(u.mul)], [st.data, st.scales!, o.buf], n);
+      this.runI8(this.fusedI8(g, "swiglu"), xt, g, [n, g.inFeatures, 0, g.blocks, g.outFeatures, f32bits(g.mul), f32bits(u.mul)], [st.data, st.scales!, o.buf], n);
       return true;
     }
-    const k = swigluGemvKernel(g.format, xMode(g.format, g.inFeatures), sg, bv, xt.rows);
+    const k = swigluGemvKernel(g.format, xMode(g.format, g.inFeatures), sg, bv, xt.rows, g.tiled);
     // a batch's ocols word goes unused: out rows are half (= gate's rows) wide
     const params = [...this.gemvParams(g, n), g.outFeatures, f32bits(g.mul), f32bits(u.mul), ...(xt.rows > 1 ? [0] : [])];
     this.run(k, params, [xt.buf, st.data, ...(st.scales ? [st.scales] : []), o.buf], grid(Math.ceil(n / gemvRows(sg, bv.rowsPerTeam, bv.split))));
@@ -364,11 +396,11 @@ export class WebGpuBackend implements Backend {
     if (!bv) return this.fusedPerRow(xt, [o], (xr, row) => this.matmulAdd(row(o), xr, w));
     const sg = this.gpu.subgroupMinSize;
     if (xt.rows === 1 && this.viaInt8(w)) {
-      const k = fusedGemvI8Kernel(w.format as BlockFormat, sg, "add");
+      const k = this.fusedI8(w, "add");
       for (const part of w.parts) this.runI8(k, xt, w, [part.rows, w.inFeatures, part.rowStart, w.blocks], [part.data, part.scales!, o.buf], part.rows);
       return true;
     }
-    const k = addGemvKernel(w.format, xMode(w.format, w.inFeatures), sg, bv, xt.rows);
+    const k = addGemvKernel(w.format, xMode(w.format, w.inFeatures), sg, bv, xt.rows, w.tiled);
     for (const part of w.parts) {
       const bufs = part.scales ? [xt.buf, part.data, part.scales, o.buf] : [xt.buf, part.data, o.buf];
       const params = [...this.gemvParams(w, part.rows, part.rowStart, w.mul), ...(xt.rows > 1 ? [o.cols] : [])];
@@ -571,7 +603,7 @@ export class WebGpuBackend implements Backend {
     for (const id of tokens) {
       if (!(id >= 0 && id < w.outFeatures)) throw new Error(`token id ${id} is outside the vocabulary [0, ${w.outFeatures})`);
     }
-    const k = embedKernel(w.format);
+    const k = embedKernel(w.format, false, w.tiled);
     for (let r0 = 0; r0 < tokens.length; r0 += EMBED_TOKENS) {
       const ids = tokens.subarray(r0, r0 + EMBED_TOKENS);
       for (const part of w.parts) {
@@ -609,7 +641,7 @@ export class WebGpuBackend implements Backend {
       const bv = this.batchVariant(wt, n, this.gemvVariantOf(wt.format));
       if (bv) {
         const sg = this.gpu.subgroupMinSize;
-        const k = gemvKernel(wt.format, xMode(wt.format, K), sg, bv.rowsPerTeam, bv.split, bv.unroll, bv.pipeline, bv.x, undefined, n);
+        const k = gemvKernel(wt.format, xMode(wt.format, K), sg, bv.rowsPerTeam, bv.split, bv.unroll, bv.pipeline, bv.x, undefined, n, wt.tiled);
         for (const part of wt.parts) {
           const bufs = part.scales ? [xt.buf, part.data, part.scales, o.buf] : [xt.buf, part.data, o.buf];
           this.run(k, [...this.gemvParams(wt, part.rows, part.rowStart, wt.mul), o.cols], bufs, grid(Math.ceil(part.rows / gemvRows(sg, bv.rowsPerTeam, bv.split))));
@@ -623,17 +655,23 @@ export class WebGpuBackend implements Backend {
     }
     for (const part of wt.parts) {
       const bufs = part.scales ? [xt.buf, part.data, part.scales, o.buf] : [xt.buf, part.data, o.buf];
-      if (n === 1 && wt.isBlock && this.activations === "int8") {
-        const [xq, xs] = this.qx.of(xt.buf, K, wt.format as BlockFormat, this.recorder.dispatches, this.recorder.submissions);
+      if (n === 1 && this.viaInt8(wt) && this.selfQuantizing(wt)) {
         const sg = this.gpu.subgroupMinSize;
-        const R = GEMV_I8_ROWS[wt.format as BlockFormat];
-        this.run(gemvI8Kernel(wt.format as BlockFormat, sg, R, gemvSplit(sg, R), GEMV_I8_UNROLL[wt.format as BlockFormat]), [part.rows, K, part.rowStart, wt.blocks], [xq, xs, part.data, part.scales!, o.buf], grid(Math.ceil(part.rows / gemvRows(sg, R))));
+        const R = GEMV_BLOCKS_QUANT.rowsPerTeam;
+        this.run(gemvBlocksQuantKernel(sg), [part.rows, K, part.rowStart, wt.blocks], [xt.buf, part.data, part.scales!, o.buf], grid(Math.ceil(part.rows / gemvRows(sg, R, 1))));
+      } else if (n === 1 && this.viaInt8(wt)) {
+        const [xq, xs] = this.qx.of(xt.buf, K, wt.format as BlockFormat, this.recorder.dispatches, this.recorder.submissions, wt.tiled);
+        const sg = this.gpu.subgroupMinSize;
+        const R = wt.tiled ? GEMV_I8_ROWS[wt.format as BlockFormat] : GEMV_BLOCKS.rowsPerTeam;
+        const S = wt.tiled ? gemvSplit(sg, R) : GEMV_BLOCKS.split;
+        const k = wt.tiled ? gemvI8Kernel(wt.format as BlockFormat, sg, R, S, GEMV_I8_UNROLL[wt.format as BlockFormat]) : gemvBlocksI8Kernel(sg);
+        this.run(k, [part.rows, K, part.rowStart, wt.blocks], [xq, xs, part.data, part.scales!, o.buf], grid(Math.ceil(part.rows / gemvRows(sg, R, S))));
         this.qx.keep(this.recorder.dispatches);
       } else if (n === 1) {
         const sg = this.gpu.subgroupMinSize;
         const R = this.gemvRowsPerTeam[wt.format];
         const v = gemvVariant(wt.format, sg, R === GEMV_ROWS_PER_TEAM[wt.format] ? {} : { rowsPerTeam: R });
-        const k = gemvKernel(wt.format, xMode(wt.format, K), sg, v.rowsPerTeam, v.split, v.unroll, v.pipeline, v.x);
+        const k = gemvKernel(wt.format, xMode(wt.format, K), sg, v.rowsPerTeam, v.split, v.unroll, v.pipeline, v.x, undefined, 1, wt.tiled);
         const chunks = Math.ceil(K / chunkElems(wt.format));
         this.run(k, [part.rows, K, chunks, part.rowStart, wt.stride / 4, wt.blocks, f32bits(wt.mul)], bufs, grid(Math.ceil(part.rows / gemvRows(sg, R, v.split))));
       } else {
@@ -641,7 +679,7 @@ export class WebGpuBackend implements Backend {
         const tiles = Math.ceil(part.rows / GEMM_TILE);
         const rowTiles = Math.ceil(n / GEMM_TILE);
         if (tiles > 65535 || rowTiles > 65535) throw new Error(`matmul ${wt.name}: too large for one dispatch`);
-        this.run(gemmKernel(wt.format), [n, part.rows, K, groups, part.rowStart, o.cols, wt.stride / 4, wt.blocks, f32bits(wt.mul)], bufs, [tiles, rowTiles]);
+        this.run(gemmKernel(wt.format, wt.tiled), [n, part.rows, K, groups, part.rowStart, o.cols, wt.stride / 4, wt.blocks, f32bits(wt.mul)], bufs, [tiles, rowTiles]);
       }
     }
   }
@@ -839,7 +877,7 @@ export class WebGpuBackend implements Backend {
     if (o.cols !== cols || o.rows < rows.length) throw new Error(`embed ${w.name}: ${rows.length} tokens of width ${cols} do not fit [${o.rows}, ${o.cols}]`);
     if (rows.length > EMBED_TOKENS) throw new Error(`embedPickedRows: at most ${EMBED_TOKENS} rows, got ${rows.length}`);
     for (const r of rows) if (!(Number.isInteger(r) && r >= 0 && r < p.rows)) throw new Error(`embedPickedRows: row ${r} of ${p.rows} picked rows`);
-    const k = embedRowsKernel(w.format, this.rowViewAlign / 4);
+    const k = embedRowsKernel(w.format, this.rowViewAlign / 4, w.tiled);
     for (const part of w.parts) {
       const params = new Uint32Array(8 + rows.length);
       params.set([rows.length, cols, part.rowStart, part.rowStart + part.rows, w.stride, w.blocks, 0, f32bits(w.mul)]);
@@ -865,7 +903,7 @@ export class WebGpuBackend implements Backend {
     const w = table as GpuWeight;
     const cols = w.inFeatures;
     if (o.cols !== cols || o.rows < 1) throw new Error(`embed ${w.name}: a token of width ${cols} does not fit [${o.rows}, ${o.cols}]`);
-    const k = embedKernel(w.format, true);
+    const k = embedKernel(w.format, true, w.tiled);
     for (const part of w.parts) {
       const params = [1, cols, part.rowStart, part.rowStart + part.rows, w.stride, w.blocks, 0, f32bits(w.mul)];
       const bufs = part.scales ? [o.buf, part.data, part.scales, this.result] : [o.buf, part.data, this.result];

@@ -15,7 +15,12 @@
  *   4h..4h+3 (h < 4: the low nibbles of bytes 4h..; h >= 4: the high nibbles of bytes 4(h-4)..). Scales of
  *   lane group g (blocks g, g+4, ..., g+28) are 16 contiguous bytes, tile scales ordered [g][v].
  *
- * The part of a row past its last whole tile keeps the file's order. Block formats split the GGUF blocks
+ * The part of a row past its last whole tile keeps the file's order. q4_0 has a second layout, "blocks":
+ * no tiles, every row in the file's order (block b of row r at r * blocks + b), for the int8-activation
+ * GEMV in which a lane owns whole blocks (kernels/gemv-i8.ts; architecture.md decision 25). Every kernel
+ * that reads q4_0 takes the weight's layout (`tiled`) as a compile-time flag.
+ *
+ * Block formats split the GGUF blocks
  * (34 / 18 bytes, not word-aligned) into quants (32 / 16 bytes a block, rows contiguous) and f16 scales
  * with a row stride of a multiple of 8 (so a lane group's 8 scales are one aligned 16-byte load). Bytes
  * read per weight stay those of the file (8.5 / 4.5 bits; padding blocks to 36 / 20 bytes would read 6% /
@@ -35,6 +40,10 @@ import { uploadPacked } from "./packed-weights.js";
 
 /** A weight's layout on the GPU: a block format (this file) or a packed format (packed-weights.ts). */
 export type GpuFormat = DType | PackedDType;
+
+/** q4_0's layout on the GPU: "tiles" (the f32-x GEMV's coalesced order) or "blocks" (the file's order). */
+export type Q4Layout = "tiles" | "blocks";
+export const Q4_LAYOUTS: readonly Q4Layout[] = ["tiles", "blocks"];
 
 export interface WeightPart {
   readonly rowStart: number;
@@ -59,6 +68,8 @@ export class GpuWeight implements Weight {
     readonly parts: readonly WeightPart[],
     /** Packed formats: the f32 factor every row sum is multiplied by (packed-weights.ts). */
     readonly mul = 1,
+    /** Whether whole tiles are in tile order (false: a q4_0 weight in the "blocks" layout). */
+    readonly tiled = true,
   ) {}
   get outFeatures(): number {
     return this.shape.length === 1 ? 1 : this.shape.slice(0, -1).reduce((a, b) => a * b, 1);
@@ -82,8 +93,11 @@ export const TILE_ELEMS: Record<DType, number> = { f32: 128, f16: 256, bf16: 256
 /** f16 scales a row of `blocks` blocks occupies in the scales array (a multiple of 8: 16 bytes). */
 export const scaleStride = (blocks: number) => roundUp(blocks, 8);
 
-/** Repacks `raw` into the GPU layout and uploads it, split so that no part exceeds `maxBinding` bytes. */
-export function uploadWeight(raw: RawTensor, pool: BufferPool, maxBinding: number): GpuWeight {
+/**
+ * Repacks `raw` into the GPU layout and uploads it, split so that no part exceeds `maxBinding` bytes;
+ * q4_0 in `q4Layout`.
+ */
+export function uploadWeight(raw: RawTensor, pool: BufferPool, maxBinding: number, q4Layout: Q4Layout = "tiles"): GpuWeight {
   const K = raw.shape[raw.shape.length - 1]!;
   const N = raw.shape.length === 1 ? 1 : raw.shape.slice(0, -1).reduce((a, b) => a * b, 1);
   if (isPackedDType(raw.dtype)) {
@@ -102,7 +116,7 @@ export function uploadWeight(raw: RawTensor, pool: BufferPool, maxBinding: numbe
     bytes = new Uint8Array(f.buffer);
     format = "f32";
   }
-  if (format === "q8_0" || format === "q4_0") return uploadBlocks(raw, format, N, K, pool, maxBinding);
+  if (format === "q8_0" || format === "q4_0") return uploadBlocks(raw, format, N, K, pool, maxBinding, format === "q4_0" && q4Layout === "blocks");
 
   const elemBytes = format === "f32" ? 4 : 2;
   const rowBytes = K * elemBytes;
@@ -158,7 +172,7 @@ function tileHalfRows(data: Uint8Array, rows: number, stride: number, tiles: num
 /** The four nibbles at bits 0, 8, 16, 24 of `n` packed into bits 0..15. */
 const squeeze = (n: number) => (n & 0xf) | ((n >>> 4) & 0xf0) | ((n >>> 8) & 0xf00) | ((n >>> 12) & 0xf000);
 
-function uploadBlocks(raw: RawTensor, format: "q8_0" | "q4_0", N: number, K: number, pool: BufferPool, maxBinding: number): GpuWeight {
+function uploadBlocks(raw: RawTensor, format: "q8_0" | "q4_0", N: number, K: number, pool: BufferPool, maxBinding: number, untiled: boolean): GpuWeight {
   if (K % 32 !== 0) throw new Error(`weight ${raw.name}: ${format} rows of ${K} elements do not fill whole 32-element blocks`);
   const blocks = K / 32;
   const q8 = format === "q8_0";
@@ -168,7 +182,7 @@ function uploadBlocks(raw: RawTensor, format: "q8_0" | "q4_0", N: number, K: num
   const rowsPerPart = Math.floor(maxBinding / Math.max(blocks * qWords * 4, ss * 2));
   if (rowsPerPart < 1) throw new Error(`weight ${raw.name}: one row exceeds the largest GPU binding (${maxBinding})`);
   const tileBlocks = TILE_ELEMS[format] / 32;
-  const tiles = Math.floor(blocks / tileBlocks);
+  const tiles = untiled ? 0 : Math.floor(blocks / tileBlocks);
   const src = raw.data;
   const word = (p: number) => (src[p]! | (src[p + 1]! << 8) | (src[p + 2]! << 16) | (src[p + 3]! << 24)) >>> 0;
   const parts: WeightPart[] = [];
@@ -208,7 +222,7 @@ function uploadBlocks(raw: RawTensor, format: "q8_0" | "q4_0", N: number, K: num
     }
     parts.push({ rowStart: r0, rows, data: pool.upload(new Uint8Array(quants.buffer), raw.name), scales: pool.upload(new Uint8Array(scales.buffer), `${raw.name} scales`) });
   }
-  return new GpuWeight(raw.name, format, raw.shape, format, 0, blocks, parts);
+  return new GpuWeight(raw.name, format, raw.shape, format, 0, blocks, parts, 1, !untiled);
 }
 
 /**
@@ -251,7 +265,7 @@ fn scale(i: u32) -> f32 { return unpack2x16float(sc[i >> 1u])[i & 1u]; }
  * WGSL `fn wget(o: u32, i: u32) -> f32`: element i of row o, with `w: array<u32>`, `sc: array<u32>` and
  * uniform fields `p.stride` (words a row) and `p.blocks` (blocks a row).
  */
-export function elementDecoder(format: DType): string {
+export function elementDecoder(format: DType, tiled = true): string {
   switch (format) {
     case "f32":
       return "fn wget(o: u32, i: u32) -> f32 { return bitcast<f32>(w[o * p.stride + i]); }";
@@ -287,7 +301,7 @@ export function elementDecoder(format: DType): string {
   var word = (i >> 5u) * 4u + (j & 15u) / 4u;
   var shift = 8u * (j & 3u) + 4u * (j / 16u);
   var si = i >> 5u;
-  if ((i >> 10u) < (p.blocks >> 5u)) {
+  if (${tiled ? "(i >> 10u) < (p.blocks >> 5u)" : "false"}) {
     let t = i >> 10u;
     let r = i & 1023u;
     let v = r >> 7u;

@@ -7,13 +7,15 @@
  *   block's integer dot product exactly, to the f32 bound (blocks + 16) * 2^-23 * sum |scale_w scale_x isum|;
  * - and it is within the stated quantization error of the exact f32 product (as the CPU's int8 path).
  * Rows 1, K odd multiples of 32 (a rest past the last whole tile), weights split into parts, with and
- * without subgroups.
+ * without subgroups; q4_0 in both GPU layouts (tiles: gemv-i8.ts; blocks, the int8 default:
+ * gemv-blocks.ts, whose x is two planes with a quant sum a block).
  */
 import { after, test } from "node:test";
 import assert from "node:assert/strict";
 import { decodeRow } from "../../../src/backend/cpu/reference.js";
 import type { GpuTensor, WebGpuBackend } from "../../../src/backend/webgpu/webgpu-backend.js";
 import { QUANT_X_BLOCKS, TILE_BLOCKS, gemvI8Kernel, quantXKernel, type BlockFormat } from "../../../src/backend/webgpu/kernels/gemv-i8.js";
+import { gemvBlocksI8Kernel, quantXBlocksKernel } from "../../../src/backend/webgpu/kernels/gemv-blocks.js";
 import { grid } from "../../../src/backend/webgpu/kernel.js";
 import type { Buf } from "../../../src/backend/webgpu/buffers.js";
 import { gemvRows } from "../../../src/backend/webgpu/kernels/matmul.js";
@@ -23,9 +25,10 @@ import { Rng, openOrSkip, randomWeight, tensorOf } from "./helpers.js";
 
 const { gpu, reason } = await openOrSkip({ activations: "int8" });
 const plain = gpu ? await openOrSkip({ subgroups: false, maxBindingBytes: 4 * 5216, activations: "int8" }) : { gpu: undefined, reason };
+const tiled = gpu ? await openOrSkip({ activations: "int8", q4Layout: "tiles" }) : { gpu: undefined, reason };
+const plainTiled = gpu ? await openOrSkip({ subgroups: false, maxBindingBytes: 4 * 5216, activations: "int8", q4Layout: "tiles" }) : { gpu: undefined, reason };
 after(() => {
-  gpu?.dispose();
-  plain.gpu?.dispose();
+  for (const g of [gpu, plain.gpu, tiled.gpu, plainTiled.gpu]) g?.dispose();
 });
 
 const SHAPES: Record<BlockFormat, [number, number][]> = {
@@ -43,6 +46,7 @@ function activations(K: number, rng: Rng): Float32Array {
 /** The GPU's quantization of x for `format`, read back: quants as int8 (x's order), scales by block. */
 async function quantized(g: WebGpuBackend, x: GpuTensor, K: number, format: BlockFormat): Promise<{ q: Int8Array; s: Float32Array; bufs: [Buf, Buf] }> {
   const blocks = K / 32;
+  if (format === "q4_0" && g.q4Layout === "blocks") return quantizedBlocks(g, x, K);
   const tiles = Math.floor(blocks / TILE_BLOCKS[format]);
   const xq = g.activation(1, K / 4);
   const xs = g.activation(1, Math.ceil(blocks / 8) * 8);
@@ -58,6 +62,25 @@ async function quantized(g: WebGpuBackend, x: GpuTensor, K: number, format: Bloc
     const t = Math.floor(b / TB);
     const bt = b % TB;
     s[b] = sp[t < tiles ? t * TB + (TB / 4) * (bt & 3) + (bt >> 2) : b]!;
+  }
+  return { q, s, bufs: [xq.buf, xs.buf] };
+}
+
+/** The blocks layout's planes and (scale, sum) pairs, read back; checks each sum against its quants. */
+async function quantizedBlocks(g: WebGpuBackend, x: GpuTensor, K: number): Promise<{ q: Int8Array; s: Float32Array; bufs: [Buf, Buf] }> {
+  const blocks = K / 32;
+  const xq = g.activation(1, K / 4);
+  const xs = g.activation(1, 2 * blocks);
+  g.recorder.dispatch(quantXBlocksKernel(), [blocks], [x.buf, xq.buf, xs.buf], grid(Math.ceil(blocks / QUANT_X_BLOCKS)));
+  const planes = new Int8Array((await g.read(xq)).buffer);
+  const pairs = await g.read(xs);
+  const q = new Int8Array(K);
+  const s = new Float32Array(blocks);
+  for (let b = 0; b < blocks; b++) {
+    let sum = 0;
+    for (let i = 0; i < 32; i++) sum += q[b * 32 + i] = planes[(i < 16 ? 0 : blocks * 16) + b * 16 + (i % 16)]!;
+    s[b] = pairs[2 * b]!;
+    assert.equal(pairs[2 * b + 1], sum, `block ${b}: the stored quant sum`);
   }
   return { q, s, bufs: [xq.buf, xs.buf] };
 }
@@ -112,9 +135,10 @@ test("int8 activations: x quantized by the CPU's rule; GEMV exact on that x; wit
       const raw = randomWeight(format, [N, K], rng);
       const { q: wq, d: wd } = blocksOf(raw);
       const xs = activations(K, rng);
-      for (const g of [gpu!, plain.gpu!]) {
+      const backends = format === "q4_0" ? [gpu!, plain.gpu!, tiled.gpu!, plainTiled.gpu!] : [tiled.gpu!, plainTiled.gpu!];
+      for (const g of backends) {
         assert.equal(g.activations, "int8", "the int8 path was asked for");
-        const what = `${format} [${N}, ${K}] sg=${g.gpu.subgroupMinSize}`;
+        const what = `${format} [${N}, ${K}] ${g.q4Layout} sg=${g.gpu.subgroupMinSize}`;
         const x = tensorOf(g, 1, K, xs) as GpuTensor;
         const xq = await quantized(g, x, K, format);
         checkQuantization(xs, xq, what);
@@ -124,11 +148,15 @@ test("int8 activations: x quantized by the CPU's rule; GEMV exact on that x; wit
         const results: [string, Float32Array][] = [["backend default", await g.read(out)]];
         // tuning variants [R, S, U] on the read-back x's buffers
         const sg = g.gpu.subgroupMinSize;
-        for (const [R, S, U] of g === gpu ? [[1, 1, 4], [4, 2, 2]] : [[2, 1, 2]]) {
+        for (const [R, S, U] of g.gpu.subgroups ? [[1, 1, 4], [4, 2, 2], [2, 2, 2], [1, 1, 2]] : [[2, 1, 2]]) {
           for (const part of wt.parts) {
-            g.recorder.dispatch(gemvI8Kernel(format, sg, R, S, U), [part.rows, K, part.rowStart, wt.blocks], [...xq.bufs, part.data, part.scales!, out.buf], grid(Math.ceil(part.rows / gemvRows(sg, R, S))));
+            const k = wt.tiled ? gemvI8Kernel(format, sg, R, S, U) : gemvBlocksI8Kernel(sg, R, S, U);
+            g.recorder.dispatch(k, [part.rows, K, part.rowStart, wt.blocks], [...xq.bufs, part.data, part.scales!, out.buf], grid(Math.ceil(part.rows / gemvRows(sg, R, S))));
           }
           results.push([`R=${R} S=${S} U=${U}`, await g.read(out)]);
+          // blocks: the default GEMV quantizes x itself, and a separate quantization + GEMV of the same
+          // split and unroll (each row's blocks in the same order) must give the same bits
+          if (!wt.tiled && S === 1 && U === 2) assert.deepEqual(results.at(-1)![1], results[0]![1], `${what}: quantX + GEMV R=${R} S=1 U=2 vs the self-quantizing GEMV`);
         }
         const blocks = K / 32;
         for (const [variant, got] of results) for (let o = 0; o < N; o++) {
@@ -185,4 +213,91 @@ test("int8 activations: x is quantized again after it changes between matmuls", 
 test("activations option: a bad value is refused by name", { skip: !gpu && reason }, async () => {
   const { createWebGpuBackend } = await import("../../../src/backend/webgpu/webgpu-backend.js");
   await assert.rejects(createWebGpuBackend({ activations: "int4" as "int8" }), /activations: "int4"/);
+  await assert.rejects(createWebGpuBackend({ q4Layout: "rows" as "tiles" }), /q4Layout: "rows"/);
+});
+
+test("q4_0 layouts: int8 activations upload blocks, f32 tiles; the other activation path reads each layout too", { skip: !gpu && reason }, async () => {
+  const rng = new Rng(8);
+  const [N, K] = [11, 3 * 1024 + 32];
+  const raw = randomWeight("q4_0", [N, K], rng);
+  const xs = activations(K, rng);
+  const f32 = await openOrSkip({ activations: "f32" });
+  try {
+    const outs: Record<string, Float32Array> = {};
+    for (const g of [gpu!, tiled.gpu!, f32.gpu!]) {
+      const wt = g.upload(raw);
+      assert.equal(wt.tiled, g.q4Layout === "tiles", `${g.activations} ${g.q4Layout}: the weight's layout`);
+      const x = tensorOf(g, 1, K, xs) as GpuTensor;
+      const out = g.activation(1, N);
+      for (const act of ["int8", "f32"] as const) {
+        g.activations = act;
+        g.matmul(out, x, wt);
+        outs[`${g.q4Layout} ${act}`] = await g.read(out);
+      }
+      g.activations = g === f32.gpu ? "f32" : "int8";
+    }
+    assert.equal(gpu!.q4Layout, "blocks");
+    assert.equal(f32.gpu!.q4Layout, "tiles");
+    // the same products summed in other orders: the layouts agree to f32 rounding of the sum of |w x|
+    const w = new Float32Array(K);
+    for (let o = 0; o < N; o++) {
+      decodeRow("q4_0", raw.data, o, K, w);
+      let mag = 0;
+      for (let k = 0; k < K; k++) mag += Math.abs(w[k]! * xs[k]!);
+      for (const act of ["int8", "f32"]) {
+        const [a, b] = [outs[`blocks ${act}`]![o]!, outs[`tiles ${act}`]![o]!];
+        assert.ok(Math.abs(a - b) <= (K / 32 + 16) * 2 ** -22 * mag, `${act} out[${o}]: blocks ${a} vs tiles ${b} (sum |w x| ${mag})`);
+      }
+      // and int8 differs from f32 (both paths were taken)
+      assert.notEqual(outs["blocks int8"]![o], outs["blocks f32"]![o], `out[${o}]: int8 and f32 on blocks gave the same value`);
+    }
+  } finally {
+    f32.gpu?.dispose();
+  }
+});
+
+test("int8 activations: the x scratch grows within one submission without losing what was recorded", { skip: !gpu && reason }, async () => {
+  const rng = new Rng(13);
+  const fresh = await openOrSkip({ activations: "int8" });
+  const g = fresh.gpu!;
+  g.quantizeInGemv = false;
+  try {
+    // K = 16384: 512 blocks, whose (scale, sum) pairs (4 KiB) outgrow the first scratch (2 KiB)
+    const shapes: [number, number][] = [[3, 1024], [3, 16384]];
+    const raws = shapes.map((s) => randomWeight("q4_0", s, rng));
+    const xs = shapes.map(([, K]) => activations(K, rng));
+    const outs = shapes.map(([N]) => g.activation(1, N));
+    shapes.forEach(([, K], i) => g.matmul(outs[i]!, tensorOf(g, 1, K, xs[i]!), g.upload(raws[i]!)));
+    const together = await Promise.all(outs.map((o) => g.read(o)));
+    // the same matmuls, each in its own submission, on a backend whose scratch has grown already
+    for (let i = 0; i < shapes.length; i++) {
+      g.matmul(outs[i]!, tensorOf(g, 1, shapes[i]![1], xs[i]!), g.upload(raws[i]!));
+      assert.deepEqual(await g.read(outs[i]!), together[i], `matmul ${i} recorded before the scratch grew`);
+    }
+  } finally {
+    g.dispose();
+  }
+});
+
+test("q4_0 blocks layout: the GEMM (prefill) and embed read it to the same bits as the tiles layout", { skip: !gpu && reason }, async () => {
+  const rng = new Rng(21);
+  const [N, K, rows] = [37, 2 * 1024 + 96, 70];
+  const raw = randomWeight("q4_0", [N, K], rng);
+  const xs = Float32Array.from({ length: rows * K }, () => rng.next() * 2 - 1);
+  const tokens = Int32Array.from([0, 5, 36, 17]);
+  const got: Record<string, [Float32Array, Float32Array]> = {};
+  for (const g of [gpu!, tiled.gpu!]) {
+    const wt = g.upload(raw);
+    const out = g.activation(rows, N);
+    g.matmul(out, tensorOf(g, rows, K, xs), wt);
+    const emb = g.activation(tokens.length, K);
+    g.embed(emb, wt, tokens);
+    got[g.q4Layout] = [await g.read(out), await g.read(emb)];
+  }
+  assert.deepEqual(got.blocks![0], got.tiles![0], "GEMM over 70 rows");
+  assert.deepEqual(got.blocks![1], got.tiles![1], "embed rows");
+  // and embed is the file's dequantized row
+  const w = new Float32Array(K);
+  decodeRow("q4_0", raw.data, 17, K, w);
+  assert.deepEqual(got.blocks![1].subarray(3 * K, 4 * K), w, "embed of row 17");
 });

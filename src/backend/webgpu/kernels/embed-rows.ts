@@ -14,10 +14,10 @@ import { EMBED_GROUP, EMBED_PARAM_BYTES } from "./embed.js";
  * Bindings: out, w, (scales), slot. Params: n (rows), cols, rowStart/rowEnd (rows of this weight part),
  * stride, blocks, outRow, mul (f32 bits), then the picked row of each output row.
  */
-export function embedRowsKernel(format: DType, slotWords: number): Kernel {
+export function embedRowsKernel(format: DType, slotWords: number, tiled = true): Kernel {
   const packed = isPackedDType(format);
   const block = format === "q8_0" || format === "q4_0" || packed;
-  const name = `embed.${format}.rows`;
+  const name = `embed.${format}.rows${tiled ? "" : ".blocks"}`;
   return memoKernel(`${name}.${slotWords}`, () => ({
     name,
     params: "storage",
@@ -31,7 +31,7 @@ struct P { n: u32, cols: u32, rowStart: u32, rowEnd: u32, stride: u32, blocks: u
 ${block ? `@group(0) @binding(3) var<storage, read> sc: array<u32>;\n${packed ? "" : SCALE_FN}` : ""}
 @group(0) @binding(${block ? 4 : 3}) var<storage, read> slot: array<u32>;
 ${DECODE_HELPERS}
-${packed ? packedElementDecoder(format) : elementDecoder(format)}
+${packed ? packedElementDecoder(format) : elementDecoder(format, tiled)}
 @compute @workgroup_size(${EMBED_GROUP})
 fn main(${ENTRY_ARGS}) {
   let i = ${GROUP_INDEX} * ${EMBED_GROUP}u + lid;

@@ -19,10 +19,10 @@ export const EMBED_GROUP = 256;
  * token ids. With `picked`, the one token id is word 0 of the slot buffer a device-side argmax or sample
  * wrote (pipelined decoding), not a param.
  */
-export function embedKernel(format: DType, picked = false): Kernel {
+export function embedKernel(format: DType, picked = false, tiled = true): Kernel {
   const packed = isPackedDType(format);
   const block = format === "q8_0" || format === "q4_0" || packed;
-  const name = `embed.${format}${picked ? ".picked" : ""}`;
+  const name = `embed.${format}${picked ? ".picked" : ""}${tiled ? "" : ".blocks"}`;
   const slotBinding = block ? 4 : 3;
   return memoKernel(name, () => ({
     name,
@@ -37,7 +37,7 @@ struct P { n: u32, cols: u32, rowStart: u32, rowEnd: u32, stride: u32, blocks: u
 ${block ? `@group(0) @binding(3) var<storage, read> sc: array<u32>;\n${packed ? "" : SCALE_FN}` : ""}
 ${picked ? `@group(0) @binding(${slotBinding}) var<storage, read> slot: array<u32>;` : ""}
 ${DECODE_HELPERS}
-${isPackedDType(format) ? packedElementDecoder(format) : elementDecoder(format)}
+${isPackedDType(format) ? packedElementDecoder(format) : elementDecoder(format, tiled)}
 @compute @workgroup_size(${EMBED_GROUP})
 fn main(${ENTRY_ARGS}) {
   let i = ${GROUP_INDEX} * ${EMBED_GROUP}u + lid;

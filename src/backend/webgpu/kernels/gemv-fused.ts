@@ -12,6 +12,7 @@
  */
 import { gemvKernel, gemvRows, gemvSplit, type GemvHooks, type GemvVariant, type XMode } from "./matmul.js";
 import { GEMV_I8_ROWS, GEMV_I8_UNROLL, gemvI8Kernel, type BlockFormat } from "./gemv-i8.js";
+import { GEMV_BLOCKS, GEMV_BLOCKS_PAIRS, GEMV_BLOCKS_QUANT, gemvBlocksI8Kernel, gemvBlocksQuantKernel } from "./gemv-blocks.js";
 import type { GpuFormat } from "../weights.js";
 import type { Kernel } from "../kernel.js";
 
@@ -79,8 +80,8 @@ const ADD_HOOKS: GemvHooks = {
  * rows to its own output. Bindings: x, w, [scales,] out, out1..out(m-1). Params: the GEMV's (n = all rows,
  * mul = 1), then stackedParams (and, for a batch over 1, ocols, unused: each output's width is its member's rows).
  */
-export function stackedGemvKernel(format: GpuFormat, mode: XMode, sg: number, v: GemvVariant, m: number, batch = 1): Kernel {
-  return variantKernel(format, mode, sg, v, stackedHooks(m), batch);
+export function stackedGemvKernel(format: GpuFormat, mode: XMode, sg: number, v: GemvVariant, m: number, batch = 1, tiled = true): Kernel {
+  return variantKernel(format, mode, sg, v, stackedHooks(m), batch, tiled);
 }
 
 /** Rows per team of the swiglu GEMV: a team must hold whole (gate, up) pairs. */
@@ -93,27 +94,42 @@ export function swigluRowsPerTeam(rowsPerTeam: number): number {
  * [scales,] out. Params: the GEMV's (n = 2 * half, mul = 1), half, gate's factor, up's factor (and, for a
  * batch over 1, ocols, unused: out rows are half wide).
  */
-export function swigluGemvKernel(format: GpuFormat, mode: XMode, sg: number, v: GemvVariant, batch = 1): Kernel {
+export function swigluGemvKernel(format: GpuFormat, mode: XMode, sg: number, v: GemvVariant, batch = 1, tiled = true): Kernel {
   if (v.rowsPerTeam % 2 !== 0) throw new Error(`the swiglu GEMV needs an even number of rows per team, not ${v.rowsPerTeam}`);
-  return variantKernel(format, mode, sg, v, SWIGLU_HOOKS, batch);
+  return variantKernel(format, mode, sg, v, SWIGLU_HOOKS, batch, tiled);
 }
 
 /** out[o] += w_o · x: the GEMV with the residual add as its store. Bindings and params as the GEMV's (ocols: out's row width). */
-export function addGemvKernel(format: GpuFormat, mode: XMode, sg: number, v: GemvVariant, batch = 1): Kernel {
-  return variantKernel(format, mode, sg, v, ADD_HOOKS, batch);
+export function addGemvKernel(format: GpuFormat, mode: XMode, sg: number, v: GemvVariant, batch = 1, tiled = true): Kernel {
+  return variantKernel(format, mode, sg, v, ADD_HOOKS, batch, tiled);
 }
 
 /** The plain GEMV's variant `v` (matmul.ts's tables, as the backend picks it) with hooks, over `batch` x rows. */
-function variantKernel(format: GpuFormat, mode: XMode, sg: number, v: GemvVariant, hooks: GemvHooks, batch: number): Kernel {
-  return gemvKernel(format, mode, sg, v.rowsPerTeam, v.split, v.unroll, v.pipeline, v.x, hooks, batch);
+function variantKernel(format: GpuFormat, mode: XMode, sg: number, v: GemvVariant, hooks: GemvHooks, batch: number, tiled: boolean): Kernel {
+  return gemvKernel(format, mode, sg, v.rowsPerTeam, v.split, v.unroll, v.pipeline, v.x, hooks, batch, tiled);
 }
 
 /**
- * The same three fusions on the int8-activation GEMV (gemv-i8.ts) for q8_0/q4_0: bindings x quants,
- * x scales, w, scales, out(, out1..); params n, k, o0, blocks, then the hooks' as above.
+ * The same three fusions on the int8-activation GEMV for q8_0/q4_0 (gemv-i8.ts; q4_0 in the blocks
+ * layout, `tiled` false: gemv-blocks.ts): bindings x quants, x scales, w, scales, out(, out1..); params n,
+ * k, o0, blocks, then the hooks' as above.
  */
-export function fusedGemvI8Kernel(format: BlockFormat, sg: number, fusion: { stacked: number } | "swiglu" | "add"): { kernel: Kernel; rowsPerGroup: number } {
+export function fusedGemvI8Kernel(format: BlockFormat, sg: number, fusion: { stacked: number } | "swiglu" | "add", tiled = true): { kernel: Kernel; rowsPerGroup: number } {
   const hooks = fusion === "swiglu" ? SWIGLU_HOOKS : fusion === "add" ? ADD_HOOKS : stackedHooks(fusion.stacked);
+  if (!tiled) {
+    const v = fusion === "swiglu" ? GEMV_BLOCKS_PAIRS : GEMV_BLOCKS;
+    return { kernel: gemvBlocksI8Kernel(sg, v.rowsPerTeam, v.split, v.unroll, hooks), rowsPerGroup: gemvRows(sg, v.rowsPerTeam, v.split) };
+  }
   const R = fusion === "swiglu" ? swigluRowsPerTeam(GEMV_I8_ROWS[format]) : GEMV_I8_ROWS[format];
   return { kernel: gemvI8Kernel(format, sg, R, gemvSplit(sg, R), GEMV_I8_UNROLL[format], hooks), rowsPerGroup: gemvRows(sg, R) };
+}
+
+/**
+ * The three fusions on the self-quantizing q4_0 blocks GEMV (gemv-blocks.ts): bindings x (f32), w,
+ * scales, out(, out1..); params n, k, o0, blocks, then the hooks' as above. swiglu's teams hold pairs.
+ */
+export function fusedGemvBlocksQuantKernel(sg: number, fusion: { stacked: number } | "swiglu" | "add"): { kernel: Kernel; rowsPerGroup: number } {
+  const hooks = fusion === "swiglu" ? SWIGLU_HOOKS : fusion === "add" ? ADD_HOOKS : stackedHooks(fusion.stacked);
+  const R = fusion === "swiglu" ? swigluRowsPerTeam(GEMV_BLOCKS_QUANT.rowsPerTeam) : GEMV_BLOCKS_QUANT.rowsPerTeam;
+  return { kernel: gemvBlocksQuantKernel(sg, R, GEMV_BLOCKS_QUANT.unroll, hooks), rowsPerGroup: gemvRows(sg, R, 1) };
 }

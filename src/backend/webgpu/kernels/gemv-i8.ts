@@ -159,6 +159,48 @@ fn rscale(e: u32) -> f32 { return unpack2x16float(sc[e >> 3u][(e >> 1u) & 3u])[e
 }
 
 /**
+ * WGSL summing each team's R row sums acc0..acc(R-1) across its lanes, then across the S teams that split
+ * a row group (lane 0 of team kp = 0 ends with the totals): subgroup shuffles, or a workgroup-memory tree
+ * without subgroups. Expects `lid`, `team`, `lane`, `kp` and the constants TEAM, R, S in scope.
+ */
+export function teamReduce(team: number, viaSubgroup: boolean, R: number, S: number): { reduce: string; wgMemory: string } {
+  const teams = GEMV_THREADS / team;
+  const rows = Array.from({ length: R }, (_, j) => j);
+  const each = (fn: (j: number) => string, sep: string) => rows.map(fn).join(sep);
+  if (!viaSubgroup) {
+    return {
+      wgMemory: `var<workgroup> red: array<f32, ${GEMV_THREADS * R}>;`,
+      reduce: `${each((j) => `red[lid * R + ${j}u] = acc${j};`, "\n  ")}
+  workgroupBarrier();
+  let q = lid % (TEAM * S);
+  for (var h = TEAM * S / 2u; h > 0u; h >>= 1u) {
+    if (q < h) {
+      ${each((j) => `red[lid * R + ${j}u] += red[(lid + h) * R + ${j}u];`, "\n      ")}
+    }
+    workgroupBarrier();
+  }
+  ${each((j) => `acc${j} = red[lid * R + ${j}u];`, "\n  ")}`,
+    };
+  }
+  const shuffles: string[] = [];
+  for (let o = team / 2; o >= 1; o /= 2) for (const j of rows) shuffles.push(`acc${j} += subgroupShuffleXor(acc${j}, ${o}u);`);
+  if (S === 1) return { reduce: shuffles.join("\n  "), wgMemory: "" };
+  return {
+    wgMemory: `var<workgroup> red: array<f32, ${teams * R}>;`,
+    reduce: `${shuffles.join("\n  ")}
+  if (lane == 0u) {
+    ${each((j) => `red[team * R + ${j}u] = acc${j};`, "\n    ")}
+  }
+  workgroupBarrier();
+  if (lane == 0u && kp == 0u) {
+    for (var i = 1u; i < S; i++) {
+      ${each((j) => `acc${j} += red[(team + i) * R + ${j}u];`, "\n      ")}
+    }
+  }`,
+  };
+}
+
+/**
  * The int8-activation GEMV for q8_0/q4_0, with the f32 path's teams, rows per team R and split S
  * (kernels/matmul.ts), one load in flight per lane and row. Params: n, k, o0, blocks (then the hooks').
  * Bindings: x quants (u32), x scales (vec4 f32), weight quants, weight scales, out (then the hooks').
@@ -186,38 +228,7 @@ export function gemvI8Kernel(format: BlockFormat, sg: number, rowsPerTeam = GEMV
     const tileScales = format === "q4_0" ? "let s0 = xs[2u * (s >> 3u)]; let s1 = xs[2u * (s >> 3u) + 1u];" : "let s0 = xs[s >> 3u];";
     const tileArgs = format === "q4_0" ? "s0, s1" : "s0";
     const restBlock = format === "q4_0" ? "s" : "(s >> 1u)";
-    let reduce: string;
-    let wgMemory = "";
-    if (viaSubgroup) {
-      const shuffles: string[] = [];
-      for (let o = team / 2; o >= 1; o /= 2) for (const j of rows) shuffles.push(`acc${j} += subgroupShuffleXor(acc${j}, ${o}u);`);
-      reduce = shuffles.join("\n  ");
-      if (S > 1) {
-        wgMemory = `var<workgroup> red: array<f32, ${teams * R}>;`;
-        reduce += `
-  if (lane == 0u) {
-    ${each((j) => `red[team * R + ${j}u] = acc${j};`)}
-  }
-  workgroupBarrier();
-  if (lane == 0u && kp == 0u) {
-    for (var i = 1u; i < S; i++) {
-      ${each((j) => `acc${j} += red[(team + i) * R + ${j}u];`, "\n      ")}
-    }
-  }`;
-      }
-    } else {
-      wgMemory = `var<workgroup> red: array<f32, ${GEMV_THREADS * R}>;`;
-      reduce = `${each((j) => `red[lid * R + ${j}u] = acc${j};`, "\n  ")}
-  workgroupBarrier();
-  let q = lid % (TEAM * S);
-  for (var h = TEAM * S / 2u; h > 0u; h >>= 1u) {
-    if (q < h) {
-      ${each((j) => `red[lid * R + ${j}u] += red[(lid + h) * R + ${j}u];`, "\n      ")}
-    }
-    workgroupBarrier();
-  }
-  ${each((j) => `acc${j} = red[lid * R + ${j}u];`, "\n  ")}`;
-    }
+    const { reduce, wgMemory } = teamReduce(team, viaSubgroup, R, S);
     const code = /* wgsl */ `${viaSubgroup ? "enable subgroups;" : ""}
 struct P { n: u32, k: u32, o0: u32, blocks: u32${hooks?.params ?? ""} }
 @group(0) @binding(0) var<uniform> p: P;

@@ -171,7 +171,7 @@ export function gemvWorkgroupBytes(format: DType, sg: number, v: GemvVariant, ba
   const team = gemvTeam(sg);
   // without subgroups a batch reduces its x rows one after another through one array
   const red = sg > 1 ? (v.split > 1 ? (GEMV_THREADS / team) * v.rowsPerTeam * batch : 0) : GEMV_THREADS * v.rowsPerTeam;
-  const window = v.x === "global" ? 0 : team * v.unroll * v.split * gemvFormat(format).xv * (v.x === "shared" ? 16 : 8);
+  const window = v.x === "global" ? 0 : team * v.unroll * v.split * gemvFormat(format, true).xv * (v.x === "shared" ? 16 : 8);
   return 4 * red + window;
 }
 
@@ -235,7 +235,7 @@ interface GemvFormat {
   prologue?: string;
 }
 
-function gemvFormat(format: DType): GemvFormat {
+function gemvFormat(format: DType, tiled: boolean): GemvFormat {
   if (isPackedDType(format)) return packedGemv(format);
   const xc = (n: number) => Array.from({ length: n }, (_, v) => `x${v}: vec4<f32>`).join(", ");
   switch (format) {
@@ -271,7 +271,7 @@ fn rscale(e: u32) -> f32 { return unpack2x16float(sc[e >> 2u][(e >> 1u) & 1u])[e
       };
     case "q4_0":
       return {
-        xv: 8, slots: "p.blocks", tileSlots: "((p.blocks >> 5u) * 32u)", rowVec4s: "p.blocks",
+        xv: 8, slots: "p.blocks", tileSlots: tiled ? "((p.blocks >> 5u) * 32u)" : "0u", rowVec4s: "p.blocks",
         scaleType: "vec4<u32>", scaleRow: "((p.blocks + 7u) >> 3u)", restBlock: "s",
         fns: `fn tdot(q: vec4<u32>, c: vec4<u32>, ${xc(8)}) -> f32 {
   let a = unpack2x16float(c.x);
@@ -344,6 +344,7 @@ export function gemvKernel(
   x: GemvX = GEMV_X[format],
   hooks?: GemvHooks,
   batch = 1,
+  tiled = true,
 ): Kernel {
   const team = gemvTeam(sg);
   const teams = GEMV_THREADS / team;
@@ -358,8 +359,8 @@ export function gemvKernel(
   if (!(Number.isInteger(B) && B >= 1 && B <= GEMV_MAX_BATCH)) throw new Error(`GEMV batch ${B} must be an integer from 1 to ${GEMV_MAX_BATCH}`);
   if (B > 1 && staged) throw new Error(`GEMV: x staged in workgroup memory ("${x}") holds one x row; a batch of ${B} rows reads x from global memory`);
   const batched = B > 1;
-  return memoKernel(`gemv.${format}${gemvDecodeOf(format) ? `:${gemvDecodeOf(format)}` : ""}.${mode}.${team}.${+viaSubgroup}.${R}.${S}.${U}.${+pipeline}.${x}${hooks ? `.${hooks.key}` : ""}${batched ? `.b${B}` : ""}`, () => {
-    const f = gemvFormat(format);
+  return memoKernel(`gemv.${format}${gemvDecodeOf(format) ? `:${gemvDecodeOf(format)}` : ""}.${mode}.${team}.${+viaSubgroup}.${R}.${S}.${U}.${+pipeline}.${x}${hooks ? `.${hooks.key}` : ""}${batched ? `.b${B}` : ""}${tiled ? "" : ".blocks"}`, () => {
+    const f = gemvFormat(format, tiled);
     // per-load scales (block and 4-bit packed formats); a scale binding (those, and int8's row scales)
     const block = isBlock(format) || f.scaleAt !== undefined;
     const scaled = block || f.post !== undefined && f.scaleType !== undefined;
@@ -590,7 +591,7 @@ fn main(${ENTRY_ARGS}) {
 }
 
 /** WGSL `fn load8(o, g) -> array<vec4<f32>, 2>`: weights 8g..8g+7 of row o, decoded (weights.ts layout). */
-function groupLoader(format: DType): string {
+function groupLoader(format: DType, tiled: boolean): string {
   if (isPackedDType(format)) return packedGroupLoader(format);
   switch (format) {
     case "f32":
@@ -642,7 +643,7 @@ function groupLoader(format: DType): string {
     case "q4_0":
       return `fn load8(o: u32, g: u32) -> array<vec4<f32>, 2> {
   let ss = o * ((p.blocks + 7u) & ~7u);
-  if ((g >> 7u) < (p.blocks >> 5u)) {
+  if (${tiled ? "(g >> 7u) < (p.blocks >> 5u)" : "false"}) {
     let t = g >> 7u;
     let v = (g >> 4u) & 7u;
     let l = (g & 15u) * 2u;
@@ -677,8 +678,8 @@ export const GEMM_TILE = 64;
  * The tiled GEMM kernel for a weight format. Params: rows, n (features of this part), k, groups (8-weight
  * groups a row), o0, outCols, stride4, blocks. Grid: x over feature tiles, y over row tiles.
  */
-export function gemmKernel(format: DType): Kernel {
-  return memoKernel(`gemm.${format}`, () => {
+export function gemmKernel(format: DType, tiled = true): Kernel {
+  return memoKernel(`gemm.${format}${tiled ? "" : ".blocks"}`, () => {
     const code = /* wgsl */ `
 struct P { rows: u32, n: u32, k: u32, groups: u32, o0: u32, outCols: u32, stride4: u32, blocks: u32, mul: f32 }
 @group(0) @binding(0) var<uniform> p: P;
@@ -686,7 +687,7 @@ struct P { rows: u32, n: u32, k: u32, groups: u32, o0: u32, outCols: u32, stride
 ${weightBindings(format, 2)}
 @group(0) @binding(${hasScales(format) ? 4 : 3}) var<storage, read_write> out: array<f32>;
 ${DECODE_HELPERS}
-${groupLoader(format)}
+${groupLoader(format, tiled)}
 // [k][row / 4] and [k][feature / 4]: the inner loop reads one vec4 of each
 var<workgroup> xt: array<vec4<f32>, 512>;
 var<workgroup> wt: array<vec4<f32>, 512>;

@@ -1,0 +1,301 @@
+/**
+ * The int8-activation GEMV over q4_0 in the "blocks" layout (weights.ts: every row in the file's order,
+ * block b of row o at o * blocks + b): a lane owns whole 32-weight blocks, as llama.cpp's mmvq does, so it
+ * decodes one f16 scale per 32 weights where the tile-order kernel (gemv-i8.ts) decodes eight per 32
+ * weights of eight blocks, and its x is one block's. Measured on an H200 (bench/gpu-gemv-anatomy.ts,
+ * docs/results/session5/gemv-anatomy-blocks-*.json): 11.3 µs at 14336x4096 against 15.1 for the
+ * tile-order int8 GEMV and 19.2 for the f32-x GEMV, ~80% of the time the weight reads alone take.
+ *
+ * x is quantized per 32-block (the rule of gemv-i8.ts's quantXKernel) into two planes, bytes 0-15 of every
+ * block and then bytes 16-31, so that the lanes of a team, reading consecutive blocks, read consecutive
+ * vec4s of each plane; next to each block's scale sits the sum of its quants, which folds q4_0's −8 out of
+ * the per-nibble work: Σ (n − 8) q = Σ n q − 8 Σ q, and nibbles 0..15 go into dot4I8Packed unchanged.
+ * A GGUF q4_0 block's byte i holds element i (low nibble) and i + 16 (high nibble), which is why the
+ * planes split there.
+ */
+import { ENTRY_ARGS, GROUP_INDEX, memoKernel, type Kernel } from "../kernel.js";
+import { gemvSplit, gemvTeam, type GemvHooks } from "./matmul.js";
+import { QUANT_X_GROUP, teamReduce } from "./gemv-i8.js";
+
+/**
+ * Rows per team, split and blocks a lane loads before it computes, for the plain GEMV: R1 S1 U2 had the
+ * least time over five Llama shapes on an H200 (the json files above). Fused GEMVs whose team must hold
+ * pairs of rows (swiglu) take R2 S1 U2: the same split and unroll give each row's sum the same order, so
+ * the fused results equal the separate GEMVs bit for bit, and R2 S1 U2 was the fastest variant on the
+ * gate/up shapes (14336x4096 11.2 µs, 8192x2048 5.9).
+ */
+export const GEMV_BLOCKS = { rowsPerTeam: 1, split: 1, unroll: 2 } as const;
+export const GEMV_BLOCKS_PAIRS = { rowsPerTeam: 2, split: 1, unroll: 2 } as const;
+
+const GEMV_THREADS = 256;
+
+/** Bytes of the x planes and of the (scale, sum) pairs for K elements. */
+export function quantXBlocksBytes(K: number): { quants: number; scales: number } {
+  return { quants: K, scales: (K / 32) * 8 };
+}
+
+/**
+ * Quantizes x [1, K] (K a multiple of 32) into the planes described above. Params: blocks. Bindings: x
+ * (vec4 f32), planes (vec4 u32: block b's bytes 0-15 at b, bytes 16-31 at blocks + b), (scale, sum) pairs
+ * (vec2 f32). A thread a block. Grid: ceil(blocks / QUANT_X_GROUP).
+ */
+export function quantXBlocksKernel(): Kernel {
+  return memoKernel("quantx.q4_0.blocks", () => ({
+    name: "matmul.quantx",
+    code: /* wgsl */ `
+struct P { blocks: u32 }
+@group(0) @binding(0) var<uniform> p: P;
+@group(0) @binding(1) var<storage, read> x: array<vec4<f32>>;
+@group(0) @binding(2) var<storage, read_write> xq: array<vec4<u32>>;
+@group(0) @binding(3) var<storage, read_write> xs: array<vec2<f32>>;
+
+fn quant(v: vec4<f32>, inv: f32) -> vec4<i32> {
+  return vec4<i32>(clamp(round(v * inv), vec4<f32>(-127.0), vec4<f32>(127.0)));
+}
+fn pack(q: vec4<i32>) -> u32 {
+  let b = bitcast<vec4<u32>>(q) & vec4<u32>(0xffu);
+  return b.x | (b.y << 8u) | (b.z << 16u) | (b.w << 24u);
+}
+
+@compute @workgroup_size(${QUANT_X_GROUP})
+fn main(${ENTRY_ARGS}) {
+  let b = ${GROUP_INDEX} * ${QUANT_X_GROUP}u + lid;
+  if (b >= p.blocks) { return; }
+  var v: array<vec4<f32>, 8>;
+  var m = vec4<f32>(0.0);
+  for (var i = 0u; i < 8u; i++) {
+    v[i] = x[b * 8u + i];
+    m = max(m, abs(v[i]));
+  }
+  let amax = max(max(m.x, m.y), max(m.z, m.w));
+  let inv = select(0.0, 127.0 / amax, amax > 0.0);
+  var q: array<vec4<i32>, 8>;
+  var sum = vec4<i32>(0);
+  for (var i = 0u; i < 8u; i++) {
+    q[i] = quant(v[i], inv);
+    sum += q[i];
+  }
+  xq[b] = vec4<u32>(pack(q[0]), pack(q[1]), pack(q[2]), pack(q[3]));
+  xq[p.blocks + b] = vec4<u32>(pack(q[4]), pack(q[5]), pack(q[6]), pack(q[7]));
+  xs[b] = vec2<f32>(amax / 127.0, f32(sum.x + sum.y + sum.z + sum.w));
+}`,
+    bindings: ["read", "write", "write"],
+  }));
+}
+
+/**
+ * The GEMV: R rows a team, S teams splitting a row group's blocks, U blocks a lane loads before it
+ * computes. Params: n, k, o0, blocks (then the hooks'). Bindings: x planes, (scale, sum) pairs, weight
+ * quants, weight scales (f16 pairs, rows of gemv-i8's padded stride), out (then the hooks'). Grid:
+ * ceil(n / gemvRows(sg, R, S)). `hooks` as gemv-i8.ts's.
+ */
+export function gemvBlocksI8Kernel(sg: number, rowsPerTeam: number = GEMV_BLOCKS.rowsPerTeam, split = rowsPerTeam === GEMV_BLOCKS.rowsPerTeam ? GEMV_BLOCKS.split : gemvSplit(sg, rowsPerTeam), unroll: number = GEMV_BLOCKS.unroll, hooks?: GemvHooks): Kernel {
+  const team = gemvTeam(sg);
+  const teams = GEMV_THREADS / team;
+  const viaSubgroup = sg > 1;
+  const [R, S, U] = [rowsPerTeam, split, unroll];
+  if (!(S >= 1 && (S & (S - 1)) === 0 && teams % S === 0)) throw new Error(`GEMV split ${S} must be a power of two dividing ${teams} teams`);
+  if (!(R >= 1 && U >= 1)) throw new Error(`GEMV rows per team ${R} and unroll ${U} must be at least 1`);
+  return memoKernel(`gemvi8.q4_0.blocks.${team}.${+viaSubgroup}.${R}.${S}.${U}${hooks ? `.${hooks.key}` : ""}`, () => {
+    const rows = Array.from({ length: R }, (_, j) => j);
+    const each = (fn: (j: number) => string, sep = "\n      ") => rows.map(fn).join(sep);
+    const { reduce, wgMemory } = teamReduce(team, viaSubgroup, R, S);
+    // block `b` of every row of the team: its x and weights loaded, then R sums; weight loads of all U
+    // blocks of a step are issued before any is used
+    const loads = (b: string, u: number) => each((j) => `let q${j}_${u} = w[w${j} + ${b}]; let d${j}_${u} = wscale(c${j} + ${b});`);
+    const use = (b: string, u: number) => `{
+        let xa = xq[${b}]; let xb = xq[p.blocks + ${b}]; let xs = xsum[${b}];
+        let off = 8 * i32(xs.y);
+        ${each((j) => `acc${j} += d${j}_${u} * xs.x * i2f(bdot(q${j}_${u}, xa, xb) - off);`, "\n        ")}
+      }`;
+    const us = Array.from({ length: U }, (_, u) => u);
+    const at = (u: number) => (u === 0 ? "b" : `(b + ${u * team}u)`);
+    const code = /* wgsl */ `${viaSubgroup ? "enable subgroups;" : ""}
+struct P { n: u32, k: u32, o0: u32, blocks: u32${hooks?.params ?? ""} }
+@group(0) @binding(0) var<uniform> p: P;
+@group(0) @binding(1) var<storage, read> xq: array<vec4<u32>>;
+@group(0) @binding(2) var<storage, read> xsum: array<vec2<f32>>;
+@group(0) @binding(3) var<storage, read> w: array<vec4<u32>>;
+@group(0) @binding(4) var<storage, read> sc: array<u32>;
+@group(0) @binding(5) var<storage, read_write> out: array<f32>;
+${hooks?.decls?.(6) ?? ""}
+// an integer sum as f32 without a conversion (gemv-i8.ts): exact below 2^22
+fn i2f(i: i32) -> f32 { return bitcast<f32>(i + 0x4B400000) - 12582912.0; }
+fn wscale(i: u32) -> f32 { return unpack2x16float(sc[i >> 1u])[i & 1u]; }
+// Σ n q over a block: low nibbles against plane 0 (elements 0-15), high nibbles against plane 1 (16-31)
+fn bdot(q: vec4<u32>, a: vec4<u32>, b: vec4<u32>) -> i32 {
+  let m = 0x0f0f0f0fu;
+  return dot4I8Packed(q.x & m, a.x) + dot4I8Packed(q.y & m, a.y) + dot4I8Packed(q.z & m, a.z) + dot4I8Packed(q.w & m, a.w)
+       + dot4I8Packed((q.x >> 4u) & m, b.x) + dot4I8Packed((q.y >> 4u) & m, b.y) + dot4I8Packed((q.z >> 4u) & m, b.z) + dot4I8Packed((q.w >> 4u) & m, b.w);
+}
+const TEAM = ${team}u;
+const R = ${R}u;
+const S = ${S}u;
+const ROWS = ${teams / S}u * R;
+${wgMemory}
+
+@compute @workgroup_size(${GEMV_THREADS})
+fn main(${ENTRY_ARGS}) {
+  let team = lid / TEAM;
+  let lane = lid % TEAM;
+  let kp = team % S;
+  let row0 = ${GROUP_INDEX} * ROWS + (team / S) * R;
+  ${each((j) => `var acc${j} = 0.0;`, "\n  ")}
+  if (row0 < p.n) {
+    // rows past n (the last team of the last workgroup) read clamped in-bounds rows; their sums are dropped
+    let last = p.n - 1u;
+    ${each((j) => `let o${j} = ${hooks?.row ? hooks.row(`min(row0 + ${j}u, last)`) : `min(row0 + ${j}u, last)`};`, "\n    ")}
+    ${each((j) => `let w${j} = o${j} * p.blocks;`, "\n    ")}
+    ${each((j) => `let c${j} = o${j} * ((p.blocks + 7u) & ~7u);`, "\n    ")}
+    let steps = p.blocks / (TEAM * ${U}u);
+    for (var st = kp; st < steps; st += S) {
+      let b = st * (TEAM * ${U}u) + lane;
+      ${us.map((u) => loads(at(u), u)).join("\n      ")}
+      ${us.map((u) => use(at(u), u)).join("\n      ")}
+    }
+    for (var b = steps * (TEAM * ${U}u) + kp * TEAM + lane; b < p.blocks; b += TEAM * S) {
+      ${loads("b", 0)}
+      ${use("b", 0)}
+    }
+  }
+  ${reduce}
+  if (lane == 0u && kp == 0u) {
+    ${hooks?.store
+      ? hooks.store(rows.map((j) => `acc${j}`), rows.map((j) => `(row0 + ${j}u)`))
+      : each((j) => `if (row0 + ${j}u < p.n) { out[p.o0 + row0 + ${j}u] = acc${j}; }`, "\n    ")}
+  }
+}`;
+    return { name: `matmul.gemv.q4_0.blocks${hooks ? `.${hooks.key}` : ""}`, code, bindings: ["read", "read", "read", "read", "write", ...(hooks?.bindings ?? [])] };
+  });
+}
+
+/** Blocks of x one workgroup of the self-quantizing GEMV stages at a time (8 KiB of quants, 2 KiB of pairs). */
+export const QUANT_WINDOW = 256;
+
+/**
+ * Rows per team and unroll of the self-quantizing GEMV: R2 U2 had the least time over 14336x4096,
+ * 4096x14336 and 2048x8192 on an H200 (16.0, 16.8, 8.3 µs; R1 U2 20.3, 19.3, 8.9: more rows a workgroup
+ * re-read x fewer times; docs/results/session6/anat-*.json).
+ */
+export const GEMV_BLOCKS_QUANT = { rowsPerTeam: 2, unroll: 2 } as const;
+
+/**
+ * The same GEMV taking f32 x and quantizing it itself, so int8 activations cost no dispatch of their own
+ * (the host's time per dispatch bounds decode: docs/performance.md). Each workgroup quantizes windows of
+ * QUANT_WINDOW blocks of x into workgroup memory, by quantXBlocksKernel's rule (a thread a block), and
+ * its teams then run the loop of gemvBlocksI8Kernel over the window: every row's sum takes the same
+ * blocks in the same order as gemvBlocksI8Kernel with split 1 and the same unroll, so the two agree bit
+ * for bit. Re-reading x costs each workgroup 4K bytes from L2 against its rows' ~0.56K bytes of weights
+ * each. Params: n, k, o0, blocks (then the hooks'). Bindings: x (vec4 f32), weight quants, weight scales,
+ * out (then the hooks'). Grid: ceil(n / gemvRows(sg, R, 1)).
+ */
+export function gemvBlocksQuantKernel(sg: number, rowsPerTeam: number = GEMV_BLOCKS_QUANT.rowsPerTeam, unroll: number = GEMV_BLOCKS_QUANT.unroll, hooks?: GemvHooks): Kernel {
+  const team = gemvTeam(sg);
+  const teams = GEMV_THREADS / team;
+  const viaSubgroup = sg > 1;
+  const [R, U] = [rowsPerTeam, unroll];
+  if (!(R >= 1 && U >= 1)) throw new Error(`GEMV rows per team ${R} and unroll ${U} must be at least 1`);
+  if (QUANT_WINDOW % (team * U) !== 0) throw new Error(`GEMV unroll ${U}: a window of ${QUANT_WINDOW} blocks is not whole steps of ${team * U}`);
+  return memoKernel(`gemvq.q4_0.blocks.${team}.${+viaSubgroup}.${R}.${U}${hooks ? `.${hooks.key}` : ""}`, () => {
+    const rows = Array.from({ length: R }, (_, j) => j);
+    const each = (fn: (j: number) => string, sep = "\n        ") => rows.map(fn).join(sep);
+    const { reduce, wgMemory } = teamReduce(team, viaSubgroup, R, 1);
+    const us = Array.from({ length: U }, (_, u) => u);
+    const at = (u: number) => (u === 0 ? "b" : `(b + ${u * team}u)`);
+    // window block `b` (global block win + b) of every row of the team
+    const loads = (b: string, u: number) => each((j) => `let q${j}_${u} = w[w${j} + win + ${b}]; let d${j}_${u} = wscale(c${j} + win + ${b});`);
+    const use = (b: string, u: number) => `{
+          let xa = xq[${b}]; let xb = xq[${QUANT_WINDOW}u + ${b}]; let xs = xsum[${b}];
+          let off = 8 * i32(xs.y);
+          ${each((j) => `acc${j} += d${j}_${u} * xs.x * i2f(bdot(q${j}_${u}, xa, xb) - off);`, "\n          ")}
+        }`;
+    const code = /* wgsl */ `${viaSubgroup ? "enable subgroups;" : ""}
+struct P { n: u32, k: u32, o0: u32, blocks: u32${hooks?.params ?? ""} }
+@group(0) @binding(0) var<uniform> p: P;
+@group(0) @binding(1) var<storage, read> x: array<vec4<f32>>;
+@group(0) @binding(2) var<storage, read> w: array<vec4<u32>>;
+@group(0) @binding(3) var<storage, read> sc: array<u32>;
+@group(0) @binding(4) var<storage, read_write> out: array<f32>;
+${hooks?.decls?.(5) ?? ""}
+var<workgroup> xq: array<vec4<u32>, ${2 * QUANT_WINDOW}>;
+var<workgroup> xsum: array<vec2<f32>, ${QUANT_WINDOW}>;
+fn i2f(i: i32) -> f32 { return bitcast<f32>(i + 0x4B400000) - 12582912.0; }
+fn wscale(i: u32) -> f32 { return unpack2x16float(sc[i >> 1u])[i & 1u]; }
+fn bdot(q: vec4<u32>, a: vec4<u32>, b: vec4<u32>) -> i32 {
+  let m = 0x0f0f0f0fu;
+  return dot4I8Packed(q.x & m, a.x) + dot4I8Packed(q.y & m, a.y) + dot4I8Packed(q.z & m, a.z) + dot4I8Packed(q.w & m, a.w)
+       + dot4I8Packed((q.x >> 4u) & m, b.x) + dot4I8Packed((q.y >> 4u) & m, b.y) + dot4I8Packed((q.z >> 4u) & m, b.z) + dot4I8Packed((q.w >> 4u) & m, b.w);
+}
+fn quant(v: vec4<f32>, inv: f32) -> vec4<i32> {
+  return vec4<i32>(clamp(round(v * inv), vec4<f32>(-127.0), vec4<f32>(127.0)));
+}
+fn pack(q: vec4<i32>) -> u32 {
+  let b = bitcast<vec4<u32>>(q) & vec4<u32>(0xffu);
+  return b.x | (b.y << 8u) | (b.z << 16u) | (b.w << 24u);
+}
+// block b of x into window slot i (quantXBlocksKernel's rule and layout)
+fn stage(b: u32, i: u32) {
+  var v: array<vec4<f32>, 8>;
+  var m = vec4<f32>(0.0);
+  for (var e = 0u; e < 8u; e++) {
+    v[e] = x[b * 8u + e];
+    m = max(m, abs(v[e]));
+  }
+  let amax = max(max(m.x, m.y), max(m.z, m.w));
+  let inv = select(0.0, 127.0 / amax, amax > 0.0);
+  var q: array<vec4<i32>, 8>;
+  var sum = vec4<i32>(0);
+  for (var e = 0u; e < 8u; e++) {
+    q[e] = quant(v[e], inv);
+    sum += q[e];
+  }
+  xq[i] = vec4<u32>(pack(q[0]), pack(q[1]), pack(q[2]), pack(q[3]));
+  xq[${QUANT_WINDOW}u + i] = vec4<u32>(pack(q[4]), pack(q[5]), pack(q[6]), pack(q[7]));
+  xsum[i] = vec2<f32>(amax / 127.0, f32(sum.x + sum.y + sum.z + sum.w));
+}
+const TEAM = ${team}u;
+const R = ${R}u;
+const S = 1u;
+const ROWS = ${teams}u * R;
+${wgMemory}
+
+@compute @workgroup_size(${GEMV_THREADS})
+fn main(${ENTRY_ARGS}) {
+  let team = lid / TEAM;
+  let lane = lid % TEAM;
+  let kp = 0u;
+  let row0 = ${GROUP_INDEX} * ROWS + team * R;
+  let last = p.n - 1u;
+  ${each((j) => `var acc${j} = 0.0;`, "\n  ")}
+  // rows past n (the last team of the last workgroup) read clamped in-bounds rows; their sums are dropped
+  ${each((j) => `let o${j} = ${hooks?.row ? hooks.row(`min(row0 + ${j}u, last)`) : `min(row0 + ${j}u, last)`};`, "\n  ")}
+  ${each((j) => `let w${j} = o${j} * p.blocks;`, "\n  ")}
+  ${each((j) => `let c${j} = o${j} * ((p.blocks + 7u) & ~7u);`, "\n  ")}
+  for (var win = 0u; win < p.blocks; win += ${QUANT_WINDOW}u) {
+    let nb = min(${QUANT_WINDOW}u, p.blocks - win);
+    if (lid < nb) { stage(win + lid, lid); }
+    workgroupBarrier();
+    if (row0 < p.n) {
+      let steps = nb / (TEAM * ${U}u);
+      for (var st = 0u; st < steps; st++) {
+        let b = st * (TEAM * ${U}u) + lane;
+        ${us.map((u) => loads(at(u), u)).join("\n        ")}
+        ${us.map((u) => use(at(u), u)).join("\n        ")}
+      }
+      for (var b = steps * (TEAM * ${U}u) + lane; b < nb; b += TEAM) {
+        ${loads("b", 0)}
+        ${use("b", 0)}
+      }
+    }
+    workgroupBarrier();
+  }
+  ${reduce}
+  if (lane == 0u) {
+    ${hooks?.store
+      ? hooks.store(rows.map((j) => `acc${j}`), rows.map((j) => `(row0 + ${j}u)`))
+      : each((j) => `if (row0 + ${j}u < p.n) { out[p.o0 + row0 + ${j}u] = acc${j}; }`, "\n    ")}
+  }
+}`;
+    return { name: `matmul.gemvq.q4_0.blocks${hooks ? `.${hooks.key}` : ""}`, code, bindings: ["read", "read", "read", "write", ...(hooks?.bindings ?? [])] };
+  });
+}
