@@ -118,6 +118,13 @@ export interface Backend {
   /** out += x · wᵀ (matmul into a scratch row, then add): the residual add of a projection. */
   matmulAdd?(out: Tensor, x: Tensor, w: Weight): boolean;
   /**
+   * normed = rmsnorm(x, norm, eps) over the whole row, then matmulStacked(outs, normed, ws): what the
+   * separate ops would leave in `normed` and `outs`, in fewer dispatches.
+   */
+  normMatmulStacked?(outs: readonly Tensor[], normed: Tensor, x: Tensor, norm: Weight, eps: number, ws: readonly Weight[]): boolean;
+  /** normed = rmsnorm(x, norm, eps), then matmulSwiglu(out, normed, gate, up), likewise. */
+  normMatmulSwiglu?(out: Tensor, normed: Tensor, x: Tensor, norm: Weight, eps: number, gate: Weight, up: Weight): boolean;
+  /**
    * rope(q), rope(k), kvWrite(cache, layer, k, v, pos0) with heads of `headDim`; k itself may be left
    * unrotated (nothing may read it afterwards).
    */

@@ -262,12 +262,14 @@ export class LlamaModel {
     else b.embedPicked!(x, w.embed, tokens);
     for (let l = 0; l < c.numLayers; l++) {
       const L = w.layers[l]!;
-      b.rmsnorm(h, x, L.inputNorm, c.rmsNormEps, c.hiddenSize);
       // each fused op (Backend, "Fused ops") declines by returning false; the separate ops follow
-      if (!b.matmulStacked?.([q, k, v], h, [L.q, L.k, L.v])) {
-        b.matmul(q, h, L.q);
-        b.matmul(k, h, L.k);
-        b.matmul(v, h, L.v);
+      if (!b.normMatmulStacked?.([q, k, v], h, x, L.inputNorm, c.rmsNormEps, [L.q, L.k, L.v])) {
+        b.rmsnorm(h, x, L.inputNorm, c.rmsNormEps, c.hiddenSize);
+        if (!b.matmulStacked?.([q, k, v], h, [L.q, L.k, L.v])) {
+          b.matmul(q, h, L.q);
+          b.matmul(k, h, L.k);
+          b.matmul(v, h, L.v);
+        }
       }
       if (L.qBias) b.addBias(q, L.qBias);
       if (L.kBias) b.addBias(k, L.kBias);
@@ -280,11 +282,13 @@ export class LlamaModel {
         b.add(x, x, proj);
       }
 
-      b.rmsnorm(h, x, L.postNorm, c.rmsNormEps, c.hiddenSize);
-      if (!b.matmulSwiglu?.(gate, h, L.gate, L.up)) {
-        b.matmul(gate, h, L.gate);
-        b.matmul(up, h, L.up);
-        b.swiglu(gate, gate, up);
+      if (!b.normMatmulSwiglu?.(gate, h, x, L.postNorm, c.rmsNormEps, L.gate, L.up)) {
+        b.rmsnorm(h, x, L.postNorm, c.rmsNormEps, c.hiddenSize);
+        if (!b.matmulSwiglu?.(gate, h, L.gate, L.up)) {
+          b.matmul(gate, h, L.gate);
+          b.matmul(up, h, L.up);
+          b.swiglu(gate, gate, up);
+        }
       }
       if (!b.matmulAdd?.(x, gate, L.down)) {
         b.matmul(proj, gate, L.down);

@@ -380,6 +380,43 @@ export class WebGpuBackend implements Backend {
   }
 
   /**
+   * Whether rmsnorm over one row of x, as `normed`, may run inside the following int8 GEMV over `w`
+   * (self-quantizing q4_0 blocks, kernels/gemv-blocks.ts): a row of w's width, an f32 norm weight.
+   */
+  private normFusable(normed: GpuTensor, x: GpuTensor, norm: Weight, w: GpuWeight): norm is GpuWeight {
+    return x.rows === 1 && this.viaInt8(w) && this.selfQuantizing(w) && norm instanceof GpuWeight && norm.format === "f32" &&
+      norm.inFeatures === x.cols && x.cols === w.inFeatures && x.cols % 4 === 0 && normed.cols === x.cols && normed.buf !== x.buf;
+  }
+
+  normMatmulStacked(outs: readonly Tensor[], normed: Tensor, x: Tensor, norm: Weight, eps: number, ws: readonly Weight[]): boolean {
+    const [xt, ht] = [x as GpuTensor, normed as GpuTensor];
+    const st = this.fusable(ws, xt);
+    if (!st || !this.normFusable(ht, xt, norm, st.members[0]!)) return false;
+    const os = outs as readonly GpuTensor[];
+    const rows = st.members.map((w) => w.outFeatures);
+    if (os.length !== ws.length || os.some((o, i) => o.cols !== rows[i] || o.buf === xt.buf || o.buf === ht.buf)) return false;
+    const w = st.members[0]!;
+    const n = rows.reduce((a, b) => a + b, 0);
+    const k = fusedGemvBlocksQuantKernel(this.gpu.subgroupMinSize, { stacked: ws.length }, true);
+    const params = [n, w.inFeatures, 0, w.blocks, f32bits(eps), ...stackedParams(rows, st.members.map((m) => m.mul), f32bits)];
+    this.run(k.kernel, params, [xt.buf, norm.parts[0]!.data, ht.buf, st.data, st.scales!, ...os.map((o) => o.buf)], grid(Math.ceil(n / k.rowsPerGroup)));
+    return true;
+  }
+
+  normMatmulSwiglu(out: Tensor, normed: Tensor, x: Tensor, norm: Weight, eps: number, gate: Weight, up: Weight): boolean {
+    const [xt, ht, o] = [x as GpuTensor, normed as GpuTensor, out as GpuTensor];
+    const st = this.fusable([gate, up], xt);
+    if (!st || !this.normFusable(ht, xt, norm, st.members[0]!)) return false;
+    const [g, u] = st.members as [GpuWeight, GpuWeight];
+    if (g.outFeatures !== u.outFeatures || o.cols !== g.outFeatures || o.buf === xt.buf || o.buf === ht.buf) return false;
+    const n = 2 * g.outFeatures;
+    const k = fusedGemvBlocksQuantKernel(this.gpu.subgroupMinSize, "swiglu", true);
+    const params = [n, g.inFeatures, 0, g.blocks, f32bits(eps), g.outFeatures, f32bits(g.mul), f32bits(u.mul)];
+    this.run(k.kernel, params, [xt.buf, norm.parts[0]!.data, ht.buf, st.data, st.scales!, o.buf], grid(Math.ceil(n / k.rowsPerGroup)));
+    return true;
+  }
+
+  /**
    * out += x · wᵀ for 1..GEMV_BATCH_ROWS rows of x (the residual add in the GEMV's store, so no
    * projection round trip), one dispatch per weight part (or per part and row, see batchVariant); false,
    * recording nothing, for more rows or where the int8-activation path would run.

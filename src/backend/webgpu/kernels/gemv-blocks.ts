@@ -188,20 +188,27 @@ export const GEMV_BLOCKS_QUANT = { rowsPerTeam: 2, unroll: 2 } as const;
  * for bit. Re-reading x costs each workgroup 4K bytes from L2 against its rows' ~0.56K bytes of weights
  * each. Params: n, k, o0, blocks (then the hooks'). Bindings: x (vec4 f32), weight quants, weight scales,
  * out (then the hooks'). Grid: ceil(n / gemvRows(sg, R, 1)).
+ *
+ * `norm`: x is first RMS-normalized (x · scale · weight, the RMSNorm of kernels/norm.ts with 256 threads
+ * over vec4s, its sums in the same order, so the values are that kernel's bit for bit), which saves the
+ * norm's dispatch too; workgroup 0 also stores the normalized row, for ops that read it later. Params
+ * add eps after blocks; bindings add the norm weight (vec4 f32) and the normalized row's output after x.
  */
-export function gemvBlocksQuantKernel(sg: number, rowsPerTeam: number = GEMV_BLOCKS_QUANT.rowsPerTeam, unroll: number = GEMV_BLOCKS_QUANT.unroll, hooks?: GemvHooks): Kernel {
+export function gemvBlocksQuantKernel(sg: number, rowsPerTeam: number = GEMV_BLOCKS_QUANT.rowsPerTeam, unroll: number = GEMV_BLOCKS_QUANT.unroll, hooks?: GemvHooks, norm = false): Kernel {
   const team = gemvTeam(sg);
   const teams = GEMV_THREADS / team;
   const viaSubgroup = sg > 1;
   const [R, U] = [rowsPerTeam, unroll];
   if (!(R >= 1 && U >= 1)) throw new Error(`GEMV rows per team ${R} and unroll ${U} must be at least 1`);
   if (QUANT_WINDOW % (team * U) !== 0) throw new Error(`GEMV unroll ${U}: a window of ${QUANT_WINDOW} blocks is not whole steps of ${team * U}`);
-  return memoKernel(`gemvq.q4_0.blocks.${team}.${+viaSubgroup}.${R}.${U}${hooks ? `.${hooks.key}` : ""}`, () => {
+  return memoKernel(`gemvq.q4_0.blocks.${team}.${+viaSubgroup}.${R}.${U}${norm ? ".norm" : ""}${hooks ? `.${hooks.key}` : ""}`, () => {
     const rows = Array.from({ length: R }, (_, j) => j);
     const each = (fn: (j: number) => string, sep = "\n        ") => rows.map(fn).join(sep);
     const { reduce, wgMemory } = teamReduce(team, viaSubgroup, R, 1);
     const us = Array.from({ length: U }, (_, u) => u);
     const at = (u: number) => (u === 0 ? "b" : `(b + ${u * team}u)`);
+    // the weight bindings' first number
+    const B0 = norm ? 4 : 2;
     // window block `b` (global block win + b) of every row of the team
     const loads = (b: string, u: number) => each((j) => `let q${j}_${u} = w[w${j} + win + ${b}]; let d${j}_${u} = wscale(c${j} + win + ${b});`);
     const use = (b: string, u: number) => `{
@@ -210,13 +217,16 @@ export function gemvBlocksQuantKernel(sg: number, rowsPerTeam: number = GEMV_BLO
           ${each((j) => `acc${j} += d${j}_${u} * xs.x * i2f(bdot(q${j}_${u}, xa, xb) - off);`, "\n          ")}
         }`;
     const code = /* wgsl */ `${viaSubgroup ? "enable subgroups;" : ""}
-struct P { n: u32, k: u32, o0: u32, blocks: u32${hooks?.params ?? ""} }
+struct P { n: u32, k: u32, o0: u32, blocks: u32${norm ? ", eps: f32" : ""}${hooks?.params ?? ""} }
 @group(0) @binding(0) var<uniform> p: P;
 @group(0) @binding(1) var<storage, read> x: array<vec4<f32>>;
-@group(0) @binding(2) var<storage, read> w: array<vec4<u32>>;
-@group(0) @binding(3) var<storage, read> sc: array<u32>;
-@group(0) @binding(4) var<storage, read_write> out: array<f32>;
-${hooks?.decls?.(5) ?? ""}
+${norm ? `@group(0) @binding(2) var<storage, read> nw: array<vec4<f32>>;
+@group(0) @binding(3) var<storage, read_write> normed: array<vec4<f32>>;
+var<workgroup> nred: array<f32, ${GEMV_THREADS}>;` : ""}
+@group(0) @binding(${B0}) var<storage, read> w: array<vec4<u32>>;
+@group(0) @binding(${B0 + 1}) var<storage, read> sc: array<u32>;
+@group(0) @binding(${B0 + 2}) var<storage, read_write> out: array<f32>;
+${hooks?.decls?.(B0 + 3) ?? ""}
 var<workgroup> xq: array<vec4<u32>, ${2 * QUANT_WINDOW}>;
 var<workgroup> xsum: array<vec2<f32>, ${QUANT_WINDOW}>;
 fn i2f(i: i32) -> f32 { return bitcast<f32>(i + 0x4B400000) - 12582912.0; }
@@ -233,12 +243,12 @@ fn pack(q: vec4<i32>) -> u32 {
   let b = bitcast<vec4<u32>>(q) & vec4<u32>(0xffu);
   return b.x | (b.y << 8u) | (b.z << 16u) | (b.w << 24u);
 }
-// block b of x into window slot i (quantXBlocksKernel's rule and layout)
-fn stage(b: u32, i: u32) {
+// block b of x (with norm: times scale and the norm weight) into window slot i (quantXBlocksKernel's rule and layout)
+fn stage(b: u32, i: u32, scale: f32) {
   var v: array<vec4<f32>, 8>;
   var m = vec4<f32>(0.0);
   for (var e = 0u; e < 8u; e++) {
-    v[e] = x[b * 8u + e];
+    v[e] = ${norm ? "nw[b * 8u + e] * (x[b * 8u + e] * scale)" : "x[b * 8u + e]"};
     m = max(m, abs(v[e]));
   }
   let amax = max(max(m.x, m.y), max(m.z, m.w));
@@ -271,9 +281,25 @@ fn main(${ENTRY_ARGS}) {
   ${each((j) => `let o${j} = ${hooks?.row ? hooks.row(`min(row0 + ${j}u, last)`) : `min(row0 + ${j}u, last)`};`, "\n  ")}
   ${each((j) => `let w${j} = o${j} * p.blocks;`, "\n  ")}
   ${each((j) => `let c${j} = o${j} * ((p.blocks + 7u) & ~7u);`, "\n  ")}
+  ${norm ? `// RMSNorm's scale: kernels/norm.ts's loop and tree over 256 threads
+  var ss = 0.0;
+  for (var i = lid; i < p.k / 4u; i += ${GEMV_THREADS}u) {
+    let v = x[i];
+    ss += dot(v, v);
+  }
+  nred[lid] = ss;
+  workgroupBarrier();
+  for (var h = ${GEMV_THREADS / 2}u; h > 0u; h = h / 2u) {
+    if (lid < h) { nred[lid] += nred[lid + h]; }
+    workgroupBarrier();
+  }
+  let scale = 1.0 / sqrt(nred[0] / f32(p.k) + p.eps);
+  if (${GROUP_INDEX} == 0u) {
+    for (var i = lid; i < p.k / 4u; i += ${GEMV_THREADS}u) { normed[i] = nw[i] * (x[i] * scale); }
+  }` : "let scale = 1.0;"}
   for (var win = 0u; win < p.blocks; win += ${QUANT_WINDOW}u) {
     let nb = min(${QUANT_WINDOW}u, p.blocks - win);
-    if (lid < nb) { stage(win + lid, lid); }
+    if (lid < nb) { stage(win + lid, lid, scale); }
     workgroupBarrier();
     if (row0 < p.n) {
       let steps = nb / (TEAM * ${U}u);
@@ -296,6 +322,10 @@ fn main(${ENTRY_ARGS}) {
       : each((j) => `if (row0 + ${j}u < p.n) { out[p.o0 + row0 + ${j}u] = acc${j}; }`, "\n    ")}
   }
 }`;
-    return { name: `matmul.gemvq.q4_0.blocks${hooks ? `.${hooks.key}` : ""}`, code, bindings: ["read", "read", "read", "write", ...(hooks?.bindings ?? [])] };
+    return {
+      name: `matmul.gemvq.q4_0.blocks${norm ? ".norm" : ""}${hooks ? `.${hooks.key}` : ""}`,
+      code,
+      bindings: ["read", ...(norm ? ["read", "write"] as const : []), "read", "read", "write", ...(hooks?.bindings ?? [])],
+    };
   });
 }

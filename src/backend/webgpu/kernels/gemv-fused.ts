@@ -127,9 +127,10 @@ export function fusedGemvI8Kernel(format: BlockFormat, sg: number, fusion: { sta
 /**
  * The three fusions on the self-quantizing q4_0 blocks GEMV (gemv-blocks.ts): bindings x (f32), w,
  * scales, out(, out1..); params n, k, o0, blocks, then the hooks' as above. swiglu's teams hold pairs.
+ * `norm`: RMSNorm first (gemv-blocks.ts): eps after blocks, the norm weight and normalized row after x.
  */
-export function fusedGemvBlocksQuantKernel(sg: number, fusion: { stacked: number } | "swiglu" | "add"): { kernel: Kernel; rowsPerGroup: number } {
+export function fusedGemvBlocksQuantKernel(sg: number, fusion: { stacked: number } | "swiglu" | "add", norm = false): { kernel: Kernel; rowsPerGroup: number } {
   const hooks = fusion === "swiglu" ? SWIGLU_HOOKS : fusion === "add" ? ADD_HOOKS : stackedHooks(fusion.stacked);
   const R = fusion === "swiglu" ? swigluRowsPerTeam(GEMV_BLOCKS_QUANT.rowsPerTeam) : GEMV_BLOCKS_QUANT.rowsPerTeam;
-  return { kernel: gemvBlocksQuantKernel(sg, R, GEMV_BLOCKS_QUANT.unroll, hooks), rowsPerGroup: gemvRows(sg, R, 1) };
+  return { kernel: gemvBlocksQuantKernel(sg, R, GEMV_BLOCKS_QUANT.unroll, hooks, norm), rowsPerGroup: gemvRows(sg, R, 1) };
 }
