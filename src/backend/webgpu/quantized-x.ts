@@ -11,8 +11,11 @@ import { grid } from "./kernel.js";
 import { QUANT_X_BLOCKS, TILE_BLOCKS, quantXBytes, quantXKernel, type BlockFormat } from "./kernels/gemv-i8.js";
 import { quantXBlocksBytes, quantXBlocksKernel } from "./kernels/gemv-blocks.js";
 
-/** How batch-1 q8_0/q4_0 matmuls treat activations (as the CPU backend's option of the same name). */
-export type ActivationPath = "f32" | "int8";
+/**
+ * How batch-1 q8_0/q4_0 matmuls treat activations (as the CPU backend's option of the same name); "auto":
+ * int8 for q4_0, f32 for q8_0 (WebGpuOptions.activations).
+ */
+export type ActivationPath = "f32" | "int8" | "auto";
 
 type Run = (k: Kernel, params: ArrayLike<number>, bufs: readonly Buf[], groups: readonly [number, number]) => void;
 

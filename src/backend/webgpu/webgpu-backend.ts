@@ -106,16 +106,18 @@ export interface WebGpuOptions extends GpuOptions {
   /** Weight rows each GEMV thread team computes, per format (tests; the other GEMV defaults are kernels/matmul.ts's tables). */
   gemvRowsPerTeam?: Partial<Record<GpuFormat, number>>;
   /**
-   * How batch-1 q8_0/q4_0 matmuls treat x: "f32" (default) keeps the exact path; "int8" quantizes it per
-   * 32-block as the CPU backend does and uses integer dot products (kernels/gemv-i8.ts). f32 stays the
-   * default until int8 shows a decode gain on a GPU (docs/gpu-int8-activations.md: 5-12% per GEMV, no
-   * consistent decode gain yet).
+   * How batch-1 q8_0/q4_0 matmuls treat x: "f32" keeps the exact path; "int8" quantizes it per 32-block
+   * as the CPU backend does (its default, architecture.md decision 10) and uses integer dot products
+   * (kernels/gemv-i8.ts, gemv-blocks.ts); "auto" (default) is int8 for q4_0, whose blocks-layout GEMVs
+   * quantize x themselves and fuse the RMSNorm before them (decode on an H200: 8B 278 against 256 t/s, 1B
+   * 640-769 against 487-644, docs/performance.md "Session 6"), and f32 for q8_0, whose int8 GEMV needs
+   * a quantization dispatch of its own (not measured to win).
    */
   activations?: ActivationPath;
   /**
    * q4_0's layout on the GPU (weights.ts): "tiles" for the f32-x GEMV, "blocks" for the int8-activation
-   * GEMV in which a lane owns whole blocks (kernels/gemv-blocks.ts). Default: "blocks" with int8
-   * activations, "tiles" otherwise. Every path reads either layout; the other activation path on it is
+   * GEMV in which a lane owns whole blocks (kernels/gemv-blocks.ts). Default: "tiles" with f32
+   * activations, "blocks" otherwise. Every path reads either layout; the other activation path on it is
    * slower, not wrong (the f32-x GEMV reads blocks in the file's order, without coalesced x).
    */
   q4Layout?: Q4Layout;
@@ -157,7 +159,7 @@ export class WebGpuBackend implements Backend {
   /** Weight rows per GEMV thread team, per format; benchmarks change it between runs. */
   readonly gemvRowsPerTeam: Record<GpuFormat, number>;
   private scratch?: Buf;
-  /** "int8" or "f32" activations for batch-1 q8_0/q4_0 matmuls; benchmarks change it between runs. */
+  /** "int8", "f32" or "auto" activations for batch-1 q8_0/q4_0 matmuls; benchmarks change it between runs. */
   activations: ActivationPath;
   /** The layout q4_0 weights are uploaded in (WebGpuOptions.q4Layout). */
   readonly q4Layout: Q4Layout;
@@ -191,9 +193,9 @@ export class WebGpuBackend implements Backend {
     this.recorder = new Recorder(gpu, this.pool, options.profile ?? false);
     this.maxBinding = Math.min(gpu.maxBindingBytes, options.maxBindingBytes ?? Infinity);
     this.gemvRowsPerTeam = { ...GEMV_ROWS_PER_TEAM, ...options.gemvRowsPerTeam };
-    this.activations = options.activations ?? "f32";
-    if (this.activations !== "int8" && this.activations !== "f32") throw new Error(`WebGPU option activations: "${String(this.activations)}" is not "int8" or "f32"`);
-    this.q4Layout = options.q4Layout ?? (this.activations === "int8" ? "blocks" : "tiles");
+    this.activations = options.activations ?? "auto";
+    if (!["int8", "f32", "auto"].includes(this.activations)) throw new Error(`WebGPU option activations: "${String(this.activations)}" is not "int8", "f32" or "auto"`);
+    this.q4Layout = options.q4Layout ?? (this.activations === "f32" ? "tiles" : "blocks");
     if (!Q4_LAYOUTS.includes(this.q4Layout)) throw new Error(`WebGPU option q4Layout: "${String(this.q4Layout)}" is not one of ${Q4_LAYOUTS.join(", ")}`);
     this.fuse = options.fuse ?? true;
     this.batchedGemv = options.batchedGemv ?? true;
@@ -279,7 +281,7 @@ export class WebGpuBackend implements Backend {
 
   /** Whether a batch-1 matmul over w takes the int8-activation GEMV (kernels/gemv-i8.ts). */
   private viaInt8(w: GpuWeight): boolean {
-    return w.isBlock && this.activations === "int8";
+    return w.isBlock && (this.activations === "int8" || (this.activations === "auto" && w.format === "q4_0"));
   }
 
   /**

@@ -210,6 +210,35 @@ test("int8 activations: x is quantized again after it changes between matmuls", 
   for (let o = 0; o < N; o++) assert.equal(rb[o], 2 * ra[o]!, `out[${o}] after x doubled`);
 });
 
+test("activations default: int8 for q4_0 (blocks layout), f32 for q8_0", { skip: !gpu && reason }, async () => {
+  const { createWebGpuBackend } = await import("../../../src/backend/webgpu/webgpu-backend.js");
+  const g = await createWebGpuBackend();
+  try {
+    assert.equal(g.activations, "auto");
+    assert.equal(g.q4Layout, "blocks");
+    const rng = new Rng(2);
+    const K = 1024;
+    const xs = activations(K, rng);
+    for (const format of ["q4_0", "q8_0"] as BlockFormat[]) {
+      const raw = randomWeight(format, [5, K], rng);
+      const x = tensorOf(g, 1, K, xs);
+      const wt = g.upload(raw);
+      const out = g.activation(1, 5);
+      const results: Record<string, Float32Array> = {};
+      for (const act of ["auto", "int8", "f32"] as const) {
+        g.activations = act;
+        g.matmul(out, x, wt);
+        results[act] = await g.read(out);
+      }
+      g.activations = "auto";
+      assert.deepEqual(results.auto, format === "q4_0" ? results.int8 : results.f32, `${format}: auto takes the ${format === "q4_0" ? "int8" : "f32"} path`);
+      assert.notDeepEqual(results.int8, results.f32, `${format}: the two paths differ`);
+    }
+  } finally {
+    g.dispose();
+  }
+});
+
 test("activations option: a bad value is refused by name", { skip: !gpu && reason }, async () => {
   const { createWebGpuBackend } = await import("../../../src/backend/webgpu/webgpu-backend.js");
   await assert.rejects(createWebGpuBackend({ activations: "int4" as "int8" }), /activations: "int4"/);

@@ -9,9 +9,14 @@ import { f32ToBf16, f32ToF16 } from "../../../src/tensor/half.js";
 import { Rng } from "../../../src/generate/sampler.js";
 
 /** A backend, or why there is none (no adapter: the tests then skip and say so). */
+/**
+ * A WebGPU backend, or why there is none. Activations default to "f32" here, the exact path the op tests
+ * compare against exact products; tests of the int8 paths (and of the backend's own default, "auto") ask
+ * for them.
+ */
 export async function openOrSkip(options: WebGpuOptions = {}): Promise<{ gpu?: WebGpuBackend; reason: string }> {
   try {
-    const gpu = await createWebGpuBackend(options);
+    const gpu = await createWebGpuBackend({ activations: "f32", ...options });
     return { gpu, reason: "" };
   } catch (e) {
     return { reason: `no WebGPU adapter: ${(e as Error).message.split(". ")[0]}` };
