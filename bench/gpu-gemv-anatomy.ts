@@ -11,18 +11,22 @@
  *   `l2` reads one copy every call (L2-resident on an H200: the kernel's compute ceiling);
  * - `gemv-i8 q4_0 ...`: kernels/gemv-i8.ts's GEMV on an x already quantized to int8 (the quantization
  *   itself, one more dispatch, is not in it); `noconv`: its weight scales read as f32 without conversion
- *   (wrong values, same loads), which prices the f16 scale unpacking.
+ *   (wrong values, same loads), which prices the f16 scale unpacking;
+ * - `blocks-i8 q4_0 ...`: bench/lane-blocks.ts's q4_0 prototype (a lane owns whole blocks of the file's
+ *   order), checked against the f64 sum of its formula first (bench/lane-blocks-check.ts).
  *
  *   node dist/bench/gpu-gemv-anatomy.js [--rows 8192] [--k 8192] [--calls 100] [--rounds 5] [--json FILE]
  *        [--dawn-flags enable-dawn-features=disable_robustness]
  */
 import { parseArgs } from "node:util";
 import { writeFileSync } from "node:fs";
-import { openGpu, BufferUsage, COMPUTE_STAGE, MAP_READ_MODE } from "../src/backend/webgpu/device.js";
+import { openGpu, BufferUsage, COMPUTE_STAGE } from "../src/backend/webgpu/device.js";
 import { gemvKernel } from "../src/backend/webgpu/kernels/matmul.js";
 import { gemvI8Kernel, quantXBytes } from "../src/backend/webgpu/kernels/gemv-i8.js";
 import { copyKernel, COPY_GROUP } from "../src/backend/webgpu/kernels/copy.js";
 import { timedPass } from "./gpu-timing.js";
+import { blockI8Kernel, laneBlocksRows } from "./lane-blocks.js";
+import { checkBlocksQ4 } from "./lane-blocks-check.js";
 
 const { values: a } = parseArgs({
   options: {
@@ -149,141 +153,17 @@ const gemvI8 = (R: number, S: number, U: number, noconv = false): Case => {
   const groups = N / ((8 / S) * R);
   return { name: `gemv-i8 q4_0 R${R} S${S} U${U}${noconv ? " noconv" : ""}`, bytes: wBytes + scBytes, record: (pass, i) => { pass.setPipeline(p); pass.setBindGroup(0, i8Groups[i % copies]!); pass.dispatchWorkgroups(groups); } };
 };
-/**
- * A candidate q4_0 GEMV on int8 x in which a lane owns whole 32-weight blocks (llama.cpp's mmvq scheme):
- * the weight buffer read as row r's block b at r * blocks + b, holding GGUF's 16 nibble bytes (byte i:
- * element i low, i + 16 high), one f16 scale a block, x quantized in its natural order as two planes
- * (bytes 0-15 of every block, then bytes 16-31, so lanes reading consecutive blocks read consecutive
- * vec4s) with (scale, sum of quants) a block. Σ (n − 8) q = Σ n q − 8 Σ q, so nibbles go into
- * dot4I8Packed unchanged (0..15 are non-negative int8s). R rows a team, S teams splitting the blocks, U
- * blocks a lane in flight. Not in the backend: this prices the layout before the layout is changed.
- */
-function blockI8Kernel(R: number, S: number, U: number, subgroup: boolean): string {
-  const rows = Array.from({ length: R }, (_, j) => j);
-  const us = Array.from({ length: U }, (_, u) => u);
-  const each = (f: (j: number) => string, sep = " ") => rows.map(f).join(sep);
-  const block = (b: string, tag: string) => `{
-      let xa${tag} = xq[${b}]; let xb${tag} = xq[p.blocks + ${b}]; let xs${tag} = xs[${b}];
-      ${each((j) => `let q${j}${tag} = w[w${j} + ${b}]; let d${j}${tag} = wscale(w${j} + ${b});`)}
-      let off${tag} = 8 * i32(xs${tag}.y);
-      ${each((j) => `acc${j} += d${j}${tag} * xs${tag}.x * i2f(bdot(q${j}${tag}, xa${tag}, xb${tag}) - off${tag});`)}
-    }`;
-  const reduce = subgroup
-    ? each((j) => `acc${j} = subgroupAdd(acc${j});`) + (S > 1 ? `
-  if (lane == 0u) { ${each((j) => `red[team * ${R}u + ${j}u] = acc${j};`)} }
-  workgroupBarrier();
-  if (lane == 0u && kp == 0u) { for (var i = 1u; i < ${S}u; i++) { ${each((j) => `acc${j} += red[(team + i) * ${R}u + ${j}u];`)} } }` : "")
-    : `${each((j) => `red[lid * ${R}u + ${j}u] = acc${j};`)}
-  workgroupBarrier();
-  let qq = lid % ${32 * S}u;
-  for (var h = ${16 * S}u; h > 0u; h >>= 1u) {
-    if (qq < h) { ${each((j) => `red[lid * ${R}u + ${j}u] += red[(lid + h) * ${R}u + ${j}u];`)} }
-    workgroupBarrier();
-  }
-  ${each((j) => `acc${j} = red[lid * ${R}u + ${j}u];`)}`;
-  return /* wgsl */ `${subgroup ? "enable subgroups;" : ""}
-struct P { n: u32, k: u32, o0: u32, blocks: u32 }
-@group(0) @binding(0) var<uniform> p: P;
-@group(0) @binding(1) var<storage, read> xq: array<vec4<u32>>;
-@group(0) @binding(2) var<storage, read> xs: array<vec2<f32>>;
-@group(0) @binding(3) var<storage, read> w: array<vec4<u32>>;
-@group(0) @binding(4) var<storage, read> sc: array<u32>;
-@group(0) @binding(5) var<storage, read_write> out: array<f32>;
-var<workgroup> red: array<f32, ${256 * R}>;
-fn i2f(i: i32) -> f32 { return bitcast<f32>(i + 0x4B400000) - 12582912.0; }
-fn wscale(i: u32) -> f32 { return unpack2x16float(sc[i >> 1u])[i & 1u]; }
-fn bdot(q: vec4<u32>, a: vec4<u32>, b: vec4<u32>) -> i32 {
-  let m = 0x0f0f0f0fu;
-  return dot4I8Packed(q.x & m, a.x) + dot4I8Packed(q.y & m, a.y) + dot4I8Packed(q.z & m, a.z) + dot4I8Packed(q.w & m, a.w)
-       + dot4I8Packed((q.x >> 4u) & m, b.x) + dot4I8Packed((q.y >> 4u) & m, b.y) + dot4I8Packed((q.z >> 4u) & m, b.z) + dot4I8Packed((q.w >> 4u) & m, b.w);
-}
-@compute @workgroup_size(256)
-fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
-  let team = lid / 32u;
-  let lane = lid % 32u;
-  let kp = team % ${S}u;
-  let row0 = (wid.y * nwg.x + wid.x) * ${(8 / S) * R}u + (team / ${S}u) * ${R}u;
-  let last = p.n - 1u;
-  ${each((j) => `var acc${j} = 0.0; let w${j} = min(row0 + ${j}u, last) * p.blocks;`, "\n  ")}
-  let steps = p.blocks / ${32 * U}u;
-  for (var st = kp; st < steps; st += ${S}u) {
-    let b = st * ${32 * U}u + lane;
-    ${us.map((u) => block(u === 0 ? "b" : `(b + ${32 * u}u)`, `_${u}`)).join("\n    ")}
-  }
-  for (var b = steps * ${32 * U}u + kp * 32u + lane; b < p.blocks; b += ${32 * S}u) ${block("b", "_t")}
-  ${reduce}
-  if (lane == 0u && kp == 0u) { ${each((j) => `if (row0 + ${j}u < p.n) { out[p.o0 + row0 + ${j}u] = acc${j}; }`)} }
-}`;
-}
 const xsBlocks = filled(SLOTS * 8, 11);
 const blockGroups = weights.map((c) => device.createBindGroup({ layout: i8Layout, entries: [i8Params, xq, xsBlocks, c.w, c.sc, out].map((buffer, binding) => ({ binding, resource: { buffer } })) }));
 // subgroupAdd over a 32-lane team needs subgroups of at least 32 (SwiftShader's are smaller)
 const subgroups = gpu.subgroups && gpu.subgroupMinSize >= 32;
 const gemvBlocks = (R: number, S: number, U: number): Case => {
   const p = pipe(blockI8Kernel(R, S, U, subgroups), i8Layout);
-  const groups = N / ((8 / S) * R);
+  const groups = N / laneBlocksRows(R, S);
   return { name: `blocks-i8 q4_0 R${R} S${S} U${U}`, bytes: wBytes + scBytes, record: (pass, i) => { pass.setPipeline(p); pass.setBindGroup(0, blockGroups[i % copies]!); pass.dispatchWorkgroups(groups); } };
 };
 
-/** The block kernel against the f64 sum of its formula on 64 rows of random data (exits on a mismatch). */
-async function checkBlocks(): Promise<void> {
-  const n = 64;
-  const blocks = K / 32;
-  let seed = 12345;
-  const rnd = () => ((seed = (Math.imul(seed, 1664525) + 1013904223) >>> 0) / 2 ** 32);
-  const wq = new Uint8Array(n * blocks * 16).map(() => Math.floor(rnd() * 256));
-  const f16 = (v: number) => { const e = Math.floor(Math.log2(v)); return ((e + 15) << 10) | Math.round((v / 2 ** e - 1) * 1024); };
-  const wd = Float64Array.from({ length: n * blocks }, () => 2 ** -Math.floor(1 + rnd() * 6) * 1.5);
-  const scWords = new Uint16Array(n * blocks).map((_, i) => f16(wd[i]!));
-  const xqBytes = new Int8Array(K).map(() => Math.floor(rnd() * 255) - 127);
-  const xd = Float32Array.from({ length: blocks }, () => 2 ** -Math.floor(2 + rnd() * 4));
-  const planes = new Int8Array(K);
-  const xsData = new Float32Array(2 * blocks);
-  for (let b = 0; b < blocks; b++) {
-    let sum = 0;
-    for (let i = 0; i < 32; i++) {
-      planes[(i < 16 ? 0 : blocks * 16) + b * 16 + (i % 16)] = xqBytes[32 * b + i]!;
-      sum += xqBytes[32 * b + i]!;
-    }
-    xsData[2 * b] = xd[b]!;
-    xsData[2 * b + 1] = sum;
-  }
-  const upload = (data: ArrayBufferView) => { const buf = storage(Math.ceil(data.byteLength / 16) * 16); device.queue.writeBuffer(buf, 0, data.buffer, data.byteOffset, data.byteLength); return buf; };
-  const pBuf = device.createBuffer({ size: 16, usage: BufferUsage.UNIFORM | BufferUsage.COPY_DST });
-  device.queue.writeBuffer(pBuf, 0, new Uint32Array([n, K, 0, blocks]));
-  const o = storage(n * 4);
-  const bufs = [pBuf, upload(planes), upload(xsData), upload(wq), upload(scWords), o];
-  const read = device.createBuffer({ size: n * 4, usage: BufferUsage.MAP_READ | BufferUsage.COPY_DST });
-  for (const [R, S, U] of [[2, 2, 2], [1, 1, 4], [4, 4, 1]] as const) {
-    const enc = device.createCommandEncoder();
-    const pass = enc.beginComputePass();
-    pass.setPipeline(pipe(blockI8Kernel(R, S, U, subgroups), i8Layout));
-    pass.setBindGroup(0, device.createBindGroup({ layout: i8Layout, entries: bufs.map((buffer, binding) => ({ binding, resource: { buffer } })) }));
-    pass.dispatchWorkgroups(n / ((8 / S) * R));
-    pass.end();
-    enc.copyBufferToBuffer(o, 0, read, 0, n * 4);
-    device.queue.submit([enc.finish()]);
-    await read.mapAsync(MAP_READ_MODE);
-    const got = new Float32Array(read.getMappedRange().slice(0));
-    read.unmap();
-    for (let r = 0; r < n; r++) {
-      let want = 0;
-      let bound = 0;
-      for (let b = 0; b < blocks; b++) {
-        let dot = 0;
-        for (let i = 0; i < 32; i++) {
-          const byte = wq[(r * blocks + b) * 16 + (i % 16)]!;
-          dot += ((i < 16 ? byte & 15 : byte >> 4) - 8) * xqBytes[32 * b + i]!;
-        }
-        want += wd[r * blocks + b]! * xd[b]! * dot;
-        bound += Math.abs(wd[r * blocks + b]! * xd[b]! * dot);
-      }
-      if (Math.abs(got[r]! - want) > 1e-5 * bound + 1e-30) throw new Error(`blocks-i8 R${R} S${S} U${U}: row ${r} gave ${got[r]}, want ${want}`);
-    }
-  }
-  console.log(`blocks-i8: 64 rows x ${K} match the f64 sum of their formula (R2 S2 U2, R1 S1 U4, R4 S4 U1)`);
-}
-await checkBlocks();
+console.log(await checkBlocksQ4(device, subgroups, 64, K));
 
 const gemv = (R: number, S: number, U: number, l2 = false) =>
   gemvCase(`gemv q4_0 R${R} S${S} U${U}${l2 ? " l2" : ""}`, gemvKernel("q4_0", "exact", sg, R, S, U, false, "global").code, (8 / S) * R, l2);
