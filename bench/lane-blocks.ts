@@ -23,7 +23,7 @@
  *   [−16, 16] (spec §2.1), so the doubled levels are int8 and go through dot4I8Packed; the run's integer
  *   sum is scaled once by |s|/2 and x's block scale. Decoders (four codes a u32, a code a byte):
  *   - `swar` (the spec's codes: 0x0 the special value, 0x8 zero, E2M1 otherwise): magnitude m = c & 7,
- *     2·|E2M1| = m + [m ≥ 5] + [m ≥ 6] + 3·[m ≥ 7], each test a carry into bit 3 of the byte; the sign
+ *     2·|E2M1| = m + r + 2·[r = 3] with r = relu(m − 4) = m & 3 where m ≥ 4 (9 integer ops a word); the sign
  *     as one's complement (mag ^ 0xFF = −mag − 1) and a second dot product with 1 where negative and
  *     2·sv where the code is the sentinel (the carry (c + 15) & 16 finds nonzero codes).
  *   - `swar-sum`: the same, with the sentinels' x summed apart (a third dot product) and 2·sv applied
@@ -139,13 +139,12 @@ fn bdot(q: vec4<u32>, a: vec4<u32>, b: vec4<u32>) -> i32 {
 export const RAZER_LANE_VARIANTS = ["swar", "swar-sum", "2c"] as const;
 export type RazerLaneVariant = (typeof RAZER_LANE_VARIANTS)[number];
 
-// 2·|E2M1| of the magnitudes m (bytes 0..7): m + [m ≥ 5] + [m ≥ 6] + 3·[m ≥ 7], carries into bit 3
+// 2·|E2M1| of the magnitudes m (bytes 0..7): r = relu(m − 4) = m & 3 where bit 2 is set, then
+// m + r + 2·[r = 3] (0, 1, 2, 3, 4, 6, 8, 12); (r >> 1) carries a neighbour's bit 0 into bit 7, & r drops it
 const MAG = /* wgsl */ `
 fn rz_mag(m: u32) -> u32 {
-  let t5 = (m + 0x03030303u) & 0x08080808u;
-  let t6 = (m + 0x02020202u) & 0x08080808u;
-  let t7 = (m + 0x01010101u) & 0x08080808u;
-  return m + ((t5 + t6 + t7 * 3u) >> 3u);
+  let r = m & (((m >> 2u) & 0x01010101u) * 3u);
+  return m + r + (((r >> 1u) & r) << 1u);
 }`;
 
 const RAZER_WORD: Record<RazerLaneVariant, string> = {
