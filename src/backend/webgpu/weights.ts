@@ -45,6 +45,16 @@ export interface WeightPart {
   readonly scales?: Buf;
 }
 
+/**
+ * A second copy of a RaZeR weight in kernels/lane-blocks.ts's "runs" layout, parted like the weight:
+ * parts[i].data the runs, parts[i].scales the file's scale words (`srow` u32s a row); `mul` the tensor scale.
+ */
+export interface RazerRuns {
+  readonly parts: readonly WeightPart[];
+  readonly srow: number;
+  readonly mul: number;
+}
+
 export class GpuWeight implements Weight {
   constructor(
     readonly name: string,
@@ -59,6 +69,8 @@ export class GpuWeight implements Weight {
     readonly parts: readonly WeightPart[],
     /** Packed formats: the f32 factor every row sum is multiplied by (packed-weights.ts). */
     readonly mul = 1,
+    /** RaZeR uploaded under the "runs-i8" GEMV variant: the same weights in the runs layout (packed-weights.ts). */
+    readonly runs?: RazerRuns,
   ) {}
   get outFeatures(): number {
     return this.shape.length === 1 ? 1 : this.shape.slice(0, -1).reduce((a, b) => a * b, 1);
