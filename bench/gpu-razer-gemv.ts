@@ -10,7 +10,10 @@
  * - `q4_0 blocks-i8 R S U`: bench/lane-blocks.ts's prototype (a lane owns whole q4_0 blocks, int8 x);
  * - `razer f32-x`: the production RaZeR GEMV (tile order, the default decode of kernels/packed.ts);
  * - `razer <decoder> R S U`: bench/lane-blocks.ts's RaZeR prototypes (a lane owns a 32-weight run of one
- *   group, int8 x; decoders swar, swar-sum, 2c), on an already quantized x.
+ *   group, int8 x; decoders swar, swar-sum, 2c), on an already quantized x;
+ * - `x quant ...`: the dispatch that quantizes x for the int8-x kernels (once per x, shared by the
+ *   matmuls that read the same x): q4_0's tile order (kernels/gemv-i8.ts), and the planes of the
+ *   lane kernels (kernels/lane-blocks.ts). No weights: their "read %", GB/s and ratio are not printed.
  *
  * Before any timing every prototype is checked on random data against the f64 sum of its formula
  * (bench/lane-blocks-check.ts; RaZeR against the engine's CPU unpack); a mismatch exits with status 1.
@@ -27,7 +30,8 @@ import { parseArgs } from "node:util";
 import { writeFileSync } from "node:fs";
 import { openGpu, BufferUsage, COMPUTE_STAGE } from "../src/backend/webgpu/device.js";
 import { gemvKernel, gemvRows, gemvVariant } from "../src/backend/webgpu/kernels/matmul.js";
-import { gemvI8Kernel, quantXBytes, GEMV_I8_ROWS, GEMV_I8_UNROLL } from "../src/backend/webgpu/kernels/gemv-i8.js";
+import { gemvI8Kernel, quantXBytes, quantXKernel, GEMV_I8_ROWS, GEMV_I8_UNROLL, QUANT_X_BLOCKS, TILE_BLOCKS } from "../src/backend/webgpu/kernels/gemv-i8.js";
+import { quantXPlanesKernel, QUANT_X_PLANES_BLOCKS } from "../src/backend/webgpu/kernels/lane-blocks.js";
 import { gemvDecodeOf } from "../src/backend/webgpu/kernels/packed.js";
 import { timedPass } from "./gpu-timing.js";
 import { blockI8Kernel, laneBlocksRows, razerLaneKernel, RAZER_LANE_VARIANTS } from "./lane-blocks.js";
@@ -89,6 +93,7 @@ type Kind = "uniform" | "read-only-storage" | "storage";
 const layoutOf = (kinds: Kind[]) => device.createBindGroupLayout({ entries: kinds.map((type, binding) => ({ binding, visibility: COMPUTE_STAGE, buffer: { type } })) });
 const gemvLayout = layoutOf(["uniform", "read-only-storage", "read-only-storage", "read-only-storage", "storage"]);
 const i8Layout = layoutOf(["uniform", "read-only-storage", "read-only-storage", "read-only-storage", "read-only-storage", "storage"]);
+const quantLayout = layoutOf(["uniform", "read-only-storage", "storage", "storage"]);
 const pipe = (code: string, layout: GPUBindGroupLayout) =>
   device.createComputePipeline({ layout: device.createPipelineLayout({ bindGroupLayouts: [layout] }), compute: { module: device.createShaderModule({ code }), entryPoint: "main" } });
 const uniform = (data: ArrayBuffer) => {
@@ -167,6 +172,16 @@ async function timeShape(N: number, K: number): Promise<Row[]> {
     const wgs = Math.ceil(N / rowsPerGroup);
     return { name, bytes, record: (pass, i) => { pass.setPipeline(p); pass.setBindGroup(0, groups[i % copies]!); dispatch(pass, wgs); } };
   };
+  const blocks = K / 32;
+  const qOut = [storage(K), storage(Math.max(quantXBytes(K).scales, blocks * 8))];
+  bufs.push(...qOut);
+  const quantCase = (name: string, code: string, params: number[], wgs: number): Case => {
+    const p = pipe(code, quantLayout);
+    const u = uniform(new Uint32Array(params).buffer);
+    bufs.push(u);
+    const g = device.createBindGroup({ layout: quantLayout, entries: [u, x, ...qOut].map((buffer, binding) => ({ binding, resource: { buffer } })) });
+    return { name, bytes: 0, record: (pass) => { pass.setPipeline(p); pass.setBindGroup(0, g); dispatch(pass, wgs); } };
+  };
   const q4Bytes = codeBytes + q4Sc;
   const rzBytes = codeBytes + rzSc;
   const q4v = gemvVariant("q4_0", sg);
@@ -182,6 +197,8 @@ async function timeShape(N: number, K: number): Promise<Row[]> {
     mk(`razer f32-x ${gemvDecodeOf("razer")} (production)`, rzBytes, gemvKernel("razer", "exact", sg).code, gemvLayout, rzGemv, gemvRows(sg, rzv.rowsPerTeam, rzv.split)),
     ...RAZER_LANE_VARIANTS.flatMap((v) => [[1, 1, 2], [2, 2, 2], [2, 1, 4], [4, 2, 1]].map(([R, S, U]) =>
       mk(`razer ${v} R${R} S${S} U${U}`, rzBytes, razerLaneKernel(v, R!, S!, U!, subgroups), i8Layout, rzLanes, laneBlocksRows(R!, S!)))),
+    quantCase("x quant q4_0 tiles (per x)", quantXKernel("q4_0").code, [blocks, Math.floor(blocks / TILE_BLOCKS.q4_0)], Math.ceil(blocks / QUANT_X_BLOCKS)),
+    quantCase("x quant planes (per x)", quantXPlanesKernel().code, [blocks], Math.ceil(blocks / QUANT_X_PLANES_BLOCKS)),
   ];
   const time = async (c: Case) => (await timedPass(device, (pass) => { for (let i = 0; i < CALLS; i++) c.record(pass, i); })).gpuNs / 1e3 / CALLS;
   // warm-up: every case twice (pipelines, clocks), then interleaved rounds
@@ -205,7 +222,10 @@ for (const { N, K } of SHAPES) {
   all.push(...rows);
   console.log(`\n${N}x${K} (out x in)`);
   console.log(`${"kernel".padEnd(40)} ${"µs".padStart(8)} ${"read %".padStart(7)} ${"GB/s".padStart(6)} ${"vs q4_0".padStart(8)}`);
-  for (const r of rows) console.log(`${r.name.padEnd(40)} ${r.us.toFixed(2).padStart(8)} ${r.readPct.toFixed(0).padStart(6)}% ${r.gbs.toFixed(0).padStart(6)} ${r.vsQ4.toFixed(2).padStart(7)}x`);
+  for (const r of rows) {
+    const weighted = r.gbs > 0;
+    console.log(`${r.name.padEnd(40)} ${r.us.toFixed(2).padStart(8)} ${weighted ? `${r.readPct.toFixed(0).padStart(6)}%` : "      -"} ${weighted ? r.gbs.toFixed(0).padStart(6) : "     -"} ${weighted ? `${r.vsQ4.toFixed(2).padStart(7)}x` : "       -"}`);
+  }
 }
 // totals over the shapes: what a decode step's GEMVs would add up to
 if (SHAPES.length > 1) {

@@ -304,7 +304,7 @@ export const RAZER_RUNS_GEMV = { R: 1, S: 1, U: 2 } as const;
  */
 export function razerRunsGemvKernel(R: number, S: number, U: number, subgroup: boolean): Kernel {
   return memoKernel(`gemv.razer.runs.${R}.${S}.${U}.${+subgroup}`, () => ({
-    name: "matmul.gemv.razer.runs",
+    name: "matmul.gemv.razer",
     code: razerLaneKernel("swar", R, S, U, subgroup),
     bindings: ["read", "read", "read", "read", "write"],
   }));
