@@ -155,7 +155,7 @@ const gemvI8 = (R: number, S: number, U: number, noconv = false): Case => {
 };
 const xsBlocks = filled(SLOTS * 8, 11);
 const blockGroups = weights.map((c) => device.createBindGroup({ layout: i8Layout, entries: [i8Params, xq, xsBlocks, c.w, c.sc, out].map((buffer, binding) => ({ binding, resource: { buffer } })) }));
-// subgroupAdd over a 32-lane team needs subgroups of at least 32 (SwiftShader's are smaller)
+// shuffle sums over a 32-lane team need subgroups of at least 32 (SwiftShader's are smaller)
 const subgroups = gpu.subgroups && gpu.subgroupMinSize >= 32;
 const gemvBlocks = (R: number, S: number, U: number): Case => {
   const p = pipe(blockI8Kernel(R, S, U, subgroups), i8Layout);

@@ -9,8 +9,9 @@
  * - `q4_0 int8-x`: kernels/gemv-i8.ts's GEMV on an already quantized x (its quantization dispatch not in it);
  * - `q4_0 blocks-i8 R S U`: bench/lane-blocks.ts's prototype (a lane owns whole q4_0 blocks, int8 x);
  * - `razer f32-x`: the production RaZeR GEMV (tile order, the default decode of kernels/packed.ts);
- * - `razer <decoder> R S U`: bench/lane-blocks.ts's RaZeR prototypes (a lane owns a 32-weight run of one
- *   group, int8 x; decoders swar, swar-sum, 2c), on an already quantized x;
+ * - `razer <decoder> R S U`: kernels/lane-blocks.ts's RaZeR prototypes (a lane owns a 32-weight run of one
+ *   group, int8 x; decoders swar, swar-sum, 2c), on an already quantized x; `razer swar R1 S1 U2` is the
+ *   kernel the backend runs under RaZeR's opt-in "runs-i8" GEMV decode variant;
  * - `x quant ...`: the dispatch that quantizes x for the int8-x kernels (once per x, shared by the
  *   matmuls that read the same x): q4_0's tile order (kernels/gemv-i8.ts), and the planes of the
  *   lane kernels (kernels/lane-blocks.ts). No weights: their "read %", GB/s and ratio are not printed.
@@ -58,7 +59,7 @@ if (!(ROUNDS >= 1 && CALLS >= 1)) throw new Error("--repeats and --calls must be
 const gpu = await openGpu({ dawnFlags: a["dawn-flags"] ? a["dawn-flags"].split(",") : [] });
 const device = gpu.device;
 const sg = gpu.subgroups ? Math.max(gpu.subgroupMinSize, 32) : 1;
-// subgroupAdd over a 32-lane team needs subgroups of at least 32 (SwiftShader's are smaller)
+// shuffle sums over a 32-lane team need subgroups of at least 32 (SwiftShader's are smaller)
 const subgroups = gpu.subgroups && gpu.subgroupMinSize >= 32;
 const median = (xs: number[]) => [...xs].sort((x, y) => x - y)[Math.floor(xs.length / 2)]!;
 

@@ -6,8 +6,8 @@
  *
  * Skeleton: 256 threads, teams of 32 lanes; R rows a team, S teams splitting a row group's blocks, U
  * blocks a lane in flight (loaded before any is used). Block b of a row is read by lane b mod 32 of a
- * step, so lanes read consecutive 16-byte slots. Team sums: subgroupAdd (subgroups of at least 32) or a
- * workgroup-memory tree; the S teams of a row group meet in workgroup memory.
+ * step, so lanes read consecutive 16-byte slots. Team sums: XOR shuffles within 32 lanes (subgroups of at
+ * least 32; subgroupAdd would merge two teams in a 64-wide subgroup) or a workgroup-memory tree; the S teams of a row group meet in workgroup memory.
  *
  * x: quantized to int8 per 32-element block in its natural order (quantXPlanesKernel), as two planes so
  * lanes reading consecutive blocks read consecutive vec4s: xq[b] holds elements 32b + 0..15, xq[blocks +
@@ -51,6 +51,7 @@ export interface LaneFormat {
   post: (j: number) => string;
 }
 
+/** The WGSL of format f's lane-blocks GEMV with R rows a team, S teams splitting K and U blocks in flight. */
 export function laneBlocksKernel(f: LaneFormat, R: number, S: number, U: number, subgroup: boolean): string {
   if (!(R >= 1 && U >= 1 && S >= 1 && 8 % S === 0)) throw new Error(`lane blocks: R${R} S${S} U${U}: S must divide 8 teams, R and U >= 1`);
   const rows = Array.from({ length: R }, (_, j) => j);
@@ -59,7 +60,7 @@ export function laneBlocksKernel(f: LaneFormat, R: number, S: number, U: number,
   const loads = (b: string, t: string) => `${f.loadX(b, t)}\n    ${each((j) => f.loadW(j, b, t))}`;
   const steps = (t: string) => each((j) => f.step(j, t));
   const reduce = subgroup
-    ? each((j) => `acc${j} = subgroupAdd(acc${j});`) + (S > 1 ? `
+    ? [16, 8, 4, 2, 1].map((o) => each((j) => `acc${j} += subgroupShuffleXor(acc${j}, ${o}u);`)).join("\n  ") + (S > 1 ? `
   if (lane == 0u) { ${each((j) => `red[team * ${R}u + ${j}u] = acc${j};`)} }
   workgroupBarrier();
   if (lane == 0u && kp == 0u) { for (var i = 1u; i < ${S}u; i++) { ${each((j) => `acc${j} += red[(team + i) * ${R}u + ${j}u];`)} } }` : "")
@@ -298,7 +299,7 @@ export const RAZER_RUNS_GEMV = { R: 1, S: 1, U: 2 } as const;
 
 /**
  * The backend's RaZeR runs GEMV (decoder `swar`, the spec's codes): R rows a team, S teams splitting K,
- * U runs a lane in flight, `subgroup` for subgroupAdd (subgroups of at least 32). Params: n, k, o0, blocks
+ * U runs a lane in flight, `subgroup` for shuffle sums (subgroups of at least 32). Params: n, k, o0, blocks
  * (runs a row), srow (scale u32s a row), mul (f32 bits of the tensor scale). Bindings: xq, xs
  * (quantXPlanesKernel), w, sc, out. Grid: ceil(n / laneBlocksRows(R, S)).
  */
