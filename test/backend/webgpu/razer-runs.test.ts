@@ -8,7 +8,9 @@
  * - several x rows (batched GEMV) and prefill rows (GEMM) still read the tile copy and agree with the
  *   dense product;
  * - uploadStack does not stack such weights, so the fused GEMVs decline and each matmul takes its runs copy;
- * - K not a whole number of groups keeps the tile layout only.
+ * - K not a whole number of groups keeps the tile layout only;
+ * - a small random RaZeR Llama decodes to nearly the default variant's logits (cosine > 0.999 each step),
+ *   and not bit for bit (so the runs GEMV ran).
  */
 import { after, test } from "node:test";
 import assert from "node:assert/strict";
@@ -17,6 +19,10 @@ import { GEMV_DECODE_DEFAULTS, setGemvDecode } from "../../../src/backend/webgpu
 import type { PackedDType } from "../../../src/tensor/dtype.js";
 import { Rng, openOrSkip, randoms, tensorOf } from "./helpers.js";
 import { assertProduct, packedWeight } from "./packed-helpers.js";
+import { LlamaModel, expectedShape, expectedTensorNames } from "../../../src/model/llama.js";
+import type { RawTensor } from "../../../src/tensor/raw.js";
+import { randomWeight } from "../../../bench/random-weights.js";
+import { randomLlamaConfig } from "../../../bench/make-random-gguf.js";
 
 const { gpu, reason } = await openOrSkip();
 const plain = gpu ? await openOrSkip({ subgroups: false }) : { gpu: undefined, reason };
@@ -103,3 +109,35 @@ for (const [label, g] of backends) {
     assert.equal(g!.upload(a.raw).runs, undefined, "the default variant uploads no runs copy");
   });
 }
+
+test("a RaZeR model decodes under runs-i8 as under the default variant, up to x's int8 rounding", { skip: !gpu && reason }, async () => {
+  // every projection K a whole number of groups (128, 256), so each batch-1 matmul takes a runs copy
+  const config = randomLlamaConfig({ dim: 128, layers: 2, hidden: 256, heads: 4, kvHeads: 2, vocab: 384, ctx: 64, tied: false });
+  const tensors = new Map<string, RawTensor>(expectedTensorNames(config).map((n, i) => [n, randomWeight(n, "razer", expectedShape(config, n), 11 * i + 1)]));
+  const logits = async (variant: string): Promise<Float32Array[]> => {
+    setGemvDecode("razer", variant);
+    const net = LlamaModel.create(config, tensors, gpu!, `random razer ${variant}`, 64);
+    const cache = net.newCache(64);
+    const out = [await gpu!.read(net.forward(Int32Array.from([5, 17, 300, 42]), 0, cache))];
+    for (let t = 0; t < 3; t++) out.push(await gpu!.read(net.forward(Int32Array.from([7 + t]), 4 + t, cache)));
+    return out;
+  };
+  const base = await logits(GEMV_DECODE_DEFAULTS.razer!);
+  const runs = await logits("runs-i8");
+  setGemvDecode("razer", GEMV_DECODE_DEFAULTS.razer!);
+  let differ = false;
+  for (let s = 0; s < base.length; s++) {
+    const a = runs[s]!, b = base[s]!;
+    let dot = 0, na = 0, nb = 0;
+    for (let i = 0; i < b.length; i++) {
+      dot += a[i]! * b[i]!;
+      na += a[i]! * a[i]!;
+      nb += b[i]! * b[i]!;
+      if (a[i] !== b[i]) differ = true;
+    }
+    const cos = dot / Math.sqrt(na * nb);
+    assert.ok(cos > 0.999, `step ${s}: cosine ${cos} between the runs-i8 and default logits`);
+  }
+  // the prompt (GEMM) reads the tile copy in both; the decode steps must not (int8 x rounds)
+  assert.ok(differ, "runs-i8 gave the default variant's logits bit for bit: its runs GEMV did not run");
+});
