@@ -31,7 +31,10 @@ import { PACKED_WGSL } from "../../quant/wgsl/decode.js";
 import type { PackedDType } from "../../tensor/dtype.js";
 import type { RawTensor } from "../../tensor/raw.js";
 import type { BufferPool } from "./buffers.js";
-import { GpuWeight, type WeightPart } from "./weights.js";
+import { GpuWeight, type RazerRuns, type WeightPart } from "./weights.js";
+import { GEMV_DECODE_VARIANTS } from "../../quant/wgsl/decode.js";
+import { gemvDecodeOf } from "./kernels/packed.js";
+import { razerRunsLayout } from "./kernels/lane-blocks.js";
 
 /** Weights a GPU tile holds per row. */
 export const packedTile = (f: PackedDType): number => (PACKED_WGSL[f].codeBits === 4 ? 1024 : 512);
@@ -95,7 +98,30 @@ export function uploadPacked(raw: RawTensor, pool: BufferPool, maxBinding: numbe
       scales: pool.upload(new Uint8Array(s.buffer), `${raw.name} scales`),
     });
   }
-  return new GpuWeight(raw.name, format, raw.shape, format, codeWords, T, parts, mul);
+  return new GpuWeight(raw.name, format, raw.shape, format, codeWords, T, parts, mul, true, runsCopy(raw.name, format, p.codes, p.scales, p.tensorScale, N, K, parts, pool));
+}
+
+/**
+ * RaZeR's runs copy (kernels/lane-blocks.ts) when the selected GEMV decode variant asks for it and rows
+ * are whole groups (K a multiple of 128), with the tile parts' row ranges; undefined otherwise.
+ */
+function runsCopy(name: string, format: PackedDType, codes: Uint8Array, scales: Uint8Array, tensorScale: number, N: number, K: number, tiles: readonly WeightPart[], pool: BufferPool): RazerRuns | undefined {
+  const v = gemvDecodeOf(format);
+  if (format !== "razer" || v === undefined || !GEMV_DECODE_VARIANTS.razer?.[v]?.runs || K % 128 !== 0) return undefined;
+  const rowBytes = K / 2;
+  const scaleRowBytes = scales.length / N;
+  let srow = 0;
+  const parts = tiles.map((t) => {
+    const r = razerRunsLayout("swar", t.rows, K, codes.subarray(t.rowStart * rowBytes, (t.rowStart + t.rows) * rowBytes), scales.subarray(t.rowStart * scaleRowBytes, (t.rowStart + t.rows) * scaleRowBytes));
+    srow = r.srow;
+    return {
+      rowStart: t.rowStart,
+      rows: t.rows,
+      data: pool.upload(new Uint8Array(r.w.buffer), `${name} runs`),
+      scales: pool.upload(new Uint8Array(r.sc.buffer), `${name} runs scales`),
+    };
+  });
+  return { parts, srow, mul: tensorScale };
 }
 
 /**

@@ -1,15 +1,18 @@
 /**
  * The int8 copy of a batch-1 matmul's x (kernels/gemv-i8.ts) in two scratch buffers. Several matmuls in
  * a row often read the same x (q, k, v; gate, up; every part of a split weight), so x is quantized again
- * only when it may have changed: another x, another order (q8_0 or q4_0 tiles, q4_0 blocks: the planes of
- * kernels/gemv-blocks.ts), or anything else dispatched or submitted since (a write to x can only come from
- * one of those).
+ * only when it may have changed: another x, another order (q8_0 or q4_0 tiles; "planes", the natural
+ * order of kernels/gemv-blocks.ts and kernels/lane-blocks.ts), or anything else dispatched or submitted
+ * since (a write to x can only come from one of those).
  */
 import type { Buf, BufferPool } from "./buffers.js";
 import type { Kernel } from "./kernel.js";
 import { grid } from "./kernel.js";
 import { QUANT_X_BLOCKS, TILE_BLOCKS, quantXBytes, quantXKernel, type BlockFormat } from "./kernels/gemv-i8.js";
 import { quantXBlocksBytes, quantXBlocksKernel } from "./kernels/gemv-blocks.js";
+
+/** The layouts of the int8 x: a block format's tile order (kernels/gemv-i8.ts), or natural-order planes. */
+export type QuantXLayout = BlockFormat | "planes";
 
 /**
  * How batch-1 q8_0/q4_0 matmuls treat activations (as the CPU backend's option of the same name); "auto":
@@ -23,20 +26,17 @@ export class QuantizedX {
   private quants?: Buf;
   private scales?: Buf;
   /** What the scratch holds and the dispatch count / submission after which it is still valid. */
-  private held?: { buf: number; offset: number; K: number; format: BlockFormat; tiled: boolean; dispatches: number; submissions: number };
+  private held?: { buf: number; offset: number; K: number; format: QuantXLayout; dispatches: number; submissions: number };
 
   constructor(private readonly pool: BufferPool, private readonly run: Run) {}
 
-  /**
-   * The quantized x (quants, scales) for weights of `format` in tile order (`tiled`) or q4_0's blocks
-   * layout, quantizing it first unless the scratch already holds it.
-   */
-  of(x: Buf, K: number, format: BlockFormat, dispatches: number, submissions: number, tiled = true): [Buf, Buf] {
+  /** The quantized x (quants, scales) in `format`'s layout, quantizing it first unless the scratch already holds it. */
+  of(x: Buf, K: number, format: QuantXLayout, dispatches: number, submissions: number): [Buf, Buf] {
     if (K % 32 !== 0) throw new Error(`int8 activations: x of ${K} elements is not whole 32-element blocks`);
     const h = this.held;
-    const fresh = h && h.buf === x.id && h.offset === (x.offset ?? 0) && h.K === K && h.format === format && h.tiled === tiled &&
+    const fresh = h && h.buf === x.id && h.offset === (x.offset ?? 0) && h.K === K && h.format === format &&
       h.dispatches === dispatches && h.submissions === submissions;
-    const need = tiled ? quantXBytes(K) : quantXBlocksBytes(K);
+    const need = format === "planes" ? quantXBlocksBytes(K) : quantXBytes(K);
     // an outgrown buffer is not destroyed: commands recorded but not yet submitted may still bind it
     // (the pool frees it with the backend)
     if (!this.quants || this.quants.size < need.quants) {
@@ -49,9 +49,9 @@ export class QuantizedX {
     }
     if (!fresh || !this.held) {
       const blocks = K / 32;
-      if (tiled) this.run(quantXKernel(format), [blocks, Math.floor(blocks / TILE_BLOCKS[format])], [x, this.quants, this.scales], grid(Math.ceil(blocks / QUANT_X_BLOCKS)));
-      else this.run(quantXBlocksKernel(), [blocks], [x, this.quants, this.scales], grid(Math.ceil(blocks / QUANT_X_BLOCKS)));
-      this.held = { buf: x.id, offset: x.offset ?? 0, K, format, tiled, dispatches: dispatches + 1, submissions };
+      if (format === "planes") this.run(quantXBlocksKernel(), [blocks], [x, this.quants, this.scales], grid(Math.ceil(blocks / QUANT_X_BLOCKS)));
+      else this.run(quantXKernel(format), [blocks, Math.floor(blocks / TILE_BLOCKS[format])], [x, this.quants, this.scales], grid(Math.ceil(blocks / QUANT_X_BLOCKS)));
+      this.held = { buf: x.id, offset: x.offset ?? 0, K, format, dispatches: dispatches + 1, submissions };
     }
     return [this.quants, this.scales];
   }

@@ -73,5 +73,5 @@ function fits(arrays: readonly Uint8Array[], maxBinding: number, align: number):
 }
 
 function rebuild(w: GpuWeight, parts: WeightPart[]): GpuWeight {
-  return new GpuWeight(w.name, w.dtype, w.shape, w.format, w.stride, w.blocks, parts, w.mul, w.tiled);
+  return new GpuWeight(w.name, w.dtype, w.shape, w.format, w.stride, w.blocks, parts, w.mul, w.tiled, w.runs);
 }

@@ -36,6 +36,9 @@ import { ROWS_GROUP, TABLE_ROWS, attentionRowsCombineKernel, attentionRowsPartia
 import { uploadStacked, type WeightStack } from "./stacked-weights.js";
 import { MAX_STACK, addGemvKernel, fusedGemvBlocksQuantKernel, fusedGemvI8Kernel, stackedGemvKernel, stackedParams, swigluGemvKernel, swigluRowsPerTeam } from "./kernels/gemv-fused.js";
 import { ROPE_KV_GROUP, ropeKvWriteKernel } from "./kernels/rope-kv.js";
+import { RAZER_RUNS_GEMV, laneBlocksRows, razerRunsGemvKernel } from "./kernels/lane-blocks.js";
+import { gemvDecodeOf } from "./kernels/packed.js";
+import { GEMV_DECODE_VARIANTS } from "../../quant/wgsl/decode.js";
 
 export class GpuTensor implements Tensor {
   constructor(
@@ -238,6 +241,8 @@ export class WebGpuBackend implements Backend {
    */
   uploadStack(raws: readonly RawTensor[]): GpuWeight[] {
     if (raws.length < 2 || raws.length > MAX_STACK || raws.some((r) => isSparseDType(r.dtype) || r.shape.length !== 2)) return raws.map((r) => this.upload(r));
+    // RaZeR under a runs GEMV variant: separate weights, so each batch-1 matmul takes its runs copy
+    if (raws.some((r) => r.dtype === "razer") && GEMV_DECODE_VARIANTS.razer?.[gemvDecodeOf("razer") ?? ""]?.runs) return raws.map((r) => this.upload(r));
     const { weights, stack } = uploadStacked(raws, this.pool, this.maxBinding, this.rowViewAlign, this.q4Layout);
     if (stack) for (const w of weights) this.stacks.set(w, stack);
     return weights;
@@ -293,7 +298,7 @@ export class WebGpuBackend implements Backend {
       this.run(k.kernel, params, [x.buf, ...bufs], grid(Math.ceil(rows / k.rowsPerGroup)));
       return;
     }
-    const [xq, xs] = this.qx.of(x.buf, w.inFeatures, w.format as BlockFormat, this.recorder.dispatches, this.recorder.submissions, w.tiled);
+    const [xq, xs] = this.qx.of(x.buf, w.inFeatures, w.tiled ? (w.format as BlockFormat) : "planes", this.recorder.dispatches, this.recorder.submissions);
     this.run(k.kernel, params, [xq, xs, ...bufs], grid(Math.ceil(rows / k.rowsPerGroup)));
     this.qx.keep(this.recorder.dispatches);
   }
@@ -426,7 +431,8 @@ export class WebGpuBackend implements Backend {
   matmulAdd(out: Tensor, x: Tensor, w: Weight): boolean {
     const xt = x as GpuTensor;
     const o = out as GpuTensor;
-    if (!this.fuse || xt.rows < 1 || xt.rows > GEMV_BATCH_ROWS || !(w instanceof GpuWeight)) return false;
+    // a RaZeR runs copy: the plain matmul (its runs GEMV) and a separate add
+    if (!this.fuse || xt.rows < 1 || xt.rows > GEMV_BATCH_ROWS || !(w instanceof GpuWeight) || w.runs) return false;
     if (xt.cols !== w.inFeatures || o.cols !== w.outFeatures || o.rows < xt.rows) {
       throw new Error(`matmulAdd ${w.name}: x [${xt.rows}, ${xt.cols}] · [${w.shape.join(", ")}]ᵀ -> [${o.rows}, ${o.cols}] do not fit`);
     }
@@ -692,6 +698,17 @@ export class WebGpuBackend implements Backend {
         return;
       }
     }
+    if (n === 1 && wt.runs) {
+      // RaZeR's runs copy on int8 x (the "runs-i8" GEMV decode variant, kernels/lane-blocks.ts)
+      const [xq, xs] = this.qx.of(xt.buf, K, "planes", this.recorder.dispatches, this.recorder.submissions);
+      const { R, S, U } = RAZER_RUNS_GEMV;
+      const k = razerRunsGemvKernel(R, S, U, this.gpu.subgroups && this.gpu.subgroupMinSize >= 32);
+      for (const part of wt.runs.parts) {
+        this.run(k, [part.rows, K, part.rowStart, K / 32, wt.runs.srow, f32bits(wt.runs.mul)], [xq, xs, part.data, part.scales!, o.buf], grid(Math.ceil(part.rows / laneBlocksRows(R, S))));
+      }
+      this.qx.keep(this.recorder.dispatches);
+      return;
+    }
     for (const part of wt.parts) {
       const bufs = part.scales ? [xt.buf, part.data, part.scales, o.buf] : [xt.buf, part.data, o.buf];
       if (n === 1 && this.viaInt8(wt) && this.selfQuantizing(wt)) {
@@ -699,7 +716,7 @@ export class WebGpuBackend implements Backend {
         const R = GEMV_BLOCKS_QUANT.rowsPerTeam;
         this.run(gemvBlocksQuantKernel(sg), [part.rows, K, part.rowStart, wt.blocks], [xt.buf, part.data, part.scales!, o.buf], grid(Math.ceil(part.rows / gemvRows(sg, R, 1))));
       } else if (n === 1 && this.viaInt8(wt)) {
-        const [xq, xs] = this.qx.of(xt.buf, K, wt.format as BlockFormat, this.recorder.dispatches, this.recorder.submissions, wt.tiled);
+        const [xq, xs] = this.qx.of(xt.buf, K, wt.tiled ? (wt.format as BlockFormat) : "planes", this.recorder.dispatches, this.recorder.submissions);
         const sg = this.gpu.subgroupMinSize;
         const R = wt.tiled ? GEMV_I8_ROWS[wt.format as BlockFormat] : GEMV_BLOCKS.rowsPerTeam;
         const S = wt.tiled ? gemvSplit(sg, R) : GEMV_BLOCKS.split;

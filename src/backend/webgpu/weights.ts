@@ -54,6 +54,16 @@ export interface WeightPart {
   readonly scales?: Buf;
 }
 
+/**
+ * A second copy of a RaZeR weight in kernels/lane-blocks.ts's "runs" layout, parted like the weight:
+ * parts[i].data the runs, parts[i].scales the file's scale words (`srow` u32s a row); `mul` the tensor scale.
+ */
+export interface RazerRuns {
+  readonly parts: readonly WeightPart[];
+  readonly srow: number;
+  readonly mul: number;
+}
+
 export class GpuWeight implements Weight {
   constructor(
     readonly name: string,
@@ -70,6 +80,8 @@ export class GpuWeight implements Weight {
     readonly mul = 1,
     /** Whether whole tiles are in tile order (false: a q4_0 weight in the "blocks" layout). */
     readonly tiled = true,
+    /** RaZeR uploaded under the "runs-i8" GEMV variant: the same weights in the runs layout (packed-weights.ts). */
+    readonly runs?: RazerRuns,
   ) {}
   get outFeatures(): number {
     return this.shape.length === 1 ? 1 : this.shape.slice(0, -1).reduce((a, b) => a * b, 1);

@@ -239,6 +239,12 @@ export interface GemvDecodeVariant {
   readonly code: string;
   readonly prologue?: string;
   readonly sentinelSum?: boolean;
+  /**
+   * RaZeR only: weights uploaded while this variant is selected also get the "runs" layout, and the
+   * backend's batch-1 GEMV reads that copy on int8 x (kernels/lane-blocks.ts); `code` serves the other
+   * GEMVs (batched rows), which keep the tile layout.
+   */
+  readonly runs?: boolean;
 }
 
 /** Every format's GEMV decode variants; the first of each is what PACKED_WGSL decodes. */
@@ -246,6 +252,7 @@ export const GEMV_DECODE_VARIANTS: Partial<Record<PackedDType, Record<string, Ge
   razer: {
     "per-element": { code: PACKED_WGSL.razer.code },
     "sentinel-sum": { code: PACKED_WGSL.razer.code + RAZER_SENTINEL_SUM, sentinelSum: true },
+    "runs-i8": { code: PACKED_WGSL.razer.code, runs: true },
   },
   "nvfp4-razer": {
     "per-element": { code: PACKED_WGSL["nvfp4-razer"].code },
