@@ -7,6 +7,9 @@
 import type { QuantFormat } from "../quant/format.js";
 import { int8Format } from "../quant/int8.js";
 import { int4AsymFormat } from "../quant/int4-asym.js";
+import { int3AsymFormat } from "../quant/int3-asym.js";
+import { fp3RazerFormat, fp3CodeValue } from "../quant/fp3-razer.js";
+import { getTribit } from "../quant/tribits.js";
 import { nvfp4RazerFormat } from "../quant/nvfp4-razer.js";
 import { nvfp4Format } from "../quant/nvfp4.js";
 import { f16Table } from "../tensor/half.js";
@@ -75,14 +78,41 @@ function int4Decode(g: number): FastDecode {
   };
 }
 
+/** int3-asym with groups of g: (3-bit code − f16 zero) × f16 scale, as src/quant/int3-asym.ts unpacks. */
+function int3Decode(g: number): FastDecode {
+  const f16 = f16Table();
+  return (src, sOff, codeBytes, d, out, oOff) => {
+    const view = new DataView(src.buffer, src.byteOffset);
+    for (let k = 0; k < d; k++) {
+      const so = sOff + codeBytes + 4 * Math.floor(k / g);
+      out[oOff + k] = (getTribit(src, sOff, k) - f16[view.getUint16(so + 2, true)]!) * f16[view.getUint16(so, true)]!;
+    }
+  };
+}
+
+/** fp3-razer with groups of g: f16(word & 0x7ffe) × the code's value, as src/quant/fp3-razer.ts unpacks. */
+function fp3Decode(g: number): FastDecode {
+  const f16 = f16Table();
+  return (src, sOff, codeBytes, d, out, oOff) => {
+    const view = new DataView(src.buffer, src.byteOffset);
+    for (let k = 0; k < d; k++) {
+      const word = view.getUint16(sOff + codeBytes + 2 * Math.floor(k / g), true);
+      out[oOff + k] = f16[word & 0x7ffe]! * fp3CodeValue(word, getTribit(src, sOff, k));
+    }
+  };
+}
+
 /** Every KV format; "f32" is the unquantized cache (the backend's own). */
-export const KV_FORMATS: readonly string[] = ["f32", "int8", "int4", "int4g64", "razer", "nvfp4"];
+export const KV_FORMATS: readonly string[] = ["f32", "int8", "int4", "int4g64", "int3g64", "fp3-razer", "razer", "nvfp4"];
 
 const CODECS: Record<string, () => KvFormat> = {
   int8: () => fromQuant("int8", "int8 symmetric, one f32 scale per (token, head)", int8Format, false, int8Decode),
   int4: () => fromQuant("int4", "int4 asymmetric, groups of 32 along head_dim (f16 scale and zero)", int4AsymFormat(32), false, int4Decode(32)),
   // one group per head row of 64: half int4's scale overhead (36 bytes a row of 64, 4.5 bits a value); CPU only
   int4g64: () => fromQuant("int4g64", "int4 asymmetric, groups of 64 along head_dim (f16 scale and zero)", int4AsymFormat(64), false, int4Decode(64)),
+  // 3-bit, one group per head row of 64, for 8x of a 16-bit cache with selection (docs/kv-cache.md); CPU only
+  int3g64: () => fromQuant("int3g64", "int3 asymmetric, groups of 64 along head_dim (f16 scale and zero)", int3AsymFormat(64), false, int3Decode(64)),
+  "fp3-razer": () => fromQuant("fp3-razer", "FP3-RaZeR ({0, ±1, ±2, ±4}, ±3/±6 special value), groups of 64 along head_dim (one 16-bit scale+SV word)", fp3RazerFormat(64), false, fp3Decode(64)),
   razer: () => fromQuant("razer", "NVFP4-RaZeR (E2M1, ±5/±8 special value, blocks of 16), f32 g per (token, head)", nvfp4RazerFormat(8), true),
   nvfp4: () => fromQuant("nvfp4", "NVFP4 (E2M1, E4M3 scale per 16), f32 g per (token, head)", nvfp4Format, true),
 };

@@ -6,6 +6,8 @@ import { kvStoreFactory } from "../../src/kv/spec.js";
 import { KV_FORMATS, kvFormat } from "../../src/kv/format.js";
 import { int8Format } from "../../src/quant/int8.js";
 import { int4AsymFormat } from "../../src/quant/int4-asym.js";
+import { int3AsymFormat } from "../../src/quant/int3-asym.js";
+import { fp3RazerFormat } from "../../src/quant/fp3-razer.js";
 import { nvfp4RazerFormat } from "../../src/quant/nvfp4-razer.js";
 import { nvfp4Format } from "../../src/quant/nvfp4.js";
 
@@ -59,7 +61,11 @@ test("each quantized KV format's attention equals the dense attention over its d
 });
 
 test("each KV format's head-row round trip is its weight codec's pack and unpack of a [1, headDim] row", () => {
-  const codecs = { int8: int8Format, int4: int4AsymFormat(32), int4g64: int4AsymFormat(64), razer: nvfp4RazerFormat(8), nvfp4: nvfp4Format };
+  const codecs = {
+    int8: int8Format, int4: int4AsymFormat(32), int4g64: int4AsymFormat(64), int3g64: int3AsymFormat(64), "fp3-razer": fp3RazerFormat(64),
+    razer: nvfp4RazerFormat(8), nvfp4: nvfp4Format,
+  };
+  assert.deepEqual(Object.keys(codecs).sort(), KV_FORMATS.filter((f) => f !== "f32").sort(), "every quantized KV format is checked");
   const r = rng(11);
   for (const [name, q] of Object.entries(codecs)) {
     const f = kvFormat(name);
@@ -72,5 +78,22 @@ test("each KV format's head-row round trip is its weight codec's pack and unpack
       const want = q.unpack(q.pack(row.slice(d, 2 * d), 1, d));
       assert.deepEqual(got.subarray(2), want, `${name}, headDim ${d}`);
     }
+  }
+});
+
+test("the 3-bit KV formats store the bytes their layouts say: 28 and 26 bytes a head row of 64", () => {
+  // int3g64: 64 × 3 bits + f16 scale + f16 zero; fp3-razer: 64 × 3 bits + one 16-bit scale-and-SV word
+  assert.equal(kvFormat("int3g64").headBytes(64), 24 + 4);
+  assert.equal(kvFormat("fp3-razer").headBytes(64), 24 + 2);
+  assert.equal(kvFormat("int4g64").headBytes(64), 32 + 4);
+});
+
+test("a backend without host views refuses the host-only KV formats by name when the cache is made", () => {
+  // the shape of the WebGPU backend as the KV code sees it: no hostView, its own formats listed
+  const device = { kind: "webgpu", kvFormats: ["int8", "int4", "razer", "nvfp4"] } as unknown as CpuBackend;
+  const cpu = new CpuBackend();
+  for (const format of ["int4g64", "int3g64", "fp3-razer"]) {
+    const ctx: KvContext = { backend: device, layers: LAYERS, heads: HEADS, kvHeads: KV_HEADS, headDim: D, capacity: CAP, rope: cpu.ropeTable(new Float64Array(D / 2), CAP), format };
+    assert.throws(() => kvStoreFactory("dense")(ctx), new RegExp(`--kv dense --kv-format ${format}: ${format} is a CPU-only KV format; the webgpu backend stores KV as f32, int8, int4, razer, nvfp4`));
   }
 });
