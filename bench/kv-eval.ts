@@ -67,6 +67,12 @@ const ROWS: Row[] = [
   // int4 with one group per head row of 64 (4.5 bits a value); TokenButler keeps the whole cache resident
   ...[0.5, 0.45, 0.4, 0.35, 0.3].map((k): Row => ({ label: `streaming keep=${k} + int4g64`, kv: `streaming:keep=${k}`, format: "int4g64", family: "8x-vs-16bit", keep: k })),
   ...["h2o", "snapkv"].map((name): Row => ({ label: `${name} keep=0.35 + int4g64`, kv: `${name}:keep=0.35`, format: "int4g64", family: "8x-vs-16bit", keep: 0.35 })),
+  // the same target with the 3-bit formats (int3g64 28 B a head row, 3.5 bits a value; fp3-razer 26 B, 3.25 bits):
+  // StreamingLLM may then keep about half the positions; H2O, SnapKV and TokenButler's window rule for contrast
+  ...["int3g64", "fp3-razer"].map((f): Row => ({ label: `${f} KV`, kv: "dense", format: f, family: "8x-3bit" })),
+  ...["int3g64", "fp3-razer"].flatMap((f) => [0.55, 0.5, 0.45].map((k): Row => ({ label: `streaming keep=${k} + ${f}`, kv: `streaming:keep=${k}`, format: f, family: `8x-3bit-${f}`, keep: k }))),
+  ...["h2o", "snapkv"].map((name): Row => ({ label: `${name} keep=0.5 + int3g64`, kv: `${name}:keep=0.5`, format: "int3g64", family: "8x-3bit-others", keep: 0.5 })),
+  ...["int3g64", "fp3-razer"].map((f): Row => ({ label: `tokenbutler keep=0.5 window=0.75 + ${f}`, kv: "tokenbutler:keep=0.5,window=0.75", format: f, family: "8x-3bit-tokenbutler", keep: 0.5, models: ["base"] })),
 ];
 
 const MODELS: Record<string, { path: string; title: string }> = {
