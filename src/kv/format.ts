@@ -13,6 +13,7 @@ import { getTribit } from "../quant/tribits.js";
 import { nvfp4RazerFormat } from "../quant/nvfp4-razer.js";
 import { nvfp4Format } from "../quant/nvfp4.js";
 import { f16Table } from "../tensor/half.js";
+import { checkHadamardSize, hadamard } from "./hadamard.js";
 
 export interface KvFormat {
   readonly name: string;
@@ -102,8 +103,39 @@ function fp3Decode(g: number): FastDecode {
   };
 }
 
+/**
+ * `inner` applied to the Hadamard-rotated head row (src/kv/hadamard.ts): encode quantizes H·x/√d, decode
+ * returns H·x̂/√d rounded to f32. No extra bytes; the rotation is per (token, head), so it fits the write path.
+ */
+function rotated(name: string, description: string, inner: KvFormat): KvFormat {
+  let t = new Float64Array(64), r = new Float32Array(64);
+  const scratch = (d: number) => {
+    if (t.length < d) (t = new Float64Array(d)), (r = new Float32Array(d));
+  };
+  return {
+    name,
+    description,
+    headBytes: (d) => inner.headBytes(d),
+    encode(row, off, d, dst, dOff) {
+      checkHadamardSize(name, d);
+      scratch(d);
+      for (let k = 0; k < d; k++) t[k] = row[off + k]!;
+      hadamard(t, d);
+      for (let k = 0; k < d; k++) r[k] = t[k]!;
+      inner.encode(r, 0, d, dst, dOff);
+    },
+    decode(src, sOff, d, out, oOff) {
+      scratch(d);
+      inner.decode(src, sOff, d, r, 0);
+      for (let k = 0; k < d; k++) t[k] = r[k]!;
+      hadamard(t, d);
+      for (let k = 0; k < d; k++) out[oOff + k] = t[k]!;
+    },
+  };
+}
+
 /** Every KV format; "f32" is the unquantized cache (the backend's own). */
-export const KV_FORMATS: readonly string[] = ["f32", "int8", "int4", "int4g64", "int3g64", "fp3-razer", "razer", "nvfp4"];
+export const KV_FORMATS: readonly string[] = ["f32", "int8", "int4", "int4g64", "int3g64", "fp3-razer", "int3g64-rot", "fp3-razer-rot", "razer", "nvfp4"];
 
 const CODECS: Record<string, () => KvFormat> = {
   int8: () => fromQuant("int8", "int8 symmetric, one f32 scale per (token, head)", int8Format, false, int8Decode),
@@ -113,6 +145,9 @@ const CODECS: Record<string, () => KvFormat> = {
   // 3-bit, one group per head row of 64, for 8x of a 16-bit cache with selection (docs/kv-cache.md); CPU only
   int3g64: () => fromQuant("int3g64", "int3 asymmetric, groups of 64 along head_dim (f16 scale and zero)", int3AsymFormat(64), false, int3Decode(64)),
   "fp3-razer": () => fromQuant("fp3-razer", "FP3-RaZeR ({0, ±1, ±2, ±4}, ±3/±6 special value), groups of 64 along head_dim (one 16-bit scale+SV word)", fp3RazerFormat(64), false, fp3Decode(64)),
+  // the same codecs on Hadamard-rotated head rows (head_dim a power of two); CPU only
+  "int3g64-rot": () => rotated("int3g64-rot", "int3g64 of the Hadamard-rotated head row (H·x/√d), rotated back on decode", CODECS.int3g64!()),
+  "fp3-razer-rot": () => rotated("fp3-razer-rot", "fp3-razer of the Hadamard-rotated head row (H·x/√d), rotated back on decode", CODECS["fp3-razer"]!()),
   razer: () => fromQuant("razer", "NVFP4-RaZeR (E2M1, ±5/±8 special value, blocks of 16), f32 g per (token, head)", nvfp4RazerFormat(8), true),
   nvfp4: () => fromQuant("nvfp4", "NVFP4 (E2M1, E4M3 scale per 16), f32 g per (token, head)", nvfp4Format, true),
 };
