@@ -72,6 +72,9 @@ const ROWS: Row[] = [
   ...["int3g64", "fp3-razer"].map((f): Row => ({ label: `${f} KV`, kv: "dense", format: f, family: "8x-3bit" })),
   ...["int3g64", "fp3-razer"].flatMap((f) => [0.55, 0.5, 0.45].map((k): Row => ({ label: `streaming keep=${k} + ${f}`, kv: `streaming:keep=${k}`, format: f, family: `8x-3bit-${f}`, keep: k }))),
   ...["h2o", "snapkv"].map((name): Row => ({ label: `${name} keep=0.5 + int3g64`, kv: `${name}:keep=0.5`, format: "int3g64", family: "8x-3bit-others", keep: 0.5 })),
+  // fp3-razer with two groups of 32 (28 B a head row, as int3g64)
+  { label: "fp3-razer-g32 KV", kv: "dense", format: "fp3-razer-g32", family: "8x-3bit-g32" },
+  ...[0.5, 0.45].map((k): Row => ({ label: `streaming keep=${k} + fp3-razer-g32`, kv: `streaming:keep=${k}`, format: "fp3-razer-g32", family: "8x-3bit-g32", keep: k })),
   // the 3-bit codecs on Hadamard-rotated head rows (same bytes; src/kv/hadamard.ts)
   ...["int3g64-rot", "fp3-razer-rot"].map((f): Row => ({ label: `${f} KV`, kv: "dense", format: f, family: "8x-3bit-rot" })),
   ...["int3g64-rot", "fp3-razer-rot"].flatMap((f) => [0.5, 0.45].map((k): Row => ({ label: `streaming keep=${k} + ${f}`, kv: `streaming:keep=${k}`, format: f, family: `8x-3bit-${f}`, keep: k }))),

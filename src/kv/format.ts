@@ -135,7 +135,7 @@ function rotated(name: string, description: string, inner: KvFormat): KvFormat {
 }
 
 /** Every KV format; "f32" is the unquantized cache (the backend's own). */
-export const KV_FORMATS: readonly string[] = ["f32", "int8", "int4", "int4g64", "int3g64", "fp3-razer", "int3g64-rot", "fp3-razer-rot", "razer", "nvfp4"];
+export const KV_FORMATS: readonly string[] = ["f32", "int8", "int4", "int4g64", "int3g64", "fp3-razer", "fp3-razer-g32", "int3g64-rot", "fp3-razer-rot", "razer", "nvfp4"];
 
 const CODECS: Record<string, () => KvFormat> = {
   int8: () => fromQuant("int8", "int8 symmetric, one f32 scale per (token, head)", int8Format, false, int8Decode),
@@ -145,6 +145,8 @@ const CODECS: Record<string, () => KvFormat> = {
   // 3-bit, one group per head row of 64, for 8x of a 16-bit cache with selection (docs/kv-cache.md); CPU only
   int3g64: () => fromQuant("int3g64", "int3 asymmetric, groups of 64 along head_dim (f16 scale and zero)", int3AsymFormat(64), false, int3Decode(64)),
   "fp3-razer": () => fromQuant("fp3-razer", "FP3-RaZeR ({0, ±1, ±2, ±4}, ±3/±6 special value), groups of 64 along head_dim (one 16-bit scale+SV word)", fp3RazerFormat(64), false, fp3Decode(64)),
+  // two groups of 32: int3g64's 28 bytes, spent on a second scale word instead of a zero point
+  "fp3-razer-g32": () => fromQuant("fp3-razer-g32", "FP3-RaZeR ({0, ±1, ±2, ±4}, ±3/±6 special value), groups of 32 along head_dim (a 16-bit scale+SV word each)", fp3RazerFormat(32), false, fp3Decode(32)),
   // the same codecs on Hadamard-rotated head rows (head_dim a power of two); CPU only
   "int3g64-rot": () => rotated("int3g64-rot", "int3g64 of the Hadamard-rotated head row (H·x/√d), rotated back on decode", CODECS.int3g64!()),
   "fp3-razer-rot": () => rotated("fp3-razer-rot", "fp3-razer of the Hadamard-rotated head row (H·x/√d), rotated back on decode", CODECS["fp3-razer"]!()),

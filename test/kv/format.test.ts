@@ -63,7 +63,7 @@ test("each quantized KV format's attention equals the dense attention over its d
 
 test("each KV format's head-row round trip is its weight codec's pack and unpack of a [1, headDim] row", () => {
   const codecs = {
-    int8: int8Format, int4: int4AsymFormat(32), int4g64: int4AsymFormat(64), int3g64: int3AsymFormat(64), "fp3-razer": fp3RazerFormat(64),
+    int8: int8Format, int4: int4AsymFormat(32), int4g64: int4AsymFormat(64), int3g64: int3AsymFormat(64), "fp3-razer": fp3RazerFormat(64), "fp3-razer-g32": fp3RazerFormat(32),
     razer: nvfp4RazerFormat(8), nvfp4: nvfp4Format,
   };
   assert.deepEqual(Object.keys(codecs).sort(), KV_FORMATS.filter((f) => f !== "f32" && !f.endsWith("-rot")).sort(), "every unrotated KV format is checked");
@@ -82,10 +82,11 @@ test("each KV format's head-row round trip is its weight codec's pack and unpack
   }
 });
 
-test("the 3-bit KV formats store the bytes their layouts say: 28 and 26 bytes a head row of 64", () => {
+test("the 3-bit KV formats store the bytes their layouts say: 28, 26 and 28 bytes a head row of 64", () => {
   // int3g64: 64 × 3 bits + f16 scale + f16 zero; fp3-razer: 64 × 3 bits + one 16-bit scale-and-SV word
   assert.equal(kvFormat("int3g64").headBytes(64), 24 + 4);
   assert.equal(kvFormat("fp3-razer").headBytes(64), 24 + 2);
+  assert.equal(kvFormat("fp3-razer-g32").headBytes(64), 24 + 4);
   assert.equal(kvFormat("int4g64").headBytes(64), 32 + 4);
 });
 
