@@ -75,6 +75,11 @@ const ROWS: Row[] = [
   // fp3-razer with two groups of 32 (28 B a head row, as int3g64)
   { label: "fp3-razer-g32 KV", kv: "dense", format: "fp3-razer-g32", family: "8x-3bit-g32" },
   ...[0.5, 0.45].map((k): Row => ({ label: `streaming keep=${k} + fp3-razer-g32`, kv: `streaming:keep=${k}`, format: "fp3-razer-g32", family: "8x-3bit-g32", keep: k })),
+  // fp3-razer-g32 with the clipping search and on rotated rows (same bytes)
+  ...["fp3-razer-g32-clip", "fp3-razer-g32-rot"].flatMap((f): Row[] => [
+    { label: `${f} KV`, kv: "dense", format: f, family: "8x-3bit-g32x" },
+    { label: `streaming keep=0.5 + ${f}`, kv: "streaming:keep=0.5", format: f, family: "8x-3bit-g32x", keep: 0.5 },
+  ]),
   // the 3-bit codecs on Hadamard-rotated head rows (same bytes; src/kv/hadamard.ts)
   ...["int3g64-rot", "fp3-razer-rot"].map((f): Row => ({ label: `${f} KV`, kv: "dense", format: f, family: "8x-3bit-rot" })),
   ...["int3g64-rot", "fp3-razer-rot"].flatMap((f) => [0.5, 0.45].map((k): Row => ({ label: `streaming keep=${k} + ${f}`, kv: `streaming:keep=${k}`, format: f, family: `8x-3bit-${f}`, keep: k }))),

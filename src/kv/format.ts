@@ -4,7 +4,7 @@
  * quantized once, when written. Bytes per (token, head): the codec's codes ++ scales (++ an f32 per-head
  * tensor scale g for RaZeR/NVFP4, whose block scales are relative to it).
  */
-import type { QuantFormat } from "../quant/format.js";
+import type { PackOptions, QuantFormat } from "../quant/format.js";
 import { int8Format } from "../quant/int8.js";
 import { int4AsymFormat } from "../quant/int4-asym.js";
 import { int3AsymFormat } from "../quant/int3-asym.js";
@@ -31,7 +31,7 @@ export interface KvFormat {
  * has a per-tensor scale worth storing (4 bytes a head row). `fast`: a decoder of the same bytes that skips
  * the generic unpack's allocations (tested equal to it in test/kv/format.test.ts).
  */
-function fromQuant(name: string, description: string, q: QuantFormat, tensorScale: boolean, fast?: FastDecode): KvFormat {
+function fromQuant(name: string, description: string, q: QuantFormat, tensorScale: boolean, fast?: FastDecode, options?: PackOptions): KvFormat {
   const layoutOf = (d: number) => q.layout(1, d);
   return {
     name,
@@ -41,7 +41,7 @@ function fromQuant(name: string, description: string, q: QuantFormat, tensorScal
       return l.codeBytes + l.scaleBytes + (tensorScale ? 4 : 0);
     },
     encode(row, off, d, dst, dOff) {
-      const p = q.pack(row.slice(off, off + d), 1, d);
+      const p = q.pack(row.slice(off, off + d), 1, d, options);
       dst.set(p.codes, dOff);
       dst.set(p.scales, dOff + p.codes.byteLength);
       if (tensorScale) new DataView(dst.buffer, dst.byteOffset).setFloat32(dOff + p.codes.byteLength + p.scales.byteLength, p.tensorScale, true);
@@ -135,7 +135,7 @@ function rotated(name: string, description: string, inner: KvFormat): KvFormat {
 }
 
 /** Every KV format; "f32" is the unquantized cache (the backend's own). */
-export const KV_FORMATS: readonly string[] = ["f32", "int8", "int4", "int4g64", "int3g64", "fp3-razer", "fp3-razer-g32", "int3g64-rot", "fp3-razer-rot", "razer", "nvfp4"];
+export const KV_FORMATS: readonly string[] = ["f32", "int8", "int4", "int4g64", "int3g64", "fp3-razer", "fp3-razer-g32", "fp3-razer-g32-clip", "int3g64-rot", "fp3-razer-g32-rot", "fp3-razer-rot", "razer", "nvfp4"];
 
 const CODECS: Record<string, () => KvFormat> = {
   int8: () => fromQuant("int8", "int8 symmetric, one f32 scale per (token, head)", int8Format, false, int8Decode),
@@ -147,8 +147,11 @@ const CODECS: Record<string, () => KvFormat> = {
   "fp3-razer": () => fromQuant("fp3-razer", "FP3-RaZeR ({0, ±1, ±2, ±4}, ±3/±6 special value), groups of 64 along head_dim (one 16-bit scale+SV word)", fp3RazerFormat(64), false, fp3Decode(64)),
   // two groups of 32: int3g64's 28 bytes, spent on a second scale word instead of a zero point
   "fp3-razer-g32": () => fromQuant("fp3-razer-g32", "FP3-RaZeR ({0, ±1, ±2, ±4}, ±3/±6 special value), groups of 32 along head_dim (a 16-bit scale+SV word each)", fp3RazerFormat(32), false, fp3Decode(32)),
+  // the same with the per-group clipping search (PackOptions.clip: each group also tried clamped to ±max|w|·(1 − 0.05i))
+  "fp3-razer-g32-clip": () => fromQuant("fp3-razer-g32-clip", "fp3-razer-g32 with the per-group clipping search (lowest MSE over 11 clip ratios)", fp3RazerFormat(32), false, fp3Decode(32), { clip: true }),
   // the same codecs on Hadamard-rotated head rows (head_dim a power of two); CPU only
   "int3g64-rot": () => rotated("int3g64-rot", "int3g64 of the Hadamard-rotated head row (H·x/√d), rotated back on decode", CODECS.int3g64!()),
+  "fp3-razer-g32-rot": () => rotated("fp3-razer-g32-rot", "fp3-razer-g32 of the Hadamard-rotated head row (H·x/√d), rotated back on decode", CODECS["fp3-razer-g32"]!()),
   "fp3-razer-rot": () => rotated("fp3-razer-rot", "fp3-razer of the Hadamard-rotated head row (H·x/√d), rotated back on decode", CODECS["fp3-razer"]!()),
   razer: () => fromQuant("razer", "NVFP4-RaZeR (E2M1, ±5/±8 special value, blocks of 16), f32 g per (token, head)", nvfp4RazerFormat(8), true),
   nvfp4: () => fromQuant("nvfp4", "NVFP4 (E2M1, E4M3 scale per 16), f32 g per (token, head)", nvfp4Format, true),

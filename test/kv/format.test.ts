@@ -66,7 +66,7 @@ test("each KV format's head-row round trip is its weight codec's pack and unpack
     int8: int8Format, int4: int4AsymFormat(32), int4g64: int4AsymFormat(64), int3g64: int3AsymFormat(64), "fp3-razer": fp3RazerFormat(64), "fp3-razer-g32": fp3RazerFormat(32),
     razer: nvfp4RazerFormat(8), nvfp4: nvfp4Format,
   };
-  assert.deepEqual(Object.keys(codecs).sort(), KV_FORMATS.filter((f) => f !== "f32" && !f.endsWith("-rot")).sort(), "every unrotated KV format is checked");
+  assert.deepEqual(Object.keys(codecs).sort(), KV_FORMATS.filter((f) => f !== "f32" && !f.endsWith("-rot") && !f.endsWith("-clip")).sort(), "every unrotated KV format is checked");
   const r = rng(11);
   for (const [name, q] of Object.entries(codecs)) {
     const f = kvFormat(name);
@@ -116,7 +116,7 @@ function hadamardMatrix(x: ArrayLike<number>, n: number): Float64Array {
 }
 
 test("the rotated KV formats: the codec's round trip of the Hadamard-rotated row, rotated back; same bytes", () => {
-  const codecs: Record<string, QuantFormat> = { "int3g64-rot": int3AsymFormat(64), "fp3-razer-rot": fp3RazerFormat(64) };
+  const codecs: Record<string, QuantFormat> = { "int3g64-rot": int3AsymFormat(64), "fp3-razer-rot": fp3RazerFormat(64), "fp3-razer-g32-rot": fp3RazerFormat(32) };
   assert.deepEqual(Object.keys(codecs).sort(), KV_FORMATS.filter((f) => f.endsWith("-rot")).sort());
   const r = rng(13);
   for (const [name, q] of Object.entries(codecs)) {
@@ -154,4 +154,26 @@ test("the rotation lowers 3-bit error on rows with an outlier channel (the reaso
     }
     assert.ok(eRot < 0.5 * ePlain, `${name}: rotated ${eRot} vs plain ${ePlain}`);
   }
+});
+
+test("fp3-razer-g32-clip: the codec's pack with the clipping search, never a larger row error than without it", () => {
+  const f = kvFormat("fp3-razer-g32-clip"), plain = kvFormat("fp3-razer-g32"), q = fp3RazerFormat(32);
+  assert.equal(f.headBytes(64), plain.headBytes(64));
+  const r = rng(29);
+  let eClip = 0, ePlain = 0;
+  for (let trial = 0; trial < 100; trial++) {
+    const row = Float32Array.from({ length: 64 }, () => r() * 2 + (r() > 0.95 ? r() * 8 : 0));
+    const bytes = new Uint8Array(f.headBytes(64));
+    const got = new Float32Array(64), base = new Float32Array(64);
+    f.encode(row, 0, 64, bytes, 0);
+    f.decode(bytes, 0, 64, got, 0);
+    assert.deepEqual(got, q.unpack(q.pack(row, 1, 64, { clip: true })), `trial ${trial}`);
+    plain.encode(row, 0, 64, bytes, 0);
+    plain.decode(bytes, 0, 64, base, 0);
+    let a = 0, b = 0;
+    for (let k = 0; k < 64; k++) (a += (got[k]! - row[k]!) ** 2), (b += (base[k]! - row[k]!) ** 2);
+    assert.ok(a <= b * (1 + 1e-12), `trial ${trial}: clipped ${a} > unclipped ${b}`);
+    (eClip += a), (ePlain += b);
+  }
+  assert.ok(eClip < ePlain, `the search finds something: ${eClip} vs ${ePlain}`);
 });
