@@ -7,7 +7,7 @@
  * prefills its first `--prefill` tokens exactly, then scores the rest one teacher-forced decode step at a
  * time (selection methods act on decode steps; the prefill is always exact). The same tokens for every row.
  *
- *   node dist/bench/kv-eval.js [--models base,stories] [--windows 4] [--ctx 256] [--prefill 32]
+ *   node dist/bench/kv-eval.js [--models base,stories] [--windows 4] [--offset 0] [--ctx 256] [--prefill 32]
  *        [--speed-reps 3] [--md docs/kv-cache-results.md] [--svg docs/kv-cache.svg] [--json FILE]
  *
  * A method is one line in ROWS below: a label, the `--kv` spec, the `--kv-format`, and its family (the
@@ -75,6 +75,10 @@ const ROWS: Row[] = [
   // fp3-razer with two groups of 32 (28 B a head row, as int3g64)
   { label: "fp3-razer-g32 KV", kv: "dense", format: "fp3-razer-g32", family: "8x-3bit-g32" },
   ...[0.5, 0.45].map((k): Row => ({ label: `streaming keep=${k} + fp3-razer-g32`, kv: `streaming:keep=${k}`, format: "fp3-razer-g32", family: "8x-3bit-g32", keep: k })),
+  // the best 8x row of the 8x-3bit families and its format alone, for a held-out run (--offset)
+  { label: "fp3-razer-g32-rot KV", kv: "dense", format: "fp3-razer-g32-rot", family: "8x-heldout" },
+  { label: "streaming keep=0.5 + fp3-razer-g32-rot", kv: "streaming:keep=0.5", format: "fp3-razer-g32-rot", family: "8x-heldout", keep: 0.5 },
+  { label: "streaming keep=0.5", kv: "streaming:keep=0.5", family: "8x-heldout", keep: 0.5 },
   // fp3-razer-g32 with the clipping search and on rotated rows (same bytes)
   ...["fp3-razer-g32-clip", "fp3-razer-g32-rot"].flatMap((f): Row[] => [
     { label: `${f} KV`, kv: "dense", format: f, family: "8x-3bit-g32x" },
@@ -99,6 +103,8 @@ const PREFILL = Number(arg("--prefill", "128"));
 const SPEED_REPS = Number(arg("--speed-reps", "3"));
 const SPEED_STEPS = Number(arg("--speed-steps", "32"));
 const ONLY = arg("--only", "");
+/** Windows skipped from the start of the text: a held-out set for rules chosen on the first windows. */
+const OFFSET = Number(arg("--offset", "0"));
 
 interface Result {
   model: string;
@@ -177,11 +183,12 @@ async function evalModel(key: string): Promise<Result[]> {
     // only as much text as the windows need (the llama2.c tokenizer is quadratic in the text length)
     const text = readFileSync("models/corpus-val.txt", "utf8");
     let ids: number[] = [];
-    for (let chars = WINDOWS * CTX; ids.length < WINDOWS * CTX && chars < 4 * text.length; chars *= 2) {
+    const need = (OFFSET + WINDOWS) * CTX;
+    for (let chars = need; ids.length < need && chars < 4 * text.length; chars *= 2) {
       ids = model.tokenizer.encode(text.slice(0, chars), { addSpecialTokens: false });
     }
-    if (ids.length < WINDOWS * CTX) throw new Error(`corpus-val.txt gives ${ids.length} tokens, fewer than ${WINDOWS} windows of ${CTX}`);
-    const windows = Array.from({ length: WINDOWS }, (_, i) => ids.slice(i * CTX, (i + 1) * CTX));
+    if (ids.length < need) throw new Error(`corpus-val.txt gives ${ids.length} tokens, fewer than ${OFFSET} + ${WINDOWS} windows of ${CTX}`);
+    const windows = Array.from({ length: WINDOWS }, (_, i) => ids.slice((OFFSET + i) * CTX, (OFFSET + i + 1) * CTX));
     const rows = ROWS.filter((r) => (!ONLY || r.family === "dense" || ONLY.split(",").includes(r.family)) && (!r.models || r.models.includes(key)));
     const bar = new ProgressBar();
     const total = rows.length * WINDOWS * (CTX - PREFILL);
