@@ -79,6 +79,9 @@ const ROWS: Row[] = [
   { label: "fp3-razer-g32-rot KV", kv: "dense", format: "fp3-razer-g32-rot", family: "8x-heldout" },
   { label: "streaming keep=0.5 + fp3-razer-g32-rot", kv: "streaming:keep=0.5", format: "fp3-razer-g32-rot", family: "8x-heldout", keep: 0.5 },
   { label: "streaming keep=0.5", kv: "streaming:keep=0.5", family: "8x-heldout", keep: 0.5 },
+  // session 5's best row (6.31x) and its format alone on the same held-out windows
+  { label: "int4g64 KV", kv: "dense", format: "int4g64", family: "8x-heldout-ref" },
+  { label: "streaming keep=0.5 + int4g64", kv: "streaming:keep=0.5", format: "int4g64", family: "8x-heldout-ref", keep: 0.5 },
   // fp3-razer-g32 with the clipping search and on rotated rows (same bytes)
   ...["fp3-razer-g32-clip", "fp3-razer-g32-rot"].flatMap((f): Row[] => [
     { label: `${f} KV`, kv: "dense", format: f, family: "8x-3bit-g32x" },
