@@ -7,7 +7,7 @@
  * prefills its first `--prefill` tokens exactly, then scores the rest one teacher-forced decode step at a
  * time (selection methods act on decode steps; the prefill is always exact). The same tokens for every row.
  *
- *   node dist/bench/kv-eval.js [--models base,stories] [--windows 4] [--ctx 256] [--prefill 32]
+ *   node dist/bench/kv-eval.js [--models base,stories] [--windows 4] [--offset 0] [--ctx 256] [--prefill 32]
  *        [--speed-reps 3] [--md docs/kv-cache-results.md] [--svg docs/kv-cache.svg] [--json FILE]
  *
  * A method is one line in ROWS below: a label, the `--kv` spec, the `--kv-format`, and its family (the
@@ -67,6 +67,30 @@ const ROWS: Row[] = [
   // int4 with one group per head row of 64 (4.5 bits a value); TokenButler keeps the whole cache resident
   ...[0.5, 0.45, 0.4, 0.35, 0.3].map((k): Row => ({ label: `streaming keep=${k} + int4g64`, kv: `streaming:keep=${k}`, format: "int4g64", family: "8x-vs-16bit", keep: k })),
   ...["h2o", "snapkv"].map((name): Row => ({ label: `${name} keep=0.35 + int4g64`, kv: `${name}:keep=0.35`, format: "int4g64", family: "8x-vs-16bit", keep: 0.35 })),
+  // the same target with the 3-bit formats (int3g64 28 B a head row, 3.5 bits a value; fp3-razer 26 B, 3.25 bits):
+  // StreamingLLM may then keep about half the positions; H2O, SnapKV and TokenButler's window rule for contrast
+  ...["int3g64", "fp3-razer"].map((f): Row => ({ label: `${f} KV`, kv: "dense", format: f, family: "8x-3bit" })),
+  ...["int3g64", "fp3-razer"].flatMap((f) => [0.55, 0.5, 0.45].map((k): Row => ({ label: `streaming keep=${k} + ${f}`, kv: `streaming:keep=${k}`, format: f, family: `8x-3bit-${f}`, keep: k }))),
+  ...["h2o", "snapkv"].map((name): Row => ({ label: `${name} keep=0.5 + int3g64`, kv: `${name}:keep=0.5`, format: "int3g64", family: "8x-3bit-others", keep: 0.5 })),
+  // fp3-razer with two groups of 32 (28 B a head row, as int3g64)
+  { label: "fp3-razer-g32 KV", kv: "dense", format: "fp3-razer-g32", family: "8x-3bit-g32" },
+  ...[0.5, 0.45].map((k): Row => ({ label: `streaming keep=${k} + fp3-razer-g32`, kv: `streaming:keep=${k}`, format: "fp3-razer-g32", family: "8x-3bit-g32", keep: k })),
+  // the best 8x row of the 8x-3bit families and its format alone, for a held-out run (--offset)
+  { label: "fp3-razer-g32-rot KV", kv: "dense", format: "fp3-razer-g32-rot", family: "8x-heldout" },
+  { label: "streaming keep=0.5 + fp3-razer-g32-rot", kv: "streaming:keep=0.5", format: "fp3-razer-g32-rot", family: "8x-heldout", keep: 0.5 },
+  { label: "streaming keep=0.5", kv: "streaming:keep=0.5", family: "8x-heldout", keep: 0.5 },
+  // session 5's best row (6.31x) and its format alone on the same held-out windows
+  { label: "int4g64 KV", kv: "dense", format: "int4g64", family: "8x-heldout-ref" },
+  { label: "streaming keep=0.5 + int4g64", kv: "streaming:keep=0.5", format: "int4g64", family: "8x-heldout-ref", keep: 0.5 },
+  // fp3-razer-g32 with the clipping search and on rotated rows (same bytes)
+  ...["fp3-razer-g32-clip", "fp3-razer-g32-rot"].flatMap((f): Row[] => [
+    { label: `${f} KV`, kv: "dense", format: f, family: "8x-3bit-g32x" },
+    { label: `streaming keep=0.5 + ${f}`, kv: "streaming:keep=0.5", format: f, family: "8x-3bit-g32x", keep: 0.5 },
+  ]),
+  // the 3-bit codecs on Hadamard-rotated head rows (same bytes; src/kv/hadamard.ts)
+  ...["int3g64-rot", "fp3-razer-rot"].map((f): Row => ({ label: `${f} KV`, kv: "dense", format: f, family: "8x-3bit-rot" })),
+  ...["int3g64-rot", "fp3-razer-rot"].flatMap((f) => [0.5, 0.45].map((k): Row => ({ label: `streaming keep=${k} + ${f}`, kv: `streaming:keep=${k}`, format: f, family: `8x-3bit-${f}`, keep: k }))),
+  ...["int3g64", "fp3-razer"].map((f): Row => ({ label: `tokenbutler keep=0.5 window=0.75 + ${f}`, kv: "tokenbutler:keep=0.5,window=0.75", format: f, family: "8x-3bit-tokenbutler", keep: 0.5, models: ["base"] })),
 ];
 
 const MODELS: Record<string, { path: string; title: string }> = {
@@ -82,6 +106,8 @@ const PREFILL = Number(arg("--prefill", "128"));
 const SPEED_REPS = Number(arg("--speed-reps", "3"));
 const SPEED_STEPS = Number(arg("--speed-steps", "32"));
 const ONLY = arg("--only", "");
+/** Windows skipped from the start of the text: a held-out set for rules chosen on the first windows. */
+const OFFSET = Number(arg("--offset", "0"));
 
 interface Result {
   model: string;
@@ -160,11 +186,12 @@ async function evalModel(key: string): Promise<Result[]> {
     // only as much text as the windows need (the llama2.c tokenizer is quadratic in the text length)
     const text = readFileSync("models/corpus-val.txt", "utf8");
     let ids: number[] = [];
-    for (let chars = WINDOWS * CTX; ids.length < WINDOWS * CTX && chars < 4 * text.length; chars *= 2) {
+    const need = (OFFSET + WINDOWS) * CTX;
+    for (let chars = need; ids.length < need && chars < 4 * text.length; chars *= 2) {
       ids = model.tokenizer.encode(text.slice(0, chars), { addSpecialTokens: false });
     }
-    if (ids.length < WINDOWS * CTX) throw new Error(`corpus-val.txt gives ${ids.length} tokens, fewer than ${WINDOWS} windows of ${CTX}`);
-    const windows = Array.from({ length: WINDOWS }, (_, i) => ids.slice(i * CTX, (i + 1) * CTX));
+    if (ids.length < need) throw new Error(`corpus-val.txt gives ${ids.length} tokens, fewer than ${OFFSET} + ${WINDOWS} windows of ${CTX}`);
+    const windows = Array.from({ length: WINDOWS }, (_, i) => ids.slice((OFFSET + i) * CTX, (OFFSET + i + 1) * CTX));
     const rows = ROWS.filter((r) => (!ONLY || r.family === "dense" || ONLY.split(",").includes(r.family)) && (!r.models || r.models.includes(key)));
     const bar = new ProgressBar();
     const total = rows.length * WINDOWS * (CTX - PREFILL);

@@ -16,6 +16,8 @@ import { profiledBackend } from "./profile.js";
 import { serve, SERVE_USAGE } from "../server/serve-command.js";
 import { pruneCommand, PRUNE_USAGE, sparseCliOptions, sparseLoadOptions } from "../sparse/prune-command.js";
 import { kvMethodsHelp } from "../kv/spec.js";
+import { KV_FORMATS } from "../kv/format.js";
+import { GPU_KV_FORMATS } from "../backend/webgpu/kernels/kv.js";
 import { quantizeCommand, QUANTIZE_USAGE } from "./quantize.js";
 
 const USAGE = `usage: frugal <command> [options]
@@ -37,7 +39,8 @@ ${PRUNE_USAGE}
   eval matrix   one task, many options    frugal eval matrix --config FILE.json --out DIR
                                             (writes DIR/results.json, results.md, plot.svg; see src/eval/matrix.ts)
 
-KV cache (generate, chat, eval, serve): --kv SPEC (default dense) and --kv-format f32|int8|int4|int4g64|razer|nvfp4;
+KV cache (generate, chat, eval, serve): --kv SPEC (default dense) and --kv-format F (default f32), one of
+${KV_FORMATS.join(", ")} (on WebGPU: ${GPU_KV_FORMATS.join(", ")});
 eval ppl --decode-from N scores tokens after the first N of each window one decode step at a time (selection
 methods act on decode steps only; default ctx/8 when --kv is not dense). Methods:
 ${kvMethodsHelp().join("\n")}

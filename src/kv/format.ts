@@ -4,12 +4,16 @@
  * quantized once, when written. Bytes per (token, head): the codec's codes ++ scales (++ an f32 per-head
  * tensor scale g for RaZeR/NVFP4, whose block scales are relative to it).
  */
-import type { QuantFormat } from "../quant/format.js";
+import type { PackOptions, QuantFormat } from "../quant/format.js";
 import { int8Format } from "../quant/int8.js";
 import { int4AsymFormat } from "../quant/int4-asym.js";
+import { int3AsymFormat } from "../quant/int3-asym.js";
+import { fp3RazerFormat, fp3CodeValue } from "../quant/fp3-razer.js";
+import { getTribit } from "../quant/tribits.js";
 import { nvfp4RazerFormat } from "../quant/nvfp4-razer.js";
 import { nvfp4Format } from "../quant/nvfp4.js";
 import { f16Table } from "../tensor/half.js";
+import { checkHadamardSize, hadamard } from "./hadamard.js";
 
 export interface KvFormat {
   readonly name: string;
@@ -27,7 +31,7 @@ export interface KvFormat {
  * has a per-tensor scale worth storing (4 bytes a head row). `fast`: a decoder of the same bytes that skips
  * the generic unpack's allocations (tested equal to it in test/kv/format.test.ts).
  */
-function fromQuant(name: string, description: string, q: QuantFormat, tensorScale: boolean, fast?: FastDecode): KvFormat {
+function fromQuant(name: string, description: string, q: QuantFormat, tensorScale: boolean, fast?: FastDecode, options?: PackOptions): KvFormat {
   const layoutOf = (d: number) => q.layout(1, d);
   return {
     name,
@@ -37,7 +41,7 @@ function fromQuant(name: string, description: string, q: QuantFormat, tensorScal
       return l.codeBytes + l.scaleBytes + (tensorScale ? 4 : 0);
     },
     encode(row, off, d, dst, dOff) {
-      const p = q.pack(row.slice(off, off + d), 1, d);
+      const p = q.pack(row.slice(off, off + d), 1, d, options);
       dst.set(p.codes, dOff);
       dst.set(p.scales, dOff + p.codes.byteLength);
       if (tensorScale) new DataView(dst.buffer, dst.byteOffset).setFloat32(dOff + p.codes.byteLength + p.scales.byteLength, p.tensorScale, true);
@@ -75,14 +79,80 @@ function int4Decode(g: number): FastDecode {
   };
 }
 
+/** int3-asym with groups of g: (3-bit code − f16 zero) × f16 scale, as src/quant/int3-asym.ts unpacks. */
+function int3Decode(g: number): FastDecode {
+  const f16 = f16Table();
+  return (src, sOff, codeBytes, d, out, oOff) => {
+    const view = new DataView(src.buffer, src.byteOffset);
+    for (let k = 0; k < d; k++) {
+      const so = sOff + codeBytes + 4 * Math.floor(k / g);
+      out[oOff + k] = (getTribit(src, sOff, k) - f16[view.getUint16(so + 2, true)]!) * f16[view.getUint16(so, true)]!;
+    }
+  };
+}
+
+/** fp3-razer with groups of g: f16(word & 0x7ffe) × the code's value, as src/quant/fp3-razer.ts unpacks. */
+function fp3Decode(g: number): FastDecode {
+  const f16 = f16Table();
+  return (src, sOff, codeBytes, d, out, oOff) => {
+    const view = new DataView(src.buffer, src.byteOffset);
+    for (let k = 0; k < d; k++) {
+      const word = view.getUint16(sOff + codeBytes + 2 * Math.floor(k / g), true);
+      out[oOff + k] = f16[word & 0x7ffe]! * fp3CodeValue(word, getTribit(src, sOff, k));
+    }
+  };
+}
+
+/**
+ * `inner` applied to the Hadamard-rotated head row (src/kv/hadamard.ts): encode quantizes H·x/√d, decode
+ * returns H·x̂/√d rounded to f32. No extra bytes; the rotation is per (token, head), so it fits the write path.
+ */
+function rotated(name: string, description: string, inner: KvFormat): KvFormat {
+  let t = new Float64Array(64), r = new Float32Array(64);
+  const scratch = (d: number) => {
+    if (t.length < d) (t = new Float64Array(d)), (r = new Float32Array(d));
+  };
+  return {
+    name,
+    description,
+    headBytes: (d) => inner.headBytes(d),
+    encode(row, off, d, dst, dOff) {
+      checkHadamardSize(name, d);
+      scratch(d);
+      for (let k = 0; k < d; k++) t[k] = row[off + k]!;
+      hadamard(t, d);
+      for (let k = 0; k < d; k++) r[k] = t[k]!;
+      inner.encode(r, 0, d, dst, dOff);
+    },
+    decode(src, sOff, d, out, oOff) {
+      scratch(d);
+      inner.decode(src, sOff, d, r, 0);
+      for (let k = 0; k < d; k++) t[k] = r[k]!;
+      hadamard(t, d);
+      for (let k = 0; k < d; k++) out[oOff + k] = t[k]!;
+    },
+  };
+}
+
 /** Every KV format; "f32" is the unquantized cache (the backend's own). */
-export const KV_FORMATS: readonly string[] = ["f32", "int8", "int4", "int4g64", "razer", "nvfp4"];
+export const KV_FORMATS: readonly string[] = ["f32", "int8", "int4", "int4g64", "int3g64", "fp3-razer", "fp3-razer-g32", "fp3-razer-g32-clip", "int3g64-rot", "fp3-razer-g32-rot", "fp3-razer-rot", "razer", "nvfp4"];
 
 const CODECS: Record<string, () => KvFormat> = {
   int8: () => fromQuant("int8", "int8 symmetric, one f32 scale per (token, head)", int8Format, false, int8Decode),
   int4: () => fromQuant("int4", "int4 asymmetric, groups of 32 along head_dim (f16 scale and zero)", int4AsymFormat(32), false, int4Decode(32)),
   // one group per head row of 64: half int4's scale overhead (36 bytes a row of 64, 4.5 bits a value); CPU only
   int4g64: () => fromQuant("int4g64", "int4 asymmetric, groups of 64 along head_dim (f16 scale and zero)", int4AsymFormat(64), false, int4Decode(64)),
+  // 3-bit, one group per head row of 64, for 8x of a 16-bit cache with selection (docs/kv-cache.md); CPU only
+  int3g64: () => fromQuant("int3g64", "int3 asymmetric, groups of 64 along head_dim (f16 scale and zero)", int3AsymFormat(64), false, int3Decode(64)),
+  "fp3-razer": () => fromQuant("fp3-razer", "FP3-RaZeR ({0, ±1, ±2, ±4}, ±3/±6 special value), groups of 64 along head_dim (one 16-bit scale+SV word)", fp3RazerFormat(64), false, fp3Decode(64)),
+  // two groups of 32: int3g64's 28 bytes, spent on a second scale word instead of a zero point
+  "fp3-razer-g32": () => fromQuant("fp3-razer-g32", "FP3-RaZeR ({0, ±1, ±2, ±4}, ±3/±6 special value), groups of 32 along head_dim (a 16-bit scale+SV word each)", fp3RazerFormat(32), false, fp3Decode(32)),
+  // the same with the per-group clipping search (PackOptions.clip: each group also tried clamped to ±max|w|·(1 − 0.05i))
+  "fp3-razer-g32-clip": () => fromQuant("fp3-razer-g32-clip", "fp3-razer-g32 with the per-group clipping search (lowest MSE over 11 clip ratios)", fp3RazerFormat(32), false, fp3Decode(32), { clip: true }),
+  // the same codecs on Hadamard-rotated head rows (head_dim a power of two); CPU only
+  "int3g64-rot": () => rotated("int3g64-rot", "int3g64 of the Hadamard-rotated head row (H·x/√d), rotated back on decode", CODECS.int3g64!()),
+  "fp3-razer-g32-rot": () => rotated("fp3-razer-g32-rot", "fp3-razer-g32 of the Hadamard-rotated head row (H·x/√d), rotated back on decode", CODECS["fp3-razer-g32"]!()),
+  "fp3-razer-rot": () => rotated("fp3-razer-rot", "fp3-razer of the Hadamard-rotated head row (H·x/√d), rotated back on decode", CODECS["fp3-razer"]!()),
   razer: () => fromQuant("razer", "NVFP4-RaZeR (E2M1, ±5/±8 special value, blocks of 16), f32 g per (token, head)", nvfp4RazerFormat(8), true),
   nvfp4: () => fromQuant("nvfp4", "NVFP4 (E2M1, E4M3 scale per 16), f32 g per (token, head)", nvfp4Format, true),
 };

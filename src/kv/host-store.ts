@@ -81,6 +81,10 @@ export class HostStore implements KvStore {
       this.backendCache = ctx.backend.kvCache(ctx.layers, ctx.kvHeads, ctx.headDim, ctx.capacity);
       this.headBytes = ctx.headDim * 4;
     } else {
+      // a device backend runs its own KV formats through DenseStore and the device stores; the rest (int4g64,
+      // the 3-bit formats) exist only as host codecs, so refuse them here, when the cache is made
+      const b = ctx.backend;
+      if (!b.hostView) throw new Error(`--kv ${spec} --kv-format ${ctx.format}: ${ctx.format} is a CPU-only KV format; the ${b.kind} backend stores KV as f32${b.kvFormats?.length ? `, ${b.kvFormats.join(", ")}` : ""} (use the CPU backend)`);
       this.codec = kvFormat(ctx.format);
       this.headBytes = this.codec.headBytes(ctx.headDim);
       this.codes = new Uint8Array(ctx.layers * ctx.capacity * 2 * ctx.kvHeads * this.headBytes);

@@ -102,6 +102,11 @@ test("WebGPU: dense through the KV interface is bit-identical to the plain cache
     // a host-only method says so (every KV format, the selection methods and xKV/SVD run on the device:
     // test/kv/gpu-kv4.test.ts, test/kv/gpu-select.test.ts, test/kv/gpu-xkv.test.ts)
     assert.throws(() => net.forward(Int32Array.of(1), 0, kvStoreFactory("sparse:k=50,v=50")(net.kvContext(32))), /sparse.*computes on the host; the webgpu backend keeps tensors on the device/);
+    // the host-only KV formats are refused by name when the cache is made
+    for (const format of ["int4g64", "int3g64", "fp3-razer", "fp3-razer-rot"]) {
+      assert.throws(() => kvStoreFactory("dense")(net.kvContext(32, format)), new RegExp(`--kv-format ${format}: ${format} is a CPU-only KV format; the webgpu backend stores KV as f32, int8`));
+      assert.throws(() => kvStoreFactory("streaming:keep=0.5")(net.kvContext(32, format)), new RegExp(`--kv-format ${format}: the webgpu backend stores KV only as f32 or int8`));
+    }
     // StreamingLLM: the GPU's windowed attention against the CPU's host selection, f32 and int8
     for (const format of ["f32", "int8"]) {
       const gpuRows = await run(kvStoreFactory("streaming:keep=0.25")(net.kvContext(32, format)));
