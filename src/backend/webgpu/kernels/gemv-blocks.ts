@@ -29,6 +29,53 @@ export const GEMV_BLOCKS_PAIRS = { rowsPerTeam: 2, split: 1, unroll: 2 } as cons
 
 const GEMV_THREADS = 256;
 
+/**
+ * WGSL `fn quantize(b, i, scale)`: x's block b (its values `value(e)` for vec4s e of the block, times
+ * `scale` where the caller normalizes) quantized into slot i of the planes `q` (the high plane `hi` slots
+ * on) and of the (scale, sum) pairs `s`, by gemv-i8.ts's rule.
+ */
+function quantizeFn(value: (e: string) => string, q: string, hi: string, s: string): string {
+  return /* wgsl */ `
+fn quant(v: vec4<f32>, inv: f32) -> vec4<i32> {
+  return vec4<i32>(clamp(round(v * inv), vec4<f32>(-127.0), vec4<f32>(127.0)));
+}
+fn pack(q: vec4<i32>) -> u32 {
+  let b = bitcast<vec4<u32>>(q) & vec4<u32>(0xffu);
+  return b.x | (b.y << 8u) | (b.z << 16u) | (b.w << 24u);
+}
+fn quantize(b: u32, i: u32, scale: f32) {
+  var v: array<vec4<f32>, 8>;
+  var m = vec4<f32>(0.0);
+  for (var e = 0u; e < 8u; e++) {
+    v[e] = ${value("b * 8u + e")};
+    m = max(m, abs(v[e]));
+  }
+  let amax = max(max(m.x, m.y), max(m.z, m.w));
+  let inv = select(0.0, 127.0 / amax, amax > 0.0);
+  var q: array<vec4<i32>, 8>;
+  var sum = vec4<i32>(0);
+  for (var e = 0u; e < 8u; e++) {
+    q[e] = quant(v[e], inv);
+    sum += q[e];
+  }
+  ${q}[i] = vec4<u32>(pack(q[0]), pack(q[1]), pack(q[2]), pack(q[3]));
+  ${q}[${hi} + i] = vec4<u32>(pack(q[4]), pack(q[5]), pack(q[6]), pack(q[7]));
+  ${s}[i] = vec2<f32>(amax / 127.0, f32(sum.x + sum.y + sum.z + sum.w));
+}`;
+}
+
+/** WGSL shared by the GEMVs: i2f, the weight scale and a block's Σ nibble · quant (`bdot`). */
+const BLOCK_DOT = /* wgsl */ `
+// an integer sum as f32 without a conversion (gemv-i8.ts): exact below 2^22
+fn i2f(i: i32) -> f32 { return bitcast<f32>(i + 0x4B400000) - 12582912.0; }
+fn wscale(i: u32) -> f32 { return unpack2x16float(sc[i >> 1u])[i & 1u]; }
+// Σ n q over a block: low nibbles against plane 0 (elements 0-15), high nibbles against plane 1 (16-31)
+fn bdot(q: vec4<u32>, a: vec4<u32>, b: vec4<u32>) -> i32 {
+  let m = 0x0f0f0f0fu;
+  return dot4I8Packed(q.x & m, a.x) + dot4I8Packed(q.y & m, a.y) + dot4I8Packed(q.z & m, a.z) + dot4I8Packed(q.w & m, a.w)
+       + dot4I8Packed((q.x >> 4u) & m, b.x) + dot4I8Packed((q.y >> 4u) & m, b.y) + dot4I8Packed((q.z >> 4u) & m, b.z) + dot4I8Packed((q.w >> 4u) & m, b.w);
+}`;
+
 /** Bytes of the x planes and of the (scale, sum) pairs for K elements. */
 export function quantXBlocksBytes(K: number): { quants: number; scales: number } {
   return { quants: K, scales: (K / 32) * 8 };
@@ -49,35 +96,12 @@ struct P { blocks: u32 }
 @group(0) @binding(2) var<storage, read_write> xq: array<vec4<u32>>;
 @group(0) @binding(3) var<storage, read_write> xs: array<vec2<f32>>;
 
-fn quant(v: vec4<f32>, inv: f32) -> vec4<i32> {
-  return vec4<i32>(clamp(round(v * inv), vec4<f32>(-127.0), vec4<f32>(127.0)));
-}
-fn pack(q: vec4<i32>) -> u32 {
-  let b = bitcast<vec4<u32>>(q) & vec4<u32>(0xffu);
-  return b.x | (b.y << 8u) | (b.z << 16u) | (b.w << 24u);
-}
+${quantizeFn((e) => `x[${e}]`, "xq", "p.blocks", "xs")}
 
 @compute @workgroup_size(${QUANT_X_GROUP})
 fn main(${ENTRY_ARGS}) {
   let b = ${GROUP_INDEX} * ${QUANT_X_GROUP}u + lid;
-  if (b >= p.blocks) { return; }
-  var v: array<vec4<f32>, 8>;
-  var m = vec4<f32>(0.0);
-  for (var i = 0u; i < 8u; i++) {
-    v[i] = x[b * 8u + i];
-    m = max(m, abs(v[i]));
-  }
-  let amax = max(max(m.x, m.y), max(m.z, m.w));
-  let inv = select(0.0, 127.0 / amax, amax > 0.0);
-  var q: array<vec4<i32>, 8>;
-  var sum = vec4<i32>(0);
-  for (var i = 0u; i < 8u; i++) {
-    q[i] = quant(v[i], inv);
-    sum += q[i];
-  }
-  xq[b] = vec4<u32>(pack(q[0]), pack(q[1]), pack(q[2]), pack(q[3]));
-  xq[p.blocks + b] = vec4<u32>(pack(q[4]), pack(q[5]), pack(q[6]), pack(q[7]));
-  xs[b] = vec2<f32>(amax / 127.0, f32(sum.x + sum.y + sum.z + sum.w));
+  if (b < p.blocks) { quantize(b, b, 1.0); }
 }`,
     bindings: ["read", "write", "write"],
   }));
@@ -119,15 +143,7 @@ struct P { n: u32, k: u32, o0: u32, blocks: u32${hooks?.params ?? ""} }
 @group(0) @binding(4) var<storage, read> sc: array<u32>;
 @group(0) @binding(5) var<storage, read_write> out: array<f32>;
 ${hooks?.decls?.(6) ?? ""}
-// an integer sum as f32 without a conversion (gemv-i8.ts): exact below 2^22
-fn i2f(i: i32) -> f32 { return bitcast<f32>(i + 0x4B400000) - 12582912.0; }
-fn wscale(i: u32) -> f32 { return unpack2x16float(sc[i >> 1u])[i & 1u]; }
-// Σ n q over a block: low nibbles against plane 0 (elements 0-15), high nibbles against plane 1 (16-31)
-fn bdot(q: vec4<u32>, a: vec4<u32>, b: vec4<u32>) -> i32 {
-  let m = 0x0f0f0f0fu;
-  return dot4I8Packed(q.x & m, a.x) + dot4I8Packed(q.y & m, a.y) + dot4I8Packed(q.z & m, a.z) + dot4I8Packed(q.w & m, a.w)
-       + dot4I8Packed((q.x >> 4u) & m, b.x) + dot4I8Packed((q.y >> 4u) & m, b.y) + dot4I8Packed((q.z >> 4u) & m, b.z) + dot4I8Packed((q.w >> 4u) & m, b.w);
-}
+${BLOCK_DOT}
 const TEAM = ${team}u;
 const R = ${R}u;
 const S = ${S}u;
@@ -229,40 +245,9 @@ var<workgroup> nred: array<f32, ${GEMV_THREADS}>;` : ""}
 ${hooks?.decls?.(B0 + 3) ?? ""}
 var<workgroup> xq: array<vec4<u32>, ${2 * QUANT_WINDOW}>;
 var<workgroup> xsum: array<vec2<f32>, ${QUANT_WINDOW}>;
-fn i2f(i: i32) -> f32 { return bitcast<f32>(i + 0x4B400000) - 12582912.0; }
-fn wscale(i: u32) -> f32 { return unpack2x16float(sc[i >> 1u])[i & 1u]; }
-fn bdot(q: vec4<u32>, a: vec4<u32>, b: vec4<u32>) -> i32 {
-  let m = 0x0f0f0f0fu;
-  return dot4I8Packed(q.x & m, a.x) + dot4I8Packed(q.y & m, a.y) + dot4I8Packed(q.z & m, a.z) + dot4I8Packed(q.w & m, a.w)
-       + dot4I8Packed((q.x >> 4u) & m, b.x) + dot4I8Packed((q.y >> 4u) & m, b.y) + dot4I8Packed((q.z >> 4u) & m, b.z) + dot4I8Packed((q.w >> 4u) & m, b.w);
-}
-fn quant(v: vec4<f32>, inv: f32) -> vec4<i32> {
-  return vec4<i32>(clamp(round(v * inv), vec4<f32>(-127.0), vec4<f32>(127.0)));
-}
-fn pack(q: vec4<i32>) -> u32 {
-  let b = bitcast<vec4<u32>>(q) & vec4<u32>(0xffu);
-  return b.x | (b.y << 8u) | (b.z << 16u) | (b.w << 24u);
-}
-// block b of x (with norm: times scale and the norm weight) into window slot i (quantXBlocksKernel's rule and layout)
-fn stage(b: u32, i: u32, scale: f32) {
-  var v: array<vec4<f32>, 8>;
-  var m = vec4<f32>(0.0);
-  for (var e = 0u; e < 8u; e++) {
-    v[e] = ${norm ? "nw[b * 8u + e] * (x[b * 8u + e] * scale)" : "x[b * 8u + e]"};
-    m = max(m, abs(v[e]));
-  }
-  let amax = max(max(m.x, m.y), max(m.z, m.w));
-  let inv = select(0.0, 127.0 / amax, amax > 0.0);
-  var q: array<vec4<i32>, 8>;
-  var sum = vec4<i32>(0);
-  for (var e = 0u; e < 8u; e++) {
-    q[e] = quant(v[e], inv);
-    sum += q[e];
-  }
-  xq[i] = vec4<u32>(pack(q[0]), pack(q[1]), pack(q[2]), pack(q[3]));
-  xq[${QUANT_WINDOW}u + i] = vec4<u32>(pack(q[4]), pack(q[5]), pack(q[6]), pack(q[7]));
-  xsum[i] = vec2<f32>(amax / 127.0, f32(sum.x + sum.y + sum.z + sum.w));
-}
+${BLOCK_DOT}
+// block b of x (with norm: times scale and the norm weight) into window slot i
+${quantizeFn((e) => (norm ? `nw[${e}] * (x[${e}] * scale)` : `x[${e}]`), "xq", `${QUANT_WINDOW}u`, "xsum")}
 const TEAM = ${team}u;
 const R = ${R}u;
 const S = 1u;
@@ -299,7 +284,7 @@ fn main(${ENTRY_ARGS}) {
   }` : "let scale = 1.0;"}
   for (var win = 0u; win < p.blocks; win += ${QUANT_WINDOW}u) {
     let nb = min(${QUANT_WINDOW}u, p.blocks - win);
-    if (lid < nb) { stage(win + lid, lid, scale); }
+    if (lid < nb) { quantize(win + lid, lid, scale); }
     workgroupBarrier();
     if (row0 < p.n) {
       let steps = nb / (TEAM * ${U}u);
