@@ -10,7 +10,8 @@
  * - `q4_0 blocks-i8 R S U`: bench/lane-blocks.ts's prototype (a lane owns whole q4_0 blocks, int8 x);
  * - `razer f32-x`: the production RaZeR GEMV (tile order, the default decode of kernels/packed.ts);
  * - `razer <decoder> R S U`: kernels/lane-blocks.ts's RaZeR prototypes (a lane owns a 32-weight run of one
- *   group, int8 x; decoders swar, swar-sum, 2c), on an already quantized x; `razer swar R1 S1 U2` is the
+ *   group, int8 x; decoders swar, swar-sum, 2c, lut), on an already quantized x and Gaussian weights the
+ *   engine quantized (16 rows repeated: the lut decoder's speed depends on which codes occur); `razer swar R1 S1 U2` is the
  *   kernel the backend runs under RaZeR's opt-in "runs-i8" GEMV decode variant;
  * - `x quant ...`: the dispatch that quantizes x for the int8-x kernels (once per x, shared by the
  *   matmuls that read the same x): q4_0's tile order (kernels/gemv-i8.ts), and the planes of the
@@ -35,7 +36,8 @@ import { gemvI8Kernel, quantXBytes, quantXKernel, GEMV_I8_ROWS, GEMV_I8_UNROLL, 
 import { quantXBlocksKernel } from "../src/backend/webgpu/kernels/gemv-blocks.js";
 import { gemvDecodeOf } from "../src/backend/webgpu/kernels/packed.js";
 import { timedPass } from "./gpu-timing.js";
-import { blockI8Kernel, laneBlocksRows, razerLaneKernel, RAZER_LANE_VARIANTS } from "./lane-blocks.js";
+import { blockI8Kernel, laneBlocksRows, razerLaneKernel, razerRunsLayout, RAZER_LANE_VARIANTS, type RazerLaneVariant } from "./lane-blocks.js";
+import { quantFormat } from "../src/quant/formats.js";
 import { checkBlocksQ4, checkRazerLanes } from "./lane-blocks-check.js";
 
 const { values: a } = parseArgs({
@@ -90,6 +92,22 @@ function filled(bytes: number, seed: number): GPUBuffer {
   for (let o = 0; o < bytes; o += words.byteLength) device.queue.writeBuffer(buf, o, words, 0, Math.min(words.length, (bytes - o) / 4));
   return buf;
 }
+/** A buffer of `bytes` holding `chunk` repeated. */
+function tiled(bytes: number, chunk: Uint32Array): GPUBuffer {
+  const buf = storage(bytes);
+  if (bytes % chunk.byteLength !== 0) throw new Error(`${bytes} bytes are not whole chunks of ${chunk.byteLength}`);
+  for (let o = 0; o < bytes; o += chunk.byteLength) device.queue.writeBuffer(buf, o, chunk.buffer as ArrayBuffer, chunk.byteOffset, chunk.byteLength);
+  return buf;
+}
+/** 16 rows of N(0, 0.02) weights, RaZeR-packed by the engine and laid out as `variant`'s runs. */
+function gaussianRuns(variant: RazerLaneVariant, K: number): { w: Uint32Array; sc: Uint32Array } {
+  const rows = 16;
+  let s = 31337;
+  const u = () => ((s = (Math.imul(s, 1664525) + 1013904223) >>> 0) + 0.5) / 2 ** 32;
+  const f = Float32Array.from({ length: rows * K }, () => 0.02 * Math.sqrt(-2 * Math.log(u())) * Math.cos(2 * Math.PI * u()));
+  const p = quantFormat("razer").pack(f, rows, K);
+  return razerRunsLayout(variant, rows, K, p.codes, p.scales);
+}
 type Kind = "uniform" | "read-only-storage" | "storage";
 const layoutOf = (kinds: Kind[]) => device.createBindGroupLayout({ entries: kinds.map((type, binding) => ({ binding, visibility: COMPUTE_STAGE, buffer: { type } })) });
 const gemvLayout = layoutOf(["uniform", "read-only-storage", "read-only-storage", "read-only-storage", "storage"]);
@@ -138,12 +156,18 @@ async function timeShape(N: number, K: number): Promise<Row[]> {
   const copies = Math.max(1, Math.ceil((256 << 20) / (codeBytes + rzSc)));
   const q4 = Array.from({ length: copies }, (_, i) => ({ w: filled(codeBytes, 2 * i + 1), sc: filled(q4Sc, 2 * i + 2) }));
   const rz = Array.from({ length: copies }, (_, i) => ({ w: filled(codeBytes, 2 * i + 101), sc: filled(rzSc, 2 * i + 102) }));
+  // the run decoders read Gaussian weights quantized by the engine, each in its own layout: `lut`'s table
+  // lookups conflict in memory banks depending on which codes occur
+  const runWeights = new Map(RAZER_LANE_VARIANTS.map((v) => {
+    const chunk = gaussianRuns(v, K);
+    return [v, Array.from({ length: copies }, () => ({ w: tiled(codeBytes, chunk.w), sc: tiled(rzSc, chunk.sc) }))] as const;
+  }));
   const x = filled(K * 4, 99);
   const xq = filled(Math.max(K, quantXBytes(K).quants), 7);
   const xsc = filled(quantXBytes(K).scales, 8);
   const xsBlocks = filled((K / 32) * 8, 11);
   const out = storage(N * 4);
-  const bufs: GPUBuffer[] = [x, xq, xsc, xsBlocks, out, ...q4.flatMap((c) => [c.w, c.sc]), ...rz.flatMap((c) => [c.w, c.sc])];
+  const bufs: GPUBuffer[] = [x, xq, xsc, xsBlocks, out, ...q4.flatMap((c) => [c.w, c.sc]), ...rz.flatMap((c) => [c.w, c.sc]), ...[...runWeights.values()].flat().flatMap((c) => [c.w, c.sc])];
   const gemvParams = (blocks: number) => {
     const d = new ArrayBuffer(32);
     new Uint32Array(d).set([N, K, K / 32, 0, K / 32, blocks]);
@@ -166,7 +190,7 @@ async function timeShape(N: number, K: number): Promise<Row[]> {
   const rzGemv = groupsOf(gemvLayout, rz, (c) => [rzTileParams, x, c.w, c.sc, out]);
   const q4I8 = groupsOf(i8Layout, q4, (c) => [i8Params, xq, xsc, c.w, c.sc, out]);
   const q4Blocks = groupsOf(i8Layout, q4, (c) => [i8Params, xq, xsBlocks, c.w, c.sc, out]);
-  const rzLanes = groupsOf(i8Layout, rz, (c) => [laneParams, xq, xsBlocks, c.w, c.sc, out]);
+  const rzLanes = new Map(RAZER_LANE_VARIANTS.map((v) => [v, groupsOf(i8Layout, runWeights.get(v)!, (c) => [laneParams, xq, xsBlocks, c.w, c.sc, out])]));
   const dispatch = (pass: GPUComputePassEncoder, groups: number) => pass.dispatchWorkgroups(Math.min(groups, 65535), Math.ceil(groups / 65535));
   const mk = (name: string, bytes: number, code: string, layout: GPUBindGroupLayout, groups: GPUBindGroup[], rowsPerGroup: number): Case => {
     const p = pipe(code, layout);
@@ -197,7 +221,7 @@ async function timeShape(N: number, K: number): Promise<Row[]> {
     ...[[1, 1, 2], [2, 2, 2], [2, 1, 4]].map(([R, S, U]) => mk(`q4_0 blocks-i8 R${R} S${S} U${U}`, q4Bytes, blockI8Kernel(R!, S!, U!, subgroups), i8Layout, q4Blocks, laneBlocksRows(R!, S!))),
     mk(`razer f32-x ${gemvDecodeOf("razer")} (production)`, rzBytes, gemvKernel("razer", "exact", sg).code, gemvLayout, rzGemv, gemvRows(sg, rzv.rowsPerTeam, rzv.split)),
     ...RAZER_LANE_VARIANTS.flatMap((v) => [[1, 1, 2], [2, 2, 2], [2, 1, 4], [4, 2, 1]].map(([R, S, U]) =>
-      mk(`razer ${v} R${R} S${S} U${U}`, rzBytes, razerLaneKernel(v, R!, S!, U!, subgroups), i8Layout, rzLanes, laneBlocksRows(R!, S!)))),
+      mk(`razer ${v} R${R} S${S} U${U}`, rzBytes, razerLaneKernel(v, R!, S!, U!, subgroups), i8Layout, rzLanes.get(v)!, laneBlocksRows(R!, S!)))),
     quantCase("x quant q4_0 tiles (per x)", quantXKernel("q4_0").code, [blocks, Math.floor(blocks / TILE_BLOCKS.q4_0)], Math.ceil(blocks / QUANT_X_BLOCKS)),
     quantCase("x quant planes (per x)", quantXBlocksKernel().code, [blocks], Math.ceil(blocks / QUANT_X_BLOCKS)),
   ];

@@ -29,4 +29,6 @@ test("the RaZeR check catches a wrong decoder", { skip: !gpu && reason }, async 
   await assert.rejects(checkRazerLanes(device, subgroups, 32, 256, ["swar"], (c) => c.replace("(((r >> 1u) & r) << 1u)", "0u")), /razer swar/);
   // the sentinel decodes to 0 instead of 2·sv
   await assert.rejects(checkRazerLanes(device, subgroups, 32, 256, ["2c"], (c) => c.replace("(s ^ neg) * sv", "0u")), /razer 2c/);
+  // lut: every special value decodes as 5, never 8
+  await assert.rejects(checkRazerLanes(device, subgroups, 32, 256, ["lut"], (c) => c.replace("10 + 6 * i32(t & 1u)", "10")), /razer lut/);
 });

@@ -29,6 +29,12 @@
  *   codes' signs flipped, the scale's bit 15 then meaning "negate"), so every sentinel is +10 or +16;
  *   zero becomes 0x0 and the sentinel 0x8 (the "−0" slot). A byte is then two's complement,
  *   ((mag + 2·sv·[sentinel]) ^ mask) + [negative], one dot product a word and no correction.
+ * - `lut` (the spec's codes, bytes re-paired at upload): a table in workgroup memory, filled by every
+ *   workgroup first, maps a code byte (two codes) and the group's special value (4 × 256 u32, 4 KiB) to
+ *   the two doubled levels in bytes 0 and 2, so two lookups ORed (one shifted by 8) give a dot4I8Packed
+ *   word. A run's byte i holds elements e and e + 2 (e = 16·[i & 2] + 4·(i / 4) + (i & 1)), so word i / 4
+ *   of the run meets x words i / 4 and 4 + i / 4 unchanged. ~2.4 integer ops and half a table load a
+ *   weight, against ~5.5 ops for `2c`; the lanes' lookups may conflict in workgroup memory banks.
  */
 import { ENTRY_ARGS, GROUP_INDEX, memoKernel, type Kernel } from "../kernel.js";
 
@@ -49,6 +55,8 @@ export interface LaneFormat {
   step: (j: number, t: string) => string;
   /** WGSL of row j's output from acc{j}. */
   post: (j: number) => string;
+  /** WGSL statements every invocation runs first, in uniform control flow (e.g. filling a table in workgroup memory; end with a barrier). */
+  prologue?: string;
 }
 
 /** The WGSL of format f's lane-blocks GEMV with R rows a team, S teams splitting K and U blocks in flight. */
@@ -81,6 +89,7 @@ var<workgroup> red: array<f32, ${GEMV_THREADS * R}>;
 fn i2f(i: i32) -> f32 { return bitcast<f32>(i + 0x4B400000) - 12582912.0; }
 @compute @workgroup_size(${GEMV_THREADS})
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
+  ${f.prologue ?? ""}
   let team = lid / 32u;
   let lane = lid % 32u;
   let kp = team % ${S}u;
@@ -110,7 +119,7 @@ export const X_BINDINGS = `@group(0) @binding(1) var<storage, read> xq: array<ve
 export const X_LOADS = (b: string, t: string) => `let xa${t} = xq[${b}]; let xb${t} = xq[p.blocks + ${b}]; let xs${t} = xs[${b}];`;
 
 /** RaZeR run decoders (see the header). */
-export const RAZER_LANE_VARIANTS = ["swar", "swar-sum", "2c"] as const;
+export const RAZER_LANE_VARIANTS = ["swar", "swar-sum", "2c", "lut"] as const;
 export type RazerLaneVariant = (typeof RAZER_LANE_VARIANTS)[number];
 
 // 2·|E2M1| of the magnitudes m (bytes 0..7): r = relu(m − 4) = m & 3 where bit 2 is set, then
@@ -163,19 +172,49 @@ fn rz_run(q: vec4<u32>, a: vec4<u32>, b: vec4<u32>, sv: u32) -> i32 {
   return rz_word(q.x & m, a.x, sv) + rz_word(q.y & m, a.y, sv) + rz_word(q.z & m, a.z, sv) + rz_word(q.w & m, a.w, sv)
        + rz_word((q.x >> 4u) & m, b.x, sv) + rz_word((q.y >> 4u) & m, b.y, sv) + rz_word((q.z >> 4u) & m, b.z, sv) + rz_word((q.w >> 4u) & m, b.w, sv);
 }`,
+  // sv: the table's base (256 · the scale word's bits 15..14); codes re-paired at upload (header)
+  lut: /* wgsl */ `
+var<workgroup> lut: array<u32, 1024>;
+// 2·level of the spec's code c (0x0 the sentinel, 0x8 zero) in a group whose special value is t (bit 0: 8
+// rather than 5, bit 1: negative), as an int8 byte
+fn rz_level(c: u32, t: u32) -> u32 {
+  let doubled = array<i32, 8>(0, 1, 2, 3, 4, 6, 8, 12);
+  var v = select(doubled[c & 7u], 10 + 6 * i32(t & 1u), c == 0u);
+  if ((c & 8u) != 0u || (c == 0u && (t & 2u) != 0u)) { v = -v; }
+  return bitcast<u32>(v) & 0xFFu;
+}
+// four code bytes to two words of doubled levels: bytes 0 and 1 give elements 0..3 of one x word, 2 and 3 of the other
+fn rz_pair(q: u32, t: u32) -> vec2<u32> {
+  let b = unpack4xU8(q) + vec4<u32>(t);
+  return vec2<u32>(lut[b.x] | (lut[b.y] << 8u), lut[b.z] | (lut[b.w] << 8u));
+}
+fn rz_run(q: vec4<u32>, a: vec4<u32>, b: vec4<u32>, t: u32) -> i32 {
+  let x = rz_pair(q.x, t); let y = rz_pair(q.y, t); let z = rz_pair(q.z, t); let w = rz_pair(q.w, t);
+  return dot4I8Packed(x.x, a.x) + dot4I8Packed(x.y, b.x) + dot4I8Packed(y.x, a.y) + dot4I8Packed(y.y, b.y)
+       + dot4I8Packed(z.x, a.z) + dot4I8Packed(z.y, b.z) + dot4I8Packed(w.x, a.w) + dot4I8Packed(w.y, b.w);
+}`,
 };
+
+/** The lut decoder's table: entry 256·t + B holds 2·level of B's low code in byte 0 and of its high code in byte 2. */
+const RAZER_LUT_FILL = /* wgsl */ `for (var e = lid; e < 1024u; e += 256u) {
+    let t = e >> 8u;
+    lut[e] = rz_level(e & 15u, t) | (rz_level((e >> 4u) & 15u, t) << 16u);
+  }
+  workgroupBarrier();`;
 
 // the special value argument of rz_run from a scale word (bits 15 sign, 14 magnitude 8 rather than 5)
 const RAZER_SV: Record<RazerLaneVariant, string> = {
   swar: "fn rz_sv(s: u32) -> u32 { let m = 10u + 6u * ((s >> 14u) & 1u); return select(m, 256u - m, (s & 0x8000u) != 0u); }",
   "swar-sum": "fn rz_sv(s: u32) -> u32 { let m = 10u + 6u * ((s >> 14u) & 1u); return select(m, bitcast<u32>(-i32(m)), (s & 0x8000u) != 0u); }",
   "2c": "fn rz_sv(s: u32) -> u32 { return 10u + 6u * ((s >> 14u) & 1u); }",
+  lut: "fn rz_sv(s: u32) -> u32 { return ((s >> 14u) & 3u) << 8u; }",
 };
 // |s| / 2 (levels are doubled); 2c: negated where bit 15 marks a stored-negated group
 const RAZER_SCALE: Record<RazerLaneVariant, string> = {
   swar: "fn rz_scale(s: u32) -> f32 { return unpack2x16float(s & 0x3FFFu).x * 0.5; }",
   "swar-sum": "fn rz_scale(s: u32) -> f32 { return unpack2x16float(s & 0x3FFFu).x * 0.5; }",
   "2c": "fn rz_scale(s: u32) -> f32 { return unpack2x16float(s & 0x3FFFu).x * select(0.5, -0.5, (s & 0x8000u) != 0u); }",
+  lut: "fn rz_scale(s: u32) -> f32 { return unpack2x16float(s & 0x3FFFu).x * 0.5; }",
 };
 
 /**
@@ -199,6 +238,7 @@ ${RAZER_SCALE[variant]}`,
     loadW: (j, b, t) => `let q${j}${t} = w[w${j} + ${b}]; let s${j}${t} = sc[c${j} + (${b} >> 3u)] >> ((${b} & 4u) << 2u);`,
     step: (j, t) => `acc${j} += rz_scale(s${j}${t}) * xs${t}.x * i2f(rz_run(q${j}${t}, xa${t}, xb${t}, rz_sv(s${j}${t})));`,
     post: (j) => `acc${j} * p.mul`,
+    prologue: variant === "lut" ? RAZER_LUT_FILL : undefined,
   }, R, S, U, subgroup);
 }
 
@@ -222,10 +262,20 @@ export function razerRunsLayout(variant: RazerLaneVariant, rows: number, cols: n
         if (c === 0x8) return 0x0; // zero
         return negate ? c ^ 8 : c;
       };
-      for (let i = 0; i < 16; i++) out[(r * runs + b) * 16 + i] = code(32 * b + i) | (code(32 * b + 16 + i) << 4);
+      for (let i = 0; i < 16; i++) {
+        // lut: byte i of the run pairs elements e and e + 2 of the x word it meets (rz_pair)
+        const [lo, hi] = variant === "lut" ? lutPair(i) : [i, 16 + i];
+        out[(r * runs + b) * 16 + i] = code(32 * b + lo) | (code(32 * b + hi) << 4);
+      }
     }
   }
   return { w: new Uint32Array(out.buffer), sc: new Uint32Array(words.buffer), srow: wpr / 2 };
+}
+
+/** The lut layout's element pair of byte i of a run: word i / 4 meets x words i / 4 (bytes 0, 1) and 4 + i / 4 (bytes 2, 3). */
+function lutPair(i: number): [number, number] {
+  const e = ((i & 2) << 3) + 4 * (i >> 2) + (i & 1);
+  return [e, e + 2];
 }
 
 /** x quantized (int8 `q`, f32 scale `d` a 32-block) into the planes and (scale, sum) pairs of the header. */
