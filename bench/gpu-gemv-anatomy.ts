@@ -14,7 +14,9 @@
  *   (wrong values, same loads), which prices the f16 scale unpacking;
  * - `blocks-i8 q4_0 ...`: kernels/gemv-blocks.ts's GEMV for q4_0's "blocks" layout (a lane owns whole
  *   blocks), checked first against the f64 sum of its formula on 64 rows; `blocks-q`: the same GEMV
- *   quantizing f32 x itself into workgroup memory (the engine's default on that layout: no quantX dispatch).
+ *   quantizing f32 x itself into workgroup memory (the engine's default on that layout: no quantX dispatch);
+ *   `cN`: on at most N workgroups, each quantizing x once and taking several row groups (x of one window);
+ *   `wN`: x in one window of N blocks (quantWindow: all of x where workgroup memory allows).
  *
  *   node dist/bench/gpu-gemv-anatomy.js [--rows 8192] [--k 8192] [--calls 100] [--rounds 5] [--json FILE]
  *        [--dawn-flags enable-dawn-features=disable_robustness]
@@ -24,7 +26,7 @@ import { writeFileSync } from "node:fs";
 import { openGpu, BufferUsage, COMPUTE_STAGE, MAP_READ_MODE } from "../src/backend/webgpu/device.js";
 import { gemvKernel } from "../src/backend/webgpu/kernels/matmul.js";
 import { gemvI8Kernel, quantXBytes } from "../src/backend/webgpu/kernels/gemv-i8.js";
-import { gemvBlocksI8Kernel, gemvBlocksQuantKernel } from "../src/backend/webgpu/kernels/gemv-blocks.js";
+import { QUANT_WINDOW, gemvBlocksI8Kernel, gemvBlocksQuantKernel, quantWindow, selfQuantGrid } from "../src/backend/webgpu/kernels/gemv-blocks.js";
 import { copyKernel, COPY_GROUP } from "../src/backend/webgpu/kernels/copy.js";
 import { timedPass } from "./gpu-timing.js";
 
@@ -227,10 +229,13 @@ await checkBlocks();
 
 // blocks-q: the same GEMV quantizing f32 x itself (no quantX dispatch; every workgroup re-reads x)
 const blockQGroups = weights.map((c) => device.createBindGroup({ layout: gemvLayout, entries: [i8Params, x, c.w, c.sc, out].map((buffer, binding) => ({ binding, resource: { buffer } })) }));
-const gemvBlocksQuant = (R: number, U: number): Case => {
-  const p = pipe(gemvBlocksQuantKernel(blockSg, R, U).code, gemvLayout);
-  const groups = N / (8 * R);
-  return { name: `blocks-q q4_0 R${R} U${U}`, bytes: wBytes + scBytes, record: (pass, i) => { pass.setPipeline(p); pass.setBindGroup(0, blockQGroups[i % copies]!); pass.dispatchWorkgroups(groups); } };
+// `cap`: at most that many workgroups, each quantizing x once (selfQuantGrid; x of one window only)
+// `w`: all of a longer x in one window where the device allows (quantWindow)
+const gemvBlocksQuant = (R: number, U: number, cap = 0, whole = false): Case => {
+  const window = whole ? quantWindow(K / 32, device.limits.maxComputeWorkgroupStorageSize) : QUANT_WINDOW;
+  const p = pipe(gemvBlocksQuantKernel(blockSg, R, U, undefined, false, window).code, gemvLayout);
+  const groups = selfQuantGrid(N, 8 * R, K / 32, window, cap)[0];
+  return { name: `blocks-q q4_0 R${R} U${U}${cap ? ` c${cap}` : ""}${whole ? ` w${window}` : ""}`, bytes: wBytes + scBytes, record: (pass, i) => { pass.setPipeline(p); pass.setBindGroup(0, blockQGroups[i % copies]!); pass.dispatchWorkgroups(groups); } };
 };
 
 const gemv = (R: number, S: number, U: number, l2 = false) =>
@@ -244,6 +249,8 @@ const cases: Case[] = [
   gemvI8(2, 2, 2, true), gemvI8(4, 2, 2, true), gemvI8(4, 4, 2, true), gemvI8(2, 2, 4, true),
   ...[[1, 1, 1], [1, 1, 2], [1, 1, 4], [2, 1, 2], [2, 2, 2], [2, 2, 1], [4, 2, 1], [4, 4, 1], [2, 1, 4], [4, 2, 2]].map(([R, S, U]) => gemvBlocks(R!, S!, U!)),
   ...[[1, 2], [2, 2], [4, 2], [4, 1], [8, 1]].map(([R, U]) => gemvBlocksQuant(R!, U!)),
+  ...[132, 264, 528, 1056].flatMap((cap) => [gemvBlocksQuant(2, 2, cap), gemvBlocksQuant(1, 2, cap)]),
+  ...(K / 32 > QUANT_WINDOW ? [0, 264, 512].flatMap((cap) => [gemvBlocksQuant(2, 2, cap, true), gemvBlocksQuant(1, 2, cap, true)]) : []),
 ];
 // the copy always runs: it is what "of copy" divides by
 const chosen = a.only ? cases.filter((c, i) => i === 0 || a.only!.split(",").some((o) => c.name.includes(o))) : cases;

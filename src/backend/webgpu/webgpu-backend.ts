@@ -15,7 +15,7 @@ import { GpuWeight, Q4_LAYOUTS, uploadWeight, type GpuFormat, type Q4Layout } fr
 import { GpuSparseWeight, parseSparseGemvVariant, recordSparseMatmul, SPARSE_GEMV_DEFAULT, uploadSparse, type SparseGemvVariant } from "./sparse-weight.js";
 import { isSparseDType, type SparseDType } from "../../tensor/dtype.js";
 import { GEMV_I8_ROWS, GEMV_I8_UNROLL, gemvI8Kernel, type BlockFormat } from "./kernels/gemv-i8.js";
-import { GEMV_BLOCKS, GEMV_BLOCKS_QUANT, gemvBlocksI8Kernel, gemvBlocksQuantKernel } from "./kernels/gemv-blocks.js";
+import { GEMV_BLOCKS, GEMV_BLOCKS_QUANT, QUANT_WINDOW, QUANT_X_ONCE_GROUPS, gemvBlocksI8Kernel, gemvBlocksQuantKernel, quantWindow, selfQuantGrid } from "./kernels/gemv-blocks.js";
 import { QuantizedX, type ActivationPath } from "./quantized-x.js";
 import { GEMM_TILE, GEMV_BATCH_ROWS_PER_TEAM, GEMV_MAX_BATCH, GEMV_ROWS_PER_TEAM, chunkElems, gemvBatchVariant, gemvRows, gemvSplit, gemmKernel, gemvKernel, gemvVariant, xMode, type GemvVariant } from "./kernels/matmul.js";
 import { ELEMENTWISE_GROUP, addBiasKernel, addKernel, swigluKernel } from "./kernels/elementwise.js";
@@ -171,6 +171,10 @@ export class WebGpuBackend implements Backend {
    * own; the same results bit for bit) rather than in a quantX dispatch; benchmarks change it between runs.
    */
   quantizeInGemv = true;
+  /** Workgroups of a self-quantizing GEMV whose x fits one window (gemv-blocks.ts selfQuantGrid; 0: one a row group); benchmarks change it between runs. */
+  quantOnceGroups = QUANT_X_ONCE_GROUPS;
+  /** Whether a self-quantizing GEMV holds all of a longer x in workgroup memory when the device allows (gemv-blocks.ts quantWindow); benchmarks change it between runs. */
+  quantWholeX = true;
   private readonly qx: QuantizedX;
   /** Whether the fused ops run; benchmarks change it between runs. */
   fuse: boolean;
@@ -273,6 +277,11 @@ export class WebGpuBackend implements Backend {
     return true;
   }
 
+  /** Blocks of x a self-quantizing GEMV over `blocks` blocks quantizes at a time (quantWholeX). */
+  private quantWindow(blocks: number): number {
+    return this.quantWholeX ? quantWindow(blocks, this.gpu.device.limits.maxComputeWorkgroupStorageSize) : QUANT_WINDOW;
+  }
+
   /** Whether w's int8-activation GEMVs quantize x themselves (quantizeInGemv, q4_0 blocks). */
   private selfQuantizing(w: GpuWeight): boolean {
     return !w.tiled && this.quantizeInGemv;
@@ -281,7 +290,7 @@ export class WebGpuBackend implements Backend {
   /** The fused int8-activation GEMV kernel for w's layout (see runI8 for its bindings). */
   private fusedI8(w: GpuWeight, fusion: { stacked: number } | "swiglu" | "add"): { kernel: Kernel; rowsPerGroup: number } {
     const sg = this.gpu.subgroupMinSize;
-    return this.selfQuantizing(w) ? fusedGemvBlocksQuantKernel(sg, fusion) : fusedGemvI8Kernel(w.format as BlockFormat, sg, fusion, w.tiled);
+    return this.selfQuantizing(w) ? fusedGemvBlocksQuantKernel(sg, fusion, false, this.quantWindow(w.blocks)) : fusedGemvI8Kernel(w.format as BlockFormat, sg, fusion, w.tiled);
   }
 
   /** Whether a batch-1 matmul over w takes the int8-activation GEMV (kernels/gemv-i8.ts). */
@@ -295,7 +304,7 @@ export class WebGpuBackend implements Backend {
    */
   private runI8(k: { kernel: Kernel; rowsPerGroup: number }, x: GpuTensor, w: GpuWeight, params: number[], bufs: readonly Buf[], rows: number): void {
     if (this.selfQuantizing(w)) {
-      this.run(k.kernel, params, [x.buf, ...bufs], grid(Math.ceil(rows / k.rowsPerGroup)));
+      this.run(k.kernel, params, [x.buf, ...bufs], selfQuantGrid(rows, k.rowsPerGroup, w.blocks, this.quantWindow(w.blocks), this.quantOnceGroups));
       return;
     }
     const [xq, xs] = this.qx.of(x.buf, w.inFeatures, w.tiled ? (w.format as BlockFormat) : "planes", this.recorder.dispatches, this.recorder.submissions);
@@ -404,9 +413,9 @@ export class WebGpuBackend implements Backend {
     if (os.length !== ws.length || os.some((o, i) => o.cols !== rows[i] || o.buf === xt.buf || o.buf === ht.buf)) return false;
     const w = st.members[0]!;
     const n = rows.reduce((a, b) => a + b, 0);
-    const k = fusedGemvBlocksQuantKernel(this.gpu.subgroupMinSize, { stacked: ws.length }, true);
+    const k = fusedGemvBlocksQuantKernel(this.gpu.subgroupMinSize, { stacked: ws.length }, true, this.quantWindow(w.blocks));
     const params = [n, w.inFeatures, 0, w.blocks, f32bits(eps), ...stackedParams(rows, st.members.map((m) => m.mul), f32bits)];
-    this.run(k.kernel, params, [xt.buf, norm.parts[0]!.data, ht.buf, st.data, st.scales!, ...os.map((o) => o.buf)], grid(Math.ceil(n / k.rowsPerGroup)));
+    this.run(k.kernel, params, [xt.buf, norm.parts[0]!.data, ht.buf, st.data, st.scales!, ...os.map((o) => o.buf)], selfQuantGrid(n, k.rowsPerGroup, w.blocks, this.quantWindow(w.blocks), this.quantOnceGroups));
     return true;
   }
 
@@ -417,9 +426,9 @@ export class WebGpuBackend implements Backend {
     const [g, u] = st.members as [GpuWeight, GpuWeight];
     if (g.outFeatures !== u.outFeatures || o.cols !== g.outFeatures || o.buf === xt.buf || o.buf === ht.buf) return false;
     const n = 2 * g.outFeatures;
-    const k = fusedGemvBlocksQuantKernel(this.gpu.subgroupMinSize, "swiglu", true);
+    const k = fusedGemvBlocksQuantKernel(this.gpu.subgroupMinSize, "swiglu", true, this.quantWindow(g.blocks));
     const params = [n, g.inFeatures, 0, g.blocks, f32bits(eps), g.outFeatures, f32bits(g.mul), f32bits(u.mul)];
-    this.run(k.kernel, params, [xt.buf, norm.parts[0]!.data, ht.buf, st.data, st.scales!, o.buf], grid(Math.ceil(n / k.rowsPerGroup)));
+    this.run(k.kernel, params, [xt.buf, norm.parts[0]!.data, ht.buf, st.data, st.scales!, o.buf], selfQuantGrid(n, k.rowsPerGroup, g.blocks, this.quantWindow(g.blocks), this.quantOnceGroups));
     return true;
   }
 
@@ -714,7 +723,8 @@ export class WebGpuBackend implements Backend {
       if (n === 1 && this.viaInt8(wt) && this.selfQuantizing(wt)) {
         const sg = this.gpu.subgroupMinSize;
         const R = GEMV_BLOCKS_QUANT.rowsPerTeam;
-        this.run(gemvBlocksQuantKernel(sg), [part.rows, K, part.rowStart, wt.blocks], [xt.buf, part.data, part.scales!, o.buf], grid(Math.ceil(part.rows / gemvRows(sg, R, 1))));
+        const window = this.quantWindow(wt.blocks);
+        this.run(gemvBlocksQuantKernel(sg, R, GEMV_BLOCKS_QUANT.unroll, undefined, false, window), [part.rows, K, part.rowStart, wt.blocks], [xt.buf, part.data, part.scales!, o.buf], selfQuantGrid(part.rows, gemvRows(sg, R, 1), wt.blocks, window, this.quantOnceGroups));
       } else if (n === 1 && this.viaInt8(wt)) {
         const [xq, xs] = this.qx.of(xt.buf, K, wt.tiled ? (wt.format as BlockFormat) : "planes", this.recorder.dispatches, this.recorder.submissions);
         const sg = this.gpu.subgroupMinSize;

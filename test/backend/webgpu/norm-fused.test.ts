@@ -14,6 +14,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type { GpuTensor, WebGpuBackend } from "../../../src/backend/webgpu/webgpu-backend.js";
 import type { GpuWeight } from "../../../src/backend/webgpu/weights.js";
+import { QUANT_X_ONCE_GROUPS } from "../../../src/backend/webgpu/kernels/gemv-blocks.js";
 import { loadModel } from "../../../src/load.js";
 import { ggufModelMetadata, spmVocabMetadata, syntheticSpmVocab, writeGguf } from "../../../src/io/gguf-writer.js";
 import { fastRandomTensors, randomLlamaConfig } from "../../../bench/make-random-gguf.js";
@@ -62,6 +63,48 @@ test("normMatmulStacked / normMatmulSwiglu equal rmsnorm then the fused GEMV, bi
       assert.equal(g.normMatmulSwiglu(o2, h2, x, norm, eps, gate!, up!), true, `${what}: norm + swiglu`);
       assert.deepEqual(await g.read(o2), await g.read(o1), `${what}: swiglu out`);
       assert.deepEqual(await g.read(h2), await g.read(h1), `${what}: the normalized row (swiglu)`);
+    }
+  }
+});
+
+test("self-quantizing GEMVs: x quantized once (fewer workgroups than row groups, all of x in one window) gives the same bits", { skip: !gpu && reason }, async () => {
+  const rng = new Rng(29);
+  for (const g of [gpu!, plain.gpu!]) {
+    // K = 1024: one window; K = 17408 (544 blocks): several windows of 256, or one of 576 where the device allows
+    for (const K of [1024, 17408]) {
+      const x = tensorOf(g, 1, K, randoms(K, rng, 3)) as GpuTensor;
+      const norm = normWeight(g, K, rng);
+      // 72 + 40 + 8 stacked rows and 2 x 88 swiglu rows: several row groups each, the last one partial
+      const stack = g.uploadStack([72, 40, 8].map((n, i) => randomWeight("q4_0", [n, K], rng, `s${i}`)));
+      const [gate, up] = g.uploadStack([88, 88].map((n, i) => randomWeight("q4_0", [n, K], rng, `g${i}`)));
+      const plainW = g.upload(randomWeight("q4_0", [200, K], rng, "p"));
+      const run = async (groups: number, wholeX: boolean, selfQuantizing: boolean) => {
+        g.quantOnceGroups = groups;
+        g.quantWholeX = wholeX;
+        g.quantizeInGemv = selfQuantizing;
+        const outs = [72, 40, 8].map((n) => g.activation(1, n));
+        const [h, o, op] = [g.activation(1, K), g.activation(1, 88), g.activation(1, 200)];
+        if (selfQuantizing) {
+          assert.equal(g.normMatmulStacked(outs, h, x, norm, 1e-5, stack), true);
+          assert.equal(g.normMatmulSwiglu(o, g.activation(1, K), x, norm, 1e-5, gate!, up!), true);
+        } else {
+          g.rmsnorm(h, x, norm, 1e-5, K);
+          assert.equal(g.matmulStacked(outs, h, stack), true);
+          assert.equal(g.matmulSwiglu(o, h, gate!, up!), true);
+        }
+        g.matmul(op, x, plainW);
+        return Promise.all([...outs, o, op].map((t) => g.read(t)));
+      };
+      try {
+        const want = await run(0, false, false);
+        for (const wholeX of [false, true]) {
+          for (const groups of [0, 1, 2, 3]) assert.deepEqual(await run(groups, wholeX, true), want, `K=${K} sg=${g.gpu.subgroupMinSize}, whole x ${wholeX}, ${groups} workgroups (0: one a row group)`);
+        }
+      } finally {
+        g.quantOnceGroups = QUANT_X_ONCE_GROUPS;
+        g.quantWholeX = true;
+        g.quantizeInGemv = true;
+      }
     }
   }
 });

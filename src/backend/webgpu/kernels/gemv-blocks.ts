@@ -13,7 +13,7 @@
  * A GGUF q4_0 block's byte i holds element i (low nibble) and i + 16 (high nibble), which is why the
  * planes split there.
  */
-import { ENTRY_ARGS, GROUP_INDEX, memoKernel, type Kernel } from "../kernel.js";
+import { ENTRY_ARGS, GROUP_INDEX, grid, memoKernel, type Kernel } from "../kernel.js";
 import { gemvSplit, gemvTeam, type GemvHooks } from "./matmul.js";
 import { QUANT_X_GROUP, teamReduce } from "./gemv-i8.js";
 
@@ -185,8 +185,37 @@ fn main(${ENTRY_ARGS}) {
   });
 }
 
-/** Blocks of x one workgroup of the self-quantizing GEMV stages at a time (8 KiB of quants, 2 KiB of pairs). */
+/**
+ * Workgroups the self-quantizing GEMV is launched with over `rows` output rows (`rowsPerGroup` a
+ * workgroup): when x fits one window, at most `cap`, each quantizing x once and then taking several row
+ * groups (QUANT_X_ONCE_GROUPS); otherwise one a row group.
+ */
+export function selfQuantGrid(rows: number, rowsPerGroup: number, blocks: number, window: number, cap: number = QUANT_X_ONCE_GROUPS): [number, number] {
+  const groups = Math.ceil(rows / rowsPerGroup);
+  return grid(blocks <= window && cap > 0 ? Math.min(groups, cap) : groups);
+}
+
+/**
+ * The window for an x of `blocks` blocks: QUANT_WINDOW, or all of x (rounded up to whole steps of 64
+ * blocks) where that fits `maxWorkgroupBytes` next to the kernel's other workgroup arrays, so that x is
+ * quantized once per workgroup (Llama 3.1 8B's down projection: 448 blocks, 17.5 KiB).
+ */
+export function quantWindow(blocks: number, maxWorkgroupBytes: number): number {
+  if (blocks <= QUANT_WINDOW) return QUANT_WINDOW;
+  const whole = Math.ceil(blocks / 64) * 64;
+  return whole * 40 + 5120 <= maxWorkgroupBytes ? whole : QUANT_WINDOW;
+}
+
+/** Blocks of x one workgroup of the self-quantizing GEMV stages at a time, at least (8 KiB of quants, 2 KiB of pairs). */
 export const QUANT_WINDOW = 256;
+
+/**
+ * Workgroups of a self-quantizing GEMV whose x fits one window (selfQuantGrid; 0: one a row group). On an
+ * H200 (132 SMs), 8B q4_0 decode went from 267/280 to 298/304 tokens/s with 512 (fewer x quantizations in
+ * gate/up's 1,792 row groups); 264–1,056 time alike at 6144x4096 and 4096x4096, 132 is slower
+ * (docs/performance.md, "Session 7").
+ */
+export const QUANT_X_ONCE_GROUPS = 512;
 
 /**
  * Rows per team and unroll of the self-quantizing GEMV: R2 U2 had the least time over 14336x4096,
@@ -198,26 +227,27 @@ export const GEMV_BLOCKS_QUANT = { rowsPerTeam: 2, unroll: 2 } as const;
 /**
  * The same GEMV taking f32 x and quantizing it itself, so int8 activations cost no dispatch of their own
  * (the host's time per dispatch bounds decode: docs/performance.md). Each workgroup quantizes windows of
- * QUANT_WINDOW blocks of x into workgroup memory, by quantXBlocksKernel's rule (a thread a block), and
+ * `window` blocks of x (quantWindow) into workgroup memory, by quantXBlocksKernel's rule, and
  * its teams then run the loop of gemvBlocksI8Kernel over the window: every row's sum takes the same
  * blocks in the same order as gemvBlocksI8Kernel with split 1 and the same unroll, so the two agree bit
  * for bit. Re-reading x costs each workgroup 4K bytes from L2 against its rows' ~0.56K bytes of weights
  * each. Params: n, k, o0, blocks (then the hooks'). Bindings: x (vec4 f32), weight quants, weight scales,
- * out (then the hooks'). Grid: ceil(n / gemvRows(sg, R, 1)).
+ * out (then the hooks'). Grid: selfQuantGrid (an x of one window is quantized once, and a workgroup may take
+ * several row groups).
  *
  * `norm`: x is first RMS-normalized (x · scale · weight, the RMSNorm of kernels/norm.ts with 256 threads
  * over vec4s, its sums in the same order, so the values are that kernel's bit for bit), which saves the
  * norm's dispatch too; workgroup 0 also stores the normalized row, for ops that read it later. Params
  * add eps after blocks; bindings add the norm weight (vec4 f32) and the normalized row's output after x.
  */
-export function gemvBlocksQuantKernel(sg: number, rowsPerTeam: number = GEMV_BLOCKS_QUANT.rowsPerTeam, unroll: number = GEMV_BLOCKS_QUANT.unroll, hooks?: GemvHooks, norm = false): Kernel {
+export function gemvBlocksQuantKernel(sg: number, rowsPerTeam: number = GEMV_BLOCKS_QUANT.rowsPerTeam, unroll: number = GEMV_BLOCKS_QUANT.unroll, hooks?: GemvHooks, norm = false, window = QUANT_WINDOW): Kernel {
   const team = gemvTeam(sg);
   const teams = GEMV_THREADS / team;
   const viaSubgroup = sg > 1;
   const [R, U] = [rowsPerTeam, unroll];
   if (!(R >= 1 && U >= 1)) throw new Error(`GEMV rows per team ${R} and unroll ${U} must be at least 1`);
-  if (QUANT_WINDOW % (team * U) !== 0) throw new Error(`GEMV unroll ${U}: a window of ${QUANT_WINDOW} blocks is not whole steps of ${team * U}`);
-  return memoKernel(`gemvq.q4_0.blocks.${team}.${+viaSubgroup}.${R}.${U}${norm ? ".norm" : ""}${hooks ? `.${hooks.key}` : ""}`, () => {
+  if (window % (team * U) !== 0) throw new Error(`GEMV unroll ${U}: a window of ${window} blocks is not whole steps of ${team * U}`);
+  return memoKernel(`gemvq.q4_0.blocks.${team}.${+viaSubgroup}.${R}.${U}.${window}${norm ? ".norm" : ""}${hooks ? `.${hooks.key}` : ""}`, () => {
     const rows = Array.from({ length: R }, (_, j) => j);
     const each = (fn: (j: number) => string, sep = "\n        ") => rows.map(fn).join(sep);
     const { reduce, wgMemory } = teamReduce(team, viaSubgroup, R, 1);
@@ -228,7 +258,7 @@ export function gemvBlocksQuantKernel(sg: number, rowsPerTeam: number = GEMV_BLO
     // window block `b` (global block win + b) of every row of the team
     const loads = (b: string, u: number) => each((j) => `let q${j}_${u} = w[w${j} + win + ${b}]; let d${j}_${u} = wscale(c${j} + win + ${b});`);
     const use = (b: string, u: number) => `{
-          let xa = xq[${b}]; let xb = xq[${QUANT_WINDOW}u + ${b}]; let xs = xsum[${b}];
+          let xa = xq[${b}]; let xb = xq[${window}u + ${b}]; let xs = xsum[${b}];
           let off = 8 * i32(xs.y);
           ${each((j) => `acc${j} += d${j}_${u} * xs.x * i2f(bdot(q${j}_${u}, xa, xb) - off);`, "\n          ")}
         }`;
@@ -243,11 +273,11 @@ var<workgroup> nred: array<f32, ${GEMV_THREADS}>;` : ""}
 @group(0) @binding(${B0 + 1}) var<storage, read> sc: array<u32>;
 @group(0) @binding(${B0 + 2}) var<storage, read_write> out: array<f32>;
 ${hooks?.decls?.(B0 + 3) ?? ""}
-var<workgroup> xq: array<vec4<u32>, ${2 * QUANT_WINDOW}>;
-var<workgroup> xsum: array<vec2<f32>, ${QUANT_WINDOW}>;
+var<workgroup> xq: array<vec4<u32>, ${2 * window}>;
+var<workgroup> xsum: array<vec2<f32>, ${window}>;
 ${BLOCK_DOT}
 // block b of x (with norm: times scale and the norm weight) into window slot i
-${quantizeFn((e) => (norm ? `nw[${e}] * (x[${e}] * scale)` : `x[${e}]`), "xq", `${QUANT_WINDOW}u`, "xsum")}
+${quantizeFn((e) => (norm ? `nw[${e}] * (x[${e}] * scale)` : `x[${e}]`), "xq", `${window}u`, "xsum")}
 const TEAM = ${team}u;
 const R = ${R}u;
 const S = 1u;
@@ -259,13 +289,7 @@ fn main(${ENTRY_ARGS}) {
   let team = lid / TEAM;
   let lane = lid % TEAM;
   let kp = 0u;
-  let row0 = ${GROUP_INDEX} * ROWS + team * R;
   let last = p.n - 1u;
-  ${each((j) => `var acc${j} = 0.0;`, "\n  ")}
-  // rows past n (the last team of the last workgroup) read clamped in-bounds rows; their sums are dropped
-  ${each((j) => `let o${j} = ${hooks?.row ? hooks.row(`min(row0 + ${j}u, last)`) : `min(row0 + ${j}u, last)`};`, "\n  ")}
-  ${each((j) => `let w${j} = o${j} * p.blocks;`, "\n  ")}
-  ${each((j) => `let c${j} = o${j} * ((p.blocks + 7u) & ~7u);`, "\n  ")}
   ${norm ? `// RMSNorm's scale: kernels/norm.ts's loop and tree over 256 threads
   var ss = 0.0;
   for (var i = lid; i < p.k / 4u; i += ${GEMV_THREADS}u) {
@@ -282,29 +306,47 @@ fn main(${ENTRY_ARGS}) {
   if (${GROUP_INDEX} == 0u) {
     for (var i = lid; i < p.k / 4u; i += ${GEMV_THREADS}u) { normed[i] = nw[i] * (x[i] * scale); }
   }` : "let scale = 1.0;"}
-  for (var win = 0u; win < p.blocks; win += ${QUANT_WINDOW}u) {
-    let nb = min(${QUANT_WINDOW}u, p.blocks - win);
-    if (lid < nb) { quantize(win + lid, lid, scale); }
-    workgroupBarrier();
-    if (row0 < p.n) {
-      let steps = nb / (TEAM * ${U}u);
-      for (var st = 0u; st < steps; st++) {
-        let b = st * (TEAM * ${U}u) + lane;
-        ${us.map((u) => loads(at(u), u)).join("\n        ")}
-        ${us.map((u) => use(at(u), u)).join("\n        ")}
-      }
-      for (var b = steps * (TEAM * ${U}u) + lane; b < nb; b += TEAM) {
-        ${loads("b", 0)}
-        ${use("b", 0)}
-      }
-    }
+  // an x of one window is quantized once, and the workgroup then takes row groups GROUP_INDEX, + workgroups,
+  // ... (selfQuantGrid launches fewer workgroups than row groups then); a longer x is quantized window by
+  // window for every row group
+  let once = p.blocks <= ${window}u;
+  if (once) {
+    for (var i = lid; i < p.blocks; i += ${GEMV_THREADS}u) { quantize(i, i, scale); }
     workgroupBarrier();
   }
-  ${reduce}
-  if (lane == 0u) {
-    ${hooks?.store
-      ? hooks.store(rows.map((j) => `acc${j}`), rows.map((j) => `(row0 + ${j}u)`))
-      : each((j) => `if (row0 + ${j}u < p.n) { out[p.o0 + row0 + ${j}u] = acc${j}; }`, "\n    ")}
+  for (var rg = ${GROUP_INDEX}; rg * ROWS < p.n; rg += nwg.x * nwg.y) {
+    let row0 = rg * ROWS + team * R;
+    ${each((j) => `var acc${j} = 0.0;`, "\n    ")}
+    // rows past n (the last team of the last row group) read clamped in-bounds rows; their sums are dropped
+    ${each((j) => `let o${j} = ${hooks?.row ? hooks.row(`min(row0 + ${j}u, last)`) : `min(row0 + ${j}u, last)`};`, "\n    ")}
+    ${each((j) => `let w${j} = o${j} * p.blocks;`, "\n    ")}
+    ${each((j) => `let c${j} = o${j} * ((p.blocks + 7u) & ~7u);`, "\n    ")}
+    for (var win = 0u; win < p.blocks; win += ${window}u) {
+      let nb = min(${window}u, p.blocks - win);
+      if (!once) {
+        for (var i = lid; i < nb; i += ${GEMV_THREADS}u) { quantize(win + i, i, scale); }
+        workgroupBarrier();
+      }
+      if (row0 < p.n) {
+        let steps = nb / (TEAM * ${U}u);
+        for (var st = 0u; st < steps; st++) {
+          let b = st * (TEAM * ${U}u) + lane;
+          ${us.map((u) => loads(at(u), u)).join("\n          ")}
+          ${us.map((u) => use(at(u), u)).join("\n          ")}
+        }
+        for (var b = steps * (TEAM * ${U}u) + lane; b < nb; b += TEAM) {
+          ${loads("b", 0)}
+          ${use("b", 0)}
+        }
+      }
+      if (!once) { workgroupBarrier(); }
+    }
+    ${reduce}
+    if (lane == 0u) {
+      ${hooks?.store
+        ? hooks.store(rows.map((j) => `acc${j}`), rows.map((j) => `(row0 + ${j}u)`))
+        : each((j) => `if (row0 + ${j}u < p.n) { out[p.o0 + row0 + ${j}u] = acc${j}; }`, "\n      ")}
+    }
   }
 }`;
     return {

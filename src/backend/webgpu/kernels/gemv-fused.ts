@@ -12,7 +12,7 @@
  */
 import { gemvKernel, gemvRows, gemvSplit, type GemvHooks, type GemvVariant, type XMode } from "./matmul.js";
 import { GEMV_I8_ROWS, GEMV_I8_UNROLL, gemvI8Kernel, type BlockFormat } from "./gemv-i8.js";
-import { GEMV_BLOCKS, GEMV_BLOCKS_PAIRS, GEMV_BLOCKS_QUANT, gemvBlocksI8Kernel, gemvBlocksQuantKernel } from "./gemv-blocks.js";
+import { GEMV_BLOCKS, GEMV_BLOCKS_PAIRS, GEMV_BLOCKS_QUANT, QUANT_WINDOW, gemvBlocksI8Kernel, gemvBlocksQuantKernel } from "./gemv-blocks.js";
 import type { GpuFormat } from "../weights.js";
 import type { Kernel } from "../kernel.js";
 
@@ -128,9 +128,10 @@ export function fusedGemvI8Kernel(format: BlockFormat, sg: number, fusion: { sta
  * The three fusions on the self-quantizing q4_0 blocks GEMV (gemv-blocks.ts): bindings x (f32), w,
  * scales, out(, out1..); params n, k, o0, blocks, then the hooks' as above. swiglu's teams hold pairs.
  * `norm`: RMSNorm first (gemv-blocks.ts): eps after blocks, the norm weight and normalized row after x.
+ * `window`: blocks of x quantized at a time (gemv-blocks.ts quantWindow).
  */
-export function fusedGemvBlocksQuantKernel(sg: number, fusion: { stacked: number } | "swiglu" | "add", norm = false): { kernel: Kernel; rowsPerGroup: number } {
+export function fusedGemvBlocksQuantKernel(sg: number, fusion: { stacked: number } | "swiglu" | "add", norm = false, window = QUANT_WINDOW): { kernel: Kernel; rowsPerGroup: number } {
   const hooks = fusion === "swiglu" ? SWIGLU_HOOKS : fusion === "add" ? ADD_HOOKS : stackedHooks(fusion.stacked);
   const R = fusion === "swiglu" ? swigluRowsPerTeam(GEMV_BLOCKS_QUANT.rowsPerTeam) : GEMV_BLOCKS_QUANT.rowsPerTeam;
-  return { kernel: gemvBlocksQuantKernel(sg, R, GEMV_BLOCKS_QUANT.unroll, hooks, norm), rowsPerGroup: gemvRows(sg, R, 1) };
+  return { kernel: gemvBlocksQuantKernel(sg, R, GEMV_BLOCKS_QUANT.unroll, hooks, norm, window), rowsPerGroup: gemvRows(sg, R, 1) };
 }
