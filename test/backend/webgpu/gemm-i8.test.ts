@@ -1,0 +1,96 @@
+/**
+ * The int8-activation GEMM (kernels/gemm-blocks.ts), which q4_0 prefill on int8 activations runs: against
+ * the f64 sum over the decoded weights and the GPU's own quantization of x (read back, every block's
+ * stored sum checked), to f32 rounding; against the self-quantizing GEMV on each row (the same quantized
+ * products, another order); and not equal to the f32 GEMM (the int8 path did run). Shapes leave partial
+ * tiles in both directions, an odd number of blocks (a half-empty K step) and, on the small-binding
+ * backend, weights split into parts.
+ */
+import { after, test } from "node:test";
+import assert from "node:assert/strict";
+import { decodeRow } from "../../../src/backend/cpu/reference.js";
+import type { GpuTensor, WebGpuBackend } from "../../../src/backend/webgpu/webgpu-backend.js";
+import { quantXBlocksKernel } from "../../../src/backend/webgpu/kernels/gemv-blocks.js";
+import { QUANT_X_BLOCKS } from "../../../src/backend/webgpu/kernels/gemv-i8.js";
+import { grid } from "../../../src/backend/webgpu/kernel.js";
+import { Rng, openOrSkip, randomWeight, tensorOf } from "./helpers.js";
+
+const { gpu, reason } = await openOrSkip({ activations: "int8" });
+const split = gpu ? await openOrSkip({ activations: "int8", subgroups: false, maxBindingBytes: 20 * 1072 }) : { gpu: undefined, reason };
+after(() => {
+  gpu?.dispose();
+  split.gpu?.dispose();
+});
+
+/** The GPU's int8 quantization of all rows of x (planes over rows · K / 32 blocks), as quants in x's order and a scale a block. */
+async function quantizedRows(g: WebGpuBackend, x: GpuTensor, elems: number): Promise<{ q: Int8Array; s: Float32Array }> {
+  const blocks = elems / 32;
+  const xq = g.activation(1, elems / 4);
+  const xs = g.activation(1, 2 * blocks);
+  g.recorder.dispatch(quantXBlocksKernel(), [blocks], [x.buf, xq.buf, xs.buf], grid(Math.ceil(blocks / QUANT_X_BLOCKS)));
+  const planes = new Int8Array((await g.read(xq)).buffer);
+  const pairs = await g.read(xs);
+  const q = new Int8Array(elems);
+  const s = new Float32Array(blocks);
+  for (let b = 0; b < blocks; b++) {
+    let sum = 0;
+    for (let i = 0; i < 32; i++) sum += q[b * 32 + i] = planes[(i < 16 ? 0 : blocks * 16) + b * 16 + (i % 16)]!;
+    s[b] = pairs[2 * b]!;
+    assert.equal(pairs[2 * b + 1], sum, `block ${b}: the stored quant sum`);
+  }
+  return { q, s };
+}
+
+test("q4_0 prefill on int8 x: the GEMM equals the f64 sum over its quantized x, the GEMV row by row, and differs from the f32 GEMM", { skip: !gpu && reason }, async () => {
+  const rng = new Rng(31);
+  const [M, N, K] = [70, 70, 67 * 32];
+  const raw = randomWeight("q4_0", [N, K], rng);
+  const xs = Float32Array.from({ length: M * K }, (_, i) => (rng.next() * 2 - 1) * 2 ** (((i >> 5) % 7) - 3));
+  xs.fill(0, 64, 96);
+  const wrow = new Float64Array(N * K);
+  const row = new Float32Array(K);
+  for (let o = 0; o < N; o++) {
+    decodeRow("q4_0", raw.data, o, K, row);
+    wrow.set(row, o * K);
+  }
+  for (const g of [gpu!, split.gpu!]) {
+    const what = `sg=${g.gpu.subgroupMinSize} parts=${g.upload(raw).parts.length}`;
+    const w = g.upload(raw);
+    const x = tensorOf(g, M, K, xs) as GpuTensor;
+    const out = g.activation(M, N);
+    const before = g.recorder.dispatches;
+    g.matmul(out, x, w);
+    assert.equal(g.recorder.dispatches - before, 1 + w.parts.length, `${what}: one quantization and a GEMM a part`);
+    const got = await g.read(out);
+    const { q, s } = await quantizedRows(g, x, M * K);
+    const singles = await Promise.all(Array.from({ length: M }, async (_, r) => {
+      const o1 = g.activation(1, N);
+      g.matmul(o1, tensorOf(g, 1, K, xs.subarray(r * K, (r + 1) * K)), w);
+      return g.read(o1);
+    }));
+    for (let r = 0; r < M; r++) {
+      for (let o = 0; o < N; o++) {
+        let want = 0;
+        let mag = 0;
+        for (let k = 0; k < K; k++) {
+          const t = wrow[o * K + k]! * q[r * K + k]! * s[(r * K + k) >> 5]!;
+          want += t;
+          mag += Math.abs(t);
+        }
+        const tol = (K / 32 + 8) * 2 ** -23 * mag;
+        const v = got[r * N + o]!;
+        assert.ok(Math.abs(v - want) <= tol, `${what}: out[${r}][${o}] = ${v}, f64 ${want} (tolerance ${tol})`);
+        assert.ok(Math.abs(v - singles[r]![o]!) <= 2 * tol, `${what}: out[${r}][${o}] = ${v}, the GEMV gave ${singles[r]![o]}`);
+      }
+    }
+    g.int8Gemm = false;
+    try {
+      const f32 = g.activation(M, N);
+      g.matmul(f32, x, w);
+      const other = await g.read(f32);
+      assert.ok(other.some((v, i) => v !== got[i]), `${what}: the f32 GEMM gave the same bits`);
+    } finally {
+      g.int8Gemm = true;
+    }
+  }
+});
