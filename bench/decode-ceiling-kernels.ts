@@ -40,7 +40,16 @@ export function fillWord(seed: number, i: number): number {
 /** Σ mod 2^32 of words [from, to) of a buffer filled with `seed`: what a check expects a region to add. */
 export function checkSum(seed: number, from: number, to: number): number {
   let s = 0;
-  for (let i = from; i < to; i++) s = (s + fillWord(seed, i)) | 0;
+  // fillWord in int32 arithmetic throughout (V8 keeps it out of doubles)
+  for (let i = from; i < to; i++) {
+    let x = i ^ seed;
+    x ^= x >>> 16;
+    x = Math.imul(x, 0x7feb352d);
+    x ^= x >>> 15;
+    x = Math.imul(x, 0x846ca68b);
+    x ^= x >>> 16;
+    s = (s + x) | 0;
+  }
   return s >>> 0;
 }
 

@@ -10,10 +10,17 @@ import { grid, type Kernel } from "../src/backend/webgpu/kernel.js";
 import { GEMV_BLOCKS_QUANT } from "../src/backend/webgpu/kernels/gemv-blocks.js";
 import { swigluRowsPerTeam } from "../src/backend/webgpu/kernels/gemv-fused.js";
 import { CEILING_CONFIGS, type CeilingConfig, type Dispatch, type Region, type StepMemory, planBytes, stepPlan } from "./decode-ceiling-plan.js";
-import { checkSum, fillKernel, loadsGemvKernel, loadsGemvRows, streamKernel, streamParams, tinyKernel } from "./decode-ceiling-kernels.js";
+import { fillKernel, loadsGemvKernel, loadsGemvRows, streamKernel, streamParams, tinyKernel } from "./decode-ceiling-kernels.js";
+import { rangeSums, type SumRange } from "./decode-ceiling-sums.js";
 
 /** A sum a read never equals in a timed run (a match would only cost a store). */
 export const MAGIC = 0x9e3779b9;
+
+/** The host's sums of each region's words and of the gaps between regions. */
+interface Sums {
+  regions: Map<Region, number>;
+  gaps: number;
+}
 
 export interface StepOptions {
   /** Bytes an arena may hold (a multiple of 256, within the device's binding and buffer limits). */
@@ -64,15 +71,33 @@ export class Step {
   readonly sink: Buf;
   readonly ops: Map<CeilingConfig, Op[]>;
   readonly bytes: Map<CeilingConfig, number>;
-  private readonly checkable: boolean;
 
-  constructor(private readonly b: WebGpuBackend, readonly mem: StepMemory, o: StepOptions) {
-    const { cap, team } = o;
-    this.checkable = o.check;
-    const { at, used } = layout(mem.regions, cap);
-    const pool = b.pool;
+  /** Lays out and fills `mem` on `b`'s device; with `o.check`, first sums on the host what check() expects. */
+  static async create(b: WebGpuBackend, mem: StepMemory, o: StepOptions): Promise<Step> {
+    const placed = layout(mem.regions, o.cap);
+    const { at, used } = placed;
     const most = b.gpu.device.limits.maxStorageBuffersPerShaderStage;
     if (used.length + 1 > most) throw new Error(`${used.length} arenas and the sink need more storage bindings than the device's ${most} for one-pass: raise --arena-mib`);
+    let sums: Sums | undefined;
+    if (o.check) {
+      // every region's words, and the gaps between regions, which one-pass reads too
+      const gaps: SumRange[] = [];
+      const end = used.map(() => 0);
+      for (const r of mem.regions) {
+        const p = at.get(r)!;
+        if (p.offset > end[p.arena]!) gaps.push({ seed: seedOf(p.arena), from: end[p.arena]! / 4, to: p.offset / 4 });
+        end[p.arena] = p.offset + r.bytes;
+      }
+      const regionRanges = mem.regions.map((r) => { const p = at.get(r)!; return { seed: seedOf(p.arena), from: p.offset / 4, to: (p.offset + r.bytes) / 4 }; });
+      const all = await rangeSums([...regionRanges, ...gaps]);
+      sums = { regions: new Map(mem.regions.map((r, i) => [r, all[i]!])), gaps: all.slice(mem.regions.length).reduce((x, y) => (x + y) | 0, 0) };
+    }
+    return new Step(b, mem, o.team, placed, sums);
+  }
+
+  private constructor(private readonly b: WebGpuBackend, readonly mem: StepMemory, team: number, placed: ReturnType<typeof layout>, private readonly sums?: Sums) {
+    const { at, used } = placed;
+    const pool = b.pool;
     this.arenas = used.map((u, i) => pool.storage(u, `ceiling arena ${i}`));
     for (const [i, arena] of this.arenas.entries()) b.recorder.dispatch(fillKernel(), [arena.size / 16, seedOf(i)], [arena], grid(Math.ceil(arena.size / 16 / 256)));
     const plans = CEILING_CONFIGS.map((c) => [c, stepPlan(c, mem)] as const);
@@ -81,21 +106,7 @@ export class Step {
       const p = at.get(r)!;
       return pool.subrange(this.arenas[p.arena]!, p.offset, r.bytes);
     };
-    // the host's sums: every region's words, and the arenas' whole used ranges (one-pass reads those)
-    const sums = new Map<Region, number>();
-    if (o.check) for (const r of mem.regions) { const p = at.get(r)!; sums.set(r, checkSum(seedOf(p.arena), p.offset / 4, (p.offset + r.bytes) / 4)); }
-    const sumOf = (rs: readonly Region[]) => rs.reduce((s, r) => (s + (sums.get(r) ?? 0)) | 0, 0) >>> 0;
-    const arenaSum = () => {
-      let s = sumOf(mem.regions);
-      // the gaps between regions one-pass reads too
-      const end = used.map(() => 0);
-      for (const r of mem.regions) {
-        const p = at.get(r)!;
-        s = (s + checkSum(seedOf(p.arena), end[p.arena]! / 4, p.offset / 4)) | 0;
-        end[p.arena] = p.offset + r.bytes;
-      }
-      return s >>> 0;
-    };
+    const sumOf = (rs: readonly Region[]) => rs.reduce((s, r) => (s + (sums?.regions.get(r) ?? 0)) | 0, 0) >>> 0;
     const R = GEMV_BLOCKS_QUANT.rowsPerTeam;
     const U = GEMV_BLOCKS_QUANT.unroll;
     const op = (d: Dispatch, slot: number): Op => {
@@ -116,7 +127,7 @@ export class Step {
           const { words, groups } = streamParams(slot, MAGIC, bufs.map((x) => x.size / 16));
           return {
             role: d.role, kernel: streamKernel(bufs.length, false), checkKernel: streamKernel(bufs.length, true),
-            params: words, bufs: [...bufs, this.sink], groups: grid(groups), expect: regions ? sumOf(regions) : o.check ? arenaSum() : 0,
+            params: words, bufs: [...bufs, this.sink], groups: grid(groups), expect: regions ? sumOf(regions) : (sumOf(mem.regions) + (sums?.gaps ?? 0)) >>> 0,
           };
         }
         case "tiny":
@@ -136,7 +147,7 @@ export class Step {
 
   /** Runs one checking step of `config` and compares every dispatch's sum with the host's. */
   async check(config: CeilingConfig): Promise<void> {
-    if (!this.checkable) throw new Error("this step was made without the host's sums (StepOptions.check)");
+    if (!this.sums) throw new Error("this step was made without the host's sums (StepOptions.check)");
     const ops = this.ops.get(config)!;
     this.b.gpu.device.queue.writeBuffer(this.sink.buffer, 0, new Uint32Array(this.sink.size / 4));
     const got = new Uint32Array(await this.record(config, true));

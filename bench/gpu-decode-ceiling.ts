@@ -211,7 +211,7 @@ async function runShape(b: WebGpuBackend, name: string, shape: Shape, copy: Copy
   const rooflineTokS = rooflineTokensPerSecond(rooflineBytes, copy.gbs);
   const cap = Math.floor(Math.min(b.gpu.maxBindingBytes, b.gpu.maxBufferBytes, S.arenaMiB * 2 ** 20) / 256) * 256;
   const t0 = ms();
-  const step = new Step(b, mem, { cap, team, check: S.check });
+  const step = await Step.create(b, mem, { cap, team, check: S.check });
   const prerec = new Prerecorded(b.gpu.device, step);
   try {
     await b.finish();
