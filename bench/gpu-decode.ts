@@ -48,25 +48,9 @@ import { decodeWeightBytes, kvReadBytes, rooflineTokensPerSecond } from "./roofl
 import { type AnchorResult, type Spread, promptIds, spread } from "./llama-cpp-anchor.js";
 import { barChartSvg, markdownTable } from "../src/eval/plot.js";
 import { randomLlamaConfig } from "./make-random-gguf.js";
+import { SHAPES, type Shape } from "./llama-shapes.js";
 
 const ROOT = fileURLToPath(new URL("../../", import.meta.url));
-
-/** A Llama-shaped model to make with random weights. */
-interface Shape {
-  dim: number;
-  layers: number;
-  ffn: number;
-  heads: number;
-  kvHeads: number;
-  vocab: number;
-  tied: boolean;
-}
-
-/** Llama 3.2 1B and Llama 3.1 8B as their config.json files give them. */
-const SHAPES: Record<string, Shape> = {
-  "llama-3.2-1b": { dim: 2048, layers: 16, ffn: 8192, heads: 32, kvHeads: 8, vocab: 128256, tied: true },
-  "llama-3.1-8b": { dim: 4096, layers: 32, ffn: 14336, heads: 32, kvHeads: 8, vocab: 128256, tied: false },
-};
 
 interface FrugalResult {
   loadS: number;
