@@ -8,18 +8,26 @@
  */
 import { after, test } from "node:test";
 import assert from "node:assert/strict";
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { loadModel } from "../../../src/load.js";
+import { ggufModelMetadata, spmVocabMetadata, syntheticSpmVocab, writeGguf } from "../../../src/io/gguf-writer.js";
+import { fastRandomTensors, randomLlamaConfig } from "../../../bench/make-random-gguf.js";
 import { decodeRow } from "../../../src/backend/cpu/reference.js";
 import type { GpuTensor, WebGpuBackend } from "../../../src/backend/webgpu/webgpu-backend.js";
 import { quantXBlocksKernel } from "../../../src/backend/webgpu/kernels/gemv-blocks.js";
 import { QUANT_X_BLOCKS } from "../../../src/backend/webgpu/kernels/gemv-i8.js";
 import { grid } from "../../../src/backend/webgpu/kernel.js";
-import { Rng, openOrSkip, randomWeight, tensorOf } from "./helpers.js";
+import { Rng, assertClose, openOrSkip, randomWeight, tensorOf } from "./helpers.js";
 
 const { gpu, reason } = await openOrSkip({ activations: "int8" });
 const split = gpu ? await openOrSkip({ activations: "int8", subgroups: false, maxBindingBytes: 20 * 1072 }) : { gpu: undefined, reason };
+const dir = mkdtempSync(join(tmpdir(), "frugal-gemm-i8-"));
 after(() => {
   gpu?.dispose();
   split.gpu?.dispose();
+  rmSync(dir, { recursive: true, force: true });
 });
 
 /** The GPU's int8 quantization of all rows of x (planes over rows · K / 32 blocks), as quants in x's order and a scale a block. */
@@ -92,5 +100,23 @@ test("q4_0 prefill on int8 x: the GEMM equals the f64 sum over its quantized x, 
     } finally {
       g.int8Gemm = true;
     }
+  }
+});
+
+test("a q4_0 Llama's prefill on int8 x: every position's logits match the CPU's int8 path", { skip: !gpu && reason }, async () => {
+  const config = randomLlamaConfig({ dim: 256, layers: 2, hidden: 512, heads: 4, kvHeads: 2, vocab: 320, ctx: 64, tied: true });
+  const path = join(dir, "llama-q4_0.gguf");
+  await writeGguf(path, { ...ggufModelMetadata(config, "q4_0", "gemm-i8-test"), ...spmVocabMetadata(syntheticSpmVocab(config.vocabSize)) }, fastRandomTensors(config, "q4_0", 7));
+  const g = await openOrSkip({ activations: "int8" });
+  const models = [await loadModel(path, { backend: g.gpu! }), await loadModel(path, { device: "cpu", threads: 1 })];
+  try {
+    // 24 positions: more rows than a batched GEMV takes, so every matmul of the prompt is a GEMM
+    const ids = Int32Array.from({ length: 24 }, (_, i) => (i * 37 + 5) % config.vocabSize);
+    const before = g.gpu!.recorder.dispatches;
+    const [gpuLogits, cpuLogits] = await Promise.all(models.map((m) => m.backend.read(m.network.forward(ids, 0, m.network.newCache(32), true))));
+    assert.ok(g.gpu!.recorder.dispatches > before);
+    assertClose(gpuLogits!, cpuLogits!, "WebGPU int8 GEMM vs CPU int8 prefill logits", 2e-3, 2e-4);
+  } finally {
+    for (const m of models) m.dispose();
   }
 });
