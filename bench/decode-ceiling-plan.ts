@@ -102,8 +102,7 @@ export function stepPlan(config: CeilingConfig, m: StepMemory): Dispatch[] {
       return [
         tiny("embed", "embed.q4_0.picked.blocks"),
         ...m.layers.flatMap((l) => [
-          gemv("norm + q/k/v", l.qkv, "matmul.gemvq.q4_0.blocks.norm.stack3"),
-          tiny("rope + kv write", "ropeKvWrite"),
+          gemv("norm + q/k/v + rope + kv write", l.qkv, "matmul.gemvq.q4_0.blocks.norm.qkvrope"),
           attention(l, "attention", "attention.partial"),
           tiny("attention combine", "attention.combine"),
           gemv("o + residual", l.o, "matmul.gemvq.q4_0.blocks.add"),

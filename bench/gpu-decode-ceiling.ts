@@ -5,7 +5,7 @@
  * cached bind groups) and pipelined as generate() runs decode (step t + 1 is recorded and submitted before
  * step t's 4-byte result is read back, as backend.pickAhead does; bench/gpu-decode.ts times it the same
  * way). Three configurations of the same bytes (bench/decode-ceiling-plan.ts):
- * - engine: the engine's dispatches of a q4_0 step (229 at 8B), weight groups and attention reading
+ * - engine: the engine's dispatches of a q4_0 step (197 at 8B; 229 before RoPE and the KV write joined the q/k/v GEMV), weight groups and attention reading
  *   their bytes, every other kernel a tiny dispatch;
  * - minimal: five dispatches a layer + lm_head + argmax, the fewest without a grid-wide barrier;
  * - one-pass: every byte in one dispatch.

@@ -129,6 +129,11 @@ export interface Backend {
    * unrotated (nothing may read it afterwards).
    */
   ropeKvWrite?(q: Tensor, k: Tensor, v: Tensor, cache: KVCache, layer: number, pos0: number, headDim: number, table: RopeTable): boolean;
+  /**
+   * normMatmulStacked(q, k, v) for one row, then rope(q) and ropeKvWrite at position `pos`: q is left
+   * rotated, k and v go only to the cache (no k or v tensor is written).
+   */
+  normMatmulQkvRope?(q: Tensor, normed: Tensor, x: Tensor, norm: Weight, eps: number, ws: readonly [Weight, Weight, Weight], cache: KVCache, layer: number, pos: number, headDim: number, table: RopeTable): boolean;
 
   /** Rows [row, row + rows) of t, after every recorded op. */
   read(t: Tensor, row?: number, rows?: number): Promise<Float32Array>;

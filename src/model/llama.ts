@@ -247,6 +247,8 @@ export class LlamaModel {
   private layers(
     tokens: Int32Array | PickedToken | PickedBatch,
     attend: (layer: number, q: Tensor, k: Tensor, v: Tensor, att: Tensor, h: Tensor) => void,
+    /** Tries input norm + q/k/v (+ whatever the caller folds in, e.g. RoPE and the KV write); false: the separate ops run. */
+    qkv?: (layer: number, q: Tensor, h: Tensor, x: Tensor) => boolean,
   ): { x: Tensor; h: Tensor; view: (t: Tensor) => Tensor } {
     const n = tokenCount(tokens);
     const b = this.backend;
@@ -263,7 +265,9 @@ export class LlamaModel {
     for (let l = 0; l < c.numLayers; l++) {
       const L = w.layers[l]!;
       // each fused op (Backend, "Fused ops") declines by returning false; the separate ops follow
-      if (!b.normMatmulStacked?.([q, k, v], h, x, L.inputNorm, c.rmsNormEps, [L.q, L.k, L.v])) {
+      if (qkv?.(l, q, h, x)) {
+        // q/k/v done by the caller's fused op
+      } else if (!b.normMatmulStacked?.([q, k, v], h, x, L.inputNorm, c.rmsNormEps, [L.q, L.k, L.v])) {
         b.rmsnorm(h, x, L.inputNorm, c.rmsNormEps, c.hiddenSize);
         if (!b.matmulStacked?.([q, k, v], h, [L.q, L.k, L.v])) {
           b.matmul(q, h, L.q);
@@ -313,19 +317,27 @@ export class LlamaModel {
     const w = this.weights;
     const store = isKvStore(cache) ? cache : undefined;
     const rope = (t: Tensor) => b.rope(t, c.headDim, pos0, this.rope);
+    // one token on a plain cache: norm, q/k/v, RoPE and the KV write may be one op (Backend.normMatmulQkvRope)
+    let roped = false;
+    const qkv = store || n !== 1 || !b.normMatmulQkvRope ? undefined : (l: number, q: Tensor, h: Tensor, x: Tensor) => {
+      const L = w.layers[l]!;
+      roped = !L.qBias && !L.kBias && !L.vBias && !L.qNorm && !L.kNorm &&
+        b.normMatmulQkvRope!(q, h, x, L.inputNorm, c.rmsNormEps, [L.q, L.k, L.v], cache, l, pos0, c.headDim, this.rope);
+      return roped;
+    };
     const { x, h, view } = this.layers(tokens, (l, q, k, v, att, hn) => {
       if (store) {
         b.rope(q, c.headDim, pos0, this.rope);
         store.step({ layer: l, pos0, rows: n, heads: c.numHeads, h: hn, q, k, v, att, rope });
         return;
       }
-      if (!b.ropeKvWrite?.(q, k, v, cache, l, pos0, c.headDim, this.rope)) {
+      if (!roped && !b.ropeKvWrite?.(q, k, v, cache, l, pos0, c.headDim, this.rope)) {
         b.rope(q, c.headDim, pos0, this.rope);
         b.rope(k, c.headDim, pos0, this.rope);
         b.kvWrite(cache, l, k, v, pos0);
       }
       b.attention(att, q, cache, l, pos0, c.numHeads);
-    });
+    }, qkv);
     if (allLogits) {
       b.rmsnorm(h, x, w.norm, c.rmsNormEps, c.hiddenSize);
       if (!this.allLogits || this.allLogits.rows < n) this.allLogits = b.activation(n, c.vocabSize);

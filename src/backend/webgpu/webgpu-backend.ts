@@ -35,7 +35,7 @@ import { GpuXkvOps } from "./xkv-ops.js";
 import { SlotPool } from "../../kv/slot-pool.js";
 import { ROWS_GROUP, TABLE_ROWS, attentionRowsCombineKernel, attentionRowsPartialKernel, kvWriteRowsKernel, ropeRowsKernel, rowsParams } from "./kernels/rows.js";
 import { uploadStacked, type WeightStack } from "./stacked-weights.js";
-import { MAX_STACK, addGemvKernel, fusedGemvBlocksQuantKernel, fusedGemvI8Kernel, stackedGemvKernel, stackedParams, swigluGemvKernel, swigluRowsPerTeam } from "./kernels/gemv-fused.js";
+import { MAX_STACK, addGemvKernel, fusedGemvBlocksQuantKernel, qkvRopeGemvKernel, fusedGemvI8Kernel, stackedGemvKernel, stackedParams, swigluGemvKernel, swigluRowsPerTeam } from "./kernels/gemv-fused.js";
 import { ROPE_KV_GROUP, ropeKvWriteKernel } from "./kernels/rope-kv.js";
 import { RAZER_RUNS_GEMV, laneBlocksRows, razerRunsGemvKernel } from "./kernels/lane-blocks.js";
 import { gemvDecodeOf } from "./kernels/packed.js";
@@ -178,6 +178,8 @@ export class WebGpuBackend implements Backend {
   quantWholeX = true;
   /** Whether q4_0 prefill (more rows than a batched GEMV takes) on int8 activations runs the int8 GEMM (kernels/gemm-blocks.ts) rather than the f32 one; benchmarks change it between runs. */
   int8Gemm = true;
+  /** Whether normMatmulQkvRope runs (else it declines and the Llama forward takes normMatmulStacked + ropeKvWrite); benchmarks change it between runs. */
+  fuseQkvRope = true;
   private readonly qx: QuantizedX;
   /** Whether the fused ops run; benchmarks change it between runs. */
   fuse: boolean;
@@ -419,6 +421,25 @@ export class WebGpuBackend implements Backend {
     const k = fusedGemvBlocksQuantKernel(this.gpu.subgroupMinSize, { stacked: ws.length }, true, this.quantWindow(w.blocks));
     const params = [n, w.inFeatures, 0, w.blocks, f32bits(eps), ...stackedParams(rows, st.members.map((m) => m.mul), f32bits)];
     this.run(k.kernel, params, [xt.buf, norm.parts[0]!.data, ht.buf, st.data, st.scales!, ...os.map((o) => o.buf)], selfQuantGrid(n, k.rowsPerGroup, w.blocks, this.quantWindow(w.blocks), this.quantOnceGroups));
+    return true;
+  }
+
+  normMatmulQkvRope(q: Tensor, normed: Tensor, x: Tensor, norm: Weight, eps: number, ws: readonly [Weight, Weight, Weight], cache: KVCache, layer: number, pos: number, headDim: number, table: RopeTable): boolean {
+    const [qt, xt, ht] = [q as GpuTensor, x as GpuTensor, normed as GpuTensor];
+    const c = cache as GpuKVCache;
+    const st = this.fusable(ws, xt);
+    if (!this.fuseQkvRope || !st || !this.normFusable(ht, xt, norm, st.members[0]!) || c.format !== "f32" || !(table instanceof GpuRopeTable)) return false;
+    const [wq, wk, wv] = st.members as [GpuWeight, GpuWeight, GpuWeight];
+    const width = c.kvHeads * c.headDim;
+    const half = headDim / 2;
+    if (headDim !== c.headDim || wk.outFeatures !== width || wv.outFeatures !== width || wq.outFeatures % headDim !== 0 || qt.cols !== wq.outFeatures || half > table.half || qt.buf === xt.buf || qt.buf === ht.buf) return false;
+    if (pos + 1 > c.capacity) throw new Error(`KV cache full: ${pos + 1} positions > capacity ${c.capacity}`);
+    if (pos + 1 > table.maxPositions) throw new Error(`position ${pos} is beyond the RoPE table (${table.maxPositions})`);
+    const n = wq.outFeatures + 2 * width;
+    const window = this.quantWindow(wq.blocks);
+    const k = qkvRopeGemvKernel(this.gpu.subgroupMinSize, window);
+    const params = [n, wq.inFeatures, 0, wq.blocks, f32bits(eps), wq.outFeatures + width, wq.outFeatures, headDim, half, pos, table.half, width, f32bits(wq.mul), f32bits(wk.mul), f32bits(wv.mul)];
+    this.run(k.kernel, params, [xt.buf, norm.parts[0]!.data, ht.buf, st.data, st.scales!, qt.buf, c.k[layer]!, c.v[layer]!, table.cos, table.sin], selfQuantGrid(n, k.rowsPerGroup, wq.blocks, window, this.quantOnceGroups));
     return true;
   }
 

@@ -12,7 +12,8 @@ import assert from "node:assert/strict";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import type { GpuTensor, WebGpuBackend } from "../../../src/backend/webgpu/webgpu-backend.js";
+import type { GpuKVCache, GpuTensor, WebGpuBackend } from "../../../src/backend/webgpu/webgpu-backend.js";
+import { ropeInverseFrequencies } from "../../../src/model/config.js";
 import type { GpuWeight } from "../../../src/backend/webgpu/weights.js";
 import { QUANT_X_ONCE_GROUPS } from "../../../src/backend/webgpu/kernels/gemv-blocks.js";
 import { loadModel } from "../../../src/load.js";
@@ -109,6 +110,41 @@ test("self-quantizing GEMVs: x quantized once (fewer workgroups than row groups,
   }
 });
 
+test("normMatmulQkvRope equals normMatmulStacked then ropeKvWrite: q, the K and V cache rows, the normalized row", { skip: !gpu && reason }, async () => {
+  const rng = new Rng(41);
+  const [heads, kvHeads, hd, K, pos] = [4, 2, 16, 1024, 5];
+  for (const g of [gpu!, plain.gpu!]) {
+    const table = g.ropeTable(ropeInverseFrequencies({ theta: 10000, dim: hd } as never), 16);
+    const x = tensorOf(g, 1, K, randoms(K, rng, 3)) as GpuTensor;
+    const norm = normWeight(g, K, rng);
+    const [wq, wk, wv] = g.uploadStack([heads * hd, kvHeads * hd, kvHeads * hd].map((n, i) => randomWeight("q4_0", [n, K], rng, `r${i}`))) as [GpuWeight, GpuWeight, GpuWeight];
+    const caches = [g.kvCache(1, kvHeads, hd, 16), g.kvCache(1, kvHeads, hd, 16)] as [GpuKVCache, GpuKVCache];
+    for (const groups of [QUANT_X_ONCE_GROUPS, 1]) {
+      g.quantOnceGroups = groups;
+      try {
+        const [q1, h1] = [g.activation(1, heads * hd), g.activation(1, K)];
+        const before = g.recorder.dispatches;
+        assert.equal(g.normMatmulQkvRope(q1, h1, x, norm, 1e-5, [wq, wk, wv], caches[0], 0, pos, hd, table), true);
+        assert.equal(g.recorder.dispatches - before, 1, "one dispatch");
+        const [q2, k2, v2, h2] = [g.activation(1, heads * hd), g.activation(1, kvHeads * hd), g.activation(1, kvHeads * hd), g.activation(1, K)];
+        assert.equal(g.normMatmulStacked([q2, k2, v2], h2, x, norm, 1e-5, [wq, wk, wv]), true);
+        assert.equal(g.ropeKvWrite(q2, k2, v2, caches[1], 0, pos, hd, table), true);
+        const what = `sg=${g.gpu.subgroupMinSize}, ${groups} workgroups`;
+        assert.deepEqual(await g.read(q1), await g.read(q2), `${what}: q`);
+        assert.deepEqual(await g.read(h1), await g.read(h2), `${what}: the normalized row`);
+        const cache = async (c: GpuKVCache, which: "k" | "v") => new Float32Array(await g.recorder.read(c[which][0]!.buffer, 0, 16 * kvHeads * hd * 4));
+        for (const which of ["k", "v"] as const) assert.deepEqual(await cache(caches[0], which), await cache(caches[1], which), `${what}: ${which} cache`);
+        const row = (await cache(caches[0], "k")).subarray(pos * kvHeads * hd, (pos + 1) * kvHeads * hd);
+        assert.ok(row.some((v) => v !== 0), `${what}: position ${pos} of the K cache was written`);
+      } finally {
+        g.quantOnceGroups = QUANT_X_ONCE_GROUPS;
+      }
+    }
+    // an int8 cache keeps the separate ops
+    assert.equal(g.normMatmulQkvRope(g.activation(1, heads * hd), g.activation(1, K), x, norm, 1e-5, [wq, wk, wv], g.kvCache(1, kvHeads, hd, 16, "int8"), 0, pos, hd, table), false);
+  }
+});
+
 test("the norm fusion declines off the self-quantizing path, recording nothing", { skip: !gpu && reason }, async () => {
   const rng = new Rng(3);
   const K = 512;
@@ -132,7 +168,7 @@ test("the norm fusion declines off the self-quantizing path, recording nothing",
   }
 });
 
-test("a q4_0 Llama on int8 activations: norms fused into the GEMVs, the unfused step's logits and the CPU's", { skip: !gpu && reason }, async () => {
+test("a q4_0 Llama on int8 activations: norms and RoPE + KV write fused into the GEMVs, the unfused step's logits and the CPU's", { skip: !gpu && reason }, async () => {
   const config = randomLlamaConfig({ dim: 256, layers: 2, hidden: 512, heads: 4, kvHeads: 2, vocab: 320, ctx: 64, tied: true });
   const path = join(dir, "llama-q4_0.gguf");
   await writeGguf(path, { ...ggufModelMetadata(config, "q4_0", "norm-fused-test"), ...spmVocabMetadata(syntheticSpmVocab(config.vocabSize)) }, fastRandomTensors(config, "q4_0", 5));
@@ -151,8 +187,8 @@ test("a q4_0 Llama on int8 activations: norms fused into the GEMVs, the unfused 
       return { dispatches, logits: await m.backend.read(logits) };
     }));
     const [f, u, cpu] = steps as [typeof steps[0], typeof steps[0], typeof steps[0]];
-    // per layer: the 8 fusions of fused.test.ts plus the two norms
-    assert.equal(u.dispatches - f.dispatches, 10 * config.numLayers, `dispatches per step: ${u.dispatches} unfused, ${f.dispatches} fused`);
+    // per layer: the 8 fusions of fused.test.ts, the two norms, and RoPE + KV write inside the q/k/v GEMV
+    assert.equal(u.dispatches - f.dispatches, 11 * config.numLayers, `dispatches per step: ${u.dispatches} unfused, ${f.dispatches} fused`);
     assertClose(f.logits, u.logits, "fused vs unfused decode logits", 1e-4, 2e-5);
     assertClose(f.logits, cpu.logits, "WebGPU int8 vs CPU int8 decode logits", 2e-3, 2e-4);
   } finally {

@@ -76,6 +76,75 @@ const ADD_HOOKS: GemvHooks = {
 };
 
 /**
+ * q, k and v stacked ([q; k; v], q of `qk - kStart`... see params), RoPE and the KV write as the store:
+ * team rows 2i and 2i + 1 of the q and k part read a half-split RoPE pair (h·hd + i, h·hd + i + half) of
+ * one head, so one team holds both sums and stores them rotated, q into `out` and k into the cache at
+ * position p.pos; v rows go to the cache as they are. The arithmetic is rope-kv.ts's on the values the
+ * stacked GEMV would store (sum · the member's factor), so the results are those of the stacked GEMV then
+ * ropeKvWrite. Params: qk (rows of q and k), kStart (rows of q), hd, half, pos, tableHalf, kvCols,
+ * mulQ, mulK, mulV. Bindings after out (q): the K and V caches of the layer, cos, sin. Teams hold even
+ * numbers of rows.
+ */
+const QKV_ROPE_HOOKS: GemvHooks = {
+  key: "qkvrope",
+  params: ", qk: u32, kStart: u32, hd: u32, half: u32, pos: u32, tableHalf: u32, kvCols: u32, mulQ: f32, mulK: f32, mulV: f32",
+  row: (r) => `qkvRow(${r})`,
+  decls: (first) => /* wgsl */ `@group(0) @binding(${first}) var<storage, read_write> kc: array<f32>;
+@group(0) @binding(${first + 1}) var<storage, read_write> vc: array<f32>;
+@group(0) @binding(${first + 2}) var<storage, read> cosT: array<f32>;
+@group(0) @binding(${first + 3}) var<storage, read> sinT: array<f32>;
+fn qkvRow(r: u32) -> u32 {
+  if (r >= p.qk) { return r; }
+  let t = r >> 1u;
+  return (t / p.half) * p.hd + t % p.half + (r & 1u) * p.half;
+}
+// team rows r (even) and r + 1: the pair (a, b) of one head, rotated as rope-kv.ts does
+fn putPair(r: u32, sa: f32, sb: f32) {
+  let row = qkvRow(r);
+  let at = p.pos * p.tableHalf + (r >> 1u) % p.half;
+  let c = cosT[at];
+  let s = sinT[at];
+  let isQ = row < p.kStart;
+  let m = select(p.mulK, p.mulQ, isQ);
+  let a = sa * m;
+  let b = sb * m;
+  let ra = a * c - b * s;
+  let rb = b * c + a * s;
+  if (isQ) {
+    out[row] = ra;
+    out[row + p.half] = rb;
+  } else {
+    let dst = p.pos * p.kvCols + row - p.kStart;
+    kc[dst] = ra;
+    kc[dst + p.half] = rb;
+  }
+}
+fn putV(r: u32, v: f32) { vc[p.pos * p.kvCols + r - p.qk] = v * p.mulV; }`,
+  bindings: ["write", "write", "read", "read"],
+  store: (sums, rows) => {
+    const parts: string[] = [];
+    for (let j = 0; j + 1 < sums.length; j += 2) {
+      parts.push(`if (${rows[j]} < p.qk) { putPair(${rows[j]}, ${sums[j]}, ${sums[j + 1]}); } else if (${rows[j]} < p.n) {
+      putV(${rows[j]}, ${sums[j]});
+      if (${rows[j + 1]} < p.n) { putV(${rows[j + 1]}, ${sums[j + 1]}); }
+    }`);
+    }
+    return parts.join("\n    ");
+  },
+};
+
+/**
+ * RMSNorm, then q/k/v, RoPE and the KV write in one self-quantizing GEMV over the blocks layout
+ * (QKV_ROPE_HOOKS): bindings x, norm weight, normed row, w, scales, q, K cache, V cache, cos, sin; params
+ * n (all rows), k, o0 (0), blocks, eps, then the hooks'. Grid: selfQuantGrid.
+ */
+export function qkvRopeGemvKernel(sg: number, window = QUANT_WINDOW): { kernel: Kernel; rowsPerGroup: number } {
+  const R = GEMV_BLOCKS_QUANT.rowsPerTeam;
+  if (R % 2 !== 0) throw new Error(`the q/k/v + RoPE GEMV needs an even number of rows per team, not ${R}`);
+  return { kernel: gemvBlocksQuantKernel(sg, R, GEMV_BLOCKS_QUANT.unroll, QKV_ROPE_HOOKS, true, window), rowsPerGroup: gemvRows(sg, R, 1) };
+}
+
+/**
  * A GEMV over a stack of `m` weights (one buffer, rows one weight after another) writing each weight's
  * rows to its own output. Bindings: x, w, [scales,] out, out1..out(m-1). Params: the GEMV's (n = all rows,
  * mul = 1), then stackedParams (and, for a batch over 1, ocols, unused: each output's width is its member's rows).
