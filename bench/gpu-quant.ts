@@ -257,7 +257,8 @@ async function gemvSection(b: WebGpuBackend, copy: CopyBandwidth): Promise<GemvR
       for (const act of modesOf(format)) {
       if (act) b.activations = act;
       // int8: x is quantized once for all the calls of a submission (the calls share x), timed apart below
-      const t = await measure(b, `matmul.gemv.${format}`, ITERS, (i) => b.matmul(out, x, ws[i % copies]!));
+      // the GEMV the backend picks: matmul.gemv.<format>, or q4_0's self-quantizing matmul.gemvq.q4_0.blocks
+      const t = await measure(b, (k) => k === `matmul.gemv.${format}` || k === `matmul.gemvq.${format}.blocks`, ITERS, (i) => b.matmul(out, x, ws[i % copies]!));
       let quantXUs: number | undefined;
       if (act === "int8") {
         const fmt = format as "q8_0" | "q4_0";

@@ -9,10 +9,11 @@ import { copyKernel, COPY_GROUP } from "../src/backend/webgpu/kernels/copy.js";
 import { grid } from "../src/backend/webgpu/kernel.js";
 
 /**
- * GPU ms per call of kernel `name` (timestamps; NaN when the backend is not profiling) and wall ms per
+ * GPU ms per call of kernel `name` (or the first kernel it accepts; timestamps; NaN when the backend is not profiling) and wall ms per
  * call, best of 3 rounds of `iters` calls recorded by `record` into one submission.
  */
-export async function measure(b: WebGpuBackend, name: string, iters: number, record: (i: number) => void): Promise<{ gpu: number; wall: number }> {
+export async function measure(b: WebGpuBackend, name: string | ((kernel: string) => boolean), iters: number, record: (i: number) => void): Promise<{ gpu: number; wall: number }> {
+  const named = typeof name === "string" ? (k: string) => k === name : name;
   for (let i = 0; i < 3; i++) record(i);
   await b.finish();
   let best = { gpu: Infinity, wall: Infinity };
@@ -24,7 +25,7 @@ export async function measure(b: WebGpuBackend, name: string, iters: number, rec
     const wall = (performance.now() - t0) / iters;
     let gpu = NaN;
     if (b.gpu.timestamps) {
-      const e = (await b.profile().catch(() => [])).find((k) => k.kernel === name);
+      const e = (await b.profile().catch(() => [])).find((k) => named(k.kernel));
       if (e) gpu = e.totalMs / e.calls;
     }
     best = { gpu: Math.min(best.gpu, gpu) || gpu, wall: Math.min(best.wall, wall) };
