@@ -15,11 +15,8 @@ import { loadModel } from "../../../src/load.js";
 import { ggufModelMetadata, spmVocabMetadata, syntheticSpmVocab, writeGguf } from "../../../src/io/gguf-writer.js";
 import { fastRandomTensors, randomLlamaConfig } from "../../../bench/make-random-gguf.js";
 import { decodeRow } from "../../../src/backend/cpu/reference.js";
-import type { GpuTensor, WebGpuBackend } from "../../../src/backend/webgpu/webgpu-backend.js";
-import { quantXBlocksKernel } from "../../../src/backend/webgpu/kernels/gemv-blocks.js";
-import { QUANT_X_BLOCKS } from "../../../src/backend/webgpu/kernels/gemv-i8.js";
-import { grid } from "../../../src/backend/webgpu/kernel.js";
-import { Rng, assertClose, openOrSkip, randomWeight, tensorOf } from "./helpers.js";
+import type { GpuTensor } from "../../../src/backend/webgpu/webgpu-backend.js";
+import { Rng, assertClose, openOrSkip, quantizedPlanes, randomWeight, tensorOf } from "./helpers.js";
 
 const { gpu, reason } = await openOrSkip({ activations: "int8" });
 const split = gpu ? await openOrSkip({ activations: "int8", subgroups: false, maxBindingBytes: 20 * 1072 }) : { gpu: undefined, reason };
@@ -29,25 +26,6 @@ after(() => {
   split.gpu?.dispose();
   rmSync(dir, { recursive: true, force: true });
 });
-
-/** The GPU's int8 quantization of all rows of x (planes over rows · K / 32 blocks), as quants in x's order and a scale a block. */
-async function quantizedRows(g: WebGpuBackend, x: GpuTensor, elems: number): Promise<{ q: Int8Array; s: Float32Array }> {
-  const blocks = elems / 32;
-  const xq = g.activation(1, elems / 4);
-  const xs = g.activation(1, 2 * blocks);
-  g.recorder.dispatch(quantXBlocksKernel(), [blocks], [x.buf, xq.buf, xs.buf], grid(Math.ceil(blocks / QUANT_X_BLOCKS)));
-  const planes = new Int8Array((await g.read(xq)).buffer);
-  const pairs = await g.read(xs);
-  const q = new Int8Array(elems);
-  const s = new Float32Array(blocks);
-  for (let b = 0; b < blocks; b++) {
-    let sum = 0;
-    for (let i = 0; i < 32; i++) sum += q[b * 32 + i] = planes[(i < 16 ? 0 : blocks * 16) + b * 16 + (i % 16)]!;
-    s[b] = pairs[2 * b]!;
-    assert.equal(pairs[2 * b + 1], sum, `block ${b}: the stored quant sum`);
-  }
-  return { q, s };
-}
 
 test("q4_0 prefill on int8 x: the GEMM equals the f64 sum over its quantized x, the GEMV row by row, and differs from the f32 GEMM", { skip: !gpu && reason }, async () => {
   const rng = new Rng(31);
@@ -70,7 +48,7 @@ test("q4_0 prefill on int8 x: the GEMM equals the f64 sum over its quantized x, 
     g.matmul(out, x, w);
     assert.equal(g.recorder.dispatches - before, 1 + w.parts.length, `${what}: one quantization and a GEMM a part`);
     const got = await g.read(out);
-    const { q, s } = await quantizedRows(g, x, M * K);
+    const { q, s } = await quantizedPlanes(g, x, M * K);
     const singles = await Promise.all(Array.from({ length: M }, async (_, r) => {
       const o1 = g.activation(1, N);
       g.matmul(o1, tensorOf(g, 1, K, xs.subarray(r * K, (r + 1) * K)), w);

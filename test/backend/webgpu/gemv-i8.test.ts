@@ -15,13 +15,13 @@ import assert from "node:assert/strict";
 import { decodeRow } from "../../../src/backend/cpu/reference.js";
 import type { GpuTensor, WebGpuBackend } from "../../../src/backend/webgpu/webgpu-backend.js";
 import { QUANT_X_BLOCKS, TILE_BLOCKS, gemvI8Kernel, quantXKernel, type BlockFormat } from "../../../src/backend/webgpu/kernels/gemv-i8.js";
-import { gemvBlocksI8Kernel, quantXBlocksKernel } from "../../../src/backend/webgpu/kernels/gemv-blocks.js";
+import { gemvBlocksI8Kernel } from "../../../src/backend/webgpu/kernels/gemv-blocks.js";
 import { grid } from "../../../src/backend/webgpu/kernel.js";
 import type { Buf } from "../../../src/backend/webgpu/buffers.js";
 import { gemvRows } from "../../../src/backend/webgpu/kernels/matmul.js";
 import { f16ToF32 } from "../../../src/tensor/half.js";
 import type { RawTensor } from "../../../src/tensor/raw.js";
-import { Rng, openOrSkip, randomWeight, tensorOf } from "./helpers.js";
+import { Rng, openOrSkip, quantizedPlanes, randomWeight, tensorOf } from "./helpers.js";
 
 const { gpu, reason } = await openOrSkip({ activations: "int8" });
 const plain = gpu ? await openOrSkip({ subgroups: false, maxBindingBytes: 4 * 5216, activations: "int8" }) : { gpu: undefined, reason };
@@ -46,7 +46,7 @@ function activations(K: number, rng: Rng): Float32Array {
 /** The GPU's quantization of x for `format`, read back: quants as int8 (x's order), scales by block. */
 async function quantized(g: WebGpuBackend, x: GpuTensor, K: number, format: BlockFormat): Promise<{ q: Int8Array; s: Float32Array; bufs: [Buf, Buf] }> {
   const blocks = K / 32;
-  if (format === "q4_0" && g.q4Layout === "blocks") return quantizedBlocks(g, x, K);
+  if (format === "q4_0" && g.q4Layout === "blocks") return quantizedPlanes(g, x, K);
   const tiles = Math.floor(blocks / TILE_BLOCKS[format]);
   const xq = g.activation(1, K / 4);
   const xs = g.activation(1, Math.ceil(blocks / 8) * 8);
@@ -62,25 +62,6 @@ async function quantized(g: WebGpuBackend, x: GpuTensor, K: number, format: Bloc
     const t = Math.floor(b / TB);
     const bt = b % TB;
     s[b] = sp[t < tiles ? t * TB + (TB / 4) * (bt & 3) + (bt >> 2) : b]!;
-  }
-  return { q, s, bufs: [xq.buf, xs.buf] };
-}
-
-/** The blocks layout's planes and (scale, sum) pairs, read back; checks each sum against its quants. */
-async function quantizedBlocks(g: WebGpuBackend, x: GpuTensor, K: number): Promise<{ q: Int8Array; s: Float32Array; bufs: [Buf, Buf] }> {
-  const blocks = K / 32;
-  const xq = g.activation(1, K / 4);
-  const xs = g.activation(1, 2 * blocks);
-  g.recorder.dispatch(quantXBlocksKernel(), [blocks], [x.buf, xq.buf, xs.buf], grid(Math.ceil(blocks / QUANT_X_BLOCKS)));
-  const planes = new Int8Array((await g.read(xq)).buffer);
-  const pairs = await g.read(xs);
-  const q = new Int8Array(K);
-  const s = new Float32Array(blocks);
-  for (let b = 0; b < blocks; b++) {
-    let sum = 0;
-    for (let i = 0; i < 32; i++) sum += q[b * 32 + i] = planes[(i < 16 ? 0 : blocks * 16) + b * 16 + (i % 16)]!;
-    s[b] = pairs[2 * b]!;
-    assert.equal(pairs[2 * b + 1], sum, `block ${b}: the stored quant sum`);
   }
   return { q, s, bufs: [xq.buf, xs.buf] };
 }

@@ -7,6 +7,10 @@ import type { BlockDType as DType } from "../../../src/tensor/dtype.js";
 import type { RawTensor } from "../../../src/tensor/raw.js";
 import { f32ToBf16, f32ToF16 } from "../../../src/tensor/half.js";
 import { Rng } from "../../../src/generate/sampler.js";
+import type { Buf } from "../../../src/backend/webgpu/buffers.js";
+import { quantXBlocksKernel } from "../../../src/backend/webgpu/kernels/gemv-blocks.js";
+import { QUANT_X_BLOCKS } from "../../../src/backend/webgpu/kernels/gemv-i8.js";
+import { grid } from "../../../src/backend/webgpu/kernel.js";
 
 /** A backend, or why there is none (no adapter: the tests then skip and say so). */
 /**
@@ -87,3 +91,26 @@ export function assertClose(actual: Float32Array, expected: Float32Array, what: 
 }
 
 export { Rng };
+
+/**
+ * The GPU's int8 quantization of x's first `elems` values (kernels/gemv-blocks.ts quantXBlocksKernel over
+ * elems / 32 blocks: the planes of one row, or of all rows of a prompt), read back as quants in x's order
+ * and a scale a block; every block's stored quant sum is checked against its quants.
+ */
+export async function quantizedPlanes(g: WebGpuBackend, x: GpuTensor, elems: number): Promise<{ q: Int8Array; s: Float32Array; bufs: [Buf, Buf] }> {
+  const blocks = elems / 32;
+  const xq = g.activation(1, elems / 4);
+  const xs = g.activation(1, 2 * blocks);
+  g.recorder.dispatch(quantXBlocksKernel(), [blocks], [x.buf, xq.buf, xs.buf], grid(Math.ceil(blocks / QUANT_X_BLOCKS)));
+  const planes = new Int8Array((await g.read(xq)).buffer);
+  const pairs = await g.read(xs);
+  const q = new Int8Array(elems);
+  const s = new Float32Array(blocks);
+  for (let b = 0; b < blocks; b++) {
+    let sum = 0;
+    for (let i = 0; i < 32; i++) sum += q[b * 32 + i] = planes[(i < 16 ? 0 : blocks * 16) + b * 16 + (i % 16)]!;
+    s[b] = pairs[2 * b]!;
+    assert.equal(pairs[2 * b + 1], sum, `block ${b}: the stored quant sum`);
+  }
+  return { q, s, bufs: [xq.buf, xs.buf] };
+}

@@ -11,6 +11,7 @@
  * rows], so one vec4 load gives a word of four rows.
  */
 import { ENTRY_ARGS, memoKernel, type Kernel } from "../kernel.js";
+import { GEMM_STORE } from "./matmul.js";
 
 /** Blocks of K one tile step loads (64 rows x this many blocks of x and of the weight). */
 export const GEMM_I8_STEP = 2;
@@ -104,14 +105,7 @@ fn main(${ENTRY_ARGS}) {
     }
     workgroupBarrier();
   }
-  for (var i = 0u; i < 4u; i++) {
-    let rr = r0 + ty * 4u + i;
-    if (rr >= p.rows) { break; }
-    for (var j = 0u; j < 4u; j++) {
-      let oo = o0 + tx * 4u + j;
-      if (oo < p.n) { out[rr * p.outCols + p.o0 + oo] = acc[i][j]; }
-    }
-  }
+  ${GEMM_STORE}
 }`;
     return { name: "matmul.gemm.q4_0.blocks.i8", code, bindings: ["read", "read", "read", "read", "write"] };
   });

@@ -671,6 +671,19 @@ function weightBindings(format: DType, first: number): string {
   return s;
 }
 
+/**
+ * WGSL storing a 64 x 64 GEMM tile: thread (tx, ty) holds acc[i][j] of x row r0 + 4 ty + i and output
+ * feature o0 + 4 tx + j; rows past p.rows and features past p.n are dropped.
+ */
+export const GEMM_STORE = /* wgsl */ `for (var i = 0u; i < 4u; i++) {
+    let r = r0 + ty * 4u + i;
+    if (r >= p.rows) { break; }
+    for (var j = 0u; j < 4u; j++) {
+      let o = o0 + tx * 4u + j;
+      if (o < p.n) { out[r * p.outCols + p.o0 + o] = acc[i][j]; }
+    }
+  }`;
+
 /** GEMM tile sizes: rows of x and output features per workgroup. */
 export const GEMM_TILE = 64;
 
@@ -728,14 +741,7 @@ fn main(${ENTRY_ARGS}) {
     }
     workgroupBarrier();
   }
-  for (var i = 0u; i < 4u; i++) {
-    let r = r0 + ty * 4u + i;
-    if (r >= p.rows) { break; }
-    for (var j = 0u; j < 4u; j++) {
-      let o = o0 + tx * 4u + j;
-      if (o < p.n) { out[r * p.outCols + p.o0 + o] = acc[i][j]; }
-    }
-  }
+  ${GEMM_STORE}
 }`;
     return {
       name: `matmul.gemm.${format}`,
