@@ -20,7 +20,7 @@ import { existsSync, readFileSync, writeFileSync } from "node:fs";
 import { loadModel } from "../src/load.js";
 import type { Model } from "../src/model/model.js";
 import { isKvStore } from "../src/kv/store.js";
-import { kvFormat } from "../src/kv/format.js";
+import { kvCodecs } from "../src/kv/format.js";
 import type { KVCache } from "../src/backend/backend.js";
 import { lineChartSvg, markdownTable } from "../src/eval/plot.js";
 import { ProgressBar } from "../src/cli/progress.js";
@@ -205,7 +205,9 @@ async function evalModel(key: string): Promise<Result[]> {
     for (const r of results) {
       const row = rows.find((x) => x.label === r.label)!;
       // selection: the nominal 1/keep, times the format's bytes ratio when the cache is quantized too
-      const formatRatio = row.format ? (4 * model.config.headDim) / kvFormat(row.format).headBytes(model.config.headDim) : 1;
+      // (a mixed format: the mean of its key and value rows of layers >= 1, those the selection acts on)
+      const d = model.config.headDim, codecs = row.format ? kvCodecs(row.format) : undefined;
+      const formatRatio = codecs ? (8 * d) / (codecs.k.headBytes(d) + codecs.v.headBytes(d)) : 1;
       r.ratio = row.keep !== undefined ? formatRatio / row.keep : dense.bytesPerToken / r.bytesPerToken;
     }
     // decode speed: every row interleaved with dense, median over repetitions, after a warm-up
