@@ -90,6 +90,20 @@ const ROWS: Row[] = [
   // the 3-bit codecs on Hadamard-rotated head rows (same bytes; src/kv/hadamard.ts)
   ...["int3g64-rot", "fp3-razer-rot"].map((f): Row => ({ label: `${f} KV`, kv: "dense", format: f, family: "8x-3bit-rot" })),
   ...["int3g64-rot", "fp3-razer-rot"].flatMap((f) => [0.5, 0.45].map((k): Row => ({ label: `streaming keep=${k} + ${f}`, kv: `streaming:keep=${k}`, format: f, family: `8x-3bit-${f}`, keep: k }))),
+  // session 7 (issue #6, 8x of a 16-bit cache on held-out windows): which part of the cache the 3- and 4-bit
+  // formats hurt, with every position kept: keys or values alone (the other part f32), layer 0 exact (k0/v0)
+  ...([
+    ["keys fp3-razer-g32-rot", "k=fp3-razer-g32-rot,v=f32"],
+    ["values fp3-razer-g32-rot", "k=f32,v=fp3-razer-g32-rot"],
+    ["values int3g64-rot", "k=f32,v=int3g64-rot"],
+    ["keys int4g64-rot", "k=int4g64-rot,v=f32"],
+    ["keys int4g64", "k=int4g64,v=f32"],
+    ["int4g64-rot", "int4g64-rot"],
+    ["fp3-razer-g32-rot, layer 0 f32", "k=fp3-razer-g32-rot,v=fp3-razer-g32-rot,k0=f32,v0=f32"],
+    ["keys int4g64-rot, values fp3-razer-g32-rot", "k=int4g64-rot,v=fp3-razer-g32-rot"],
+  ] as const).map(([what, f]): Row => ({ label: `${what} KV`, kv: "dense", format: f, family: "8x-parts" })),
+  // StreamingLLM in f32 with layer 0 windowed too (dense0=0): what the baseline rule's whole layer 0 buys
+  ...[0.5, 0.45].map((k): Row => ({ label: `streaming keep=${k} dense0=0`, kv: `streaming:keep=${k},dense0=0`, family: "8x-layer0", keep: k })),
   ...["int3g64", "fp3-razer"].map((f): Row => ({ label: `tokenbutler keep=0.5 window=0.75 + ${f}`, kv: "tokenbutler:keep=0.5,window=0.75", format: f, family: "8x-3bit-tokenbutler", keep: 0.5, models: ["base"] })),
 ];
 

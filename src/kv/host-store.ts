@@ -44,6 +44,11 @@ export interface SelectionPolicy {
   readonly evicts: boolean;
   /** Extra bytes of method metadata (Quest's page bounds). */
   metadataBytes?(): number;
+  /**
+   * The first layer whose decode steps the policy selects for (default 1: layer 0 attends to every position,
+   * the baseline rules' convention; StreamingLLM's `dense0=0` selects in layer 0 too).
+   */
+  readonly firstLayer?: number;
 }
 
 export function createHostStore(ctx: KvContext, spec: string, policy: SelectionPolicy | undefined): HostStore {
@@ -132,7 +137,7 @@ export class HostStore implements KvStore {
     else this.writeCodes(s.layer, s.pos0, s.rows, b.hostView(s.k), b.hostView(s.v));
     const kv = this.layerKv(s.layer, len);
     const q = b.hostView(s.q);
-    const decode = s.rows === 1 && s.layer > 0 && this.policy !== undefined;
+    const decode = s.rows === 1 && this.policy !== undefined && s.layer >= (this.policy.firstLayer ?? 1);
     if (decode && this.policy!.select(s.layer, s.pos0, q, kv, this.sel)) {
       const out = b.hostView(s.att);
       const probs = this.policy!.wantsProbs ? this.probs : undefined;

@@ -60,7 +60,7 @@ export class OraclePolicy implements SelectionPolicy {
 class StreamingPolicy implements SelectionPolicy {
   readonly wantsProbs = false;
   readonly evicts = true;
-  constructor(private readonly keep: number, private readonly sinks: number, private readonly window: number) {}
+  constructor(private readonly keep: number, private readonly sinks: number, private readonly window: number, readonly firstLayer: number) {}
   reset(): void {}
   select(_layer: number, pos: number, _q: Float32Array, _kv: LayerKv, sel: KvSelection): boolean {
     const n = pos + 1;
@@ -330,10 +330,13 @@ export const streamingMethod: KvMethod = {
     { name: "keep", summary: "fraction of visible positions, (0, 1]", kind: "fraction", default: 0 },
     { name: "sink", summary: "sink positions", kind: "int", min: 0, default: SINKS },
     { name: "window", summary: "recent positions (with sink=, instead of keep=)", kind: "int", default: 0, min: 0 },
+    { name: "dense0", summary: "1: layer 0 attends to every position (the baseline rule); 0: layer 0 keeps the window too, as in the StreamingLLM paper", kind: "int", default: 1, min: 0 },
   ],
   create(p, spec) {
     if ((p.keep! > 0) === (p.window! > 0)) throw new Error(`--kv ${spec}: streaming needs exactly one of keep=F or window=W`);
+    if (p.dense0! > 1) throw new Error(`--kv ${spec}: dense0=${p.dense0} must be 0 or 1`);
+    const first = p.dense0 ? 1 : 0;
     // on a device-memory backend the position-only rule runs as the backend's windowed attention
-    return (ctx) => (ctx.backend.hostView ? createHostStore(ctx, spec, new StreamingPolicy(p.keep!, p.sink!, p.window!)) : new WindowStore(ctx, spec, p.keep!, p.sink!, p.window!));
+    return (ctx) => (ctx.backend.hostView ? createHostStore(ctx, spec, new StreamingPolicy(p.keep!, p.sink!, p.window!, first)) : new WindowStore(ctx, spec, p.keep!, p.sink!, p.window!, first));
   },
 };

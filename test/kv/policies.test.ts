@@ -54,6 +54,17 @@ test("StreamingLLM keeps exactly the sinks and the last K_i − 4 positions", ()
   assert.deepEqual(list(fixed, 0), [0, 1, 36, 37, 38, 39, 40]);
 });
 
+test("StreamingLLM with dense0=0 windows layer 0 too: both layers hold only the window", () => {
+  const last = 40, n = last + 1, k = keepBudget(n, 0.25), row = 2 * D * 4;
+  const base = drive("streaming:keep=0.25", 8, last).store;
+  const all = drive("streaming:keep=0.25,dense0=0", 8, last).store;
+  // layer 0 whole (n positions) under the baseline rule, the window (k) with dense0=0; layer 1 the window in both
+  assert.equal(base.bytes(), KV * (n + k) * row);
+  assert.equal(all.bytes(), KV * (k + k) * row);
+  assert.equal(all.usage.selectedSteps, 2 * base.usage.selectedSteps, "layer 0's decode steps select too");
+  assert.throws(() => kvStoreFactory("streaming:keep=0.25,dense0=2"), /dense0=2 must be 0 or 1/);
+});
+
 test("the oracle keeps the sinks plus each head's true top-K_i positions by q·k", () => {
   const last = 33, n = last + 1, k = keepBudget(n, 0.3);
   const { store, q, k: keys } = drive("oracle:keep=0.3", 10, last);
