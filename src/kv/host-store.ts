@@ -1,10 +1,12 @@
 /**
  * A cache whose attention runs on the host (CPU backend): the f32 cache stays the backend's own (written
  * with kvWrite, read through backend.kvView) while a quantized cache keeps codes here and dequantizes the
- * rows attention reads, per step, into a transient per-layer scratch. An optional selection policy
- * chooses, at each decode step of layers >= 1, which positions each query head attends to.
+ * rows attention reads, per step, into a transient per-layer scratch. Keys and values (and layer 0) may
+ * each have their own format (a mixed `--kv-format`), so a layer's position row is its K heads at the K
+ * codec's bytes then its V heads at the V codec's. An optional selection policy
+ * chooses, at each decode step of layers >= 1 (>= its firstLayer), which positions each query head attends to.
  *
- * Exactness: prefill rows (a multi-row step), layer 0, and decode steps whose selection is every position
+ * Exactness: prefill rows (a multi-row step), layer 0 (unless the policy's firstLayer is 0), and decode steps whose selection is every position
  * run the dense attention (the backend's op over f32; the host loop over dequantized rows), so keep = 1 is
  * bit-identical to dense and the first generated token is dense's at any budget.
  */
