@@ -80,8 +80,8 @@ class StreamingPolicy implements SelectionPolicy {
 }
 
 /**
- * Per layer, the keep share of StreamingLLM's `pyramid=s` (PyramidKV's allocation, linear): the windowed layers
- * first .. layers − 1 get keep·(1 + s) down to keep·(1 − s) in equal steps, whose mean is keep, so the budget
+ * Per layer, the keep share of StreamingLLM's `pyramid=s` (PyramidKV's allocation, linear; s < 0 inverts it): the
+ * windowed layers first .. layers − 1 get keep·(1 + s) to keep·(1 − s) in equal steps, whose mean is keep, so the budget
  * summed over layers is the uniform one (up to each layer's rounding up, and a share capped at 1).
  */
 export function streamingKeeps(keep: number, layers: number, firstLayer: number, pyramid: number): number[] {
@@ -348,17 +348,17 @@ export const streamingMethod: KvMethod = {
     { name: "sink", summary: "sink positions", kind: "int", min: 0, default: SINKS },
     { name: "window", summary: "recent positions (with sink=, instead of keep=)", kind: "int", default: 0, min: 0 },
     { name: "dense0", summary: "1: layer 0 attends to every position (the baseline rule); 0: layer 0 keeps the window too, as in the StreamingLLM paper", kind: "int", default: 1, min: 0 },
-    { name: "pyramid", summary: "with keep=: the first windowed layer keeps keep·(1 + s), the last keep·(1 − s), linear between (PyramidKV); CPU only", kind: "share", default: 0 },
+    { name: "pyramid", summary: "with keep=: the first windowed layer keeps keep·(1 + s), the last keep·(1 − s), linear between (s > 0: PyramidKV; s < 0: more in the deeper layers); CPU only", kind: "signed", default: 0 },
   ],
   create(p, spec) {
     if ((p.keep! > 0) === (p.window! > 0)) throw new Error(`--kv ${spec}: streaming needs exactly one of keep=F or window=W`);
     if (p.dense0! > 1) throw new Error(`--kv ${spec}: dense0=${p.dense0} must be 0 or 1`);
-    if (p.pyramid! > 0 && !(p.keep! > 0)) throw new Error(`--kv ${spec}: pyramid= shares keep= among layers; it needs keep=F`);
+    if (p.pyramid !== 0 && !(p.keep! > 0)) throw new Error(`--kv ${spec}: pyramid= shares keep= among layers; it needs keep=F`);
     const first = p.dense0 ? 1 : 0;
     // on a device-memory backend the position-only rule runs as the backend's windowed attention (one window for all layers)
     return (ctx) => {
       if (ctx.backend.hostView) return createHostStore(ctx, spec, new StreamingPolicy(p.keep!, p.sink!, p.window!, first, ctx.layers, p.pyramid!));
-      if (p.pyramid! > 0) throw new Error(`--kv ${spec}: pyramid= runs on the CPU only (the ${ctx.backend.kind} backend's windowed attention takes one window for all layers)`);
+      if (p.pyramid !== 0) throw new Error(`--kv ${spec}: pyramid= runs on the CPU only (the ${ctx.backend.kind} backend's windowed attention takes one window for all layers)`);
       return new WindowStore(ctx, spec, p.keep!, p.sink!, p.window!, first);
     };
   },

@@ -124,8 +124,8 @@ export interface KvMethod {
 export interface KvParam {
   readonly name: string;
   readonly summary: string;
-  /** fraction: (0, 1]; share: [0, 1] (0 allowed); int: an integer >= min. */
-  readonly kind: "fraction" | "share" | "int";
+  /** fraction: (0, 1]; share: [0, 1] (0 allowed); signed: [-1, 1]; int: an integer >= min. */
+  readonly kind: "fraction" | "share" | "signed" | "int";
   /** Absent: the parameter is required. */
   readonly default?: number;
   /** Smallest accepted value for "int" (default 1). */

@@ -72,6 +72,7 @@ test("StreamingLLM pyramid=s: the first windowed layer keeps keep·(1 + s), the 
   assert.ok(Math.abs(keeps.reduce((a, b) => a + b) / 8 - 0.5) < 1e-12, `mean ${keeps}`);
   assert.deepEqual(streamingKeeps(0.5, 8, 1, 0.5).slice(0, 2), [0.5, 0.75], "layer 0 stays whole (unwindowed) with dense0=1");
   assert.deepEqual(streamingKeeps(0.8, 3, 0, 0.5), [1, 0.8, 0.4], "a share is capped at 1");
+  assert.deepEqual(streamingKeeps(0.5, 3, 0, -0.5), [0.25, 0.5, 0.75], "s < 0: more in the deeper layers");
   // two windowed layers (dense0=0): layer 0 at 0.25·1.5, layer 1 at 0.25·0.5; bytes are each layer's own window
   const last = 40, n = last + 1, row = 2 * D * 4;
   const store = drive("streaming:keep=0.25,dense0=0,pyramid=0.5", 8, last).store;
