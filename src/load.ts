@@ -44,7 +44,10 @@ export interface LoadOptions {
    * makes uses it; `Model.setKv` changes it between generations. Default dense.
    */
   kv?: string;
-  /** KV-cache number format, `--kv-format` (src/kv/format.ts: f32, int8, int4, int4g64, int3g64, fp3-razer, razer, nvfp4). Default f32. */
+  /**
+   * KV-cache number format, `--kv-format` (src/kv/format.ts: f32, int8, int4, int4g64, int3g64, fp3-razer, razer,
+   * nvfp4, ...), or keys and values apart, `k=F,v=F[,k0=F][,v0=F]` (k0/v0: layer 0's; CPU only). Default f32.
+   */
   kvFormat?: string;
   /**
    * Quantize the linear projections at load into this src/quant format (int8, int4-asym, fp4, nf4, razer,

@@ -40,7 +40,8 @@ ${PRUNE_USAGE}
                                             (writes DIR/results.json, results.md, plot.svg; see src/eval/matrix.ts)
 
 KV cache (generate, chat, eval, serve): --kv SPEC (default dense) and --kv-format F (default f32), one of
-${KV_FORMATS.join(", ")} (on WebGPU: ${GPU_KV_FORMATS.join(", ")});
+${KV_FORMATS.join(", ")} (on WebGPU: ${GPU_KV_FORMATS.join(", ")}),
+or keys and values apart: k=F,v=F[,k0=F][,v0=F] (k0, v0: layer 0's keys and values; CPU only);
 eval ppl --decode-from N scores tokens after the first N of each window one decode step at a time (selection
 methods act on decode steps only; default ctx/8 when --kv is not dense). Methods:
 ${kvMethodsHelp().join("\n")}

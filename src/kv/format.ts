@@ -135,7 +135,7 @@ function rotated(name: string, description: string, inner: KvFormat): KvFormat {
 }
 
 /** Every KV format; "f32" is the unquantized cache (the backend's own). */
-export const KV_FORMATS: readonly string[] = ["f32", "int8", "int4", "int4g64", "int3g64", "fp3-razer", "fp3-razer-g32", "fp3-razer-g32-clip", "int3g64-rot", "fp3-razer-g32-rot", "fp3-razer-rot", "razer", "nvfp4"];
+export const KV_FORMATS: readonly string[] = ["f32", "int8", "int4", "int4g64", "int4g64-rot", "int3g64", "fp3-razer", "fp3-razer-g32", "fp3-razer-g32-clip", "int3g64-rot", "fp3-razer-g32-rot", "fp3-razer-rot", "razer", "nvfp4"];
 
 const CODECS: Record<string, () => KvFormat> = {
   int8: () => fromQuant("int8", "int8 symmetric, one f32 scale per (token, head)", int8Format, false, int8Decode),
@@ -152,6 +152,8 @@ const CODECS: Record<string, () => KvFormat> = {
   // the same codecs on Hadamard-rotated head rows (head_dim a power of two); CPU only
   "int3g64-rot": () => rotated("int3g64-rot", "int3g64 of the Hadamard-rotated head row (H·x/√d), rotated back on decode", CODECS.int3g64!()),
   "fp3-razer-g32-rot": () => rotated("fp3-razer-g32-rot", "fp3-razer-g32 of the Hadamard-rotated head row (H·x/√d), rotated back on decode", CODECS["fp3-razer-g32"]!()),
+  // 4-bit on the rotated row: one group of 64 (36 B), QuaRot's rotation for keys with outlier channels
+  "int4g64-rot": () => rotated("int4g64-rot", "int4g64 of the Hadamard-rotated head row (H·x/√d), rotated back on decode", CODECS.int4g64!()),
   "fp3-razer-rot": () => rotated("fp3-razer-rot", "fp3-razer of the Hadamard-rotated head row (H·x/√d), rotated back on decode", CODECS["fp3-razer"]!()),
   razer: () => fromQuant("razer", "NVFP4-RaZeR (E2M1, ±5/±8 special value, blocks of 16), f32 g per (token, head)", nvfp4RazerFormat(8), true),
   nvfp4: () => fromQuant("nvfp4", "NVFP4 (E2M1, E4M3 scale per 16), f32 g per (token, head)", nvfp4Format, true),
@@ -164,8 +166,80 @@ export function kvFormat(name: string): KvFormat {
   return make();
 }
 
-/** Throws unless `name` is a KV format. */
+/**
+ * f32 rows kept on the host: only inside a mixed format (`k=f32,v=int3g64`), where the other part already puts
+ * the cache on the host; a plain `--kv-format f32` is the backend's own cache.
+ */
+const hostF32: KvFormat = {
+  name: "f32",
+  description: "f32, 4 bytes a value (host copy)",
+  headBytes: (d) => 4 * d,
+  encode(row, off, d, dst, dOff) {
+    const view = new DataView(dst.buffer, dst.byteOffset);
+    for (let k = 0; k < d; k++) view.setFloat32(dOff + 4 * k, row[off + k]!, true);
+  },
+  decode(src, sOff, d, out, oOff) {
+    const view = new DataView(src.buffer, src.byteOffset);
+    for (let k = 0; k < d; k++) out[oOff + k] = view.getFloat32(sOff + 4 * k, true);
+  },
+};
+
+/**
+ * The formats of one cache: keys and values may differ, and layer 0 (which the selection rules keep whole,
+ * docs/kv-cache.md) may have its own. A plain name is every part in that format.
+ */
+export interface KvFormatParts {
+  /** Keys and values of layers >= 1. */
+  readonly k: string;
+  readonly v: string;
+  /** Keys and values of layer 0. */
+  readonly k0: string;
+  readonly v0: string;
+}
+
+const PART_KEYS = ["k", "v", "k0", "v0"] as const;
+
+/**
+ * Parses `--kv-format`: a format name, or `k=F,v=F[,k0=F][,v0=F]` (keys, values; k0/v0 layer 0's keys and
+ * values, default k and v). Every error names the spec and the part.
+ */
+export function parseKvFormat(spec: string): KvFormatParts {
+  if (!spec.includes("=")) {
+    checkName(spec, spec);
+    return { k: spec, v: spec, k0: spec, v0: spec };
+  }
+  const given: Record<string, string> = {};
+  for (const part of spec.split(",")) {
+    const eq = part.indexOf("=");
+    const key = part.slice(0, eq).trim(), value = part.slice(eq + 1).trim();
+    if (eq <= 0 || value === "") throw new Error(`--kv-format ${spec}: malformed part "${part}" (expected k=F,v=F[,k0=F][,v0=F])`);
+    if (!(PART_KEYS as readonly string[]).includes(key)) throw new Error(`--kv-format ${spec}: unknown part "${key}" (allowed: ${PART_KEYS.join(", ")})`);
+    if (key in given) throw new Error(`--kv-format ${spec}: part ${key} given twice`);
+    checkName(spec, value, key);
+    given[key] = value;
+  }
+  if (given.k === undefined || given.v === undefined) throw new Error(`--kv-format ${spec}: a mixed format needs both k=F and v=F`);
+  return { k: given.k, v: given.v, k0: given.k0 ?? given.k, v0: given.v0 ?? given.v };
+}
+
+function checkName(spec: string, name: string, part?: string): void {
+  if (!KV_FORMATS.includes(name)) throw new Error(`--kv-format ${spec}: unknown KV format "${name}"${part ? ` for ${part}` : ""} (known: ${KV_FORMATS.join(", ")})`);
+}
+
+/** Whether `spec` names one format for everything (the backend may store it natively) rather than parts. */
+export function isMixedKvFormat(spec: string): boolean {
+  return spec.includes("=");
+}
+
+/** The host codecs of a format spec: per part, the codec ("f32" parts get a host f32 copy). */
+export function kvCodecs(spec: string): { k: KvFormat; v: KvFormat; k0: KvFormat; v0: KvFormat } {
+  const p = parseKvFormat(spec);
+  const codec = (name: string) => (name === "f32" ? hostF32 : kvFormat(name));
+  return { k: codec(p.k), v: codec(p.v), k0: codec(p.k0), v0: codec(p.v0) };
+}
+
+/** Throws unless `name` is a KV format or a mixed format spec; returns it. */
 export function checkKvFormat(name: string): string {
-  if (!KV_FORMATS.includes(name)) throw new Error(`--kv-format: unknown KV format "${name}" (known: ${KV_FORMATS.join(", ")})`);
+  parseKvFormat(name);
   return name;
 }

@@ -1,16 +1,18 @@
 /**
  * A cache whose attention runs on the host (CPU backend): the f32 cache stays the backend's own (written
  * with kvWrite, read through backend.kvView) while a quantized cache keeps codes here and dequantizes the
- * rows attention reads, per step, into a transient per-layer scratch. An optional selection policy
- * chooses, at each decode step of layers >= 1, which positions each query head attends to.
+ * rows attention reads, per step, into a transient per-layer scratch. Keys and values (and layer 0) may
+ * each have their own format (a mixed `--kv-format`), so a layer's position row is its K heads at the K
+ * codec's bytes then its V heads at the V codec's. An optional selection policy
+ * chooses, at each decode step of layers >= 1 (>= its firstLayer), which positions each query head attends to.
  *
- * Exactness: prefill rows (a multi-row step), layer 0, and decode steps whose selection is every position
+ * Exactness: prefill rows (a multi-row step), layer 0 (unless the policy's firstLayer is 0), and decode steps whose selection is every position
  * run the dense attention (the backend's op over f32; the host loop over dequantized rows), so keep = 1 is
  * bit-identical to dense and the first generated token is dense's at any budget.
  */
 import type { KVCache } from "../backend/backend.js";
 import type { KvContext, KvStep, KvStore } from "./store.js";
-import { type KvFormat, kvFormat } from "./format.js";
+import { type KvFormat, kvCodecs } from "./format.js";
 import { attendRow, type LayerKv } from "./host-attention.js";
 import { KvSelection } from "./selection.js";
 
@@ -44,6 +46,11 @@ export interface SelectionPolicy {
   readonly evicts: boolean;
   /** Extra bytes of method metadata (Quest's page bounds). */
   metadataBytes?(): number;
+  /**
+   * The first layer whose decode steps the policy selects for (default 1: layer 0 attends to every position,
+   * the baseline rules' convention; StreamingLLM's `dense0=0` selects in layer 0 too).
+   */
+  readonly firstLayer?: number;
 }
 
 export function createHostStore(ctx: KvContext, spec: string, policy: SelectionPolicy | undefined): HostStore {
@@ -58,8 +65,12 @@ export class HostStore implements KvStore {
   readonly capacity: number;
   /** The backend's cache (f32 format only). */
   readonly backendCache?: KVCache;
-  private readonly codec?: KvFormat;
-  private readonly headBytes: number;
+  /** Per layer: the K and V codecs (quantized formats only; a mixed format may differ by layer and part). */
+  private readonly codecK: KvFormat[] = [];
+  private readonly codecV: KvFormat[] = [];
+  /** Per layer: bytes of one position's row (K heads then V heads), and where the layer's rows start. */
+  private readonly rowBytes: number[] = [];
+  private readonly layerBase: number[] = [];
   /** Quantized rows [layer][position][K heads, V heads] (quantized formats only). */
   private readonly codes?: Uint8Array;
   private scratchK?: Float32Array;
@@ -79,15 +90,22 @@ export class HostStore implements KvStore {
     this.capacity = ctx.capacity;
     if (ctx.format === "f32") {
       this.backendCache = ctx.backend.kvCache(ctx.layers, ctx.kvHeads, ctx.headDim, ctx.capacity);
-      this.headBytes = ctx.headDim * 4;
+      for (let l = 0; l < ctx.layers; l++) this.rowBytes.push(2 * ctx.kvHeads * ctx.headDim * 4);
     } else {
       // a device backend runs its own KV formats through DenseStore and the device stores; the rest (int4g64,
       // the 3-bit formats) exist only as host codecs, so refuse them here, when the cache is made
       const b = ctx.backend;
       if (!b.hostView) throw new Error(`--kv ${spec} --kv-format ${ctx.format}: ${ctx.format} is a CPU-only KV format; the ${b.kind} backend stores KV as f32${b.kvFormats?.length ? `, ${b.kvFormats.join(", ")}` : ""} (use the CPU backend)`);
-      this.codec = kvFormat(ctx.format);
-      this.headBytes = this.codec.headBytes(ctx.headDim);
-      this.codes = new Uint8Array(ctx.layers * ctx.capacity * 2 * ctx.kvHeads * this.headBytes);
+      const c = kvCodecs(ctx.format);
+      let base = 0;
+      for (let l = 0; l < ctx.layers; l++) {
+        this.codecK.push(l === 0 ? c.k0 : c.k);
+        this.codecV.push(l === 0 ? c.v0 : c.v);
+        this.rowBytes.push(ctx.kvHeads * (this.codecK[l]!.headBytes(ctx.headDim) + this.codecV[l]!.headBytes(ctx.headDim)));
+        this.layerBase.push(base);
+        base += ctx.capacity * this.rowBytes[l]!;
+      }
+      this.codes = new Uint8Array(base);
     }
     this.sel = new KvSelection(ctx.heads, ctx.capacity);
     this.probs = new Float32Array(ctx.heads * ctx.capacity);
@@ -121,7 +139,7 @@ export class HostStore implements KvStore {
     else this.writeCodes(s.layer, s.pos0, s.rows, b.hostView(s.k), b.hostView(s.v));
     const kv = this.layerKv(s.layer, len);
     const q = b.hostView(s.q);
-    const decode = s.rows === 1 && s.layer > 0 && this.policy !== undefined;
+    const decode = s.rows === 1 && this.policy !== undefined && s.layer >= (this.policy.firstLayer ?? 1);
     if (decode && this.policy!.select(s.layer, s.pos0, q, kv, this.sel)) {
       const out = b.hostView(s.att);
       const probs = this.policy!.wantsProbs ? this.probs : undefined;
@@ -162,30 +180,31 @@ export class HostStore implements KvStore {
       this.scratchV = new Float32Array(this.capacity * width);
     }
     const K = this.scratchK, V = this.scratchV!;
-    const codec = this.codec!;
-    const d = this.headDim, hb = this.headBytes, H = this.kvHeads;
+    const ck = this.codecK[layer]!, cv = this.codecV[layer]!;
+    const d = this.headDim, H = this.kvHeads, kb = ck.headBytes(d), vb = cv.headBytes(d);
     for (let t = 0; t < len; t++) {
       const base = this.rowOffset(layer, t);
       for (let g = 0; g < H; g++) {
-        codec.decode(this.codes!, base + g * hb, d, K, t * width + g * d);
-        codec.decode(this.codes!, base + (H + g) * hb, d, V, t * width + g * d);
+        ck.decode(this.codes!, base + g * kb, d, K, t * width + g * d);
+        cv.decode(this.codes!, base + H * kb + g * vb, d, V, t * width + g * d);
       }
     }
     return { k: K, v: V, width, headDim: d };
   }
 
   private rowOffset(layer: number, pos: number): number {
-    return (layer * this.capacity + pos) * 2 * this.kvHeads * this.headBytes;
+    return this.layerBase[layer]! + pos * this.rowBytes[layer]!;
   }
 
   private writeCodes(layer: number, pos0: number, rows: number, k: Float32Array, v: Float32Array): void {
     if (pos0 + rows > this.capacity) throw new Error(`KV cache full: ${pos0 + rows} positions > capacity ${this.capacity}`);
-    const d = this.headDim, hb = this.headBytes, H = this.kvHeads, width = H * d;
+    const d = this.headDim, H = this.kvHeads, width = H * d;
+    const ck = this.codecK[layer]!, cv = this.codecV[layer]!, kb = ck.headBytes(d), vb = cv.headBytes(d);
     for (let r = 0; r < rows; r++) {
       const base = this.rowOffset(layer, pos0 + r);
       for (let g = 0; g < H; g++) {
-        this.codec!.encode(k, r * width + g * d, d, this.codes!, base + g * hb);
-        this.codec!.encode(v, r * width + g * d, d, this.codes!, base + (H + g) * hb);
+        ck.encode(k, r * width + g * d, d, this.codes!, base + g * kb);
+        cv.encode(v, r * width + g * d, d, this.codes!, base + H * kb + g * vb);
       }
     }
   }
@@ -206,13 +225,12 @@ export class HostStore implements KvStore {
     return rows;
   }
 
-  /** Resident K/V bytes: per layer the positions kept (all, or what an evicting policy keeps) times a row's bytes. */
+  /** Resident K/V bytes: per layer the (position, kv head) rows kept (all, or what an evicting policy keeps) times their K and V bytes. */
   bytes(): number {
-    const rowBytes = 2 * this.headBytes;
     let total = 0;
     for (let l = 0; l < this.layers; l++) {
       const kept = this.resident[l]!;
-      total += (kept >= 0 ? kept : this.written * this.kvHeads) * rowBytes;
+      total += ((kept >= 0 ? kept : this.written * this.kvHeads) * this.rowBytes[l]!) / this.kvHeads;
     }
     return total + (this.policy?.metadataBytes?.() ?? 0);
   }

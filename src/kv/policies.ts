@@ -60,12 +60,16 @@ export class OraclePolicy implements SelectionPolicy {
 class StreamingPolicy implements SelectionPolicy {
   readonly wantsProbs = false;
   readonly evicts = true;
-  constructor(private readonly keep: number, private readonly sinks: number, private readonly window: number) {}
+  /** Per layer: the keep share (keep, or its pyramid tilt). */
+  private readonly keeps: number[];
+  constructor(private readonly keep: number, private readonly sinks: number, private readonly window: number, readonly firstLayer: number, layers: number, pyramid: number) {
+    this.keeps = streamingKeeps(keep, layers, firstLayer, pyramid);
+  }
   reset(): void {}
-  select(_layer: number, pos: number, _q: Float32Array, _kv: LayerKv, sel: KvSelection): boolean {
+  select(layer: number, pos: number, _q: Float32Array, _kv: LayerKv, sel: KvSelection): boolean {
     const n = pos + 1;
     // keep > 0: the budget rule; else the fixed sink + window of the spec's parameters
-    const recent = streamingRecent(n, this.keep, this.sinks, this.window);
+    const recent = streamingRecent(n, this.keeps[layer]!, this.sinks, this.window);
     if (this.sinks + recent >= n) return false;
     const mark = markScratch(n);
     for (let t = 0; t < Math.min(this.sinks, n); t++) mark[t] = 1;
@@ -73,6 +77,19 @@ class StreamingPolicy implements SelectionPolicy {
     for (let h = 0; h < sel.heads; h++) writeMarked(sel, h, mark, n);
     return true;
   }
+}
+
+/**
+ * Per layer, the keep share of StreamingLLM's `pyramid=s` (PyramidKV's allocation, linear; s < 0 inverts it): the
+ * windowed layers first .. layers − 1 get keep·(1 + s) to keep·(1 − s) in equal steps, whose mean is keep, so the budget
+ * summed over layers is the uniform one (up to each layer's rounding up, and a share capped at 1).
+ */
+export function streamingKeeps(keep: number, layers: number, firstLayer: number, pyramid: number): number[] {
+  const m = layers - firstLayer;
+  return Array.from({ length: layers }, (_, l) => {
+    if (l < firstLayer || m <= 1 || pyramid === 0) return keep;
+    return Math.min(1, keep * (1 + pyramid * (1 - (2 * (l - firstLayer)) / (m - 1))));
+  });
 }
 
 /**
@@ -330,10 +347,19 @@ export const streamingMethod: KvMethod = {
     { name: "keep", summary: "fraction of visible positions, (0, 1]", kind: "fraction", default: 0 },
     { name: "sink", summary: "sink positions", kind: "int", min: 0, default: SINKS },
     { name: "window", summary: "recent positions (with sink=, instead of keep=)", kind: "int", default: 0, min: 0 },
+    { name: "dense0", summary: "1: layer 0 attends to every position (the baseline rule); 0: layer 0 keeps the window too, as in the StreamingLLM paper", kind: "int", default: 1, min: 0 },
+    { name: "pyramid", summary: "with keep=: the first windowed layer keeps keep·(1 + s), the last keep·(1 − s), linear between (s > 0: PyramidKV; s < 0: more in the deeper layers); CPU only", kind: "signed", default: 0 },
   ],
   create(p, spec) {
     if ((p.keep! > 0) === (p.window! > 0)) throw new Error(`--kv ${spec}: streaming needs exactly one of keep=F or window=W`);
-    // on a device-memory backend the position-only rule runs as the backend's windowed attention
-    return (ctx) => (ctx.backend.hostView ? createHostStore(ctx, spec, new StreamingPolicy(p.keep!, p.sink!, p.window!)) : new WindowStore(ctx, spec, p.keep!, p.sink!, p.window!));
+    if (p.dense0! > 1) throw new Error(`--kv ${spec}: dense0=${p.dense0} must be 0 or 1`);
+    if (p.pyramid !== 0 && !(p.keep! > 0)) throw new Error(`--kv ${spec}: pyramid= shares keep= among layers; it needs keep=F`);
+    const first = p.dense0 ? 1 : 0;
+    // on a device-memory backend the position-only rule runs as the backend's windowed attention (one window for all layers)
+    return (ctx) => {
+      if (ctx.backend.hostView) return createHostStore(ctx, spec, new StreamingPolicy(p.keep!, p.sink!, p.window!, first, ctx.layers, p.pyramid!));
+      if (p.pyramid !== 0) throw new Error(`--kv ${spec}: pyramid= runs on the CPU only (the ${ctx.backend.kind} backend's windowed attention takes one window for all layers)`);
+      return new WindowStore(ctx, spec, p.keep!, p.sink!, p.window!, first);
+    };
   },
 };

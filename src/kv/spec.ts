@@ -54,6 +54,7 @@ export function parseKvSpec(spec: string): ParsedKvSpec {
     if (!Number.isFinite(value)) throw new Error(`--kv ${spec}: ${p.name}=${raw} is not a number`);
     if (p.kind === "fraction" && !(value > 0 && value <= 1)) throw new Error(`--kv ${spec}: ${p.name}=${raw} must be in (0, 1]`);
     if (p.kind === "share" && !(value >= 0 && value <= 1)) throw new Error(`--kv ${spec}: ${p.name}=${raw} must be in [0, 1]`);
+    if (p.kind === "signed" && !(value >= -1 && value <= 1)) throw new Error(`--kv ${spec}: ${p.name}=${raw} must be in [-1, 1]`);
     if (p.kind === "int") {
       const min = p.min ?? 1;
       if (!Number.isInteger(value) || value < min) throw new Error(`--kv ${spec}: ${p.name}=${raw} must be an integer >= ${min}`);

@@ -57,7 +57,10 @@ export interface KvContext {
   readonly capacity: number;
   /** The model's RoPE table (a store that re-applies RoPE to reconstructed keys uses backend.rope with it). */
   readonly rope: RopeTable;
-  /** The KV number format (`--kv-format`), "f32" when unquantized; see src/kv/format.ts. */
+  /**
+   * The KV number format (`--kv-format`), "f32" when unquantized, or keys, values and layer 0 apart
+   * ("k=F,v=F[,k0=F][,v0=F]", host stores only); see src/kv/format.ts `parseKvFormat`.
+   */
   readonly format: string;
 }
 
@@ -121,8 +124,8 @@ export interface KvMethod {
 export interface KvParam {
   readonly name: string;
   readonly summary: string;
-  /** fraction: (0, 1]; share: [0, 1] (0 allowed); int: an integer >= min. */
-  readonly kind: "fraction" | "share" | "int";
+  /** fraction: (0, 1]; share: [0, 1] (0 allowed); signed: [-1, 1]; int: an integer >= min. */
+  readonly kind: "fraction" | "share" | "signed" | "int";
   /** Absent: the parameter is required. */
   readonly default?: number;
   /** Smallest accepted value for "int" (default 1). */

@@ -25,7 +25,8 @@ export class WindowStore implements KvStore {
   private kept = -1;
   private readonly headBytes: number;
 
-  constructor(private readonly ctx: KvContext, readonly spec: string, private readonly keep: number, private readonly sinks: number, private readonly window: number) {
+  /** `firstLayer`: the first layer that attends to the window only (1: layer 0 attends to every position). */
+  constructor(private readonly ctx: KvContext, readonly spec: string, private readonly keep: number, private readonly sinks: number, private readonly window: number, private readonly firstLayer = 1) {
     const b = ctx.backend;
     if (!b.attentionWindow) throw new Error(`--kv ${spec}: the ${b.kind} backend has neither host views nor windowed attention`);
     if (ctx.format !== "f32" && !b.kvFormats?.includes(ctx.format)) throw new Error(`--kv ${spec} --kv-format ${ctx.format}: the ${b.kind} backend stores KV only as f32${b.kvFormats?.length ? ` or ${b.kvFormats.join(", ")}` : ""}`);
@@ -48,7 +49,7 @@ export class WindowStore implements KvStore {
     b.kvWrite(this.backendCache, s.layer, s.k, s.v, s.pos0);
     const n = s.pos0 + 1;
     const recent = streamingRecent(n, this.keep, this.sinks, this.window);
-    if (s.rows === 1 && s.layer > 0 && this.sinks + recent < n) {
+    if (s.rows === 1 && s.layer >= this.firstLayer && this.sinks + recent < n) {
       b.attentionWindow!(s.att, s.q, this.backendCache, s.layer, s.pos0, s.heads, this.sinks, recent);
       this.kept = this.sinks + recent;
     } else {
@@ -57,9 +58,10 @@ export class WindowStore implements KvStore {
     if (s.layer === this.layers - 1) this.written = s.pos0 + s.rows;
   }
 
-  /** Resident bytes: layer 0 and a not-yet-windowed cache whole, else the sinks and the window. */
+  /** Resident bytes: layer 0 (unless windowed too) and a not-yet-windowed cache whole, else the sinks and the window. */
   bytes(): number {
-    const rows = this.kept >= 0 ? this.written + (this.layers - 1) * this.kept : this.layers * this.written;
+    const windowed = this.layers - this.firstLayer;
+    const rows = this.kept >= 0 ? (this.layers - windowed) * this.written + windowed * this.kept : this.layers * this.written;
     return rows * this.kvHeads * 2 * this.headBytes;
   }
 }

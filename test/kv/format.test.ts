@@ -116,7 +116,7 @@ function hadamardMatrix(x: ArrayLike<number>, n: number): Float64Array {
 }
 
 test("the rotated KV formats: the codec's round trip of the Hadamard-rotated row, rotated back; same bytes", () => {
-  const codecs: Record<string, QuantFormat> = { "int3g64-rot": int3AsymFormat(64), "fp3-razer-rot": fp3RazerFormat(64), "fp3-razer-g32-rot": fp3RazerFormat(32) };
+  const codecs: Record<string, QuantFormat> = { "int4g64-rot": int4AsymFormat(64), "int3g64-rot": int3AsymFormat(64), "fp3-razer-rot": fp3RazerFormat(64), "fp3-razer-g32-rot": fp3RazerFormat(32) };
   assert.deepEqual(Object.keys(codecs).sort(), KV_FORMATS.filter((f) => f.endsWith("-rot")).sort());
   const r = rng(13);
   for (const [name, q] of Object.entries(codecs)) {
@@ -137,7 +137,7 @@ test("the rotated KV formats: the codec's round trip of the Hadamard-rotated row
 
 test("the rotation lowers 3-bit error on rows with an outlier channel (the reason it exists)", () => {
   const r = rng(21);
-  for (const name of ["int3g64", "fp3-razer"]) {
+  for (const name of ["int4g64", "int3g64", "fp3-razer"]) {
     const plain = kvFormat(name), rot = kvFormat(`${name}-rot`);
     let ePlain = 0, eRot = 0;
     for (let trial = 0; trial < 200; trial++) {

@@ -108,14 +108,14 @@ test("WebGPU: dense through the KV interface is bit-identical to the plain cache
       assert.throws(() => kvStoreFactory("streaming:keep=0.5")(net.kvContext(32, format)), new RegExp(`--kv-format ${format}: the webgpu backend stores KV only as f32 or int8`));
     }
     // StreamingLLM: the GPU's windowed attention against the CPU's host selection, f32 and int8
-    for (const format of ["f32", "int8"]) {
-      const gpuRows = await run(kvStoreFactory("streaming:keep=0.25")(net.kvContext(32, format)));
-      const cpu = await loadModel(STORIES, { kv: "streaming:keep=0.25", kvFormat: format });
+    for (const [spec, format] of [["streaming:keep=0.25", "f32"], ["streaming:keep=0.25", "int8"], ["streaming:keep=0.25,dense0=0", "f32"]] as const) {
+      const gpuRows = await run(kvStoreFactory(spec)(net.kvContext(32, format)));
+      const cpu = await loadModel(STORIES, { kv: spec, kvFormat: format });
       try {
         const cache = cpu.network.newCache(32);
         const cpuRows = [await cpu.backend.read(cpu.network.forward(Int32Array.from(ids.slice(0, 4)), 0, cache))];
         for (let t = 4; t < ids.length; t++) cpuRows.push(await cpu.backend.read(cpu.network.forward(Int32Array.of(ids[t]!), t, cache)));
-        for (let r = 0; r < cpuRows.length; r++) assertClose(gpuRows[r]!, cpuRows[r]!, `streaming ${format} step ${r}`, 1e-2, 1e-2);
+        for (let r = 0; r < cpuRows.length; r++) assertClose(gpuRows[r]!, cpuRows[r]!, `${spec} ${format} step ${r}`, 1e-2, 1e-2);
       } finally {
         cpu.dispose();
       }

@@ -5,6 +5,7 @@ import type { KvContext } from "../../src/kv/store.js";
 import { kvStoreFactory } from "../../src/kv/spec.js";
 import type { HostStore } from "../../src/kv/host-store.js";
 import { SINKS, keepBudget } from "../../src/kv/selection.js";
+import { streamingKeeps } from "../../src/kv/policies.js";
 
 const HEADS = 4, KV = 2, D = 16, CAP = 64;
 
@@ -52,6 +53,35 @@ test("StreamingLLM keeps exactly the sinks and the last K_i − 4 positions", ()
   for (let h = 0; h < HEADS; h++) assert.deepEqual(list(store, h), want);
   const fixed = drive("streaming:sink=2,window=5", 8, last).store;
   assert.deepEqual(list(fixed, 0), [0, 1, 36, 37, 38, 39, 40]);
+});
+
+test("StreamingLLM with dense0=0 windows layer 0 too: both layers hold only the window", () => {
+  const last = 40, n = last + 1, k = keepBudget(n, 0.25), row = 2 * D * 4;
+  const base = drive("streaming:keep=0.25", 8, last).store;
+  const all = drive("streaming:keep=0.25,dense0=0", 8, last).store;
+  // layer 0 whole (n positions) under the baseline rule, the window (k) with dense0=0; layer 1 the window in both
+  assert.equal(base.bytes(), KV * (n + k) * row);
+  assert.equal(all.bytes(), KV * (k + k) * row);
+  assert.equal(all.usage.selectedSteps, 2 * base.usage.selectedSteps, "layer 0's decode steps select too");
+  assert.throws(() => kvStoreFactory("streaming:keep=0.25,dense0=2"), /dense0=2 must be 0 or 1/);
+});
+
+test("StreamingLLM pyramid=s: the first windowed layer keeps keep·(1 + s), the last keep·(1 − s), mean keep", () => {
+  const keeps = streamingKeeps(0.5, 8, 0, 0.5);
+  assert.deepEqual([keeps[0], keeps[7]], [0.75, 0.25]);
+  assert.ok(Math.abs(keeps.reduce((a, b) => a + b) / 8 - 0.5) < 1e-12, `mean ${keeps}`);
+  assert.deepEqual(streamingKeeps(0.5, 8, 1, 0.5).slice(0, 2), [0.5, 0.75], "layer 0 stays whole (unwindowed) with dense0=1");
+  assert.deepEqual(streamingKeeps(0.8, 3, 0, 0.5), [1, 0.8, 0.4], "a share is capped at 1");
+  assert.deepEqual(streamingKeeps(0.5, 3, 0, -0.5), [0.25, 0.5, 0.75], "s < 0: more in the deeper layers");
+  // two windowed layers (dense0=0): layer 0 at 0.25·1.5, layer 1 at 0.25·0.5; bytes are each layer's own window
+  const last = 40, n = last + 1, row = 2 * D * 4;
+  const store = drive("streaming:keep=0.25,dense0=0,pyramid=0.5", 8, last).store;
+  assert.equal(store.bytes(), KV * (keepBudget(n, 0.375) + keepBudget(n, 0.125)) * row);
+  assert.equal(list(store, 0).length, keepBudget(n, 0.125), "layer 1's window");
+  assert.throws(() => kvStoreFactory("streaming:sink=4,window=8,pyramid=0.5"), /pyramid= shares keep= among layers; it needs keep=F/);
+  const device = { kind: "webgpu", kvFormats: ["int8"] } as unknown as CpuBackend;
+  const ctx: KvContext = { backend: device, layers: 2, heads: HEADS, kvHeads: KV, headDim: D, capacity: CAP, rope: new CpuBackend().ropeTable(new Float64Array(D / 2), CAP), format: "f32" };
+  assert.throws(() => kvStoreFactory("streaming:keep=0.5,pyramid=0.5")(ctx), /pyramid= runs on the CPU only \(the webgpu backend's windowed attention takes one window for all layers\)/);
 });
 
 test("the oracle keeps the sinks plus each head's true top-K_i positions by q·k", () => {

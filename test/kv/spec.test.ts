@@ -9,7 +9,7 @@ test("KV specs parse to canonical form with defaults", () => {
   assert.equal(parseKvSpec("h2o:keep=0.5").canonical, "h2o:keep=0.5");
   assert.equal(parseKvSpec("quest:keep=0.25").canonical, "quest:keep=0.25,page=16");
   assert.equal(parseKvSpec("quest:page=4,keep=.5").canonical, "quest:keep=0.5,page=4");
-  assert.equal(parseKvSpec("streaming:sink=4,window=64").canonical, "streaming:keep=0,sink=4,window=64");
+  assert.equal(parseKvSpec("streaming:sink=4,window=64").canonical, "streaming:keep=0,sink=4,window=64,dense0=1,pyramid=0");
 });
 
 test("bad KV specs fail with errors naming the method and parameter", () => {
@@ -28,6 +28,7 @@ test("bad KV specs fail with errors naming the method and parameter", () => {
     ["dense:keep=1", /unknown parameter "keep" for dense \(it takes none\)/],
     ["quest:keep=0.5,page=2.5", /page=2.5 must be an integer >= 1/],
     ["quest:keep=0.5,page=0x10", /not a number/],
+    ["streaming:keep=0.5,pyramid=-1.5", /pyramid=-1.5 must be in \[-1, 1\]/],
   ];
   for (const [spec, re] of bad) assert.throws(() => parseKvSpec(spec), re, spec);
   assert.throws(() => kvStoreFactory("streaming:sink=4"), /exactly one of keep=F or window=W/);
