@@ -260,7 +260,9 @@ async function gemvSection(b: WebGpuBackend, copy: CopyBandwidth): Promise<GemvR
       // the GEMV the backend picks: matmul.gemv.<format>, or q4_0's self-quantizing matmul.gemvq.q4_0.blocks
       const t = await measure(b, (k) => k === `matmul.gemv.${format}` || k === `matmul.gemvq.${format}.blocks`, ITERS, (i) => b.matmul(out, x, ws[i % copies]!));
       let quantXUs: number | undefined;
-      if (act === "int8") {
+      // q4_0 on the blocks layout quantizes x inside its GEMV: no quantization dispatch to price
+      const selfQuantizing = format === "q4_0" && b.q4Layout === "blocks" && b.quantizeInGemv;
+      if (act === "int8" && !selfQuantizing) {
         const fmt = format as "q8_0" | "q4_0";
         const blocks = inF / 32;
         const q = b.activation(1, inF) as GpuTensor, sx = b.activation(1, inF) as GpuTensor;
