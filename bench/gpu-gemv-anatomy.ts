@@ -16,7 +16,10 @@
  *   blocks), checked first against the f64 sum of its formula on 64 rows; `blocks-q`: the same GEMV
  *   quantizing f32 x itself into workgroup memory (the engine's default on that layout: no quantX dispatch);
  *   `cN`: on at most N workgroups, each quantizing x once and taking several row groups (x of one window);
- *   `wN`: x in one window of N blocks (quantWindow: all of x where workgroup memory allows).
+ *   `wN`: x in one window of N blocks (quantWindow: all of x where workgroup memory allows);
+ * - `gemv f16`: the engine's f16 GEMV (default variant) over f16 weights of the same shape, cycled the same
+ *   way: issue #5's "speedup over f16" anchor, timed as the q4_0 kernels are (`--calls 1`: one call a pass,
+ *   as gpu-quant times it).
  *
  *   node dist/bench/gpu-gemv-anatomy.js [--rows 8192] [--k 8192] [--calls 100] [--rounds 5] [--json FILE]
  *        [--dawn-flags enable-dawn-features=disable_robustness]
@@ -24,7 +27,7 @@
 import { parseArgs } from "node:util";
 import { writeFileSync } from "node:fs";
 import { openGpu, BufferUsage, COMPUTE_STAGE, MAP_READ_MODE } from "../src/backend/webgpu/device.js";
-import { gemvKernel } from "../src/backend/webgpu/kernels/matmul.js";
+import { chunkElems, gemvKernel, gemvRows, gemvVariant, gemvVariantName } from "../src/backend/webgpu/kernels/matmul.js";
 import { gemvI8Kernel, quantXBytes } from "../src/backend/webgpu/kernels/gemv-i8.js";
 import { QUANT_WINDOW, gemvBlocksI8Kernel, gemvBlocksQuantKernel, quantWindow, selfQuantGrid } from "../src/backend/webgpu/kernels/gemv-blocks.js";
 import { copyKernel, COPY_GROUP } from "../src/backend/webgpu/kernels/copy.js";
@@ -238,6 +241,25 @@ const gemvBlocksQuant = (R: number, U: number, cap = 0, whole = false): Case => 
   return { name: `blocks-q q4_0 R${R} U${U}${cap ? ` c${cap}` : ""}${whole ? ` w${window}` : ""}`, bytes: wBytes + scBytes, record: (pass, i) => { pass.setPipeline(p); pass.setBindGroup(0, blockQGroups[i % copies]!); pass.dispatchWorkgroups(groups); } };
 };
 
+// f16 weights (the engine's half-row tiles, kernels/matmul.ts; small positive halves), their own copies
+const f16Bytes = N * K * 2;
+const f16Copies = Math.max(1, Math.ceil((256 << 20) / f16Bytes));
+const f16Layout = layoutOf(["uniform", "read-only-storage", "read-only-storage", "storage"]);
+const f16Params = device.createBuffer({ size: 32, usage: BufferUsage.UNIFORM | BufferUsage.COPY_DST });
+{
+  const p = new Uint32Array(8);
+  p.set([N, K, K / chunkElems("f16"), 0, f16Bytes / N / 16, 0]); // the stride word counts vec4s
+  new Float32Array(p.buffer)[6] = 1;
+  device.queue.writeBuffer(f16Params, 0, p);
+}
+const gemvF16 = (): Case => {
+  const v = gemvVariant("f16", sg);
+  const p = pipe(gemvKernel("f16", "exact", sg, v.rowsPerTeam, v.split, v.unroll, v.pipeline, v.x).code, f16Layout);
+  const groups = N / gemvRows(sg, v.rowsPerTeam, v.split);
+  const bind = Array.from({ length: f16Copies }, (_, i) => device.createBindGroup({ layout: f16Layout, entries: [f16Params, x, filled(f16Bytes, 40 + i), out].map((buffer, binding) => ({ binding, resource: { buffer } })) }));
+  return { name: `gemv f16 ${gemvVariantName(v)}`, bytes: f16Bytes, record: (pass, i) => { pass.setPipeline(p); pass.setBindGroup(0, bind[i % f16Copies]!); pass.dispatchWorkgroups(Math.min(groups, 65535), Math.ceil(groups / 65535)); } };
+};
+
 const gemv = (R: number, S: number, U: number, l2 = false) =>
   gemvCase(`gemv q4_0 R${R} S${S} U${U}${l2 ? " l2" : ""}`, gemvKernel("q4_0", "exact", sg, R, S, U, false, "global").code, (8 / S) * R, l2);
 const cases: Case[] = [
@@ -251,6 +273,7 @@ const cases: Case[] = [
   ...[[1, 2], [2, 2], [4, 2], [4, 1], [8, 1]].map(([R, U]) => gemvBlocksQuant(R!, U!)),
   ...[132, 264, 528, 1056].flatMap((cap) => [gemvBlocksQuant(2, 2, cap), gemvBlocksQuant(1, 2, cap)]),
   ...(K / 32 > QUANT_WINDOW ? [0, 264, 512].flatMap((cap) => [gemvBlocksQuant(2, 2, cap, true), gemvBlocksQuant(1, 2, cap, true)]) : []),
+  gemvF16(),
 ];
 // the copy always runs: it is what "of copy" divides by
 const chosen = a.only ? cases.filter((c, i) => i === 0 || a.only!.split(",").some((o) => c.name.includes(o))) : cases;

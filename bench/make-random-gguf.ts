@@ -4,7 +4,7 @@
  * interleaved RoPE order, all llama.* keys, a SentencePiece vocabulary with byte fallback), so both
  * Frugal and llama.cpp load it.
  *
- *   node dist/bench/make-random-gguf.js --out FILE --type f16|q8_0|q4_0|f32 --dim D --layers L \
+ *   node dist/bench/make-random-gguf.js --out FILE --type f16|q8_0|q4_0|iq4_nl|f32 --dim D --layers L \
  *     --hidden H --heads N --kv-heads K --vocab V [--ctx 2048] [--seed 1] [--tied] [--fast]
  *
  * Weights are uniform with standard deviation 1/sqrt(fan-in), so every projection keeps activations
@@ -18,7 +18,7 @@ import { expectedShape, expectedTensorNames } from "../src/model/llama.js";
 import { isBlockDType as isDType, type BlockDType as DType } from "../src/tensor/dtype.js";
 import {
   type HfF32Tensor, ggufModelMetadata, ggufModelTensors, spmVocabMetadata, syntheticSpmVocab, writeGguf,
-  type GgufWriteTensor, encodeF32As,
+  type GgufWriteTensor, encodeF32As, meta,
 } from "../src/io/gguf-writer.js";
 import { ggufTensorName } from "../src/io/load-gguf.js";
 import { BLOCK, byteSize } from "../src/tensor/dtype.js";
@@ -53,6 +53,10 @@ export function randomTensor(name: string, shape: readonly number[], seed: numbe
   for (let i = 0; i < n; i++) out[i] = (next() * 2 - 1) * a;
   return out;
 }
+
+/** llama.cpp's numbers for IQ4_NL: its ggml tensor type and its whole-file type (general.file_type). */
+const GGML_TYPE_IQ4_NL = 20;
+const LLAMA_FTYPE_IQ4_NL = 25;
 
 /** Values in the block that --fast tiles; a multiple of every block format's 32 elements. */
 export const FAST_BLOCK_ELEMS = 1 << 20;
@@ -142,8 +146,12 @@ async function main(): Promise<void> {
     return n;
   };
   if (!values.out) throw new Error("--out FILE is required");
-  const dtype = values.type!;
-  if (!isDType(dtype) || dtype === "bf16") throw new Error(`--type must be f32, f16, q8_0 or q4_0, got ${dtype}`);
+  // iq4_nl: q4_0's bytes under llama.cpp's IQ4_NL type (the same 18-byte blocks of 32: an f16 scale and 16
+  // bytes of nibbles, read as indices into a fixed non-uniform table), so llama.cpp's cost for a 4-bit format
+  // decoded through a lookup can be timed against its q4_0 on the same shapes; Frugal does not read IQ4_NL
+  const iq4nl = values.type === "iq4_nl";
+  const dtype = iq4nl ? "q4_0" : values.type!;
+  if (!isDType(dtype) || dtype === "bf16") throw new Error(`--type must be f32, f16, q8_0, q4_0 or iq4_nl, got ${dtype}`);
   const config = randomLlamaConfig({
     dim: int("dim"), layers: int("layers"), hidden: int("hidden"), heads: int("heads"),
     kvHeads: int("kv-heads"), vocab: int("vocab"), ctx: int("ctx"), tied: values.tied!,
@@ -159,9 +167,10 @@ async function main(): Promise<void> {
   const vocab = syntheticSpmVocab(config.vocabSize);
   const metadata = { ...ggufModelMetadata(config, dtype as DType, "frugal-random"), ...spmVocabMetadata(vocab) };
   const t0 = performance.now();
-  await writeGguf(values.out, metadata, values.fast ? fastRandomTensors(config, dtype as DType, seed) : ggufModelTensors(config, tensors, dtype as DType));
+  const written = values.fast ? fastRandomTensors(config, dtype as DType, seed) : ggufModelTensors(config, tensors, dtype as DType);
+  await writeGguf(values.out, iq4nl ? { ...metadata, "general.file_type": meta.u32(LLAMA_FTYPE_IQ4_NL) } : metadata, iq4nl ? written.map((t) => (t.dtype === "q4_0" ? { ...t, ggmlTypeOverride: GGML_TYPE_IQ4_NL } : t)) : written);
   const size = (await stat(values.out)).size;
-  console.log(`${values.out}: ${dtype}, ${config.numLayers} layers of ${config.hiddenSize} (ffn ${config.intermediateSize}, ${config.numHeads}/${config.numKvHeads} heads), vocab ${config.vocabSize}: ${(size / 2 ** 20).toFixed(1)} MiB in ${((performance.now() - t0) / 1000).toFixed(1)} s`);
+  console.log(`${values.out}: ${values.type}, ${config.numLayers} layers of ${config.hiddenSize} (ffn ${config.intermediateSize}, ${config.numHeads}/${config.numKvHeads} heads), vocab ${config.vocabSize}: ${(size / 2 ** 20).toFixed(1)} MiB in ${((performance.now() - t0) / 1000).toFixed(1)} s`);
 }
 
 if (import.meta.url === `file://${process.argv[1]}`) {
