@@ -15,10 +15,10 @@ import { GpuWeight, Q4_LAYOUTS, uploadWeight, type GpuFormat, type Q4Layout } fr
 import { GpuSparseWeight, parseSparseGemvVariant, recordSparseMatmul, SPARSE_GEMV_DEFAULT, uploadSparse, type SparseGemvVariant } from "./sparse-weight.js";
 import { isSparseDType, type SparseDType } from "../../tensor/dtype.js";
 import { GEMV_I8_ROWS, GEMV_I8_UNROLL, gemvI8Kernel, type BlockFormat } from "./kernels/gemv-i8.js";
-import { gemmBlocksI8Kernel } from "./kernels/gemm-blocks.js";
+import { GEMM_I8_TILE, gemmBlocksI8Kernel } from "./kernels/gemm-blocks.js";
 import { GEMV_BLOCKS, GEMV_BLOCKS_QUANT, QUANT_WINDOW, QUANT_X_ONCE_GROUPS, gemvBlocksI8Kernel, gemvBlocksQuantKernel, quantWindow, selfQuantGrid } from "./kernels/gemv-blocks.js";
 import { QuantizedX, type ActivationPath } from "./quantized-x.js";
-import { gemmTile, type GemmMicro, GEMV_BATCH_ROWS_PER_TEAM, GEMV_MAX_BATCH, GEMV_ROWS_PER_TEAM, chunkElems, gemvBatchVariant, gemvRows, gemvSplit, gemmKernel, gemvKernel, gemvVariant, xMode, type GemvVariant } from "./kernels/matmul.js";
+import { GEMM_TILE, GEMV_BATCH_ROWS_PER_TEAM, GEMV_MAX_BATCH, GEMV_ROWS_PER_TEAM, chunkElems, gemvBatchVariant, gemvRows, gemvSplit, gemmKernel, gemvKernel, gemvVariant, xMode, type GemvVariant } from "./kernels/matmul.js";
 import { ELEMENTWISE_GROUP, addBiasKernel, addKernel, swigluKernel } from "./kernels/elementwise.js";
 import { normThreads, rmsnormKernel } from "./kernels/norm.js";
 import { ROPE_GROUP, ropeKernel } from "./kernels/rope.js";
@@ -178,8 +178,6 @@ export class WebGpuBackend implements Backend {
   quantWholeX = true;
   /** Whether q4_0 prefill (more rows than a batched GEMV takes) on int8 activations runs the int8 GEMM (kernels/gemm-blocks.ts) rather than the f32 one; benchmarks change it between runs. */
   int8Gemm = true;
-  /** Outputs a GEMM thread holds per side (matmul.ts GemmMicro: 4, 64 x 64 tiles; 8, 128 x 128); benchmarks change it between runs. */
-  gemmMicro: GemmMicro = 4;
   /** Whether normMatmulQkvRope runs (else it declines and the Llama forward takes normMatmulStacked + ropeKvWrite); benchmarks change it between runs. */
   fuseQkvRope = true;
   private readonly qx: QuantizedX;
@@ -769,17 +767,17 @@ export class WebGpuBackend implements Backend {
       } else if (this.int8Gemm && this.viaInt8(wt) && !wt.tiled) {
         // prefill on int8 x (kernels/gemm-blocks.ts): every row's blocks quantized at once, as planes
         const [xq, xs] = this.qx.of(xt.buf, n * K, "planes", this.recorder.dispatches, this.recorder.submissions);
-        const tiles = Math.ceil(part.rows / gemmTile(this.gemmMicro));
-        const rowTiles = Math.ceil(n / gemmTile(this.gemmMicro));
+        const tiles = Math.ceil(part.rows / GEMM_I8_TILE);
+        const rowTiles = Math.ceil(n / GEMM_I8_TILE);
         if (tiles > 65535 || rowTiles > 65535) throw new Error(`matmul ${wt.name}: too large for one dispatch`);
-        this.run(gemmBlocksI8Kernel(this.gemmMicro), [n, part.rows, wt.blocks, part.rowStart, o.cols, n * wt.blocks], [xq, xs, part.data, part.scales!, o.buf], [tiles, rowTiles]);
+        this.run(gemmBlocksI8Kernel(), [n, part.rows, wt.blocks, part.rowStart, o.cols, n * wt.blocks], [xq, xs, part.data, part.scales!, o.buf], [tiles, rowTiles]);
         this.qx.keep(this.recorder.dispatches);
       } else {
         const groups = wt.isBlock ? K / 8 : Math.ceil(K / 8);
-        const tiles = Math.ceil(part.rows / gemmTile(this.gemmMicro));
-        const rowTiles = Math.ceil(n / gemmTile(this.gemmMicro));
+        const tiles = Math.ceil(part.rows / GEMM_TILE);
+        const rowTiles = Math.ceil(n / GEMM_TILE);
         if (tiles > 65535 || rowTiles > 65535) throw new Error(`matmul ${wt.name}: too large for one dispatch`);
-        this.run(gemmKernel(wt.format, wt.tiled, this.gemmMicro), [n, part.rows, K, groups, part.rowStart, o.cols, wt.stride / 4, wt.blocks, f32bits(wt.mul)], bufs, [tiles, rowTiles]);
+        this.run(gemmKernel(wt.format, wt.tiled), [n, part.rows, K, groups, part.rowStart, o.cols, wt.stride / 4, wt.blocks, f32bits(wt.mul)], bufs, [tiles, rowTiles]);
       }
     }
   }

@@ -672,68 +672,27 @@ function weightBindings(format: DType, first: number): string {
 }
 
 /**
- * A GEMM thread's accumulators, one vec4 variable each (accIndex): arrays indexed in loops would be put in
- * local memory by the shader compilers, which made the 8 x 8 tile 1.8x slower than the 4 x 4 one.
+ * WGSL storing a 64 x 64 GEMM tile: thread (tx, ty) holds acc[i][j] of x row r0 + 4 ty + i and output
+ * feature o0 + 4 tx + j; rows past p.rows and features past p.n are dropped.
  */
-export function gemmAccumulators(M: GemmMicro, type = "vec4<f32>", name = "acc"): string {
-  return Array.from({ length: M * (M / 4) }, (_, a) => `var ${name}${a} = ${type}();`).join(" ");
-}
-
-/** The accumulator of x row 64 m + 4 ty + i and features 64 h + 4 tx + 0..3 (see gemmStore). */
-export const accIndex = (M: GemmMicro, m: number, i: number, h: number): number => (m * 4 + i) * (M / 4) + h;
-
-/**
- * WGSL storing a GEMM tile of 16·M x 16·M: thread (tx, ty) holds acc{accIndex(m, i, h)}[j] for x row
- * r0 + 64 m + 4 ty + i and output feature o0 + 64 h + 4 tx + j (m, h < M/4, i, j < 4), so that the inner
- * loops' workgroup-memory reads are one vec4 per 16 consecutive threads; rows past p.rows and features
- * past p.n are dropped.
- */
-export function gemmStore(M: GemmMicro): string {
-  const H = M / 4;
-  const rows: string[] = [];
-  for (let m = 0; m < H; m++) {
-    for (let i = 0; i < 4; i++) {
-      const stores = Array.from({ length: H }, (_, h) => `for (var j = 0u; j < 4u; j++) {
-      let o = o0 + ${64 * h}u + tx * 4u + j;
-      if (o < p.n) { out[r * p.outCols + p.o0 + o] = acc${accIndex(M, m, i, h)}[j]; }
-    }`).join("\n    ");
-      rows.push(`{
-    let r = r0 + ${64 * m + i}u + ty * 4u;
-    if (r < p.rows) {
-    ${stores}
+export const GEMM_STORE = /* wgsl */ `for (var i = 0u; i < 4u; i++) {
+    let r = r0 + ty * 4u + i;
+    if (r >= p.rows) { break; }
+    for (var j = 0u; j < 4u; j++) {
+      let o = o0 + tx * 4u + j;
+      if (o < p.n) { out[r * p.outCols + p.o0 + o] = acc[i][j]; }
     }
-  }`);
-    }
-  }
-  return rows.join("\n  ");
-}
+  }`;
+
+/** GEMM tile sizes: rows of x and output features per workgroup. */
+export const GEMM_TILE = 64;
 
 /**
- * Outputs a GEMM thread holds per side: 4 (4 x 4, 64 x 64 tiles) or 8 (8 x 8, 128 x 128 tiles: twice the
- * multiply-adds per workgroup-memory read, for the price of registers and of tiles that overhang small
- * matrices more). Either way each output sums its products in the same order, so the results are the same.
+ * The tiled GEMM kernel for a weight format. Params: rows, n (features of this part), k, groups (8-weight
+ * groups a row), o0, outCols, stride4, blocks. Grid: x over feature tiles, y over row tiles.
  */
-export type GemmMicro = 4 | 8;
-export const GEMM_MICROS: readonly GemmMicro[] = [4, 8];
-
-/** GEMM tile sizes: rows of x and output features per workgroup, for micro-tile M. */
-export const gemmTile = (M: GemmMicro): number => 16 * M;
-
-/**
- * The tiled GEMM kernel for a weight format, 16·M x rows by 16·M features a workgroup (gemmStore). Params:
- * rows, n (features of this part), k, groups (8-weight groups a row), o0, outCols, stride4, blocks. Grid:
- * x over feature tiles, y over row tiles.
- */
-export function gemmKernel(format: DType, tiled = true, M: GemmMicro = 4): Kernel {
-  if (!GEMM_MICROS.includes(M)) throw new Error(`GEMM micro-tile ${String(M)} is not one of ${GEMM_MICROS.join(", ")}`);
-  return memoKernel(`gemm.${format}${tiled ? "" : ".blocks"}${M === 4 ? "" : `.m${M}`}`, () => {
-    const T = 16 * M;
-    const H = M / 4;
-    // k a tile step: 8 values of x a thread either way, and 16 KiB of workgroup memory (WebGPU's default limit)
-    const KS = 2048 / T;
-    const rowsAt = Array.from({ length: H }, (_, m) => `let a${m} = xt[kk * ${T / 4}u + ${16 * m}u + ty];`).join(" ");
-    const featuresAt = Array.from({ length: H }, (_, h) => `let b${h} = wt[kk * ${T / 4}u + ${16 * h}u + tx];`).join(" ");
-    const fmas = Array.from({ length: H }, (_, m) => ["x", "y", "z", "w"].map((c, i) => Array.from({ length: H }, (_, h) => `acc${accIndex(M, m, i, h)} += a${m}.${c} * b${h};`).join(" ")).join("\n      ")).join("\n      ");
+export function gemmKernel(format: DType, tiled = true): Kernel {
+  return memoKernel(`gemm.${format}${tiled ? "" : ".blocks"}`, () => {
     const code = /* wgsl */ `
 struct P { rows: u32, n: u32, k: u32, groups: u32, o0: u32, outCols: u32, stride4: u32, blocks: u32, mul: f32 }
 @group(0) @binding(0) var<uniform> p: P;
@@ -742,47 +701,50 @@ ${weightBindings(format, 2)}
 @group(0) @binding(${hasScales(format) ? 4 : 3}) var<storage, read_write> out: array<f32>;
 ${DECODE_HELPERS}
 ${groupLoader(format, tiled)}
-// [k][row / 4] and [k][feature / 4]: the inner loop reads one vec4 of each a 64-row half
-var<workgroup> xt: array<vec4<f32>, ${(KS * T) / 4}>;
-var<workgroup> wt: array<vec4<f32>, ${(KS * T) / 4}>;
+// [k][row / 4] and [k][feature / 4]: the inner loop reads one vec4 of each
+var<workgroup> xt: array<vec4<f32>, 512>;
+var<workgroup> wt: array<vec4<f32>, 512>;
 
 @compute @workgroup_size(256)
 fn main(${ENTRY_ARGS}) {
-  let o0 = wid.x * ${T}u;
-  let r0 = wid.y * ${T}u;
+  let o0 = wid.x * 64u;
+  let r0 = wid.y * 64u;
   let tx = lid % 16u;
   let ty = lid / 16u;
-  // loading: thread lid brings 8 consecutive k of x row lid / ${KS / 8} and one weight group of feature lid / ${KS / 8}
-  let lr = lid / ${KS / 8}u;
-  let lk = (lid % ${KS / 8}u) * 8u;
-  ${gemmAccumulators(M)}
-  for (var k0 = 0u; k0 < p.k; k0 += ${KS}u) {
+  let lr = lid / 4u;
+  let lk = (lid % 4u) * 8u;
+  var acc: array<vec4<f32>, 4>;
+  for (var k0 = 0u; k0 < p.k; k0 += 32u) {
     let r = r0 + lr;
     for (var e = 0u; e < 8u; e++) {
       let k = k0 + lk + e;
       var v = 0.0;
       if (r < p.rows && k < p.k) { v = x[r * p.k + k]; }
-      xt[(lk + e) * ${T / 4}u + lr / 4u][lr % 4u] = v;
+      xt[(lk + e) * 16u + lr / 4u][lr % 4u] = v;
     }
     let o = o0 + lr;
     let g = (k0 + lk) / 8u;
     var wv = array<vec4<f32>, 2>(vec4<f32>(0.0), vec4<f32>(0.0));
     if (o < p.n && g < p.groups) { wv = load8(o, g); }
     for (var e = 0u; e < 4u; e++) {
-      wt[(lk + e) * ${T / 4}u + lr / 4u][lr % 4u] = wv[0][e];
-      wt[(lk + 4u + e) * ${T / 4}u + lr / 4u][lr % 4u] = wv[1][e];
+      wt[(lk + e) * 16u + lr / 4u][lr % 4u] = wv[0][e];
+      wt[(lk + 4u + e) * 16u + lr / 4u][lr % 4u] = wv[1][e];
     }
     workgroupBarrier();
-    for (var kk = 0u; kk < ${KS}u; kk++) {
-      ${rowsAt} ${featuresAt}
-      ${fmas}
+    for (var kk = 0u; kk < 32u; kk++) {
+      let a = xt[kk * 16u + ty];
+      let b = wt[kk * 16u + tx];
+      acc[0] += a.x * b;
+      acc[1] += a.y * b;
+      acc[2] += a.z * b;
+      acc[3] += a.w * b;
     }
     workgroupBarrier();
   }
-  ${gemmStore(M)}
+  ${GEMM_STORE}
 }`;
     return {
-      name: `matmul.gemm.${format}${M === 4 ? "" : `.m${M}`}`,
+      name: `matmul.gemm.${format}`,
       code,
       bindings: hasScales(format) ? ["read", "read", "read", "write"] : ["read", "read", "write"],
     };
