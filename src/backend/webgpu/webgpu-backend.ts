@@ -178,8 +178,6 @@ export class WebGpuBackend implements Backend {
   quantWholeX = true;
   /** Whether q4_0 prefill (more rows than a batched GEMV takes) on int8 activations runs the int8 GEMM (kernels/gemm-blocks.ts) rather than the f32 one; benchmarks change it between runs. */
   int8Gemm = true;
-  /** Whether the int8 GEMM loads its next K step while it multiplies this one (gemm-blocks.ts); benchmarks change it between runs. */
-  gemmPrefetch = false;
   /** Whether normMatmulQkvRope runs (else it declines and the Llama forward takes normMatmulStacked + ropeKvWrite); benchmarks change it between runs. */
   fuseQkvRope = true;
   private readonly qx: QuantizedX;
@@ -772,7 +770,7 @@ export class WebGpuBackend implements Backend {
         const tiles = Math.ceil(part.rows / GEMM_I8_TILE);
         const rowTiles = Math.ceil(n / GEMM_I8_TILE);
         if (tiles > 65535 || rowTiles > 65535) throw new Error(`matmul ${wt.name}: too large for one dispatch`);
-        this.run(gemmBlocksI8Kernel(this.gemmPrefetch), [n, part.rows, wt.blocks, part.rowStart, o.cols, n * wt.blocks], [xq, xs, part.data, part.scales!, o.buf], [tiles, rowTiles]);
+        this.run(gemmBlocksI8Kernel(), [n, part.rows, wt.blocks, part.rowStart, o.cols, n * wt.blocks], [xq, xs, part.data, part.scales!, o.buf], [tiles, rowTiles]);
         this.qx.keep(this.recorder.dispatches);
       } else {
         const groups = wt.isBlock ? K / 8 : Math.ceil(K / 8);

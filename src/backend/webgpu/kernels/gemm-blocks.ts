@@ -25,19 +25,9 @@ export const GEMM_I8_TILE = 64;
  * x (scale, sum) pairs, weight quants (u32), weight scales (f16 pairs, rows padded to 8 blocks), out.
  * Grid: [ceil(n / 64), ceil(rows / 64)].
  */
-export function gemmBlocksI8Kernel(prefetch = false): Kernel {
-  return memoKernel(`gemm.q4_0.blocks.i8${prefetch ? ".prefetch" : ""}`, () => {
+export function gemmBlocksI8Kernel(): Kernel {
+  return memoKernel("gemm.q4_0.blocks.i8", () => {
     const S = GEMM_I8_STEP;
-    const steps = Array.from({ length: S }, (_, j) => j);
-    // prefetch: the next step's global loads are issued before this step's products (into registers, then
-    // to workgroup memory at the next step), so the products hide their latency
-    const loop = prefetch
-      ? `${steps.map((j) => `var st${j} = fetch(${j}u);`).join(" ")}
-  for (var kb = 0u; kb < p.blocks; kb += ${S}u) {
-    ${steps.map((j) => `put(${j}u, st${j});`).join(" ")}
-    ${steps.map((j) => `st${j} = fetch(kb + ${S + j}u);`).join(" ")}`
-      : `for (var kb = 0u; kb < p.blocks; kb += ${S}u) {
-    for (var j = 0u; j < ${S}u; j++) { put(j, fetch(kb + j)); }`;
     const code = /* wgsl */ `
 struct P { rows: u32, n: u32, blocks: u32, o0: u32, outCols: u32, total: u32 }
 @group(0) @binding(0) var<uniform> p: P;
@@ -55,54 +45,47 @@ var<workgroup> wt: array<vec4<u32>, ${S * 8 * 16}>;
 var<workgroup> xst: array<vec2<f32>, ${S * 64}>;
 var<workgroup> wst: array<f32, ${S * 64}>;
 
-// loading: thread lid brings word lid % 4 of both planes (x) or of the nibbles (weight) for row lid / 4
-struct Staged { xa: u32, xb: u32, xs: vec2<f32>, q: u32, d: f32 }
-var<private> lr: u32;
-var<private> part: u32;
-var<private> r: u32;
-var<private> o: u32;
-
-// block b's words of x row r and weight row o (zeros past the edges)
-fn fetch(b: u32) -> Staged {
-  var st = Staged(0u, 0u, vec2<f32>(0.0), 0u, 0.0);
-  if (r < p.rows && b < p.blocks) {
-    let g = r * p.blocks + b;
-    st.xa = xq[g][part];
-    st.xb = xq[p.total + g][part];
-    st.xs = xs[g];
-  }
-  if (o < p.n && b < p.blocks) {
-    st.q = w[(o * p.blocks + b) * 4u + part];
-    st.d = wscale(o * ((p.blocks + 7u) & ~7u) + b);
-  }
-  return st;
-}
-
-// stores step block j in workgroup memory
-fn put(j: u32, st: Staged) {
-  xt[(j * 8u + part) * 16u + lr / 4u][lr % 4u] = st.xa;
-  xt[(j * 8u + part + 4u) * 16u + lr / 4u][lr % 4u] = st.xb;
-  // byte i of a q4_0 block: element i low, i + 16 high; word part holds elements 4 part.. (low) and 16 + 4 part.. (high)
-  wt[(j * 8u + part) * 16u + lr / 4u][lr % 4u] = st.q & 0x0f0f0f0fu;
-  wt[(j * 8u + part + 4u) * 16u + lr / 4u][lr % 4u] = (st.q >> 4u) & 0x0f0f0f0fu;
-  if (part == 0u) {
-    xst[j * 64u + lr] = st.xs;
-    wst[j * 64u + lr] = st.d;
-  }
-}
-
 @compute @workgroup_size(256)
 fn main(${ENTRY_ARGS}) {
   let o0 = wid.x * 64u;
   let r0 = wid.y * 64u;
   let tx = lid % 16u;
   let ty = lid / 16u;
-  lr = lid / 4u;
-  part = lid % 4u;
-  r = r0 + lr;
-  o = o0 + lr;
+  // loading: thread lid brings word lid % 4 of both planes (x) or of the nibbles (weight) for row lid / 4
+  let lr = lid / 4u;
+  let part = lid % 4u;
+  let r = r0 + lr;
+  let o = o0 + lr;
+  let srow = (p.blocks + 7u) & ~7u;
   var acc: array<vec4<f32>, 4>;
-  ${loop}
+  for (var kb = 0u; kb < p.blocks; kb += ${S}u) {
+    for (var j = 0u; j < ${S}u; j++) {
+      let b = kb + j;
+      var xa = 0u;
+      var xb = 0u;
+      var xsv = vec2<f32>(0.0);
+      if (r < p.rows && b < p.blocks) {
+        let g = r * p.blocks + b;
+        xa = xq[g][part];
+        xb = xq[p.total + g][part];
+        xsv = xs[g];
+      }
+      xt[(j * 8u + part) * 16u + lr / 4u][lr % 4u] = xa;
+      xt[(j * 8u + part + 4u) * 16u + lr / 4u][lr % 4u] = xb;
+      var q = 0u;
+      var d = 0.0;
+      if (o < p.n && b < p.blocks) {
+        q = w[(o * p.blocks + b) * 4u + part];
+        d = wscale(o * srow + b);
+      }
+      // byte i of a q4_0 block: element i low, i + 16 high; word part holds elements 4 part.. (low) and 16 + 4 part.. (high)
+      wt[(j * 8u + part) * 16u + lr / 4u][lr % 4u] = q & 0x0f0f0f0fu;
+      wt[(j * 8u + part + 4u) * 16u + lr / 4u][lr % 4u] = (q >> 4u) & 0x0f0f0f0fu;
+      if (part == 0u) {
+        xst[j * 64u + lr] = xsv;
+        wst[j * 64u + lr] = d;
+      }
+    }
     workgroupBarrier();
     for (var j = 0u; j < ${S}u; j++) {
       // an explicit initializer: a declaration alone was not zeroed again each iteration on SwiftShader
@@ -124,6 +107,6 @@ fn main(${ENTRY_ARGS}) {
   }
   ${GEMM_STORE}
 }`;
-    return { name: `matmul.gemm.q4_0.blocks.i8${prefetch ? ".prefetch" : ""}`, code, bindings: ["read", "read", "read", "read", "write"] };
+    return { name: "matmul.gemm.q4_0.blocks.i8", code, bindings: ["read", "read", "read", "read", "write"] };
   });
 }
