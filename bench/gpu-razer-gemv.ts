@@ -13,6 +13,10 @@
  *   group, int8 x; decoders swar, swar-sum, 2c, lut), on an already quantized x and Gaussian weights the
  *   engine quantized (16 rows repeated: the lut decoder's speed depends on which codes occur); `razer swar R1 S1 U2` is the
  *   kernel the backend runs under RaZeR's opt-in "runs-i8" GEMV decode variant;
+ * - probes (wrong results, not checked; what a piece of the RaZeR kernel costs): `razer 2c mask-probe`
+ *   is the 2c kernel with its decoder replaced by q4_0's (one mask a word, no special value), so it keeps
+ *   RaZeR's layout, group scales and special-value words; `q4_0 blocks-i8 2c-probe` is q4_0's kernel with
+ *   its mask replaced by the 2c decoder (special value fixed at 5), so it keeps q4_0's layout and scales;
  * - `x quant ...`: the dispatch that quantizes x for the int8-x kernels (once per x, shared by the
  *   matmuls that read the same x): q4_0's tile order (kernels/gemv-i8.ts), and the planes of the
  *   lane kernels (kernels/lane-blocks.ts). No weights: their "read %", GB/s and ratio are not printed.
@@ -26,7 +30,9 @@
  * those bytes, and "vs q4_0" = q4_0 f32-x µs / the kernel's µs (above 1: faster than q4_0's production GEMV).
  *
  *   node dist/bench/gpu-razer-gemv.js [--shapes 8192x8192,14336x4096,4096x14336] [--repeats 5]
- *        [--calls 100] [--json FILE] [--check-only] [--dawn-flags ...]
+ *        [--calls 100] [--json FILE] [--check-only] [--only NAME,NAME] [--dawn-flags ...]
+ *   (--only: the cases whose names contain one of the strings, plus the loads probes and q4_0 f32-x,
+ *   which the ratios need)
  */
 import { parseArgs } from "node:util";
 import { writeFileSync } from "node:fs";
@@ -40,11 +46,43 @@ import { blockI8Kernel, laneBlocksRows, razerLaneKernel, razerRunsLayout, RAZER_
 import { quantFormat } from "../src/quant/formats.js";
 import { checkBlocksQ4, checkRazerLanes } from "./lane-blocks-check.js";
 
+// the probes' decoders: q4_0's mask in RaZeR's rz_run signature, and the 2c decoder (special value 5,
+// doubled: 10) in q4_0's bdot signature
+const Q4_RUN = /* wgsl */ `fn rz_run(q: vec4<u32>, a: vec4<u32>, b: vec4<u32>, sv: u32) -> i32 {
+  let m = 0x0F0F0F0Fu;
+  return dot4I8Packed(q.x & m, a.x) + dot4I8Packed(q.y & m, a.y) + dot4I8Packed(q.z & m, a.z) + dot4I8Packed(q.w & m, a.w)
+       + dot4I8Packed((q.x >> 4u) & m, b.x) + dot4I8Packed((q.y >> 4u) & m, b.y) + dot4I8Packed((q.z >> 4u) & m, b.z) + dot4I8Packed((q.w >> 4u) & m, b.w);
+}`;
+const RAZER_2C_AS_BDOT = /* wgsl */ `fn rz_mag(m: u32) -> u32 {
+  let r = m & (((m >> 2u) & 0x01010101u) * 3u);
+  return m + r + (((r >> 1u) & r) << 1u);
+}
+fn rz_word(c: u32, x: u32, sv: u32) -> i32 {
+  let m = c & 0x07070707u;
+  let s = (c >> 3u) & 0x01010101u;
+  let neg = s & (((m + 0x07070707u) & 0x08080808u) >> 3u);
+  let v = rz_mag(m) + (s ^ neg) * sv;
+  return dot4I8Packed((v ^ (neg * 0xFFu)) + neg, x);
+}
+fn bdot(q: vec4<u32>, a: vec4<u32>, b: vec4<u32>) -> i32 {
+  let m = 0x0F0F0F0Fu;
+  let sv = 10u;
+  return rz_word(q.x & m, a.x, sv) + rz_word(q.y & m, a.y, sv) + rz_word(q.z & m, a.z, sv) + rz_word(q.w & m, a.w, sv)
+       + rz_word((q.x >> 4u) & m, b.x, sv) + rz_word((q.y >> 4u) & m, b.y, sv) + rz_word((q.z >> 4u) & m, b.z, sv) + rz_word((q.w >> 4u) & m, b.w, sv);
+}`;
+/** `code` with the function that starts at `head` (up to its closing line "}") replaced by `fn`. */
+function withDecoder(code: string, head: string, fn: string): string {
+  const at = code.indexOf(head);
+  const end = code.indexOf("\n}", at);
+  if (at < 0 || end < 0) throw new Error(`probe: no "${head}" in the kernel`);
+  return code.slice(0, at) + fn + code.slice(end + 2);
+}
+
 const { values: a } = parseArgs({
   options: {
     shapes: { type: "string", default: "8192x8192,14336x4096,4096x14336" },
     repeats: { type: "string", default: "5" }, calls: { type: "string", default: "100" },
-    json: { type: "string" }, "check-only": { type: "boolean", default: false }, "dawn-flags": { type: "string", default: "" },
+    json: { type: "string" }, "check-only": { type: "boolean", default: false }, only: { type: "string" }, "dawn-flags": { type: "string", default: "" },
   },
 });
 const SHAPES = a.shapes.split(",").map((s) => {
@@ -222,9 +260,11 @@ async function timeShape(N: number, K: number): Promise<Row[]> {
     mk(`razer f32-x ${gemvDecodeOf("razer")} (production)`, rzBytes, gemvKernel("razer", "exact", sg).code, gemvLayout, rzGemv, gemvRows(sg, rzv.rowsPerTeam, rzv.split)),
     ...RAZER_LANE_VARIANTS.flatMap((v) => [[1, 1, 2], [2, 2, 2], [2, 1, 4], [4, 2, 1]].map(([R, S, U]) =>
       mk(`razer ${v} R${R} S${S} U${U}`, rzBytes, razerLaneKernel(v, R!, S!, U!, subgroups), i8Layout, rzLanes.get(v)!, laneBlocksRows(R!, S!)))),
+    ...[[2, 2, 2], [4, 2, 1]].map(([R, S, U]) => mk(`razer 2c mask-probe R${R} S${S} U${U}`, rzBytes, withDecoder(razerLaneKernel("2c", R!, S!, U!, subgroups), "fn rz_run(", Q4_RUN), i8Layout, rzLanes.get("2c")!, laneBlocksRows(R!, S!))),
+    ...[[2, 2, 2], [2, 1, 4]].map(([R, S, U]) => mk(`q4_0 blocks-i8 2c-probe R${R} S${S} U${U}`, q4Bytes, withDecoder(blockI8Kernel(R!, S!, U!, subgroups), "fn bdot(", RAZER_2C_AS_BDOT), i8Layout, q4Blocks, laneBlocksRows(R!, S!))),
     quantCase("x quant q4_0 tiles (per x)", quantXKernel("q4_0").code, [blocks, Math.floor(blocks / TILE_BLOCKS.q4_0)], Math.ceil(blocks / QUANT_X_BLOCKS)),
     quantCase("x quant planes (per x)", quantXBlocksKernel().code, [blocks], Math.ceil(blocks / QUANT_X_BLOCKS)),
-  ];
+  ].filter((c) => !a.only || c.name.startsWith("loads ") || c.name === PRODUCTION_Q4 || a.only.split(",").some((o) => c.name.includes(o)));
   const time = async (c: Case) => (await timedPass(device, (pass) => { for (let i = 0; i < CALLS; i++) c.record(pass, i); })).gpuNs / 1e3 / CALLS;
   // warm-up: every case twice (pipelines, clocks), then interleaved rounds
   for (let w = 0; w < 2; w++) for (const c of cases) await time(c);
