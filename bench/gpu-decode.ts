@@ -8,7 +8,7 @@
  *        [--shape-custom dim,layers,ffn,heads,kvheads,vocab[,tied]] [--prompt 512] [--long-prompt 4096]
  *        [--decode 64] [--warmup 4] [--repeats 3] [--dir bench/.models] [--skip-anchor] [--flash-attn]
  *        [--anchor-gpu vulkan|cuda|false] [--anchor-timeout 600] [--profile] [--copy-mib 512] [--out FILE.json] [--md FILE.md] [--svg FILE.svg]
- *        [--activations f32|int8] [--q4-layout tiles|blocks] [--quant-once-groups N] [--quant-whole-x 0|1] [--int8-gemm 0|1] [--qkv-rope 0|1] [--dawn-flags enable-dawn-features=skip_validation]
+ *        [--activations f32|int8] [--q4-layout tiles|blocks] [--quant-once-groups N] [--quant-whole-x 0|1] [--int8-gemm 0|1] [--prefill-attention 0|1] [--qkv-rope 0|1] [--dawn-flags enable-dawn-features=skip_validation]
  *   node dist/bench/gpu-decode.js --from-json A.json[,B.json] [--md FILE.md] [--svg FILE.svg]   # render saved runs
  *
  * Decode: after a prefill of --prompt tokens, --warmup untimed greedy steps, then --decode timed ones
@@ -122,7 +122,7 @@ const { values: a } = parseArgs({
     "q4-layout": { type: "string" },
     "quant-once-groups": { type: "string" },
     "quant-whole-x": { type: "string" },
-    "int8-gemm": { type: "string" },
+    "int8-gemm": { type: "string" }, "prefill-attention": { type: "string" },
     "qkv-rope": { type: "string" },
     "copy-mib": { type: "string", default: "512" },
     out: { type: "string" },
@@ -204,6 +204,7 @@ async function frugal(file: string, format: DType, contextSize: number, o: Setti
   if (a["quant-once-groups"] !== undefined) backend.quantOnceGroups = Number(a["quant-once-groups"]);
   if (a["quant-whole-x"] !== undefined) backend.quantWholeX = a["quant-whole-x"] !== "0";
   if (a["int8-gemm"] !== undefined) backend.int8Gemm = a["int8-gemm"] !== "0";
+  if (a["prefill-attention"] !== undefined) backend.prefillAttention = a["prefill-attention"] !== "0";
   if (a["qkv-rope"] !== undefined) backend.fuseQkvRope = a["qkv-rope"] !== "0";
   const t0 = ms();
   const model = await loadModel(file, { backend, contextLength: contextSize }).catch((e: Error) => {

@@ -16,6 +16,7 @@ import { GpuSparseWeight, parseSparseGemvVariant, recordSparseMatmul, SPARSE_GEM
 import { isSparseDType, type SparseDType } from "../../tensor/dtype.js";
 import { GEMV_I8_ROWS, GEMV_I8_UNROLL, gemvI8Kernel, type BlockFormat } from "./kernels/gemv-i8.js";
 import { GEMM_I8_TILE, gemmBlocksI8Kernel } from "./kernels/gemm-blocks.js";
+import { PREFILL_ROWS, prefillAttentionFits, prefillAttentionKernel } from "./kernels/attention-prefill.js";
 import { GEMV_BLOCKS, GEMV_BLOCKS_QUANT, QUANT_WINDOW, QUANT_X_ONCE_GROUPS, gemvBlocksI8Kernel, gemvBlocksQuantKernel, quantWindow, selfQuantGrid } from "./kernels/gemv-blocks.js";
 import { QuantizedX, type ActivationPath } from "./quantized-x.js";
 import { GEMM_TILE, GEMV_BATCH_ROWS_PER_TEAM, GEMV_MAX_BATCH, GEMV_ROWS_PER_TEAM, chunkElems, gemvBatchVariant, gemvRows, gemvSplit, gemmKernel, gemvKernel, gemvVariant, xMode, type GemvVariant } from "./kernels/matmul.js";
@@ -178,6 +179,8 @@ export class WebGpuBackend implements Backend {
   quantWholeX = true;
   /** Whether q4_0 prefill (more rows than a batched GEMV takes) on int8 activations runs the int8 GEMM (kernels/gemm-blocks.ts) rather than the f32 one; benchmarks change it between runs. */
   int8Gemm = true;
+  /** Whether prompts of PREFILL_ROWS or more rows take the tiled prefill attention (kernels/attention-prefill.ts); benchmarks change it between runs. */
+  prefillAttention = true;
   /** Whether normMatmulQkvRope runs (else it declines and the Llama forward takes normMatmulStacked + ropeKvWrite); benchmarks change it between runs. */
   fuseQkvRope = true;
   private readonly qx: QuantizedX;
@@ -851,6 +854,12 @@ export class WebGpuBackend implements Backend {
     }
     if (pos0 + rows > c.capacity) throw new Error(`attention: positions up to ${pos0 + rows} exceed the cache's ${c.capacity}`);
     if (o.buf === qt.buf) throw new Error("attention: the output may not share storage with q");
+    if (this.prefillAttention && rows >= PREFILL_ROWS && !window && c.format === "f32" && prefillAttentionFits(d)) {
+      const sg = this.gpu.subgroups && this.gpu.subgroupMinSize >= 8;
+      const k = prefillAttentionKernel(d, sg);
+      this.run(k, [rows, heads, heads / c.kvHeads, c.kvHeads * d, qt.cols, o.cols, pos0, f32bits(1 / Math.sqrt(d))], [o.buf, qt.buf, c.k[layer]!, c.v[layer]!], [Math.ceil(rows / PREFILL_ROWS), heads]);
+      return;
+    }
     const maxLen = pos0 + rows;
     const splits = attentionSplits(rows, heads, maxLen);
     const span = Math.ceil(maxLen / splits);

@@ -1,0 +1,84 @@
+/**
+ * The tiled prefill attention (kernels/attention-prefill.ts) against the f64 causal GQA softmax computed
+ * here, and against the per-row kernel it replaces for long prompts (kernels/attention.ts), with subgroup
+ * and workgroup-memory score sums: head widths 32, 64, 96 and 128, prompts from position 0 and after a
+ * cached prefix, row counts that leave a partial tile of rows, and positions past a tile of keys.
+ */
+import { after, test } from "node:test";
+import assert from "node:assert/strict";
+import type { WebGpuBackend } from "../../../src/backend/webgpu/webgpu-backend.js";
+import { PREFILL_ROWS } from "../../../src/backend/webgpu/kernels/attention-prefill.js";
+import { Rng, openOrSkip, randoms, tensorOf } from "./helpers.js";
+
+const { gpu, reason } = await openOrSkip();
+const noSubgroups = gpu ? await openOrSkip({ subgroups: false }) : { gpu: undefined, reason };
+after(() => {
+  gpu?.dispose();
+  noSubgroups.gpu?.dispose();
+});
+
+/** out[r][h] = Σ_j softmax_j(q·k_j / √d) v_j over positions j <= pos0 + r of kv head h / (heads / kvHeads), in f64. */
+function reference(q: Float32Array, k: Float32Array, v: Float32Array, rows: number, pos0: number, heads: number, kvHeads: number, d: number): Float64Array {
+  const out = new Float64Array(rows * heads * d);
+  const width = kvHeads * d;
+  for (let r = 0; r < rows; r++) {
+    for (let h = 0; h < heads; h++) {
+      const kv = Math.floor(h / (heads / kvHeads)) * d;
+      const n = pos0 + r + 1;
+      const s = new Float64Array(n);
+      for (let j = 0; j < n; j++) {
+        let dot = 0;
+        for (let i = 0; i < d; i++) dot += q[(r * heads + h) * d + i]! * k[j * width + kv + i]!;
+        s[j] = dot / Math.sqrt(d);
+      }
+      const m = Math.max(...s);
+      let sum = 0;
+      for (let j = 0; j < n; j++) sum += (s[j] = Math.exp(s[j]! - m));
+      for (let j = 0; j < n; j++) for (let i = 0; i < d; i++) out[(r * heads + h) * d + i] += (s[j]! / sum) * v[j * width + kv + i]!;
+    }
+  }
+  return out;
+}
+
+async function attend(g: WebGpuBackend, tiled: boolean, q: Float32Array, k: Float32Array, v: Float32Array, rows: number, pos0: number, heads: number, kvHeads: number, d: number): Promise<{ out: Float32Array; dispatches: number }> {
+  const width = kvHeads * d;
+  const cache = g.kvCache(1, kvHeads, d, pos0 + rows + 3);
+  g.kvWrite(cache, 0, tensorOf(g, pos0 + rows, width, k), tensorOf(g, pos0 + rows, width, v), 0);
+  const qt = tensorOf(g, rows, heads * d, q);
+  const out = g.activation(rows, heads * d);
+  g.prefillAttention = tiled;
+  try {
+    const before = g.recorder.dispatches;
+    g.attention(out, qt, cache, 0, pos0, heads);
+    const dispatches = g.recorder.dispatches - before;
+    return { out: await g.read(out), dispatches };
+  } finally {
+    g.prefillAttention = true;
+  }
+}
+
+test("prefill attention: the tiled kernel matches the f64 softmax and the per-row kernel", { skip: !gpu && reason }, async () => {
+  const rng = new Rng(17);
+  const [heads, kvHeads] = [4, 2];
+  for (const g of [gpu!, noSubgroups.gpu!]) {
+    const what0 = `subgroups ${g.gpu.subgroups ? g.gpu.subgroupMinSize : "off"}`;
+    for (const [d, rows, pos0] of [[64, 70, 0], [128, 33, 37], [32, 40, 5], [96, PREFILL_ROWS, 16]] as const) {
+      const what = `${what0}, d=${d} rows=${rows} pos0=${pos0}`;
+      const n = (pos0 + rows) * kvHeads * d;
+      // keys scaled up so that the softmax is peaked and the running max changes between tiles
+      const [k, v, q] = [randoms(n, rng, 3), randoms(n, rng), randoms(rows * heads * d, rng)];
+      const want = reference(q, k, v, rows, pos0, heads, kvHeads, d);
+      const tiled = await attend(g, true, q, k, v, rows, pos0, heads, kvHeads, d);
+      const perRow = await attend(g, false, q, k, v, rows, pos0, heads, kvHeads, d);
+      assert.equal(tiled.dispatches, 1, `${what}: one dispatch`);
+      assert.equal(perRow.dispatches, 2, `${what}: the per-row kernel and its combine`);
+      let worst = 0;
+      for (let i = 0; i < want.length; i++) {
+        const tol = 1e-5 * (1 + Math.abs(want[i]!));
+        assert.ok(Math.abs(tiled.out[i]! - want[i]!) <= tol, `${what}: element ${i}: ${tiled.out[i]}, f64 ${want[i]}`);
+        worst = Math.max(worst, Math.abs(tiled.out[i]! - perRow.out[i]!));
+      }
+      assert.ok(worst <= 2e-5, `${what}: tiled and per-row kernels differ by ${worst}`);
+    }
+  }
+});
