@@ -45,6 +45,7 @@ import { timedPass } from "./gpu-timing.js";
 import { blockI8Kernel, laneBlocksRows, razerLaneKernel, razerRunsLayout, RAZER_LANE_VARIANTS, type RazerLaneVariant } from "./lane-blocks.js";
 import { quantFormat } from "../src/quant/formats.js";
 import { checkBlocksQ4, checkRazerLanes } from "./lane-blocks-check.js";
+import { RAZER_WORD } from "../src/backend/webgpu/kernels/lane-blocks.js";
 
 // the probes' decoders: q4_0's mask in RaZeR's rz_run signature, and the 2c decoder (special value 5,
 // doubled: 10) in q4_0's bdot signature
@@ -53,23 +54,8 @@ const Q4_RUN = /* wgsl */ `fn rz_run(q: vec4<u32>, a: vec4<u32>, b: vec4<u32>, s
   return dot4I8Packed(q.x & m, a.x) + dot4I8Packed(q.y & m, a.y) + dot4I8Packed(q.z & m, a.z) + dot4I8Packed(q.w & m, a.w)
        + dot4I8Packed((q.x >> 4u) & m, b.x) + dot4I8Packed((q.y >> 4u) & m, b.y) + dot4I8Packed((q.z >> 4u) & m, b.z) + dot4I8Packed((q.w >> 4u) & m, b.w);
 }`;
-const RAZER_2C_AS_BDOT = /* wgsl */ `fn rz_mag(m: u32) -> u32 {
-  let r = m & (((m >> 2u) & 0x01010101u) * 3u);
-  return m + r + (((r >> 1u) & r) << 1u);
-}
-fn rz_word(c: u32, x: u32, sv: u32) -> i32 {
-  let m = c & 0x07070707u;
-  let s = (c >> 3u) & 0x01010101u;
-  let neg = s & (((m + 0x07070707u) & 0x08080808u) >> 3u);
-  let v = rz_mag(m) + (s ^ neg) * sv;
-  return dot4I8Packed((v ^ (neg * 0xFFu)) + neg, x);
-}
-fn bdot(q: vec4<u32>, a: vec4<u32>, b: vec4<u32>) -> i32 {
-  let m = 0x0F0F0F0Fu;
-  let sv = 10u;
-  return rz_word(q.x & m, a.x, sv) + rz_word(q.y & m, a.y, sv) + rz_word(q.z & m, a.z, sv) + rz_word(q.w & m, a.w, sv)
-       + rz_word((q.x >> 4u) & m, b.x, sv) + rz_word((q.y >> 4u) & m, b.y, sv) + rz_word((q.z >> 4u) & m, b.z, sv) + rz_word((q.w >> 4u) & m, b.w, sv);
-}`;
+const RAZER_2C_AS_BDOT = `${RAZER_WORD["2c"]}
+fn bdot(q: vec4<u32>, a: vec4<u32>, b: vec4<u32>) -> i32 { return rz_run(q, a, b, 10u); }`;
 /** `code` with the function that starts at `head` (up to its closing line "}") replaced by `fn`. */
 function withDecoder(code: string, head: string, fn: string): string {
   const at = code.indexOf(head);

@@ -130,7 +130,8 @@ fn rz_mag(m: u32) -> u32 {
   return m + r + (((r >> 1u) & r) << 1u);
 }`;
 
-const RAZER_WORD: Record<RazerLaneVariant, string> = {
+/** Each decoder's WGSL: rz_run(q, a, b, sv), a run's integer sum, and its helpers. */
+export const RAZER_WORD: Record<RazerLaneVariant, string> = {
   // sv: the byte of 2·sv (two's complement); one's complement sign, corrected with the sentinel term
   swar: /* wgsl */ `${MAG}
 fn rz_word(c: u32, x: u32, sv: u32) -> i32 {
