@@ -179,7 +179,7 @@ export class WebGpuBackend implements Backend {
   quantWholeX = true;
   /** Whether q4_0 prefill (more rows than a batched GEMV takes) on int8 activations runs the int8 GEMM (kernels/gemm-blocks.ts) rather than the f32 one; benchmarks change it between runs. */
   int8Gemm = true;
-  /** Whether prompts of PREFILL_ROWS or more rows take the tiled prefill attention (kernels/attention-prefill.ts); benchmarks change it between runs. */
+  /** Whether prompts of PREFILL_ROWS or more rows take the tiled prefill attention (kernels/attention-prefill.ts; any KV format, not windowed); benchmarks change it between runs. */
   prefillAttention = true;
   /** Whether normMatmulQkvRope runs (else it declines and the Llama forward takes normMatmulStacked + ropeKvWrite); benchmarks change it between runs. */
   fuseQkvRope = true;
@@ -854,10 +854,11 @@ export class WebGpuBackend implements Backend {
     }
     if (pos0 + rows > c.capacity) throw new Error(`attention: positions up to ${pos0 + rows} exceed the cache's ${c.capacity}`);
     if (o.buf === qt.buf) throw new Error("attention: the output may not share storage with q");
-    if (this.prefillAttention && rows >= PREFILL_ROWS && !window && c.format === "f32" && prefillAttentionFits(d)) {
+    const kv = c.format !== "f32" ? [c.k[layer]!, c.kScales[layer]!, c.v[layer]!, c.vScales[layer]!] : [c.k[layer]!, c.v[layer]!];
+    if (this.prefillAttention && rows >= PREFILL_ROWS && !window && prefillAttentionFits(d)) {
       const sg = this.gpu.subgroups && this.gpu.subgroupMinSize >= 8;
-      const k = prefillAttentionKernel(d, sg);
-      this.run(k, [rows, heads, heads / c.kvHeads, c.kvHeads * d, qt.cols, o.cols, pos0, f32bits(1 / Math.sqrt(d))], [o.buf, qt.buf, c.k[layer]!, c.v[layer]!], [Math.ceil(rows / PREFILL_ROWS), heads]);
+      const k = prefillAttentionKernel(d, sg, c.format);
+      this.run(k, [rows, heads, heads / c.kvHeads, c.kvHeads * d, qt.cols, o.cols, pos0, f32bits(1 / Math.sqrt(d))], [o.buf, qt.buf, ...kv], [Math.ceil(rows / PREFILL_ROWS), heads]);
       return;
     }
     const maxLen = pos0 + rows;
@@ -865,7 +866,6 @@ export class WebGpuBackend implements Backend {
     const span = Math.ceil(maxLen / splits);
     const partial = this.scratchFor(rows * heads * splits * partialStride(d) * 4);
     const items = rows * heads * splits;
-    const kv = c.format !== "f32" ? [c.k[layer]!, c.kScales[layer]!, c.v[layer]!, c.vScales[layer]!] : [c.k[layer]!, c.v[layer]!];
     const extra = window ? [window.sinks, window.shift] : [];
     this.run(
       attentionPartialKernel(d, c.format, window !== undefined),

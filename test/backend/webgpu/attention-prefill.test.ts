@@ -2,12 +2,14 @@
  * The tiled prefill attention (kernels/attention-prefill.ts) against the f64 causal GQA softmax computed
  * here, and against the per-row kernel it replaces for long prompts (kernels/attention.ts), with subgroup
  * and workgroup-memory score sums: head widths 32, 64, 96 and 128, prompts from position 0 and after a
- * cached prefix, row counts that leave a partial tile of rows, and positions past a tile of keys.
+ * cached prefix, row counts that leave a partial tile of rows, and positions past a tile of keys. On the
+ * quantized caches both kernels dequantize the same codes, so the tiled one must match the per-row one.
  */
 import { after, test } from "node:test";
 import assert from "node:assert/strict";
 import type { WebGpuBackend } from "../../../src/backend/webgpu/webgpu-backend.js";
 import { PREFILL_ROWS } from "../../../src/backend/webgpu/kernels/attention-prefill.js";
+import type { GpuKvFormat } from "../../../src/backend/webgpu/kernels/kv.js";
 import { Rng, openOrSkip, randoms, tensorOf } from "./helpers.js";
 
 const { gpu, reason } = await openOrSkip();
@@ -40,9 +42,9 @@ function reference(q: Float32Array, k: Float32Array, v: Float32Array, rows: numb
   return out;
 }
 
-async function attend(g: WebGpuBackend, tiled: boolean, q: Float32Array, k: Float32Array, v: Float32Array, rows: number, pos0: number, heads: number, kvHeads: number, d: number): Promise<{ out: Float32Array; dispatches: number }> {
+async function attend(g: WebGpuBackend, tiled: boolean, q: Float32Array, k: Float32Array, v: Float32Array, rows: number, pos0: number, heads: number, kvHeads: number, d: number, format: GpuKvFormat = "f32"): Promise<{ out: Float32Array; dispatches: number }> {
   const width = kvHeads * d;
-  const cache = g.kvCache(1, kvHeads, d, pos0 + rows + 3);
+  const cache = g.kvCache(1, kvHeads, d, pos0 + rows + 3, format);
   g.kvWrite(cache, 0, tensorOf(g, pos0 + rows, width, k), tensorOf(g, pos0 + rows, width, v), 0);
   const qt = tensorOf(g, rows, heads * d, q);
   const out = g.activation(rows, heads * d);
@@ -79,6 +81,25 @@ test("prefill attention: the tiled kernel matches the f64 softmax and the per-ro
         worst = Math.max(worst, Math.abs(tiled.out[i]! - perRow.out[i]!));
       }
       assert.ok(worst <= 2e-5, `${what}: tiled and per-row kernels differ by ${worst}`);
+    }
+  }
+});
+
+test("prefill attention on quantized caches: the tiled kernel matches the per-row kernel over the same codes", { skip: !gpu && reason }, async () => {
+  const rng = new Rng(23);
+  const [heads, kvHeads] = [4, 2];
+  for (const format of ["int8", "int4", "razer", "nvfp4"] as const) {
+    for (const [d, rows, pos0] of [[64, 45, 20], [128, 33, 0]] as const) {
+      const what = `${format} d=${d} rows=${rows} pos0=${pos0}`;
+      const n = (pos0 + rows) * kvHeads * d;
+      const [k, v, q] = [randoms(n, rng, 3), randoms(n, rng), randoms(rows * heads * d, rng)];
+      const tiled = await attend(gpu!, true, q, k, v, rows, pos0, heads, kvHeads, d, format);
+      const perRow = await attend(gpu!, false, q, k, v, rows, pos0, heads, kvHeads, d, format);
+      assert.equal(tiled.dispatches, 1, `${what}: one dispatch`);
+      for (let i = 0; i < perRow.out.length; i++) {
+        const tol = 2e-5 * (1 + Math.abs(perRow.out[i]!));
+        assert.ok(Math.abs(tiled.out[i]! - perRow.out[i]!) <= tol, `${what}: element ${i}: tiled ${tiled.out[i]}, per-row ${perRow.out[i]}`);
+      }
     }
   }
 });
