@@ -1,5 +1,5 @@
 /**
- * Causal grouped-query attention for many query rows at once (prefill) over an f32 KV cache, tiled as
+ * Causal grouped-query attention for many query rows at once (prefill) over the GPU KV cache, tiled as
  * FlashAttention-2 does: a workgroup takes 32 consecutive query rows of one head, brings 16 positions of
  * K and V at a time into workgroup memory, and keeps an online softmax per row. Each K/V element is then
  * read from memory once per 32 rows, where kernels/attention.ts (one workgroup a row) reads it once a row:
@@ -7,7 +7,8 @@
  *
  * A row is 8 threads, each holding D/32 vec4s of q and of the output, interleaved (vec4 c of the row
  * belongs to thread c % 8) so that the 8 threads read consecutive vec4s of a K or V row. A score is the 8
- * partial dots summed by XOR shuffles in a subgroup, or through workgroup memory where subgroups are
+ * partial dots summed by XOR shuffles in a subgroup (which assumes, as kernels/lane-blocks.ts does, that
+ * invocations 8i..8i+7 are lanes of one subgroup), or through workgroup memory where subgroups are
  * missing or narrower than 8. Summation orders differ from kernels/attention.ts, so results agree to f32
  * rounding, not bit for bit; decode and batched decode (one row a sequence) keep that kernel. Quantized
  * caches (int8 and the 4-bit formats of kernels/kv.ts) are dequantized as their tile is loaded, value by
@@ -28,7 +29,7 @@ export const prefillAttentionFits = (headDim: number): boolean => headDim % 32 =
 
 /**
  * The cache's bindings (3.., as kernels/attention.ts has them) and loadK / loadV: vec4 c of the head row of
- * kv head h at position t, as f32. `kvHeads` is width / D.
+ * kv head h at position t, as f32 (kv heads a position: p.width / D).
  */
 function cacheReads(format: GpuKvFormat, headDim: number): string {
   const D4 = headDim / 4;
