@@ -7,16 +7,24 @@
  */
 import { after, test } from "node:test";
 import assert from "node:assert/strict";
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { loadModel } from "../../../src/load.js";
+import { ggufModelMetadata, spmVocabMetadata, syntheticSpmVocab, writeGguf } from "../../../src/io/gguf-writer.js";
+import { fastRandomTensors, randomLlamaConfig } from "../../../bench/make-random-gguf.js";
 import type { WebGpuBackend } from "../../../src/backend/webgpu/webgpu-backend.js";
 import { PREFILL_ROWS } from "../../../src/backend/webgpu/kernels/attention-prefill.js";
 import type { GpuKvFormat } from "../../../src/backend/webgpu/kernels/kv.js";
-import { Rng, openOrSkip, randoms, tensorOf } from "./helpers.js";
+import { Rng, assertClose, openOrSkip, randoms, tensorOf } from "./helpers.js";
 
 const { gpu, reason } = await openOrSkip();
 const noSubgroups = gpu ? await openOrSkip({ subgroups: false }) : { gpu: undefined, reason };
+const dir = mkdtempSync(join(tmpdir(), "frugal-prefill-attention-"));
 after(() => {
   gpu?.dispose();
   noSubgroups.gpu?.dispose();
+  rmSync(dir, { recursive: true, force: true });
 });
 
 /** out[r][h] = Σ_j softmax_j(q·k_j / √d) v_j over positions j <= pos0 + r of kv head h / (heads / kvHeads), in f64. */
@@ -101,5 +109,26 @@ test("prefill attention on quantized caches: the tiled kernel matches the per-ro
         assert.ok(Math.abs(tiled.out[i]! - perRow.out[i]!) <= tol, `${what}: element ${i}: tiled ${tiled.out[i]}, per-row ${perRow.out[i]}`);
       }
     }
+  }
+});
+
+test("a Llama's 70-token prefill on WebGPU: the tiled attention's logits match the CPU's at every position", { skip: !gpu && reason }, async () => {
+  const config = randomLlamaConfig({ dim: 256, layers: 2, hidden: 512, heads: 4, kvHeads: 2, vocab: 320, ctx: 96, tied: true });
+  const path = join(dir, "llama-f32.gguf");
+  await writeGguf(path, { ...ggufModelMetadata(config, "f32", "prefill-attention-test"), ...spmVocabMetadata(syntheticSpmVocab(config.vocabSize)) }, fastRandomTensors(config, "f32", 5));
+  const g = await openOrSkip();
+  const models = [await loadModel(path, { backend: g.gpu! }), await loadModel(path, { device: "cpu", threads: 1 })];
+  try {
+    const ids = Int32Array.from({ length: 70 }, (_, i) => (i * 53 + 7) % config.vocabSize);
+    const logits = async (m: (typeof models)[number]) => m.backend.read(m.network.forward(ids, 0, m.network.newCache(80), true));
+    const cpu = await logits(models[1]!);
+    const tiled = await logits(models[0]!);
+    g.gpu!.prefillAttention = false;
+    const perRow = await logits(models[0]!);
+    assertClose(tiled, cpu, "tiled prefill attention vs CPU", 1e-3, 1e-4);
+    assertClose(perRow, cpu, "per-row attention vs CPU", 1e-3, 1e-4);
+    assert.ok(tiled.some((v, i) => v !== perRow[i]), "the tiled kernel ran (its bits differ from the per-row kernel's)");
+  } finally {
+    for (const m of models) m.dispose();
   }
 });
