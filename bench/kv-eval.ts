@@ -154,6 +154,9 @@ const ROWS: Row[] = [
   ...S8_8X,
   // the selection set's pick and the three earlier picks, for the held-out set (--offset 64)
   ...[...S8_8X.filter((r) => r.label === S8_PICK), ...S8_8X.filter((r) => /^(s6|r1|r3): /.test(r.label))].map((r): Row => ({ ...r, family: "s8-heldout" })),
+  // the held-out pick's two halves apart: its selection on an f32 cache, its formats with every position kept
+  { label: "streaming keep=0.49 dense0=0 pyramid=-0.5", kv: "streaming:keep=0.49,dense0=0,pyramid=-0.5", family: "s8-split", keep: 0.49 },
+  { label: "k=int4g64-rot,v=fp3-razer-g32-rot KV", kv: "dense", format: "k=int4g64-rot,v=fp3-razer-g32-rot", family: "s8-split" },
   // TokenButler against H2O and SnapKV at 50% sparsity (f32 cache): the spec's v1 rule, the labeled window variant,
   // and StreamingLLM for reference
   ...(["tokenbutler:keep=0.5", "tokenbutler:keep=0.5,window=0.75", "h2o:keep=0.5", "snapkv:keep=0.5", "streaming:keep=0.5"] as const).map((kv): Row => ({
