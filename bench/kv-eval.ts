@@ -23,6 +23,7 @@ import { isKvStore } from "../src/kv/store.js";
 import { kvCodecs } from "../src/kv/format.js";
 import type { KVCache } from "../src/backend/backend.js";
 import { lineChartSvg, markdownTable } from "../src/eval/plot.js";
+import { pairedDeltaPpl } from "../src/eval/paired-bootstrap.js";
 import { ProgressBar } from "../src/cli/progress.js";
 
 interface Row {
@@ -39,6 +40,26 @@ interface Row {
 
 const KEEPS = [0.5, 0.25, 0.125];
 const sel = (name: string, extra = "") => KEEPS.map((k): Row => ({ label: `${name} keep=${k}`, kv: `${name}:keep=${k}${extra}`, family: name, keep: k }));
+
+/** Session 8's 8x candidates (family "s8-8x"; docs/kv-cache.md, "Session 8: large window sets"). */
+const S8_8X: Row[] = [
+  { label: "s6: streaming keep=0.5 + fp3-razer-g32-rot", kv: "streaming:keep=0.5", format: "fp3-razer-g32-rot", family: "s8-8x", keep: 0.5 },
+  ...([
+    [0, "fp3-razer-g32-rot", "r1: "],
+    [-0.25, "fp3-razer-g32-rot", "r3: "],
+    [-0.5, "fp3-razer-g32-rot", ""],
+    [-0.25, "int3g64-rot", ""],
+    [-0.5, "int3g64-rot", ""],
+  ] as const).map(([t, v, tag]): Row => ({
+    label: `${tag}streaming keep=0.49 dense0=0${t ? ` pyramid=${t}` : ""} + k=int4g64-rot,v=${v}`,
+    kv: `streaming:keep=0.49,dense0=0${t ? `,pyramid=${t}` : ""}`, format: `k=int4g64-rot,v=${v}`, family: "s8-8x", keep: 0.49,
+  })),
+];
+/**
+ * The pick, by the rule written before the held-out run: the lowest pooled Δppl on the selection set (--offset 16
+ * --windows 24) among the candidates measured there at <= 1,024 B/token.
+ */
+const S8_PICK = "streaming keep=0.49 dense0=0 pyramid=-0.5 + k=int4g64-rot,v=fp3-razer-g32-rot";
 
 /** Every row of the tables, in order. One line a method. */
 const ROWS: Row[] = [
@@ -126,6 +147,21 @@ const ROWS: Row[] = [
   ...[0.25, 0.5, -0.25, -0.5].map((t): Row => ({ label: `streaming keep=0.49 dense0=0 pyramid=${t}`, kv: `streaming:keep=0.49,dense0=0,pyramid=${t}`, family: t > 0 ? "8x-pyramid-f32" : "8x-pyramid-f32-inv", keep: 0.49 })),
   ...[-0.25].map((t): Row => ({ label: `streaming keep=0.49 dense0=0 pyramid=${t} + k=int4g64-rot,v=fp3-razer-g32-rot`, kv: `streaming:keep=0.49,dense0=0,pyramid=${t}`, format: "k=int4g64-rot,v=fp3-razer-g32-rot", family: "8x-pyramid", keep: 0.49 })),
   ...["int3g64", "fp3-razer"].map((f): Row => ({ label: `tokenbutler keep=0.5 window=0.75 + ${f}`, kv: "tokenbutler:keep=0.5,window=0.75", format: f, family: "8x-3bit-tokenbutler", keep: 0.5, models: ["base"] })),
+  // session 8 (docs/kv-cache.md, "Session 8: large window sets"): the 8x candidates, picked on the selection set
+  // (--offset 16) by the lowest pooled Δppl among rows <= 1,024 B/token: session 6's pick, rounds 1 and 3 of
+  // session 7, and the grid around them (keep 0.49, layer 0 windowed, pyramid 0/-0.25/-0.5, 4.5-bit keys with
+  // either 3.5-bit value format; 4.5-bit values or lower keeps do not fit or only drop positions)
+  ...S8_8X,
+  // the selection set's pick and the three earlier picks, for the held-out set (--offset 64)
+  ...[...S8_8X.filter((r) => r.label === S8_PICK), ...S8_8X.filter((r) => /^(s6|r1|r3): /.test(r.label))].map((r): Row => ({ ...r, family: "s8-heldout" })),
+  // the held-out pick's two halves apart: its selection on an f32 cache, its formats with every position kept
+  { label: "streaming keep=0.49 dense0=0 pyramid=-0.5", kv: "streaming:keep=0.49,dense0=0,pyramid=-0.5", family: "s8-split", keep: 0.49 },
+  { label: "k=int4g64-rot,v=fp3-razer-g32-rot KV", kv: "dense", format: "k=int4g64-rot,v=fp3-razer-g32-rot", family: "s8-split" },
+  // TokenButler against H2O and SnapKV at 50% sparsity (f32 cache): the spec's v1 rule, the labeled window variant,
+  // and StreamingLLM for reference
+  ...(["tokenbutler:keep=0.5", "tokenbutler:keep=0.5,window=0.75", "h2o:keep=0.5", "snapkv:keep=0.5", "streaming:keep=0.5"] as const).map((kv): Row => ({
+    label: kv.replace(":", " ").replace(",", " "), kv, family: "s8-keep0.5", keep: 0.5, ...(kv.startsWith("tokenbutler") ? { models: ["base"] } : {}),
+  })),
 ];
 
 const MODELS: Record<string, { path: string; title: string }> = {
@@ -143,6 +179,10 @@ const SPEED_STEPS = Number(arg("--speed-steps", "32"));
 const ONLY = arg("--only", "");
 /** Windows skipped from the start of the text: a held-out set for rules chosen on the first windows. */
 const OFFSET = Number(arg("--offset", "0"));
+/** Results as JSON (also after every row, to FILE.partial, so a long run's rows survive it). */
+const JSON_OUT = args.includes("--json") ? arg("--json", "kv-eval.json") : "";
+/** Seed of the bootstrap's window draws (fixed: an interval reproduces from the same per-window NLLs). */
+const BOOTSTRAP_SEED = 1;
 
 interface Result {
   model: string;
@@ -157,6 +197,12 @@ interface Result {
   attended: number;
   ratio: number;
   decodeRatio?: number;
+  /** Summed NLL (nats) and scored tokens of each window, in window order: what the interval resamples. */
+  windowNll: number[];
+  windowTokens: number[];
+  /** Paired bootstrap 95% interval over windows of Δppl against dense (same windows, fixed seed). */
+  ciLo?: number;
+  ciHi?: number;
 }
 
 function softmaxNll(row: Float32Array, target: number): number {
@@ -167,12 +213,14 @@ function softmaxNll(row: Float32Array, target: number): number {
   return max + Math.log(sum) - row[target]!;
 }
 
-async function perplexity(model: Model, windows: number[][], row: Row, onStep: () => void): Promise<{ ppl: number; bytes: number; attended: number }> {
+async function perplexity(model: Model, windows: number[][], row: Row, onStep: () => void): Promise<{ ppl: number; bytes: number; attended: number; windowNll: number[]; windowTokens: number[] }> {
   const net = model.network;
   model.setKv(row.kv, row.format ?? "f32");
   const cache: KVCache = net.newCache(CTX);
   let nll = 0, count = 0, bytes = 0;
+  const windowNll: number[] = [], windowTokens: number[] = [];
   for (const w of windows) {
+    const nll0 = nll, count0 = count;
     // a format-only row attends to every position over the same dequantized rows in prefill and decode,
     // so one forward scores the window exactly as decode steps would (and far faster on the host path)
     const prefill = row.keep === undefined && row.format !== undefined ? w.length : PREFILL;
@@ -188,11 +236,12 @@ async function perplexity(model: Model, windows: number[][], row: Row, onStep: (
       onStep();
     }
     if (prefill === w.length) for (let t = PREFILL; t < w.length; t++) onStep();
+    windowNll.push(nll - nll0), windowTokens.push(count - count0);
     bytes += isKvStore(cache) ? cache.bytes() / cache.length : denseBytes(model);
   }
   const usage = (cache as { usage?: { attended: number; visible: number } }).usage;
   const attended = usage && usage.visible > 0 ? usage.attended / usage.visible : 1;
-  return { ppl: Math.exp(nll / count), bytes: bytes / windows.length, attended };
+  return { ppl: Math.exp(nll / count), bytes: bytes / windows.length, attended, windowNll, windowTokens };
 }
 
 function denseBytes(model: Model): number {
@@ -234,12 +283,15 @@ async function evalModel(key: string): Promise<Result[]> {
     const results: Result[] = [];
     for (const row of rows) {
       const m = await perplexity(model, windows, row, () => bar.update(`${spec.title} ${row.label}`, ++done, total));
-      results.push({ model: spec.title, label: row.label, kv: row.kv, format: row.format ?? "f32", family: row.family, ppl: m.ppl, bytesPerToken: m.bytes, attended: m.attended, ratio: 0 });
+      results.push({ model: spec.title, label: row.label, kv: row.kv, format: row.format ?? "f32", family: row.family, ppl: m.ppl, bytesPerToken: m.bytes, attended: m.attended, ratio: 0, windowNll: m.windowNll, windowTokens: m.windowTokens });
+      if (JSON_OUT) writeFileSync(`${JSON_OUT}.partial`, JSON.stringify([...all, ...results], null, 1));
       // each row as it is measured (a long run's partial results survive it)
       process.stderr.write(`\n${spec.title} | ${row.label} | ${row.kv} | ${row.format ?? "f32"} | ppl ${m.ppl.toFixed(3)} | ${Math.round(m.bytes)} B/token\n`);
     }
     const dense = results[0]!;
     for (const r of results) {
+      const ci = pairedDeltaPpl({ nll: r.windowNll, tokens: r.windowTokens }, { nll: dense.windowNll, tokens: dense.windowTokens }, { seed: BOOTSTRAP_SEED });
+      (r.ciLo = ci.lo), (r.ciHi = ci.hi);
       const row = rows.find((x) => x.label === r.label)!;
       // selection: the nominal 1/keep, times the format's bytes ratio when the cache is quantized too
       // (a mixed format: the mean of its key and value rows of layers >= 1, those the selection acts on)
@@ -271,14 +323,21 @@ async function evalModel(key: string): Promise<Result[]> {
 function table(results: Result[]): string {
   const dense = results.find((r) => r.label === "dense")!;
   return markdownTable(
-    ["method", "--kv", "--kv-format", "compression ×", "KV bytes/token", "vs 16-bit ×", "attended %", "ppl", "Δppl vs dense", "decode speed vs dense"],
+    ["method", "--kv", "--kv-format", "compression ×", "KV bytes/token", "vs 16-bit ×", "attended %", "ppl", "Δppl vs dense", "95% interval (windows)", "decode speed vs dense"],
     results.map((r) => [
       // measured against a 16-bit cache of the same positions: half the f32 dense bytes
       r.label, r.kv, r.format, r.ratio.toFixed(2), Math.round(r.bytesPerToken), (dense.bytesPerToken / 2 / r.bytesPerToken).toFixed(2), (100 * r.attended).toFixed(1), r.ppl.toFixed(3),
-      `${r.ppl >= dense.ppl ? "+" : ""}${((100 * (r.ppl - dense.ppl)) / dense.ppl).toFixed(2)}%`, r.decodeRatio === undefined ? "not measured" : `${r.decodeRatio.toFixed(2)}×`,
+      `${r.ppl >= dense.ppl ? "+" : ""}${((100 * (r.ppl - dense.ppl)) / dense.ppl).toFixed(2)}%`, interval(r), r.decodeRatio === undefined ? "not measured" : `${r.decodeRatio.toFixed(2)}×`,
     ]),
-    [false, false, false, true, true, true, true, true, true, true],
+    [false, false, false, true, true, true, true, true, true, true, true],
   );
+}
+
+/** "[lo, hi]" in percent, signed: the paired bootstrap interval of a row's Δppl. */
+function interval(r: Result): string {
+  if (r.ciLo === undefined || r.ciHi === undefined) return "not measured";
+  const pct = (v: number) => `${v >= 0 ? "+" : ""}${(100 * v).toFixed(2)}%`;
+  return `[${pct(r.ciLo)}, ${pct(r.ciHi)}]`;
 }
 
 function chart(results: Result[], title: string): string {
@@ -299,7 +358,8 @@ function chart(results: Result[], title: string): string {
 const keys = arg("--models", "base,stories").split(",");
 const all: Result[] = [];
 let md = `Generated by \`node dist/bench/kv-eval.js${args.length ? " " + args.join(" ") : ""}\` (${new Date().toISOString().slice(0, 10)}, CPU, ${WINDOWS} windows × ${CTX} tokens, ` +
-  `prefill ${PREFILL}, perplexity of the ${WINDOWS * (CTX - PREFILL)} decoded tokens; decode speed: ${SPEED_REPS > 0 ? `median of ${SPEED_REPS} interleaved runs of ${SPEED_STEPS} steps` : "not measured"}).\n`;
+  `prefill ${PREFILL}, perplexity of the ${WINDOWS * (CTX - PREFILL)} decoded tokens; 95% interval of Δppl: paired bootstrap over windows, 10,000 draws, seed ${BOOTSTRAP_SEED}; ` +
+  `decode speed: ${SPEED_REPS > 0 ? `median of ${SPEED_REPS} interleaved runs of ${SPEED_STEPS} steps` : "not measured"}).\n`;
 for (const key of keys) {
   const results = await evalModel(key);
   all.push(...results);
@@ -327,4 +387,4 @@ if (formats.length > 1 && !args.includes("--md")) {
   });
   fillSection("docs/quantization.md", "kv-formats", `\n${markdownTable(["model", "--kv-format", "KV bytes/token", "vs f32", "ppl", "Δppl vs f32 KV"], rows, [false, false, true, true, true, true])}`);
 }
-if (args.includes("--json")) writeFileSync(arg("--json", "kv-eval.json"), JSON.stringify(all, null, 1));
+if (JSON_OUT) writeFileSync(JSON_OUT, JSON.stringify(all, null, 1));
